@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Install everything the gateway needs on a fresh Debian/Ubuntu machine with Python,
+# pip and apt: system packages, a virtual environment in .venv, the project with pinned
+# dependencies (constraints.txt), and the real sample slide.
+#
+#   scripts/bootstrap.sh demo   # what `make demo` needs (DCMTK, libturbojpeg)
+#   scripts/bootstrap.sh test   # plus the test peers: Orthanc, dicom3tools, Redis, PostgreSQL
+#
+# Idempotent: re-running skips what is already installed.
+set -euo pipefail
+
+profile=${1:-demo}
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+
+apt_demo=(libturbojpeg0 dcmtk)
+apt_test=(orthanc orthanc-dicomweb dicom3tools redis-server postgresql iproute2 openssl)
+
+want=("${apt_demo[@]}")
+[ "$profile" = test ] && want+=("${apt_test[@]}")
+
+missing=()
+for pkg in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "installing system packages: ${missing[*]}"
+  # policy-rc.d keeps Debian from starting services (Orthanc, Redis, PostgreSQL) on
+  # install: the tests start their own instances on loopback.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo chmod +x /usr/sbin/policy-rc.d
+    trap '$sudo rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+stamp=.venv/.installed-$profile
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+  extras=""
+  [ "$profile" = test ] && extras="[dev]"
+  echo "installing Python packages into .venv (a few minutes the first time)"
+  .venv/bin/python -m pip install -q -c constraints.txt -e ".${extras}" 2>&1 | grep -v "is ignored" || true
+  .venv/bin/python -c "import ihgamp_core, gateway, torch, open_clip, wsidicom, openslide" \
+    || { echo "bootstrap: the Python install is incomplete" >&2; exit 1; }
+  touch "$stamp"
+fi
+
+.venv/bin/python scripts/fetch_sample_data.py

@@ -1,0 +1,1 @@
+"""Command-line interface (``ihgamp``): one module per command group."""

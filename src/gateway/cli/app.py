@@ -1,0 +1,50 @@
+"""The ``ihgamp`` command: one sub-command per file in this package."""
+
+from __future__ import annotations
+
+import typer
+
+from ihgamp_core import __version__
+
+from .demo import demo, sample_data
+from .score import score
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="ihgamp",
+    help=(
+        "IHGAMP pathology AI gateway: receives whole-slide images over DICOM, estimates "
+        "homologous-recombination deficiency (HRD) from H&E morphology, and returns DICOM SR "
+        "and FHIR results. A screening/triage aid to prioritise confirmatory molecular "
+        "testing, not a companion diagnostic."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ihgamp {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """IHGAMP pathology AI gateway."""
+
+
+app.command("score")(score)
+app.command("demo")(demo)
+app.command("sample-data")(sample_data)
+
+
+def main() -> None:
+    """Entry point of the ``ihgamp`` console script."""
+    app()

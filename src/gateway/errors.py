@@ -1,0 +1,58 @@
+"""Exceptions raised by the gateway.
+
+::
+
+    GatewayError
+    ├── ConfigError           the configuration is invalid (names the key)
+    ├── SpoolError            the spool cannot store an instance
+    │   └── DiskFullError     free space is below the configured floor
+    ├── CatalogError          the catalog database is unusable
+    ├── QueueError            the job queue cannot accept or hand out work
+    ├── DispatchError         a result could not be delivered to a destination
+    └── RemoteError           a remote PACS or FHIR server refused or failed a request
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CatalogError",
+    "ConfigError",
+    "DiskFullError",
+    "DispatchError",
+    "GatewayError",
+    "QueueError",
+    "RemoteError",
+    "SpoolError",
+]
+
+
+class GatewayError(Exception):
+    """Root of every error the gateway raises deliberately."""
+
+
+class ConfigError(GatewayError):
+    """The configuration is invalid; the message names the key."""
+
+
+class SpoolError(GatewayError):
+    """An instance cannot be stored in the spool."""
+
+
+class DiskFullError(SpoolError):
+    """Free disk space is below the configured floor."""
+
+
+class CatalogError(GatewayError):
+    """The catalog database cannot be used."""
+
+
+class QueueError(GatewayError):
+    """The job queue cannot accept or hand out work."""
+
+
+class DispatchError(GatewayError):
+    """A result could not be delivered to a destination."""
+
+
+class RemoteError(GatewayError):
+    """A remote node (PACS, FHIR server) refused or failed a request."""

@@ -1,0 +1,1 @@
+"""Synthetic H&E slides and the bundled sample cases (deterministic, no patient data)."""

@@ -1,0 +1,137 @@
+"""``ihgamp score`` and ``ihgamp demo`` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gateway.cli.app import app
+from ihgamp_core.synthetic.samples import SampleCase
+
+runner = CliRunner()
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def _assert_clean_error(code: int, output: str, *phrases: str) -> None:
+    assert code == 2, output
+    assert "error:" in output and "Traceback" not in output
+    for phrase in phrases:
+        assert phrase in " ".join(output.split()), output
+
+
+@pytest.mark.unit
+def test_help_explains_every_option() -> None:
+    code, output = _run("score", "--help")
+    assert code == 0
+    for option in ("--case-id", "--out", "--device", "--max-tiles", "--backbone-checkpoint",
+                   "--head", "--mpp"):  # fmt: skip
+        assert option in output
+
+
+@pytest.mark.unit
+def test_truncated_slide(tmp_path: Path, slide_factory: Callable[..., Path]) -> None:
+    data = slide_factory().read_bytes()
+    bad = tmp_path / "cut.svs"
+    bad.write_bytes(data[:2000])
+    code, output = _run("score", str(bad))
+    _assert_clean_error(code, output, "cut.svs")
+
+
+@pytest.mark.unit
+def test_non_slide_file(tmp_path: Path) -> None:
+    path = tmp_path / "report.pdf"
+    path.write_bytes(b"%PDF-1.4 not a slide")
+    _assert_clean_error(*_run("score", str(path)), "not a slide")
+
+
+@pytest.mark.unit
+def test_dicom_that_is_not_wsi(tmp_path: Path) -> None:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = MRImageStorage
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds.SeriesInstanceUID = generate_uid()
+    ds.save_as(tmp_path / "mr.dcm", enforce_file_format=True)
+    _assert_clean_error(*_run("score", str(tmp_path / "mr.dcm")), "MR Image Storage")
+
+
+@pytest.mark.unit
+def test_empty_folder_and_missing_path(tmp_path: Path) -> None:
+    _assert_clean_error(*_run("score", str(tmp_path)), "no slides found")
+    _assert_clean_error(*_run("score", str(tmp_path / "nope.svs")), "no such file")
+
+
+@pytest.mark.unit
+def test_missing_head(
+    tmp_path: Path, samples_root: Path, sample_cases: dict[str, SampleCase]
+) -> None:
+    slide = samples_root / sample_cases["DEMO-001"].svs[0]
+    code, output = _run("score", str(slide), "--head", str(tmp_path))
+    _assert_clean_error(code, output, "no head artifact")
+
+
+@pytest.mark.unit
+def test_unknown_device(samples_root: Path, sample_cases: dict[str, SampleCase]) -> None:
+    slide = samples_root / sample_cases["DEMO-001"].svs[0]
+    _assert_clean_error(*_run("score", str(slide), "--device", "tpu"), "unknown device")
+
+
+@pytest.mark.slow
+def test_score_writes_the_json_result(
+    tmp_path: Path, samples_root: Path, sample_cases: dict[str, SampleCase]
+) -> None:
+    out = tmp_path / "r" / "result.json"
+    slide = samples_root / sample_cases["DEMO-001"].dicom[0]
+    code, output = _run(
+        "score", str(slide), "--case-id", "C1", "--max-tiles", "2", "--min-tiles", "1",
+        "--device", "cpu", "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    assert code == 0, output
+    data = json.loads(out.read_text())
+    assert data["case_id"] == "C1" and data["n_tiles"] == 2
+    assert data["model"]["demo"] is True
+    assert "not for clinical use" in output
+    assert data["call"] in {"hrd-likely", "hrd-unlikely"}
+
+
+@pytest.mark.slow
+def test_demo_command_end_to_end(tmp_path: Path, samples_root: Path) -> None:
+    """The README's main command, as a subprocess (offline engine demo)."""
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "demo", "--out", str(tmp_path), "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = {p.stem: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
+    assert set(results) == {"DEMO-001", "DEMO-002", "CMU-1-SMALL"}
+    # The demo head has learnt the synthetic signal: the HRD-like case scores higher.
+    assert results["DEMO-001"]["probability"] > results["DEMO-002"]["probability"]
+    assert results["DEMO-001"]["call"] == "hrd-likely"
+    assert results["DEMO-002"]["call"] == "hrd-unlikely"
+    for data in results.values():
+        assert data["tiling"]["max_tiles"] == 32
+        assert all(s["tiles_used"] <= 32 for s in data["slides"])
+    assert "IHGAMP demo results" in proc.stdout
+    assert "not for clinical use" in proc.stdout
