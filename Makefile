@@ -19,8 +19,8 @@ install-test:
 
 # Faster loops while developing (assume `make install-test` has run).
 lint:
-	.venv/bin/ruff format --check src tests sample_data scripts
-	.venv/bin/ruff check src tests sample_data scripts
+	.venv/bin/ruff format --check src tests sample_data scripts bench
+	.venv/bin/ruff check src tests sample_data scripts bench
 
 typecheck:
 	.venv/bin/mypy

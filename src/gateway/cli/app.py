@@ -8,6 +8,8 @@ from ihgamp_core import __version__
 
 from .demo import demo, sample_data
 from .score import score
+from .serve import config_app, serve
+from .status import complete, rescore, status
 
 __all__ = ["app", "main"]
 
@@ -40,6 +42,11 @@ def _root(
     """IHGAMP pathology AI gateway."""
 
 
+app.command("serve")(serve)
+app.command("status")(status)
+app.command("rescore")(rescore)
+app.command("complete")(complete)
+app.add_typer(config_app, name="config")
 app.command("score")(score)
 app.command("demo")(demo)
 app.command("sample-data")(sample_data)

@@ -32,6 +32,7 @@ __all__ = [
     "console",
     "fail",
     "handle_errors",
+    "model_lines",
     "results_table",
     "setup_logging",
 ]
@@ -128,23 +129,37 @@ def scoring_progress(enabled: bool = True) -> Iterator[RichScoringProgress | Non
 _CALL_STYLE = {Call.HRD_LIKELY: "bold red", Call.HRD_UNLIKELY: "green", Call.NO_CALL: "yellow"}
 
 
-def results_table(results: Sequence[CaseResult], title: str = "HRD estimates") -> Table:
-    """One row per case: tiles, tissue, probability, call, QC flags, model."""
-    table = Table(title=title, show_lines=True)
-    table.add_column("Case", no_wrap=True)
+def results_table(
+    results: Sequence[CaseResult],
+    title: str = "HRD estimates",
+    labels: Sequence[str] | None = None,
+) -> Table:
+    """One row per case: tiles, tissue, probability, call, QC flags, model.
+
+    Parameters
+    ----------
+    results : sequence of CaseResult
+        The results.
+    title : str
+        Table title.
+    labels : sequence of str, optional
+        Names for the rows instead of the results' case ids.
+    """
+    table = Table(title=title, show_lines=False)
+    table.add_column("Case", overflow="fold")
     table.add_column("Slides", justify="right")
     table.add_column("Tiles used", justify="right")
     table.add_column("Tissue fraction", justify="right")
     table.add_column("P(HRD)", justify="right")
     table.add_column("Threshold", justify="right")
     table.add_column("Call")
-    table.add_column("QC flags")
-    table.add_column("Model")
-    for r in results:
+    table.add_column("QC flags", overflow="fold")
+    table.add_column("Model", overflow="fold")
+    for index, r in enumerate(results):
         tissue = ", ".join(f"{s.tissue_fraction:.2f}" for s in r.slides)
         prob = "-" if r.probability is None else f"{r.probability:.3f}"
         table.add_row(
-            r.case_id,
+            labels[index] if labels else r.case_id,
             str(len(r.slides)),
             str(r.n_tiles),
             tissue,
@@ -152,6 +167,15 @@ def results_table(results: Sequence[CaseResult], title: str = "HRD estimates") -
             f"{r.threshold:.3f}",
             f"[{_CALL_STYLE[r.call]}]{r.call}[/]",
             ", ".join(str(f) for f in r.qc_flags) or "none",
-            f"{r.model.display_name}\n{r.model.backbone.describe()} / preset {r.model.preset}",
+            f"{r.model.head_version} ({r.model.preset})" + (" DEMO" if r.model.demo else ""),
         )
     return table
+
+
+def model_lines(result: CaseResult) -> str:
+    """Describe the model of a result in two lines (printed under a results table)."""
+    style = "bold yellow" if result.model.demo else "bold"
+    return (
+        f"[{style}]model: {result.model.display_name}[/]\n"
+        f"backbone: {result.model.backbone.describe()}; preset: {result.model.preset}"
+    )

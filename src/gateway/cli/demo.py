@@ -12,10 +12,17 @@ import typer
 from ihgamp_core.result import CaseResult, result_to_json
 from ihgamp_core.scoring import ScoringOptions
 from ihgamp_core.slide import discover_slides
-from ihgamp_core.synthetic.samples import build_samples
+from ihgamp_core.synthetic.samples import SampleCase, build_samples
 
 from ..models import load_engine, repo_root
-from .common import console, handle_errors, results_table, scoring_progress, setup_logging
+from .common import (
+    console,
+    handle_errors,
+    model_lines,
+    results_table,
+    scoring_progress,
+    setup_logging,
+)
 
 __all__ = ["DEMO_MAX_TILES", "demo", "sample_data"]
 
@@ -46,7 +53,9 @@ def sample_data(
 
 @handle_errors
 def demo(
-    out: Annotated[Path, typer.Option(help="Folder for the JSON results.")] = Path("demo-output"),
+    out: Annotated[
+        Path, typer.Option(help="Folder for the JSON results (offline) / the demo gateway's files.")
+    ] = Path("demo-output"),
     samples: Annotated[
         Path | None, typer.Option(help="Sample data folder (generated when missing).")
     ] = None,
@@ -54,12 +63,16 @@ def demo(
         int, typer.Option(help="Per-slide tile cap for the demo (the model's own cap is 2000).")
     ] = DEMO_MAX_TILES,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Score the files directly, without the gateway.")
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
-    """Score every bundled sample case offline with the DEMO model and print the results.
+    """Run the gateway end to end on the bundled sample cases with the DEMO model.
 
-    Each case's slides are read from their DICOM WSI copies; one JSON result per
-    case is written to --out.
+    Starts a gateway on loopback, sends each sample study to it with DCMTK's storescu,
+    waits until every study is received, complete and scored, prints the results and
+    shuts the gateway down. With --offline the engine scores the files directly.
     """
     setup_logging(verbose)
     root = samples or default_samples_dir()
@@ -69,6 +82,34 @@ def demo(
         f"[bold]IHGAMP demo[/]: {len(cases)} sample case(s); at most {max_tiles} tiles per slide "
         "so each case scores in under a minute on 2 CPU cores (the model's own cap is 2000)."
     )
+    if offline:
+        results = _offline(root, cases, out, max_tiles, device)
+    else:
+        from ..demo import run_network_demo
+
+        outcomes = run_network_demo(
+            root, cases, out.resolve() / "gateway", max_tiles, device, report=console.print
+        )
+        failed = [o for o in outcomes if o.result is None]
+        for o in failed:
+            console.print(f"[red]{o.case_id}: {o.state}: {o.reason}[/]")
+        results = [o.result for o in outcomes if o.result is not None]
+        labels = [o.case_id for o in outcomes if o.result is not None]
+        console.print(results_table(results, title="IHGAMP demo results", labels=labels))
+        if results:
+            console.print(model_lines(results[0]))
+        console.print(f"results in {out.resolve() / 'gateway' / 'outbox'}")
+        if failed:
+            raise typer.Exit(1)
+        return
+    console.print(results_table(results, title="IHGAMP demo results"))
+    if results:
+        console.print(model_lines(results[0]))
+
+
+def _offline(
+    root: Path, cases: list[SampleCase], out: Path, max_tiles: int, device: str
+) -> list[CaseResult]:
     engine = load_engine(device=device)
     options = ScoringOptions(max_tiles=max_tiles)
     out.mkdir(parents=True, exist_ok=True)
@@ -86,6 +127,5 @@ def demo(
             f"{time.perf_counter() - started:.1f} s"
         )
         results.append(result)
-    console.print(results_table(results, title="IHGAMP demo results"))
-    console.print(f"[bold yellow]{engine.model.display_name}[/]")
     console.print(f"JSON results in {out.resolve()}")
+    return results

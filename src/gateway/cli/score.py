@@ -13,7 +13,14 @@ from ihgamp_core.scoring import ScoringOptions
 from ihgamp_core.slide import discover_slides
 
 from ..models import load_engine
-from .common import console, handle_errors, results_table, scoring_progress, setup_logging
+from .common import (
+    console,
+    handle_errors,
+    model_lines,
+    results_table,
+    scoring_progress,
+    setup_logging,
+)
 
 __all__ = ["score"]
 
@@ -77,8 +84,7 @@ def score(
                 slides, case_id or Path(sources[0].label).name, options, progress=bar
             )
     console.print(results_table([result]))
-    if result.model.demo:
-        console.print(f"[bold yellow]{result.model.display_name}[/]")
+    console.print(model_lines(result))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(result_to_json(result))

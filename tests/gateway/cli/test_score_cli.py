@@ -112,8 +112,10 @@ def test_score_writes_the_json_result(
 
 
 @pytest.mark.slow
-def test_demo_command_end_to_end(tmp_path: Path, samples_root: Path) -> None:
-    """The README's main command, as a subprocess (offline engine demo)."""
+def test_demo_command_end_to_end(
+    tmp_path: Path, samples_root: Path, sample_cases: dict[str, SampleCase]
+) -> None:
+    """The README's main command, as a subprocess: gateway + storescu + scoring."""
     env = {**os.environ, "COLUMNS": "200"}
     proc = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "demo", "--out", str(tmp_path), "--device", "cpu"],
@@ -124,14 +126,30 @@ def test_demo_command_end_to_end(tmp_path: Path, samples_root: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    results = {p.stem: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
+    outbox = tmp_path / "gateway" / "outbox"
+    results = {}
+    for case_id, case in sample_cases.items():
+        path = outbox / case.identity["study_instance_uid"] / "result.json"
+        results[case_id] = json.loads(path.read_text())
     assert set(results) == {"DEMO-001", "DEMO-002", "CMU-1-SMALL"}
     # The demo head has learnt the synthetic signal: the HRD-like case scores higher.
     assert results["DEMO-001"]["probability"] > results["DEMO-002"]["probability"]
     assert results["DEMO-001"]["call"] == "hrd-likely"
     assert results["DEMO-002"]["call"] == "hrd-unlikely"
+    assert len(results["DEMO-002"]["slides"]) == 2
     for data in results.values():
         assert data["tiling"]["max_tiles"] == 32
         assert all(s["tiles_used"] <= 32 for s in data["slides"])
+    assert "sent 2 slide(s) with storescu" in proc.stdout
     assert "IHGAMP demo results" in proc.stdout
     assert "not for clinical use" in proc.stdout
+
+
+@pytest.mark.slow
+def test_offline_demo(tmp_path: Path, samples_root: Path) -> None:
+    code, output = _run("demo", "--offline", "--out", str(tmp_path), "--max-tiles", "2",
+                        "--device", "cpu")  # fmt: skip
+    assert code == 0, output
+    assert sorted(p.stem for p in tmp_path.glob("*.json")) == [
+        "CMU-1-SMALL", "DEMO-001", "DEMO-002",
+    ]  # fmt: skip

@@ -1,0 +1,509 @@
+"""The catalog: what arrived, in which state each study is, and the job queue's rows.
+
+SQLAlchemy 2 over SQLite (WAL, ``synchronous=FULL`` so a commit is on disk before a
+C-STORE is acknowledged) or PostgreSQL, with the same code. Every method runs in its
+own short transaction and is safe to call from many threads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, func, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..errors import CatalogError
+from .migrations import migrate
+from .schema import Association, Instance, Series, Study, StudyState
+
+__all__ = [
+    "ALLOWED_TRANSITIONS",
+    "Catalog",
+    "InstanceRecord",
+    "RecordOutcome",
+    "SeriesSnapshot",
+    "StudySnapshot",
+    "utcnow",
+]
+
+logger = logging.getLogger(__name__)
+
+WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
+
+S = StudyState
+ALLOWED_TRANSITIONS: dict[str, set[str]] = {
+    S.RECEIVING: {S.COMPLETE, S.IGNORED, S.FAILED},
+    S.COMPLETE: {S.QUEUED, S.FAILED, S.RECEIVING},
+    S.QUEUED: {S.SCORING, S.FAILED, S.RECEIVING, S.QUEUED},
+    S.SCORING: {S.SCORED, S.FAILED, S.QUEUED, S.RECEIVING},
+    S.SCORED: {S.QUEUED, S.RECEIVING},
+    S.FAILED: {S.QUEUED, S.RECEIVING},
+    S.IGNORED: {S.RECEIVING, S.QUEUED},
+}
+
+
+def utcnow() -> dt.datetime:
+    """Return the current time, timezone-aware UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """What the receiver learnt about one stored instance."""
+
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    modality: str | None
+    accession_number: str | None
+    image_flavor: str | None
+    pixel_spacing_um: float | None
+    path: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    """Result of recording an instance."""
+
+    duplicate: bool
+    version: int
+    reopened: bool
+
+
+@dataclass(frozen=True)
+class SeriesSnapshot:
+    """A series as the completion logic sees it."""
+
+    series_uid: str
+    sop_class_uid: str
+    instance_count: int
+    finest_volume_mpp: float | None
+    last_received_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class StudySnapshot:
+    """A study with its series, for completion checks and status listings."""
+
+    study_uid: str
+    accession_number: str | None
+    state: str
+    state_reason: str | None
+    forced: bool
+    first_received_at: dt.datetime
+    last_received_at: dt.datetime
+    completed_at: dt.datetime | None
+    scored_at: dt.datetime | None
+    result_path: str | None
+    result_call: str | None
+    result_probability: float | None
+    series: tuple[SeriesSnapshot, ...]
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class Catalog:
+    """Access to the catalog database.
+
+    Parameters
+    ----------
+    url : str
+        ``sqlite:///PATH`` or ``postgresql+psycopg://USER@HOST:PORT/DB``.
+    migrate_schema : bool
+        Apply pending migrations on open (the default).
+
+    Raises
+    ------
+    CatalogError
+        If the database cannot be opened or migrated.
+    """
+
+    def __init__(self, url: str, migrate_schema: bool = True) -> None:
+        self.url = url
+        try:
+            if url.startswith("sqlite:///"):
+                db_path = Path(url[len("sqlite:///") :])
+                db_path.parent.mkdir(parents=True, exist_ok=True)
+                self.engine: Engine = create_engine(
+                    url, connect_args={"check_same_thread": False, "timeout": 30}
+                )
+                event.listen(self.engine, "connect", _sqlite_pragmas)
+            else:
+                self.engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+            self.schema_version = migrate(self.engine) if migrate_schema else 0
+        except OperationalError as exc:
+            raise CatalogError(f"cannot open the catalog at {_redact(url)}: {exc.orig}") from exc
+
+    def close(self) -> None:
+        """Release database connections."""
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """Yield a session in a transaction, committed on success."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    # -- associations ---------------------------------------------------------------
+
+    def open_association(
+        self, calling_ae: str, called_ae: str, host: str, port: int, tls: bool
+    ) -> int:
+        """Record an association request; return its audit id."""
+        with self.session() as s:
+            row = Association(
+                calling_ae=calling_ae, called_ae=called_ae, peer_host=host, peer_port=port,
+                tls=tls, started_at=utcnow(),
+            )  # fmt: skip
+            s.add(row)
+            s.flush()
+            return int(row.id)
+
+    def set_association_result(self, assoc_id: int, result: str, reason: str | None = None) -> None:
+        """Record accepted/rejected (with the reason)."""
+        with self.session() as s:
+            s.execute(
+                update(Association)
+                .where(Association.id == assoc_id)
+                .values(result=result, reason=reason)
+            )
+
+    def close_association(self, assoc_id: int, outcome: str | None = None) -> None:
+        """Record the end of an association (released / aborted / closed)."""
+        with self.session() as s:
+            row = s.get(Association, assoc_id)
+            if row is None:
+                return
+            row.ended_at = utcnow()
+            if outcome and row.result in ("requested", "accepted"):
+                row.result = outcome
+
+    def count_failed_store(self, assoc_id: int | None) -> None:
+        """Count one refused C-STORE on the association."""
+        if assoc_id is None:
+            return
+        with self.session() as s:
+            s.execute(
+                update(Association)
+                .where(Association.id == assoc_id)
+                .values(instances_failed=Association.instances_failed + 1)
+            )
+
+    # -- receiving ----------------------------------------------------------------
+
+    def current_instance(self, sop_instance_uid: str) -> tuple[int, str, str] | None:
+        """Return ``(version, sha256, path)`` of the current stored version, if any."""
+        with self.session() as s:
+            row = s.scalars(
+                select(Instance)
+                .where(Instance.sop_instance_uid == sop_instance_uid, Instance.current.is_(True))
+                .order_by(Instance.version.desc())
+            ).first()
+            return None if row is None else (row.version, row.sha256, row.path)
+
+    def record_instance(
+        self,
+        rec: InstanceRecord,
+        version: int,
+        assoc_id: int | None,
+        now: dt.datetime | None = None,
+    ) -> RecordOutcome:
+        """Record a stored file; create or update its study and series.
+
+        A new whole-slide instance for a study that was already complete (or scored)
+        reopens it: it goes back to ``receiving`` and will be scored again.
+
+        Raises
+        ------
+        CatalogError
+            If the database refuses the write.
+        """
+        now = now or utcnow()
+        try:
+            with self.session() as s:
+                existing = s.scalars(
+                    select(Instance).where(
+                        Instance.sop_instance_uid == rec.sop_instance_uid,
+                        Instance.current.is_(True),
+                    )
+                ).first()
+                if existing is not None and existing.sha256 == rec.sha256:
+                    return RecordOutcome(duplicate=True, version=existing.version, reopened=False)
+                study = s.scalars(select(Study).where(Study.study_uid == rec.study_uid)).first()
+                if study is None:
+                    study = Study(
+                        study_uid=rec.study_uid, accession_number=rec.accession_number,
+                        state=StudyState.RECEIVING, first_received_at=now, last_received_at=now,
+                    )  # fmt: skip
+                    s.add(study)
+                    s.flush()
+                series = s.scalars(
+                    select(Series).where(Series.series_uid == rec.series_uid)
+                ).first()
+                if series is None:
+                    series = Series(
+                        study_id=study.id, series_uid=rec.series_uid, modality=rec.modality,
+                        sop_class_uid=rec.sop_class_uid, instance_count=0,
+                        first_received_at=now, last_received_at=now,
+                    )  # fmt: skip
+                    s.add(series)
+                    s.flush()
+                elif series.study_id != study.id:
+                    raise CatalogError(
+                        f"series {rec.series_uid} already belongs to another study; refusing"
+                    )
+                if existing is not None:
+                    existing.current = False
+                else:
+                    series.instance_count += 1
+                s.add(
+                    Instance(
+                        series_id=series.id,
+                        sop_instance_uid=rec.sop_instance_uid,
+                        sop_class_uid=rec.sop_class_uid,
+                        transfer_syntax_uid=rec.transfer_syntax_uid,
+                        image_flavor=rec.image_flavor,
+                        pixel_spacing_um=rec.pixel_spacing_um,
+                        version=version,
+                        current=True,
+                        path=rec.path,
+                        size=rec.size,
+                        sha256=rec.sha256,
+                        received_at=now,
+                        association_id=assoc_id,
+                    )  # fmt: skip
+                )
+                if rec.image_flavor == "VOLUME" and rec.pixel_spacing_um is not None:
+                    finest = series.finest_volume_mpp
+                    series.finest_volume_mpp = (
+                        rec.pixel_spacing_um
+                        if finest is None
+                        else min(finest, rec.pixel_spacing_um)
+                    )
+                series.last_received_at = now
+                study.last_received_at = now
+                if rec.accession_number and not study.accession_number:
+                    study.accession_number = rec.accession_number
+                reopened = False
+                if rec.sop_class_uid == WSI_SOP_CLASS and study.state != StudyState.RECEIVING:
+                    reopened = True
+                    study.state = StudyState.RECEIVING
+                    study.state_reason = "reopened: new whole-slide instance received"
+                    study.completed_at = None
+                    study.forced = False
+                if assoc_id is not None:
+                    s.execute(
+                        update(Association)
+                        .where(Association.id == assoc_id)
+                        .values(
+                            instances_received=Association.instances_received + 1,
+                            bytes_received=Association.bytes_received + rec.size,
+                        )
+                    )
+                return RecordOutcome(duplicate=False, version=version, reopened=reopened)
+        except IntegrityError as exc:
+            raise CatalogError(
+                f"catalog refused instance {rec.sop_instance_uid}: {exc.orig}"
+            ) from exc
+
+    # -- studies ------------------------------------------------------------------
+
+    def _snapshot(self, study: Study, series: Sequence[Series]) -> StudySnapshot:
+        return StudySnapshot(
+            study_uid=study.study_uid,
+            accession_number=study.accession_number,
+            state=study.state,
+            state_reason=study.state_reason,
+            forced=study.forced,
+            first_received_at=study.first_received_at,
+            last_received_at=study.last_received_at,
+            completed_at=study.completed_at,
+            scored_at=study.scored_at,
+            result_path=study.result_path,
+            result_call=study.result_call,
+            result_probability=study.result_probability,
+            series=tuple(
+                SeriesSnapshot(
+                    series_uid=x.series_uid,
+                    sop_class_uid=x.sop_class_uid,
+                    instance_count=x.instance_count,
+                    finest_volume_mpp=x.finest_volume_mpp,
+                    last_received_at=x.last_received_at,
+                )
+                for x in series
+            ),
+        )
+
+    def studies(self, states: Sequence[str] | None = None, limit: int = 500) -> list[StudySnapshot]:
+        """Return studies (newest first), optionally only in ``states``."""
+        with self.session() as s:
+            q = select(Study).order_by(Study.last_received_at.desc()).limit(limit)
+            if states:
+                q = q.where(Study.state.in_(list(states)))
+            rows = list(s.scalars(q))
+            series = {
+                row.id: list(s.scalars(select(Series).where(Series.study_id == row.id)))
+                for row in rows
+            }
+            return [self._snapshot(row, series[row.id]) for row in rows]
+
+    def study(self, study_uid: str) -> StudySnapshot | None:
+        """Return one study by UID."""
+        with self.session() as s:
+            row = s.scalars(select(Study).where(Study.study_uid == study_uid)).first()
+            if row is None:
+                return None
+            series = list(s.scalars(select(Series).where(Series.study_id == row.id)))
+            return self._snapshot(row, series)
+
+    def transition(
+        self,
+        study_uid: str,
+        to_state: str,
+        reason: str | None = None,
+        expect: Sequence[str] | None = None,
+        forced: bool | None = None,
+    ) -> bool:
+        """Move a study to ``to_state``.
+
+        Parameters
+        ----------
+        study_uid : str
+            The study.
+        to_state : str
+            Target state.
+        reason : str, optional
+            Why (shown in ``ihgamp status``).
+        expect : sequence of str, optional
+            Only move from these states; otherwise return False without change.
+        forced : bool, optional
+            Record that completion was forced.
+
+        Raises
+        ------
+        CatalogError
+            If the transition is not allowed by the state machine or the study is unknown.
+        """
+        with self.session() as s:
+            study = s.scalars(select(Study).where(Study.study_uid == study_uid)).first()
+            if study is None:
+                raise CatalogError(f"no study {study_uid} in the catalog")
+            if expect is not None and study.state not in expect:
+                return False
+            if to_state not in ALLOWED_TRANSITIONS[study.state]:
+                raise CatalogError(f"study {study_uid}: cannot go from {study.state} to {to_state}")
+            study.state = to_state
+            study.state_reason = reason
+            now = utcnow()
+            if to_state == StudyState.COMPLETE:
+                study.completed_at = now
+            if forced is not None:
+                study.forced = forced
+            return True
+
+    def record_result(
+        self, study_uid: str, path: str, call: str, probability: float | None, model_key: str
+    ) -> None:
+        """Store where a study's result is and its headline values."""
+        with self.session() as s:
+            s.execute(
+                update(Study)
+                .where(Study.study_uid == study_uid)
+                .values(
+                    result_path=path,
+                    result_call=call,
+                    result_probability=probability,
+                    model_key=model_key,
+                    scored_at=utcnow(),
+                )  # fmt: skip
+            )
+
+    def wsi_files(self, study_uid: str) -> dict[str, list[str]]:
+        """Return the current instance files of each WSI series of a study."""
+        with self.session() as s:
+            rows = s.execute(
+                select(Series.series_uid, Instance.path)
+                .join(Instance, Instance.series_id == Series.id)
+                .join(Study, Study.id == Series.study_id)
+                .where(
+                    Study.study_uid == study_uid,
+                    Series.sop_class_uid == WSI_SOP_CLASS,
+                    Instance.current.is_(True),
+                )
+                .order_by(Series.series_uid, Instance.path)
+            ).all()
+        files: dict[str, list[str]] = {}
+        for series_uid, path in rows:
+            files.setdefault(series_uid, []).append(path)
+        return files
+
+    def instance_paths(self, study_uid: str) -> list[str]:
+        """Return every current instance file of a study (any SOP class)."""
+        with self.session() as s:
+            return list(
+                s.scalars(
+                    select(Instance.path)
+                    .join(Series, Series.id == Instance.series_id)
+                    .join(Study, Study.id == Series.study_id)
+                    .where(Study.study_uid == study_uid, Instance.current.is_(True))
+                )
+            )
+
+    def counts(self) -> dict[str, int]:
+        """Count studies per state."""
+        with self.session() as s:
+            rows = s.execute(select(Study.state, func.count()).group_by(Study.state)).all()
+        return {str(state): int(n) for state, n in rows}
+
+    def associations(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Return the most recent association audit records."""
+        with self.session() as s:
+            rows = s.scalars(select(Association).order_by(Association.id.desc()).limit(limit))
+            return [
+                {
+                    "id": r.id,
+                    "calling_ae": r.calling_ae,
+                    "called_ae": r.called_ae,
+                    "peer_host": r.peer_host,
+                    "peer_port": r.peer_port,
+                    "tls": r.tls,
+                    "started_at": r.started_at,
+                    "ended_at": r.ended_at,
+                    "result": r.result,
+                    "reason": r.reason,
+                    "instances_received": r.instances_received,
+                    "instances_failed": r.instances_failed,
+                    "bytes_received": r.bytes_received,
+                }  # fmt: skip
+                for r in rows
+            ]
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a database URL."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url

@@ -1,0 +1,85 @@
+"""Versioned schema migrations, applied in order at start-up.
+
+The ``schema_version`` table holds one row per applied migration. Each migration is a
+function of a connection, run in its own transaction; a database newer than this code
+is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, inspect, select
+from sqlalchemy.engine import Connection, Engine
+
+from ..errors import CatalogError
+from .schema import Base
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "current_version", "migrate"]
+
+logger = logging.getLogger(__name__)
+
+_meta = MetaData()
+_versions = Table(
+    "schema_version",
+    _meta,
+    Column("version", Integer, primary_key=True),
+    Column("description", String(200), nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def _v1_initial(conn: Connection) -> None:
+    """Create studies, series, instances, associations and jobs."""
+    tables = [Base.metadata.tables[name] for name in
+              ("studies", "associations", "series", "instances", "jobs")]  # fmt: skip
+    Base.metadata.create_all(conn, tables=tables)
+
+
+Migration = tuple[int, str, Callable[[Connection], None]]
+
+MIGRATIONS: list[Migration] = [
+    (1, "initial schema: studies, series, instances, associations, jobs", _v1_initial),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def current_version(engine: Engine) -> int:
+    """Return the highest applied migration (0 for an empty database)."""
+    if not inspect(engine).has_table("schema_version"):
+        return 0
+    with engine.connect() as conn:
+        versions = [row[0] for row in conn.execute(select(_versions.c.version))]
+    return max(versions, default=0)
+
+
+def migrate(engine: Engine) -> int:
+    """Apply pending migrations; return the resulting version.
+
+    Raises
+    ------
+    CatalogError
+        If the database is newer than this code.
+    """
+    _meta.create_all(engine, tables=[_versions])
+    version = current_version(engine)
+    if version > SCHEMA_VERSION:
+        raise CatalogError(
+            f"the catalog is at schema version {version}, newer than this gateway "
+            f"({SCHEMA_VERSION}); upgrade the gateway or point catalog.url elsewhere"
+        )
+    for number, description, apply in MIGRATIONS:
+        if number <= version:
+            continue
+        with engine.begin() as conn:
+            apply(conn)
+            conn.execute(
+                _versions.insert().values(
+                    version=number, description=description, applied_at=dt.datetime.now(dt.UTC)
+                )
+            )
+        logger.info("catalog migrated", extra={"version": number, "migration": description})
+        version = number
+    return version

@@ -1,0 +1,204 @@
+"""Catalog tables (SQLAlchemy 2 ORM). The schema version lives in :mod:`.migrations`.
+
+No patient names or patient IDs are stored: the catalog holds UIDs, accession numbers,
+states, timings and file locations. Patient data stays in the spool's DICOM files and
+is read only when a report needs it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "Association",
+    "Base",
+    "Instance",
+    "Job",
+    "JobState",
+    "Series",
+    "Study",
+    "StudyState",
+]
+
+
+class StudyState(StrEnum):
+    """Study life cycle: receiving -> complete -> queued -> scoring -> scored | failed.
+
+    ``ignored`` is terminal for studies that hold no whole-slide images (for example a
+    study that only received a structured report).
+    """
+
+    RECEIVING = "receiving"
+    COMPLETE = "complete"
+    QUEUED = "queued"
+    SCORING = "scoring"
+    SCORED = "scored"
+    FAILED = "failed"
+    IGNORED = "ignored"
+
+
+class JobState(StrEnum):
+    """Job life cycle: queued -> running -> done | failed (running -> queued on retry)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+def _utc() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        """Store UTC; naive values are refused (they would be ambiguous)."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("catalog timestamps must be timezone-aware")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        """Return aware UTC datetimes."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the catalog."""
+
+    type_annotation_map = {dt.datetime: UtcDateTime()}
+
+
+class Study(Base):
+    """One DICOM study = one case."""
+
+    __tablename__ = "studies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_uid: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    accession_number: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default=StudyState.RECEIVING, index=True)
+    state_reason: Mapped[str | None] = mapped_column(Text)
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    first_received_at: Mapped[dt.datetime] = mapped_column(default=_utc)
+    last_received_at: Mapped[dt.datetime] = mapped_column(default=_utc)
+    completed_at: Mapped[dt.datetime | None]
+    scored_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=_utc, onupdate=_utc)
+    result_path: Mapped[str | None] = mapped_column(Text)
+    result_call: Mapped[str | None] = mapped_column(String(16))
+    result_probability: Mapped[float | None] = mapped_column(Float)
+    model_key: Mapped[str | None] = mapped_column(String(160))
+
+    series: Mapped[list[Series]] = relationship(back_populates="study")
+
+
+class Series(Base):
+    """One series of a study (a WSI series is one slide)."""
+
+    __tablename__ = "series"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    series_uid: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    modality: Mapped[str | None] = mapped_column(String(16))
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    instance_count: Mapped[int] = mapped_column(Integer, default=0)
+    finest_volume_mpp: Mapped[float | None] = mapped_column(Float)
+    first_received_at: Mapped[dt.datetime] = mapped_column(default=_utc)
+    last_received_at: Mapped[dt.datetime] = mapped_column(default=_utc)
+
+    study: Mapped[Study] = relationship(back_populates="series")
+    instances: Mapped[list[Instance]] = relationship(back_populates="series")
+
+
+class Instance(Base):
+    """One stored version of one SOP instance (file in the spool)."""
+
+    __tablename__ = "instances"
+    __table_args__ = (UniqueConstraint("sop_instance_uid", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), index=True)
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    transfer_syntax_uid: Mapped[str] = mapped_column(String(64))
+    image_flavor: Mapped[str | None] = mapped_column(String(16))
+    pixel_spacing_um: Mapped[float | None] = mapped_column(Float)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    current: Mapped[bool] = mapped_column(Boolean, default=True)
+    path: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[dt.datetime] = mapped_column(default=_utc)
+    association_id: Mapped[int | None] = mapped_column(ForeignKey("associations.id"))
+
+    series: Mapped[Series] = relationship(back_populates="instances")
+
+
+class Association(Base):
+    """Audit record of one DICOM association (accepted or rejected)."""
+
+    __tablename__ = "associations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    direction: Mapped[str] = mapped_column(String(8), default="inbound")
+    calling_ae: Mapped[str] = mapped_column(String(16))
+    called_ae: Mapped[str] = mapped_column(String(16))
+    peer_host: Mapped[str] = mapped_column(String(64))
+    peer_port: Mapped[int] = mapped_column(Integer)
+    tls: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[dt.datetime] = mapped_column(default=_utc)
+    ended_at: Mapped[dt.datetime | None]
+    result: Mapped[str] = mapped_column(String(32), default="requested")
+    reason: Mapped[str | None] = mapped_column(Text)
+    instances_received: Mapped[int] = mapped_column(Integer, default=0)
+    instances_failed: Mapped[int] = mapped_column(Integer, default=0)
+    bytes_received: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Job(Base):
+    """A unit of queued work (scoring one study) with its lease and retry state."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default="score")
+    state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[dt.datetime | None]
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=_utc, index=True)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=_utc)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=_utc, onupdate=_utc)
+    finished_at: Mapped[dt.datetime | None]

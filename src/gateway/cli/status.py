@@ -1,0 +1,163 @@
+"""``ihgamp status``, ``ihgamp rescore`` and ``ihgamp complete``: operating on the catalog.
+
+These commands work next to a running gateway: they read and write the same catalog,
+and the gateway's workers pick up queued jobs within ``worker.poll_interval_s``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..catalog import Catalog, JobState, JobStore, StudySnapshot, StudyState
+from ..complete import CompletionMonitor
+from ..config import Settings, load_settings
+from ..errors import CatalogError
+from .common import console, handle_errors
+from .serve import ConfigOption
+
+__all__ = ["complete", "rescore", "status"]
+
+
+def _open(config: Path | None) -> tuple[Settings, Catalog]:
+    settings = load_settings(config)
+    return settings, Catalog(settings.catalog.url)
+
+
+def _age(when: dt.datetime | None, now: dt.datetime) -> str:
+    if when is None:
+        return "-"
+    seconds = int((now - when).total_seconds())
+    if seconds < 120:
+        return f"{seconds} s ago"
+    if seconds < 7200:
+        return f"{seconds // 60} min ago"
+    return when.strftime("%Y-%m-%d %H:%M")
+
+
+_STATE_STYLE = {
+    StudyState.RECEIVING: "cyan", StudyState.COMPLETE: "blue", StudyState.QUEUED: "blue",
+    StudyState.SCORING: "magenta", StudyState.SCORED: "green", StudyState.FAILED: "bold red",
+    StudyState.IGNORED: "dim",
+}  # fmt: skip
+
+
+def _study_json(s: StudySnapshot) -> dict[str, object]:
+    return {
+        "study_uid": s.study_uid, "accession_number": s.accession_number, "state": s.state,
+        "reason": s.state_reason, "forced": s.forced,
+        "series": len(s.series), "instances": sum(x.instance_count for x in s.series),
+        "first_received_at": s.first_received_at.isoformat(),
+        "last_received_at": s.last_received_at.isoformat(),
+        "completed_at": s.completed_at.isoformat() if s.completed_at else None,
+        "scored_at": s.scored_at.isoformat() if s.scored_at else None,
+        "call": s.result_call, "probability": s.result_probability, "result": s.result_path,
+    }  # fmt: skip
+
+
+@handle_errors
+def status(
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    limit: Annotated[int, typer.Option(help="Show at most this many studies.")] = 50,
+    state: Annotated[
+        list[str] | None, typer.Option(help="Only studies in this state (repeatable).")
+    ] = None,
+) -> None:
+    """Show studies (state, timings, results) and failed jobs with their errors."""
+    _, catalog = _open(config)
+    try:
+        studies = catalog.studies(states=state, limit=limit)
+        jobs = [j for j in JobStore(catalog).jobs(limit=200) if j.state == JobState.FAILED]
+        counts = catalog.counts()
+    finally:
+        catalog.close()
+    if as_json:
+        print(json.dumps({"counts": counts, "studies": [_study_json(s) for s in studies],
+                          "failed_jobs": [
+                              {"job_id": j.job_id, "study_uid": j.study_uid,
+                               "attempts": j.attempts, "error": j.last_error} for j in jobs]},
+                         indent=2))  # fmt: skip
+        return
+    now = dt.datetime.now(dt.UTC)
+    table = Table(title="Studies (newest first)")
+    for column in ("Study UID", "Accession", "State", "Series", "Instances", "Last received",
+                   "Completed", "Scored", "Call", "P(HRD)", "Note"):  # fmt: skip
+        table.add_column(column, overflow="fold")
+    for s in studies:
+        style = _STATE_STYLE.get(StudyState(s.state), "")
+        table.add_row(
+            s.study_uid, s.accession_number or "-", f"[{style}]{s.state}[/]", str(len(s.series)),
+            str(sum(x.instance_count for x in s.series)), _age(s.last_received_at, now),
+            _age(s.completed_at, now), _age(s.scored_at, now), s.result_call or "-",
+            "-" if s.result_probability is None else f"{s.result_probability:.3f}",
+            s.state_reason or "",
+        )  # fmt: skip
+    console.print(table)
+    console.print("  ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "no studies yet")
+    if jobs:
+        failed = Table(title="Failed jobs")
+        for column in ("Job", "Study UID", "Attempts", "Last error"):
+            failed.add_column(column, overflow="fold")
+        for j in jobs:
+            failed.add_row(str(j.job_id), j.study_uid, f"{j.attempts}/{j.max_attempts}",
+                           j.last_error or "")  # fmt: skip
+        console.print(failed)
+
+
+@handle_errors
+def rescore(
+    study_uid: Annotated[str, typer.Argument(help="Study Instance UID to score again.")],
+    config: ConfigOption = None,
+) -> None:
+    """Queue a study for scoring again (after a failure, or with a new model)."""
+    settings, catalog = _open(config)
+    try:
+        study = catalog.study(study_uid)
+        if study is None:
+            raise CatalogError(f"no study {study_uid} in the catalog")
+        if study.state in (StudyState.RECEIVING, StudyState.SCORING):
+            raise CatalogError(f"study {study_uid} is {study.state}; wait until it finishes")
+        job_id = JobStore(catalog).enqueue(study_uid, settings.worker.max_attempts, "rescore")
+    finally:
+        catalog.close()
+    console.print(f"study {study_uid} queued (job {job_id})")
+
+
+class _Submit:
+    def __init__(self, jobs: JobStore, attempts: int) -> None:
+        self.jobs, self.attempts = jobs, attempts
+
+    def submit(self, study_uid: str, reason: str) -> None:
+        self.jobs.enqueue(study_uid, self.attempts, reason)
+
+
+@handle_errors
+def complete(
+    study_uid: Annotated[str, typer.Argument(help="Study Instance UID.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Required: complete it now, whatever its timers say.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Force completion of a study that is still receiving, and queue it for scoring."""
+    if not force:
+        raise typer.BadParameter("add --force to complete a study before its timers do")
+    settings, catalog = _open(config)
+    try:
+        from ..service import target_max_mpp
+
+        monitor = CompletionMonitor(
+            catalog, _Submit(JobStore(catalog), settings.worker.max_attempts),
+            settings.completion, target_max_mpp(settings),
+        )  # fmt: skip
+        monitor.force(study_uid)
+        final = catalog.study(study_uid)
+    finally:
+        catalog.close()
+    console.print(f"study {study_uid}: {final.state if final else '?'}")

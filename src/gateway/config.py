@@ -1,0 +1,329 @@
+"""Gateway configuration: one TOML file plus environment overrides, validated once.
+
+Every key can be overridden by an environment variable named ``IHGAMP__`` followed by
+the key's path in upper case with ``__`` between levels, for example
+``IHGAMP__DICOM__PORT=11112`` or ``IHGAMP__MODEL__DEVICE=cuda``. Values are parsed as
+TOML values (``11112``, ``true``, ``["A", "B"]``), falling back to a plain string.
+
+:func:`load_settings` returns a frozen :class:`Settings`; an invalid value raises
+:class:`~gateway.errors.ConfigError` naming the key, e.g.
+``dicom.port: Input should be less than or equal to 65535``.
+Every key is documented with its default in ``docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+__all__ = [
+    "AllowedAE",
+    "CatalogSettings",
+    "CompletionSettings",
+    "DicomSettings",
+    "LoggingSettings",
+    "ModelSettings",
+    "Settings",
+    "StorageSettings",
+    "TlsSettings",
+    "WorkerSettings",
+    "load_settings",
+]
+
+ENV_PREFIX = "IHGAMP__"
+_AE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # printable, no backslash, 1..16
+_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+#: SOP classes accepted by default: VL Whole Slide Microscopy Image, Comprehensive 3D SR.
+DEFAULT_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.77.1.6", "1.2.840.10008.5.1.4.1.1.88.34")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _ae_title(value: str) -> str:
+    value = value.strip()
+    if not _AE_RE.match(value):
+        raise ValueError("an AE title is 1-16 printable characters without backslash")
+    return value
+
+
+AETitle = Annotated[str, Field(description="DICOM AE title")]
+
+
+class AllowedAE(_Model):
+    """A calling AE allowed to associate, optionally only from one host."""
+
+    ae_title: AETitle
+    host: str | None = None
+    max_associations: int | None = Field(default=None, ge=1, le=1000)
+
+    _v_ae = field_validator("ae_title")(_ae_title)
+
+
+class TlsSettings(_Model):
+    """DICOM TLS for the listener (DICOM PS3.15 Annex B)."""
+
+    enabled: bool = False
+    certificate: Path | None = None
+    private_key: Path | None = None
+    ca_certificates: Path | None = None
+    require_client_certificate: bool = True
+
+    @model_validator(mode="after")
+    def _files_exist(self) -> TlsSettings:
+        if not self.enabled:
+            return self
+        for name in ("certificate", "private_key"):
+            value = getattr(self, name)
+            if value is None or not Path(value).is_file():
+                raise ValueError(f"{name} must name an existing file when TLS is enabled")
+        if self.require_client_certificate and (
+            self.ca_certificates is None or not Path(self.ca_certificates).is_file()
+        ):
+            raise ValueError("ca_certificates must name an existing file to verify clients")
+        return self
+
+
+class DicomSettings(_Model):
+    """The DIMSE listener."""
+
+    ae_title: str = "IHGAMP"
+    bind_host: str = "127.0.0.1"
+    port: int = Field(default=11112, ge=0, le=65535)
+    allowed_aes: tuple[AllowedAE, ...] = ()
+    accept_any_ae: bool = False
+    max_associations: int = Field(default=16, ge=1, le=1000)
+    max_associations_per_ae: int = Field(default=8, ge=1, le=1000)
+    sop_classes: tuple[str, ...] = DEFAULT_SOP_CLASSES
+    max_pdu: int = Field(default=262144, ge=0, le=2**32 - 1)
+    acse_timeout_s: float = Field(default=30.0, gt=0)
+    dimse_timeout_s: float = Field(default=60.0, gt=0)
+    network_timeout_s: float = Field(default=120.0, gt=0)
+    tls: TlsSettings = TlsSettings()
+
+    _v_ae = field_validator("ae_title")(_ae_title)
+
+    @field_validator("sop_classes")
+    @classmethod
+    def _uids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for uid in value:
+            if not _UID_RE.match(uid) or len(uid) > 64:
+                raise ValueError(f"{uid!r} is not a UID")
+        if not value:
+            raise ValueError("at least one SOP class must be accepted")
+        return value
+
+    @model_validator(mode="after")
+    def _someone_may_call(self) -> DicomSettings:
+        if not self.allowed_aes and not self.accept_any_ae:
+            raise ValueError(
+                "no calling AE may associate: list dicom.allowed_aes, or set "
+                "dicom.accept_any_ae = true (not recommended outside tests)"
+            )
+        return self
+
+
+class StorageSettings(_Model):
+    """Where received instances and results are kept."""
+
+    spool_dir: Path = Path("var/spool")
+    outbox_dir: Path = Path("var/outbox")
+    min_free_mb: int = Field(default=2048, ge=0)
+
+
+class CatalogSettings(_Model):
+    """The catalog database."""
+
+    url: str = "sqlite:///var/catalog.db"
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
+            raise ValueError("use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")
+        return value
+
+
+class CompletionSettings(_Model):
+    """When a study counts as completely received (timers persist across restarts)."""
+
+    series_stable_s: float = Field(default=30.0, ge=0)
+    study_stable_s: float = Field(default=60.0, ge=0)
+    force_after_s: float = Field(default=3600.0, gt=0)
+    expected_series: int = Field(default=0, ge=0)
+    poll_interval_s: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CompletionSettings:
+        if self.force_after_s < self.study_stable_s:
+            raise ValueError("force_after_s must be at least study_stable_s")
+        return self
+
+
+class WorkerSettings(_Model):
+    """The job queue and scoring workers."""
+
+    backend: Literal["inprocess"] = "inprocess"
+    count: int = Field(default=1, ge=0, le=64)
+    lease_s: float = Field(default=600.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    backoff_s: float = Field(default=30.0, ge=0)
+    backoff_max_s: float = Field(default=1800.0, ge=0)
+    poll_interval_s: float = Field(default=1.0, gt=0)
+
+
+class ModelSettings(_Model):
+    """Model files and scoring options."""
+
+    head: Path | None = None
+    backbone_checkpoint: Path | None = None
+    device: str = "auto"
+    max_tiles: int | None = Field(default=None, ge=1)
+    min_tiles: int = Field(default=16, ge=1)
+    batch_size: int = Field(default=32, ge=1, le=4096)
+
+    @field_validator("head", "backbone_checkpoint")
+    @classmethod
+    def _exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not Path(value).exists():
+            raise ValueError(f"{value} does not exist")
+        return value
+
+
+class LoggingSettings(_Model):
+    """Log output of the service."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "json"
+
+
+class Settings(_Model):
+    """The whole, validated gateway configuration."""
+
+    dicom: DicomSettings = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
+    storage: StorageSettings = StorageSettings()
+    catalog: CatalogSettings = CatalogSettings()
+    completion: CompletionSettings = CompletionSettings()
+    worker: WorkerSettings = WorkerSettings()
+    model: ModelSettings = ModelSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+
+def _parse_env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__") if part]
+        if not path:
+            continue
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[path[-1]] = _parse_env_value(raw)
+    return data
+
+
+def _format_error(exc: ValidationError, origin: str) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(root)"
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{key}: {msg}")
+    return f"invalid configuration ({origin}): " + "; ".join(lines)
+
+
+def load_settings(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+) -> Settings:
+    """Read, override and validate the configuration.
+
+    Parameters
+    ----------
+    path : Path or None
+        TOML file; ``None`` starts from the defaults.
+    environ : mapping, optional
+        Environment to read ``IHGAMP__*`` overrides from (``os.environ`` by default).
+    base_dir : Path, optional
+        Folder relative paths are resolved against (default: the TOML file's folder,
+        or the current directory).
+
+    Raises
+    ------
+    ConfigError
+        If the file cannot be read or a value is invalid; the message names the key.
+    """
+    data: dict[str, Any] = {}
+    origin = "defaults"
+    if path is not None:
+        origin = str(path)
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"configuration file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read configuration file {path}: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    data = _apply_env(data, os.environ if environ is None else environ)
+    root = base_dir or (Path(path).resolve().parent if path is not None else Path.cwd())
+    data = _resolve_paths(data, root)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, origin)) from None
+
+
+_PATH_KEYS = {
+    ("storage", "spool_dir"),
+    ("storage", "outbox_dir"),
+    ("model", "head"),
+    ("model", "backbone_checkpoint"),
+    ("dicom", "tls", "certificate"),
+    ("dicom", "tls", "private_key"),
+    ("dicom", "tls", "ca_certificates"),
+}
+
+
+def _resolve_paths(data: dict[str, Any], root: Path) -> dict[str, Any]:
+    for keys in _PATH_KEYS:
+        node: Any = data
+        for key in keys[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
+            value = node[keys[-1]]
+            node[keys[-1]] = None if value == "" else str((root / value).resolve())
+    catalog = data.get("catalog")
+    if isinstance(catalog, dict) and isinstance(catalog.get("url"), str):
+        url = catalog["url"]
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            catalog["url"] = "sqlite:///" + str((root / url[len("sqlite:///") :]).resolve())
+    if "catalog" not in data:
+        data["catalog"] = {"url": "sqlite:///" + str((root / "var" / "catalog.db").resolve())}
+    storage = data.setdefault("storage", {})
+    if isinstance(storage, dict):
+        for key, default in (("spool_dir", "var/spool"), ("outbox_dir", "var/outbox")):
+            storage.setdefault(key, str((root / default).resolve()))
+    return data

@@ -1,0 +1,162 @@
+"""The DICOM listener: a pynetdicom AE with Verification and Storage SCP contexts.
+
+Instances are streamed to disk as they arrive (pynetdicom's chunked receive writes the
+data set into a temporary file in the spool's ``.incoming`` folder), so memory stays
+bounded for multi-GB slides. Stored as received: no transcoding.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import tempfile
+import threading
+from typing import Any
+
+from pynetdicom import AE, _config, evt
+
+from ..catalog import Catalog
+from ..config import DicomSettings
+from ..spool import Spool
+from .access import AccessPolicy
+from .handlers import ReceiveHandlers
+
+__all__ = ["TRANSFER_SYNTAXES", "DicomListener", "configure_pynetdicom", "tls_server_context"]
+
+logger = logging.getLogger(__name__)
+
+#: What scanners and PACS send, accepted as they are (no transcoding).
+TRANSFER_SYNTAXES = (
+    "1.2.840.10008.1.2.4.50",  # JPEG Baseline (Process 1)
+    "1.2.840.10008.1.2.4.51",  # JPEG Extended (Process 2 & 4)
+    "1.2.840.10008.1.2.4.57",  # JPEG Lossless, Non-Hierarchical (Process 14)
+    "1.2.840.10008.1.2.4.70",  # JPEG Lossless, First-Order Prediction
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-Lossless
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless Only
+    "1.2.840.10008.1.2.4.91",  # JPEG 2000
+    "1.2.840.10008.1.2.4.201",  # HTJ2K Lossless
+    "1.2.840.10008.1.2.4.202",  # HTJ2K Lossless RPCL
+    "1.2.840.10008.1.2.4.203",  # HTJ2K
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
+)
+
+_configured = threading.Lock()
+VERIFICATION = "1.2.840.10008.1.1"
+
+
+def configure_pynetdicom() -> None:
+    """Set pynetdicom's process-wide options for the gateway.
+
+    * chunked receive: C-STORE data sets stream into a file, never held in memory;
+    * no identifier logging and no per-event logging: logs carry no patient data;
+    * pydicom does not validate values while reading (its warnings quote the values,
+      which may be patient data) and logs errors only.
+    """
+    import pydicom.config
+
+    with _configured:
+        pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+        _config.STORE_RECV_CHUNKED_DATASET = True
+        _config.LOG_REQUEST_IDENTIFIERS = False
+        _config.LOG_RESPONSE_IDENTIFIERS = False
+        _config.LOG_HANDLER_LEVEL = "none"
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
+
+
+def tls_server_context(settings: DicomSettings) -> ssl.SSLContext | None:
+    """Build the listener's TLS context (TLS 1.2+, client certificates per settings)."""
+    tls = settings.tls
+    if not tls.enabled:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(tls.certificate), str(tls.private_key))
+    if tls.ca_certificates is not None:
+        ctx.load_verify_locations(cafile=str(tls.ca_certificates))
+    ctx.verify_mode = ssl.CERT_REQUIRED if tls.require_client_certificate else ssl.CERT_OPTIONAL
+    return ctx
+
+
+class DicomListener:
+    """The running DICOM service.
+
+    Parameters
+    ----------
+    settings : DicomSettings
+        AE title, address, limits, SOP classes, timeouts, TLS.
+    catalog : Catalog
+        The catalog.
+    spool : Spool
+        The spool; its ``.incoming`` folder receives the streamed data sets.
+    """
+
+    def __init__(self, settings: DicomSettings, catalog: Catalog, spool: Spool) -> None:
+        configure_pynetdicom()
+        # Stream into the spool's file system so that accepting a file is a rename.
+        tempfile.tempdir = str(spool.incoming)
+        self.settings = settings
+        self.policy = AccessPolicy(settings)
+        ssl_context = tls_server_context(settings)
+        self.handlers = ReceiveHandlers(catalog, spool, self.policy, ssl_context is not None)
+        ae = AE(ae_title=settings.ae_title)
+        ae.maximum_associations = settings.max_associations
+        ae.maximum_pdu_size = settings.max_pdu
+        ae.acse_timeout = settings.acse_timeout_s
+        ae.dimse_timeout = settings.dimse_timeout_s
+        ae.network_timeout = settings.network_timeout_s
+        ae.require_called_aet = True
+        ae.add_supported_context(VERIFICATION)
+        for sop_class in settings.sop_classes:
+            ae.add_supported_context(sop_class, list(TRANSFER_SYNTAXES))
+        self._ae = ae
+        self._ssl = ssl_context
+        self._server: Any = None
+
+    @property
+    def port(self) -> int:
+        """Return the bound port (useful with port 0 = any free port)."""
+        if self._server is None:
+            raise RuntimeError("listener not started")
+        return int(self._server.server_address[1])
+
+    def start(self) -> int:
+        """Start listening in background threads; return the bound port."""
+        h = self.handlers
+        handlers: list[Any] = [
+            (evt.EVT_REQUESTED, h.on_requested),
+            (evt.EVT_ACCEPTED, h.on_accepted),
+            (evt.EVT_REJECTED, h.on_rejected),
+            (evt.EVT_RELEASED, h.on_released),
+            (evt.EVT_ABORTED, h.on_aborted),
+            (evt.EVT_CONN_CLOSE, h.on_conn_close),
+            (evt.EVT_C_ECHO, h.on_echo),
+            (evt.EVT_C_STORE, h.on_store),
+        ]
+        self._server = self._ae.start_server(
+            (self.settings.bind_host, self.settings.port),
+            block=False,
+            evt_handlers=handlers,
+            ssl_context=self._ssl,
+        )
+        logger.info(
+            "DICOM listener started",
+            extra={
+                "ae_title": self.settings.ae_title,
+                "host": self.settings.bind_host,
+                "port": self.port,
+                "tls": self._ssl is not None,
+            },
+        )
+        return self.port
+
+    def stop(self) -> None:
+        """Stop accepting associations and close the server socket."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+        self._ae.shutdown()
+        logger.info("DICOM listener stopped")

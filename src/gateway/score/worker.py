@@ -1,0 +1,89 @@
+"""Scoring one queued study: spool files -> engine -> outbox -> catalog.
+
+One study is one case: every whole-slide series of the study is a slide of the case.
+Slide and model errors are permanent (retrying cannot fix a corrupt slide); anything
+else (I/O, database) is retried by the queue with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+from pathlib import Path
+
+from ihgamp_core.errors import IhgampError
+from ihgamp_core.scoring import Engine, ScoringOptions
+from ihgamp_core.slide import SlideSource
+
+from ..catalog import Catalog, ClaimedJob
+from ..config import ModelSettings
+from ..dispatch.outbox import Outbox
+from ..queue.inprocess import PermanentJobError
+
+__all__ = ["ScoreProcessor", "model_key"]
+
+logger = logging.getLogger(__name__)
+
+
+def model_key(engine: Engine) -> str:
+    """Identify head + backbone, to know whether a study was scored with this model."""
+    m = engine.model
+    return f"{m.head_name}|{m.head_version}|{m.backbone.weights}|{m.preset}"[:160]
+
+
+class ScoreProcessor:
+    """The job processor for ``score`` jobs.
+
+    Parameters
+    ----------
+    catalog : Catalog
+        Source of the study's files; receives the result summary.
+    engine : Engine
+        Loaded backbone and head.
+    outbox : Outbox
+        Where results are written.
+    settings : ModelSettings
+        Scoring options (tile cap, minimum tiles, batch size).
+    """
+
+    def __init__(
+        self, catalog: Catalog, engine: Engine, outbox: Outbox, settings: ModelSettings
+    ) -> None:
+        self.catalog = catalog
+        self.engine = engine
+        self.outbox = outbox
+        self.options = ScoringOptions(
+            max_tiles=settings.max_tiles,
+            min_tiles=settings.min_tiles,
+            batch_size=settings.batch_size,
+        )
+
+    def __call__(self, job: ClaimedJob) -> None:
+        """Score the job's study and write its result."""
+        files = self.catalog.wsi_files(job.study_uid)
+        if not files:
+            raise PermanentJobError("the study holds no whole-slide image files")
+        sources = [
+            SlideSource("dicom", tuple(Path(p) for p in paths), label=series_uid)
+            for series_uid, paths in sorted(files.items())
+        ]
+        try:
+            with ExitStack() as stack:
+                slides = [stack.enter_context(source.open()) for source in sources]
+                result = self.engine.score_case(slides, job.study_uid, self.options)
+        except IhgampError as exc:
+            raise PermanentJobError(str(exc)) from exc
+        path = self.outbox.write_result(job.study_uid, result)
+        self.catalog.record_result(
+            job.study_uid, str(path), str(result.call), result.probability, model_key(self.engine)
+        )
+        logger.info(
+            "study scored",
+            extra={
+                "study_uid": job.study_uid,
+                "call": str(result.call),
+                "tiles": result.n_tiles,
+                "qc_flags": [str(f) for f in result.qc_flags],
+                "seconds": round(result.timings.total_s, 2),
+            },
+        )

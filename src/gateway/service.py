@@ -1,0 +1,114 @@
+"""The gateway process: receive -> spool/catalog -> completion -> queue -> score -> outbox.
+
+:class:`Gateway` builds every part from one :class:`~gateway.config.Settings`, starts
+them in dependency order and stops them in reverse. ``ihgamp serve`` runs it until
+SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+from ihgamp_core.head import load_head
+from ihgamp_core.scoring import Engine
+
+from .catalog import Catalog, JobStore
+from .complete import CompletionMonitor
+from .config import Settings
+from .dispatch.outbox import Outbox
+from .models import demo_head_path, load_engine
+from .queue.inprocess import InProcessQueue
+from .receive import DicomListener
+from .score.worker import ScoreProcessor
+from .spool import Spool
+
+__all__ = ["Gateway", "target_max_mpp"]
+
+logger = logging.getLogger(__name__)
+
+
+def target_max_mpp(settings: Settings) -> float | None:
+    """Coarsest slide spacing the configured head can score (None: any spacing)."""
+    head = load_head(settings.model.head or demo_head_path())
+    tiling = head.metadata.preset.tiling
+    if tiling.target_mpp is None:
+        return None
+    return tiling.target_mpp * (1.0 + tiling.mpp_tolerance)
+
+
+class Gateway:
+    """All parts of one gateway process.
+
+    Parameters
+    ----------
+    settings : Settings
+        The validated configuration.
+    engine : Engine, optional
+        A loaded engine to reuse (tests); loaded from ``settings.model`` otherwise.
+    """
+
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.catalog = Catalog(settings.catalog.url)
+        self.jobs = JobStore(self.catalog)
+        self.spool = Spool(settings.storage.spool_dir, settings.storage.min_free_mb * 2**20)
+        self.spool.clean_incoming()
+        self.outbox = Outbox(settings.storage.outbox_dir)
+        if engine is None and settings.worker.count > 0:
+            m = settings.model
+            engine = load_engine(m.head, m.backbone_checkpoint, m.device)
+        self.engine = engine
+        processor = (
+            ScoreProcessor(self.catalog, engine, self.outbox, settings.model)
+            if engine is not None
+            else _no_engine
+        )
+        self.queue = InProcessQueue(self.jobs, processor, settings.worker)
+        self.completion = CompletionMonitor(
+            self.catalog, self.queue, settings.completion, target_max_mpp(settings)
+        )
+        self.listener = DicomListener(settings.dicom, self.catalog, self.spool)
+        self._stopped = threading.Event()
+
+    def start(self) -> int:
+        """Start workers, completion and the listener; return the DICOM port."""
+        self.queue.start()
+        self.completion.start()
+        port = self.listener.start()
+        logger.info("gateway started", extra={"port": port,
+                                              "workers": self.settings.worker.count})  # fmt: skip
+        return port
+
+    def stop(self) -> None:
+        """Stop in reverse order: no new associations, no new completions, then workers."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.listener.stop()
+        self.completion.stop()
+        self.queue.stop()
+        self.catalog.close()
+        logger.info("gateway stopped")
+
+    def run_forever(self) -> None:
+        """Run until SIGTERM or SIGINT, then stop cleanly."""
+        wake = threading.Event()
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            logger.info("signal received, shutting down", extra={"signal": signum})
+            wake.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.start()
+        try:
+            wake.wait()
+        finally:
+            self.stop()
+
+
+def _no_engine(job: object) -> None:
+    raise RuntimeError("this gateway runs no scoring workers (worker.count = 0)")

@@ -1,0 +1,201 @@
+"""The catalog on SQLite and PostgreSQL: migrations, instances, state machine, jobs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from gateway.catalog import (
+    SCHEMA_VERSION,
+    Catalog,
+    InstanceRecord,
+    JobState,
+    JobStore,
+    StudyState,
+    current_version,
+    utcnow,
+)
+from gateway.errors import CatalogError
+
+pytestmark = pytest.mark.integration
+
+WSI = "1.2.840.10008.5.1.4.1.1.77.1.6"
+SR = "1.2.840.10008.5.1.4.1.1.88.34"
+
+
+def rec(study: str = "1.2.3", series: str = "1.2.3.4", sop: str = "1.2.3.4.5", sha: str = "a",
+        sop_class: str = WSI, spacing: float | None = 0.5) -> InstanceRecord:  # fmt: skip
+    return InstanceRecord(
+        study_uid=study, series_uid=series, sop_instance_uid=sop, sop_class_uid=sop_class,
+        transfer_syntax_uid="1.2.840.10008.1.2.4.50", modality="SM", accession_number="ACC1",
+        image_flavor="VOLUME", pixel_spacing_um=spacing, path=f"/spool/{sop}", size=10,
+        sha256=sha * 64,
+    )  # fmt: skip
+
+
+def test_migrations_are_versioned_and_idempotent(catalog_url: str) -> None:
+    first = Catalog(catalog_url)
+    assert first.schema_version == SCHEMA_VERSION
+    first.close()
+    again = Catalog(catalog_url)
+    assert again.schema_version == SCHEMA_VERSION
+    assert current_version(again.engine) == SCHEMA_VERSION
+    with again.engine.connect() as conn:
+        rows = conn.execute(text("SELECT version FROM schema_version")).all()
+    assert sorted(r[0] for r in rows) == list(range(1, SCHEMA_VERSION + 1))
+    again.close()
+
+
+def test_newer_database_is_refused(catalog_url: str) -> None:
+    Catalog(catalog_url).close()
+    engine = create_engine(catalog_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO schema_version VALUES (:v, 'from the future', :t)"),
+            {"v": SCHEMA_VERSION + 1, "t": dt.datetime.now(dt.UTC)},
+        )
+    engine.dispose()
+    with pytest.raises(CatalogError, match="newer than this gateway"):
+        Catalog(catalog_url)
+
+
+def test_instances_studies_series_and_versions(catalog: Catalog) -> None:
+    assoc = catalog.open_association("SCANNER", "IHGAMP", "127.0.0.1", 4000, False)
+    first = catalog.record_instance(rec(sop="1.1", sha="a"), 1, assoc)
+    assert not first.duplicate and first.version == 1
+    assert catalog.record_instance(rec(sop="1.1", sha="a"), 1, assoc).duplicate
+    catalog.record_instance(rec(sop="1.2", sha="b", spacing=2.0), 1, assoc)
+    changed = catalog.record_instance(rec(sop="1.1", sha="c"), 2, assoc)
+    assert changed.version == 2 and not changed.duplicate
+    assert catalog.current_instance("1.1") == (2, "c" * 64, "/spool/1.1")
+    study = catalog.study("1.2.3")
+    assert study is not None and study.state == StudyState.RECEIVING
+    assert study.accession_number == "ACC1"
+    (series,) = study.series
+    assert series.instance_count == 2  # a new version replaces, it does not add
+    assert series.finest_volume_mpp == pytest.approx(0.5)
+    assert catalog.wsi_files("1.2.3") == {"1.2.3.4": ["/spool/1.1", "/spool/1.2"]}
+    (audit,) = catalog.associations()
+    assert audit["instances_received"] == 3 and audit["bytes_received"] == 30
+
+
+def test_series_cannot_move_between_studies(catalog: Catalog) -> None:
+    catalog.record_instance(rec(study="1.1", series="9.9", sop="1"), 1, None)
+    with pytest.raises(CatalogError, match="another study"):
+        catalog.record_instance(rec(study="1.2", series="9.9", sop="2"), 1, None)
+
+
+def test_state_machine_allows_only_listed_transitions(catalog: Catalog) -> None:
+    catalog.record_instance(rec(), 1, None)
+    with pytest.raises(CatalogError, match="cannot go from receiving to scored"):
+        catalog.transition("1.2.3", StudyState.SCORED)
+    assert not catalog.transition("1.2.3", StudyState.QUEUED, expect=[StudyState.COMPLETE])
+    assert catalog.transition("1.2.3", StudyState.COMPLETE, "stable")
+    with pytest.raises(CatalogError, match="no study"):
+        catalog.transition("9.9.9", StudyState.COMPLETE)
+
+
+def test_new_slide_reopens_a_scored_study_but_an_sr_does_not(catalog: Catalog) -> None:
+    catalog.record_instance(rec(), 1, None)
+    catalog.transition("1.2.3", StudyState.COMPLETE)
+    jobs = JobStore(catalog)
+    jobs.enqueue("1.2.3", 3)
+    claimed = jobs.claim("w", 60)
+    assert claimed is not None
+    jobs.finish(claimed.job_id, "w")
+    assert catalog.study("1.2.3").state == StudyState.SCORED  # type: ignore[union-attr]
+    sr = catalog.record_instance(rec(series="5.5", sop="7.7", sop_class=SR, sha="d"), 1, None)
+    assert not sr.reopened
+    assert catalog.study("1.2.3").state == StudyState.SCORED  # type: ignore[union-attr]
+    slide = catalog.record_instance(rec(series="6.6", sop="8.8", sha="e"), 1, None)
+    assert slide.reopened
+    assert catalog.study("1.2.3").state == StudyState.RECEIVING  # type: ignore[union-attr]
+
+
+def _queued(catalog: Catalog, n: int = 1) -> JobStore:
+    jobs = JobStore(catalog)
+    for i in range(n):
+        uid = f"1.2.{i}"
+        catalog.record_instance(rec(study=uid, series=f"{uid}.1", sop=f"{uid}.1.1"), 1, None)
+        catalog.transition(uid, StudyState.COMPLETE)
+        jobs.enqueue(uid, max_attempts=2)
+    return jobs
+
+
+def test_job_claim_finish(catalog: Catalog) -> None:
+    jobs = _queued(catalog)
+    assert jobs.enqueue("1.2.0", 2) == jobs.jobs()[0].job_id  # no duplicate job
+    job = jobs.claim("w1", 60)
+    assert job is not None and job.attempt == 1
+    assert catalog.study("1.2.0").state == StudyState.SCORING  # type: ignore[union-attr]
+    assert jobs.claim("w2", 60) is None
+    assert jobs.renew(job.job_id, "w1", 60) and not jobs.renew(job.job_id, "w2", 60)
+    assert not jobs.finish(job.job_id, "w2")
+    assert jobs.finish(job.job_id, "w1")
+    assert jobs.jobs()[0].state == JobState.DONE
+
+
+def test_expired_lease_is_taken_over_and_counted(catalog: Catalog) -> None:
+    jobs = _queued(catalog)
+    job = jobs.claim("dead-worker", lease_s=60)
+    assert job is not None
+    later = utcnow() + dt.timedelta(seconds=61)
+    again = jobs.claim("w2", 60, now=later)
+    assert again is not None and again.job_id == job.job_id and again.attempt == 2
+    assert not jobs.finish(job.job_id, "dead-worker")  # the dead worker lost its lease
+    # A second expiry exceeds max_attempts=2: the job and the study fail with the reason.
+    assert jobs.claim("w3", 60, now=later + dt.timedelta(seconds=61)) is None
+    view = jobs.jobs()[0]
+    assert view.state == JobState.FAILED and "lease expired" in (view.last_error or "")
+    study = catalog.study("1.2.0")
+    assert study is not None and study.state == StudyState.FAILED
+
+
+def test_retry_with_backoff_then_failure(catalog: Catalog) -> None:
+    jobs = _queued(catalog)
+    job = jobs.claim("w", 60)
+    assert job is not None
+    assert jobs.fail(job.job_id, "w", "disk hiccup", backoff_s=30, backoff_max_s=300) == "retry"
+    study = catalog.study("1.2.0")
+    assert study is not None and study.state == StudyState.QUEUED
+    assert "retry in 30 s" in (study.state_reason or "")
+    assert jobs.claim("w", 60) is None  # not due yet
+    job = jobs.claim("w", 60, now=utcnow() + dt.timedelta(seconds=31))
+    assert job is not None and job.attempt == 2
+    assert jobs.fail(job.job_id, "w", "still broken", 30, 300) == "failed"
+    study = catalog.study("1.2.0")
+    assert study is not None and study.state == StudyState.FAILED
+    assert study.state_reason == "still broken"
+
+
+def test_concurrent_claims_never_share_a_job(catalog: Catalog) -> None:
+    jobs = _queued(catalog, n=12)
+    won: list[int] = []
+    lock = threading.Lock()
+
+    def worker(name: str) -> None:
+        while (job := jobs.claim(name, 60)) is not None:
+            with lock:
+                won.append(job.job_id)
+            jobs.finish(job.job_id, name)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for i in range(4):
+            pool.submit(worker, f"w{i}")
+    assert sorted(won) == sorted(j.job_id for j in jobs.jobs())
+    assert len(won) == len(set(won)) == 12
+
+
+def test_enqueue_refuses_a_study_still_receiving(catalog: Catalog) -> None:
+    catalog.record_instance(rec(), 1, None)
+    with pytest.raises(CatalogError, match="still receiving"):
+        JobStore(catalog).enqueue("1.2.3", 3)
+
+
+def test_naive_timestamps_are_refused(catalog: Catalog) -> None:
+    with pytest.raises(Exception, match="timezone-aware"):
+        catalog.record_instance(rec(), 1, None, now=dt.datetime(2026, 1, 1))  # noqa: DTZ001

@@ -1,0 +1,101 @@
+"""Configuration: TOML, environment overrides, validation messages that name the key."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.config import load_settings
+from gateway.errors import ConfigError
+from support.gateway import settings_dict, write_toml
+
+pytestmark = pytest.mark.unit
+
+
+def test_file_values_and_relative_paths(tmp_path: Path) -> None:
+    data = settings_dict(tmp_path)
+    data["storage"]["spool_dir"] = "data/spool"
+    data["catalog"]["url"] = "sqlite:///data/cat.db"
+    data["dicom"]["allowed_aes"] = [{"ae_title": "SCANNER1", "host": "10.0.0.5",
+                                     "max_associations": 2}]  # fmt: skip
+    (tmp_path / "conf").mkdir()
+    path = write_toml(tmp_path / "conf" / "gw.toml", data)
+    s = load_settings(path, environ={})
+    assert s.storage.spool_dir == (tmp_path / "conf" / "data" / "spool").resolve()
+    assert s.catalog.url == f"sqlite:///{(tmp_path / 'conf' / 'data' / 'cat.db').resolve()}"
+    (ae,) = s.dicom.allowed_aes
+    assert (ae.ae_title, ae.host, ae.max_associations) == ("SCANNER1", "10.0.0.5", 2)
+    with pytest.raises(Exception, match="frozen"):
+        s.dicom.port = 1  # type: ignore[misc]
+
+
+def test_environment_overrides_every_level(tmp_path: Path) -> None:
+    path = write_toml(tmp_path / "gw.toml", settings_dict(tmp_path))
+    env = {
+        "IHGAMP__DICOM__PORT": "11113",
+        "IHGAMP__DICOM__TLS__REQUIRE_CLIENT_CERTIFICATE": "false",
+        "IHGAMP__DICOM__SOP_CLASSES": '["1.2.840.10008.5.1.4.1.1.77.1.6"]',
+        "IHGAMP__WORKER__COUNT": "3",
+        "IHGAMP__MODEL__DEVICE": "cuda",
+        "IHGAMP__CATALOG__URL": "postgresql+psycopg://gw@db/ihgamp",
+        "UNRELATED": "x",
+    }
+    s = load_settings(path, environ=env)
+    assert s.dicom.port == 11113 and s.worker.count == 3 and s.model.device == "cuda"
+    assert s.dicom.tls.require_client_certificate is False
+    assert s.dicom.sop_classes == ("1.2.840.10008.5.1.4.1.1.77.1.6",)
+    assert s.catalog.url.startswith("postgresql+psycopg://")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"IHGAMP__DICOM__PORT": "70000"},
+            "dicom.port: Input should be less than or equal to 65535",
+        ),
+        ({"IHGAMP__DICOM__AE_TITLE": "A" * 17}, "dicom.ae_title: an AE title is 1-16"),
+        ({"IHGAMP__DICOM__SOP_CLASSES": '["not-a-uid"]'}, "dicom.sop_classes: 'not-a-uid'"),
+        ({"IHGAMP__WORKER__COUNT": "many"}, "worker.count: Input should be a valid integer"),
+        ({"IHGAMP__CATALOG__URL": "mysql://x"}, "catalog.url: use sqlite:///PATH"),
+        ({"IHGAMP__COMPLETION__FORCE_AFTER_S": "1"}, "force_after_s must be at least"),
+        ({"IHGAMP__DICOM__TLS__ENABLED": "true"}, "dicom.tls: certificate must name an existing"),
+        ({"IHGAMP__MODEL__HEAD": "/nowhere/head"}, "model.head: /nowhere/head does not exist"),
+        ({"IHGAMP__DICOM__BOGUS": "1"}, "dicom.bogus: Extra inputs are not permitted"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path: Path, env: dict[str, str], message: str) -> None:
+    path = write_toml(tmp_path / "gw.toml", settings_dict(tmp_path))
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ=env)
+    assert message in str(info.value)
+
+
+def test_nobody_may_call_without_an_allow_list(tmp_path: Path) -> None:
+    path = write_toml(tmp_path / "gw.toml", {"storage": {"min_free_mb": 1}})
+    with pytest.raises(ConfigError, match="no calling AE may associate"):
+        load_settings(path, environ={})
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "absent.toml", environ={})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[dicom\nport = 1")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(bad, environ={})
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.dictionaries(st.sampled_from(["PORT", "AE_TITLE", "MAX_PDU", "ACCEPT_ANY_AE",
+                                        "MAX_ASSOCIATIONS", "SOP_CLASSES", "BIND_HOST"]),
+                       st.text(max_size=30), max_size=4))  # fmt: skip
+def test_fuzzed_environment_gives_config_errors_only(values: dict[str, str]) -> None:
+    env = {"IHGAMP__DICOM__" + k: v for k, v in values.items()}
+    env.setdefault("IHGAMP__DICOM__ACCEPT_ANY_AE", "true")
+    with contextlib.suppress(ConfigError):
+        load_settings(None, environ=env, base_dir=Path("/tmp"))

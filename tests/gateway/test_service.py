@@ -1,0 +1,216 @@
+"""``ihgamp serve`` as a process: scoring end to end, crash safety, restart, no PHI in logs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from typer.testing import CliRunner
+
+from gateway.catalog import Catalog, StudyState
+from gateway.cli.app import app
+from ihgamp_core.synthetic.samples import SampleCase
+from support.gateway import (
+    GatewayProcess,
+    dataset_bytes,
+    free_port,
+    send,
+    settings_dict,
+    storescu,
+    tiny_wsi,
+    wait_for,
+    write_toml,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _config(tmp_path: Path, **sections: dict[str, Any]) -> tuple[Path, int, str]:
+    port = free_port()
+    data = settings_dict(tmp_path, dicom={"port": port}, **sections)
+    return write_toml(tmp_path / "gateway.toml", data), port, data["catalog"]["url"]
+
+
+def _study(url: str, uid: str) -> Any:
+    catalog = Catalog(url)
+    try:
+        return catalog.study(uid)
+    finally:
+        catalog.close()
+
+
+def _state_is(url: str, uid: str, *states: str) -> Any:
+    study = _study(url, uid)
+    return study if study is not None and study.state in states else None
+
+
+def test_serve_receives_completes_scores_and_logs_no_patient_data(
+    tmp_path: Path, samples_root: Path, sample_cases: dict[str, SampleCase]
+) -> None:
+    config, port, url = _config(tmp_path, logging={"level": "DEBUG"})
+    log = tmp_path / "gateway.log"
+    gw = GatewayProcess(config, log).start()
+    try:
+        gw.wait_listening(port)
+        for case_id in ("DEMO-001", "DEMO-002"):
+            proc = storescu(port, [samples_root / "dicom" / case_id])
+            assert proc.returncode == 0, proc.stderr
+        for case_id in ("DEMO-001", "DEMO-002"):
+            uid = sample_cases[case_id].identity["study_instance_uid"]
+            study = wait_for(lambda u=uid: _state_is(url, u, StudyState.SCORED,
+                                                     StudyState.FAILED), timeout=180)  # fmt: skip
+            assert study.state == StudyState.SCORED, study.state_reason
+            result = json.loads(Path(study.result_path).read_text())
+            assert result["case_id"] == uid and result["n_tiles"] == 3 * len(result["slides"])
+            assert Path(study.result_path).parent.name == uid
+        runner = CliRunner()
+        out = runner.invoke(app, ["status", "--config", str(config), "--json"])
+        assert out.exit_code == 0, out.output
+        states = {s["study_uid"]: s["state"] for s in json.loads(out.output)["studies"]}
+        assert set(states.values()) == {"scored"}
+    finally:
+        assert gw.stop() == 0  # SIGTERM: clean exit
+    text = log.read_text()
+    assert "study scored" in text and "association accepted" in text
+    for case in sample_cases.values():
+        ident = case.identity
+        name_parts = [p for p in str(ident["patient_name"]).replace("^", " ").split() if p]
+        for secret in [ident["patient_id"], ident["patient_name"], *name_parts,
+                       ident["birth_date"].replace("-", "")]:  # fmt: skip
+            assert secret not in text, f"log contains patient data: {secret}"
+
+
+def test_kill_9_during_receive_loses_no_acknowledged_instance(
+    tmp_path: Path, samples_root: Path, sample_cases: dict[str, SampleCase]
+) -> None:
+    config, port, url = _config(tmp_path)
+    log = tmp_path / "gateway.log"
+    case = sample_cases["DEMO-001"]
+    study_uid = case.identity["study_instance_uid"]
+    acked = sorted((samples_root / case.dicom[0]).glob("*.dcm"))
+    big = tiny_wsi(tmp_path / "big", study_uid, payload=600 * 2**20)
+    gw = GatewayProcess(config, log).start()
+    gw.wait_listening(port)
+    assert send(port, acked) == [0] * len(acked)
+    errors: list[BaseException] = []
+
+    def send_big() -> None:
+        try:
+            send(port, [big])
+        except BaseException as exc:  # the connection dies with the server
+            errors.append(exc)
+
+    sender = threading.Thread(target=send_big)
+    sender.start()
+    incoming = tmp_path / "spool" / ".incoming"
+    wait_for(lambda: any(p.stat().st_size > 20 * 2**20 for p in incoming.glob("*")), timeout=60,
+             interval=0.02)  # fmt: skip
+    gw.kill()  # SIGKILL in the middle of the 600 MB transfer
+    sender.join(timeout=60)
+    assert list(incoming.glob("*")), "the partial transfer should be in .incoming, not the spool"
+
+    gw = GatewayProcess(config, log).start()
+    try:
+        gw.wait_listening(port)
+        assert not list(incoming.glob("*")), "partial files are removed at start-up"
+        spooled = sorted(p for p in (tmp_path / "spool").rglob("*.dcm"))
+        assert len(spooled) == len(acked)  # every acknowledged instance, nothing else
+        catalog = Catalog(url)
+        try:
+            for path in acked:
+                uid = pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID
+                version, sha, stored = catalog.current_instance(uid)  # type: ignore[misc]
+                assert hashlib.sha256(Path(stored).read_bytes()).hexdigest() == sha
+                assert dataset_bytes(Path(stored)) == dataset_bytes(path)
+        finally:
+            catalog.close()
+        study = wait_for(lambda: _state_is(url, study_uid, StudyState.SCORED), timeout=180)
+        assert Path(study.result_path).is_file()
+    finally:
+        gw.stop()
+
+
+def test_restart_resumes_a_half_received_study_and_a_new_slide_reopens_it(
+    tmp_path: Path, samples_root: Path, sample_cases: dict[str, SampleCase]
+) -> None:
+    config, port, url = _config(
+        tmp_path, completion={"series_stable_s": 3, "study_stable_s": 6, "poll_interval_s": 0.2}
+    )
+    log = tmp_path / "gateway.log"
+    case = sample_cases["DEMO-002"]
+    uid = case.identity["study_instance_uid"]
+    first, second = (sorted((samples_root / rel).glob("*.dcm")) for rel in case.dicom)
+    gw = GatewayProcess(config, log).start()
+    gw.wait_listening(port)
+    assert send(port, first) == [0] * len(first)
+    assert gw.stop() == 0  # stopped before the study timer fired
+    assert _study(url, uid).state == StudyState.RECEIVING
+    started = time.monotonic()
+    gw = GatewayProcess(config, log).start()
+    try:
+        gw.wait_listening(port)
+        study = wait_for(lambda: _state_is(url, uid, StudyState.SCORED), timeout=180)
+        assert study.completed_at is not None and not study.forced
+        result = json.loads(Path(study.result_path).read_text())
+        assert len(result["slides"]) == 1
+        # The second slide arrives later: the study reopens and is scored again with both.
+        assert send(port, second) == [0] * len(second)
+        wait_for(lambda: _state_is(url, uid, StudyState.RECEIVING, StudyState.COMPLETE,
+                                   StudyState.QUEUED, StudyState.SCORING), timeout=30)  # fmt: skip
+
+        def rescored() -> Any:
+            s = _state_is(url, uid, StudyState.SCORED)
+            if s is None:
+                return None
+            return s if len(json.loads(Path(s.result_path).read_text())["slides"]) == 2 else None
+
+        wait_for(rescored, timeout=180)
+    finally:
+        gw.stop()
+    assert time.monotonic() - started < 400
+
+
+def test_forced_completion_and_rescore_from_the_command_line(
+    tmp_path: Path, samples_root: Path, sample_cases: dict[str, SampleCase]
+) -> None:
+    config, port, url = _config(
+        tmp_path, completion={"series_stable_s": 600, "study_stable_s": 600, "force_after_s": 900}
+    )
+    case = sample_cases["DEMO-001"]
+    uid = case.identity["study_instance_uid"]
+    runner = CliRunner()
+    gw = GatewayProcess(config, tmp_path / "gateway.log").start()
+    try:
+        gw.wait_listening(port)
+        assert send(port, sorted((samples_root / case.dicom[0]).glob("*.dcm")))[0] == 0
+        out = runner.invoke(app, ["rescore", uid, "--config", str(config)])
+        assert out.exit_code == 2 and "receiving" in out.output
+        out = runner.invoke(app, ["complete", uid, "--config", str(config)])
+        assert out.exit_code != 0 and "--force" in out.output
+        out = runner.invoke(app, ["complete", uid, "--force", "--config", str(config)])
+        assert out.exit_code == 0, out.output
+        study = wait_for(lambda: _state_is(url, uid, StudyState.SCORED), timeout=180)
+        assert study.forced
+        first_scored = study.scored_at
+        out = runner.invoke(app, ["rescore", uid, "--config", str(config)])
+        assert out.exit_code == 0, out.output
+        wait_for(lambda: (s := _state_is(url, uid, StudyState.SCORED)) and s.scored_at
+                 > first_scored, timeout=180)  # fmt: skip
+        out = runner.invoke(app, ["status", "--config", str(config)])
+        assert out.exit_code == 0 and "scored" in out.output
+    finally:
+        gw.stop()
+
+
+def test_serve_refuses_to_start_with_a_bad_configuration(tmp_path: Path) -> None:
+    bad = write_toml(tmp_path / "bad.toml", {"dicom": {"port": 70000, "accept_any_ae": True}})
+    out = CliRunner().invoke(app, ["serve", "--config", str(bad)])
+    assert out.exit_code == 2 and "dicom.port" in out.output
+    out = CliRunner().invoke(app, ["config", "check", "--config", str(bad)])
+    assert out.exit_code == 2 and "less than or equal to 65535" in out.output
