@@ -3,8 +3,8 @@
 # pip and apt: system packages, a virtual environment in .venv, the project with pinned
 # dependencies (constraints.txt), and the real sample slide.
 #
-#   scripts/bootstrap.sh demo   # what `make demo` needs (DCMTK, libturbojpeg)
-#   scripts/bootstrap.sh test   # plus the test peers: Orthanc, dicom3tools, Redis, PostgreSQL
+#   scripts/bootstrap.sh demo   # what `make demo` needs (DCMTK as the scanner, Orthanc as the PACS)
+#   scripts/bootstrap.sh test   # plus the test peers: dicom3tools, Redis, PostgreSQL, openssl
 #
 # Idempotent: re-running skips what is already installed.
 set -euo pipefail
@@ -13,8 +13,8 @@ profile=${1:-demo}
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
-apt_demo=(libturbojpeg0 dcmtk)
-apt_test=(orthanc orthanc-dicomweb dicom3tools redis-server postgresql iproute2 openssl)
+apt_demo=(libturbojpeg0 dcmtk orthanc orthanc-dicomweb)
+apt_test=(dicom3tools redis-server postgresql iproute2 openssl)
 
 want=("${apt_demo[@]}")
 [ "$profile" = test ] && want+=("${apt_test[@]}")

@@ -26,6 +26,13 @@ from .errors import ConfigError
 
 __all__ = [
     "AllowedAE",
+    "DicomNode",
+    "DicomWebNode",
+    "DispatchSettings",
+    "FhirNode",
+    "FhirSettings",
+    "HttpSettings",
+    "TriageSettings",
     "CatalogSettings",
     "CompletionSettings",
     "DicomSettings",
@@ -200,6 +207,108 @@ class ModelSettings(_Model):
         return value
 
 
+class TriageSettings(_Model):
+    """Triage policy: histologies the model is not validated for, and histology sources."""
+
+    not_validated_patterns: tuple[str, ...] = (r"squamous", r"\bSCC\b", r"keratini[sz]ing")
+    histology_by_accession: dict[str, str] = Field(default_factory=dict)
+    default_histology: str | None = None
+
+    @field_validator("not_validated_patterns")
+    @classmethod
+    def _regexes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+        return value
+
+
+class FhirSettings(_Model):
+    """How patients are identified in FHIR resources."""
+
+    patient_id_systems: dict[str, str] = Field(default_factory=dict)
+    default_patient_id_system: str = "urn:ihgamp:patient-id"
+
+
+class HttpSettings(_Model):
+    """The HTTP service: health, metrics, status page, API, FHIR endpoint."""
+
+    enabled: bool = True
+    bind_host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    token: str | None = Field(default=None, min_length=16)
+    token_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _token(self) -> HttpSettings:
+        if self.token_file is not None and not Path(self.token_file).is_file():
+            raise ValueError(f"token_file {self.token_file} does not exist")
+        return self
+
+    def bearer_token(self) -> str | None:
+        """The configured API token (from ``token`` or ``token_file``)."""
+        if self.token:
+            return self.token
+        if self.token_file is not None:
+            return Path(self.token_file).read_text().strip() or None
+        return None
+
+
+class DicomNode(_Model):
+    """A DICOM node results are sent to with C-STORE."""
+
+    name: str = Field(min_length=1, max_length=64)
+    ae_title: str
+    host: str
+    port: int = Field(ge=1, le=65535)
+    calling_ae_title: str | None = None
+    tls_ca: Path | None = None
+    tls_certificate: Path | None = None
+    tls_private_key: Path | None = None
+
+    _v_ae = field_validator("ae_title")(_ae_title)
+
+
+class DicomWebNode(_Model):
+    """A DICOMweb server results are sent to with STOW-RS."""
+
+    name: str = Field(min_length=1, max_length=64)
+    url: str
+    token: str | None = None
+
+
+class FhirNode(_Model):
+    """A FHIR server the transaction Bundle is posted to."""
+
+    name: str = Field(min_length=1, max_length=64)
+    url: str
+    token: str | None = None
+
+
+class DispatchSettings(_Model):
+    """Result destinations (the local outbox is always written) and retry policy."""
+
+    dicom: tuple[DicomNode, ...] = ()
+    dicomweb: tuple[DicomWebNode, ...] = ()
+    fhir: tuple[FhirNode, ...] = ()
+    max_attempts: int = Field(default=8, ge=1, le=1000)
+    backoff_s: float = Field(default=30.0, ge=0)
+    backoff_max_s: float = Field(default=3600.0, ge=0)
+    timeout_s: float = Field(default=30.0, gt=0)
+    poll_interval_s: float = Field(default=2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> DispatchSettings:
+        names = [n.name for n in self.dicom] + [n.name for n in self.dicomweb]
+        names += [n.name for n in self.fhir]
+        duplicates = {n for n in names if names.count(n) > 1}
+        if duplicates:
+            raise ValueError(f"destination names must be unique: {sorted(duplicates)}")
+        return self
+
+
 class LoggingSettings(_Model):
     """Log output of the service."""
 
@@ -216,6 +325,10 @@ class Settings(_Model):
     completion: CompletionSettings = CompletionSettings()
     worker: WorkerSettings = WorkerSettings()
     model: ModelSettings = ModelSettings()
+    triage: TriageSettings = TriageSettings()
+    fhir: FhirSettings = FhirSettings()
+    http: HttpSettings = HttpSettings()
+    dispatch: DispatchSettings = DispatchSettings()
     logging: LoggingSettings = LoggingSettings()
 
 
@@ -304,6 +417,7 @@ _PATH_KEYS = {
     ("dicom", "tls", "certificate"),
     ("dicom", "tls", "private_key"),
     ("dicom", "tls", "ca_certificates"),
+    ("http", "token_file"),
 }
 
 

@@ -1,26 +1,32 @@
-"""The network demo: a loopback gateway receives the sample studies from ``storescu``.
+"""The network demo: scanner -> gateway -> PACS and EHR, all on loopback.
 
-The gateway completes, scores and writes each study to its outbox; DCMTK's ``storescu``
-plays the scanner.
+DCMTK's ``storescu`` plays the scanner, a local Orthanc plays the PACS. The gateway
+receives each sample study, completes and scores it, writes SR, heatmaps and FHIR to its
+outbox, stores SR and heatmap into the PACS by C-STORE, and serves the Observation on its
+FHIR endpoint; the demo then reads both back.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from ihgamp_core.result import CaseResult, result_from_dict
 from ihgamp_core.synthetic.samples import SampleCase
 
 from .catalog import StudyState
+from .catalog.deliveries import DeliveryStore
 from .config import Settings
 from .errors import GatewayError
+from .pacs_local import Orthanc, free_port, orthanc_available
 from .service import Gateway
 
 __all__ = [
@@ -37,7 +43,7 @@ _DONE = {StudyState.SCORED, StudyState.FAILED, StudyState.IGNORED}
 
 @dataclass(frozen=True)
 class DemoOutcome:
-    """One sample case after the demo: its study state and result."""
+    """One sample case after the demo: its study state, result and where it arrived."""
 
     case_id: str
     study_uid: str
@@ -45,12 +51,23 @@ class DemoOutcome:
     reason: str | None
     result: CaseResult | None
     outbox: Path | None
+    triage: str | None = None
+    sr_in_pacs: str | None = None
+    observation: dict[str, Any] | None = None
 
 
-def demo_settings(workdir: Path, max_tiles: int, device: str) -> Settings:
+def demo_settings(
+    workdir: Path, max_tiles: int, device: str, pacs: Orthanc | None = None, token: str = ""
+) -> Settings:
     """Return the demo gateway configuration: loopback, any free port, short timers."""
+    dispatch: dict[str, Any] = {"backoff_s": 1, "backoff_max_s": 5, "poll_interval_s": 0.5}
+    if pacs is not None:
+        dispatch["dicom"] = [{"name": "demo-pacs", "ae_title": pacs.aet, "host": "127.0.0.1",
+                              "port": pacs.dicom_port}]  # fmt: skip
     return Settings.model_validate(
         {
+            "http": {"enabled": True, "bind_host": "127.0.0.1", "port": 0, "token": token},
+            "dispatch": dispatch,
             "dicom": {
                 "ae_title": "IHGAMP",
                 "bind_host": "127.0.0.1",
@@ -143,10 +160,20 @@ def run_network_demo(
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    gateway = Gateway(demo_settings(workdir, max_tiles, device))
+    pacs = None
+    if orthanc_available():
+        pacs = Orthanc(free_port(), free_port(), "DEMO-PACS", workdir / "pacs").start()
+        report(f"PACS: Orthanc as DEMO-PACS on 127.0.0.1:{pacs.dicom_port} (DICOM), {pacs.url}")
+    else:
+        report("Orthanc is not installed (apt-get install orthanc orthanc-dicomweb): "
+               "results are written to the outbox only")  # fmt: skip
+    token = secrets.token_hex(16)
+    gateway = Gateway(demo_settings(workdir, max_tiles, device, pacs, token))
     try:
         port = gateway.start()
-        report(f"gateway listening as IHGAMP on 127.0.0.1:{port} (DICOM), workdir {workdir}")
+        http = gateway.http.port if gateway.http is not None else 0
+        report(f"gateway listening as IHGAMP on 127.0.0.1:{port} (DICOM) and "
+               f"http://127.0.0.1:{http} (status, FHIR), workdir {workdir}")  # fmt: skip
         uids = {}
         for case in cases:
             started = time.perf_counter()
@@ -168,23 +195,61 @@ def run_network_demo(
             time.sleep(0.5)
         else:
             raise GatewayError(f"the demo did not finish within {timeout_s:.0f} s")
+        if pacs is not None:
+            _wait_delivered(gateway, deadline, report)
         outcomes = []
         for cid, uid in uids.items():
             snap = gateway.catalog.study(uid)
             assert snap is not None  # noqa: S101 - checked above
-            result = None
+            result = summary = None
+            folder = None
             if snap.result_path:
-                result = result_from_dict(json.loads(Path(snap.result_path).read_text()))
-            outcomes.append(
-                DemoOutcome(
-                    cid,
-                    uid,
-                    snap.state,
-                    snap.state_reason,
-                    result,
-                    Path(snap.result_path).parent if snap.result_path else None,
-                )  # fmt: skip
-            )
+                summary = json.loads(Path(snap.result_path).read_text())
+                result = result_from_dict(summary)
+                folder = Path(snap.result_path).parent
+            outcome = DemoOutcome(cid, uid, snap.state, snap.state_reason, result, folder)
+            if summary is not None:
+                outcome = _arrivals(outcome, summary, pacs, http, token)
+            outcomes.append(outcome)
         return outcomes
     finally:
         gateway.stop()
+        if pacs is not None:
+            pacs.stop()
+
+
+def _wait_delivered(gateway: Gateway, deadline: float, report: Callable[[str], None]) -> None:
+    store = DeliveryStore(gateway.catalog)
+    while time.monotonic() < deadline:
+        if not store.deliveries(states=["pending"]):
+            delivered = store.deliveries(states=["delivered"])
+            report(f"{len(delivered)} result(s) delivered to the PACS")
+            return
+        time.sleep(0.5)
+    raise GatewayError("the results were not delivered to the demo PACS in time")
+
+
+def _arrivals(
+    outcome: DemoOutcome, summary: dict[str, Any], pacs: Orthanc | None, http: int, token: str
+) -> DemoOutcome:
+    """Look the SR up in the PACS and read the Observation over the gateway's FHIR API."""
+    import httpx
+
+    outputs = summary.get("outputs", {})
+    sr_in_pacs = None
+    if pacs is not None and outputs.get("sr_sop_instance_uid"):
+        found = pacs.find_instance(outputs["sr_sop_instance_uid"])
+        if found is not None:
+            tags = pacs.get(f"/instances/{found}/simplified-tags")
+            sr_in_pacs = f"{tags.get('SeriesDescription', 'SR')} (Orthanc instance {found[:8]})"
+    observation = None
+    if http and outputs.get("observation_identifier"):
+        response = httpx.get(
+            f"http://127.0.0.1:{http}/fhir/Observation/{outputs['observation_identifier']}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        if response.status_code == 200:
+            observation = response.json()
+    triage = summary.get("triage", {}).get("text")
+    return replace(outcome, triage=triage, sr_in_pacs=sr_in_pacs, observation=observation)

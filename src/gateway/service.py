@@ -18,12 +18,15 @@ from ihgamp_core.scoring import Engine
 from .catalog import Catalog, JobStore
 from .complete import CompletionMonitor
 from .config import Settings
+from .dispatch.dispatcher import Dispatcher
 from .dispatch.outbox import Outbox
 from .models import demo_head_path, load_engine
 from .queue.inprocess import InProcessQueue
 from .receive import DicomListener
+from .report.writer import ReportWriter
 from .score.worker import ScoreProcessor
 from .spool import Spool
+from .web import HttpServer, create_app
 
 __all__ = ["Gateway", "target_max_mpp"]
 
@@ -61,8 +64,16 @@ class Gateway:
             m = settings.model
             engine = load_engine(m.head, m.backbone_checkpoint, m.device)
         self.engine = engine
+        self.dispatcher = Dispatcher(self.catalog, self.outbox, settings)
+        self.reports = ReportWriter(self.catalog, self.outbox, settings)
         processor = (
-            ScoreProcessor(self.catalog, engine, self.outbox, settings.model)
+            ScoreProcessor(
+                self.catalog,
+                engine,
+                self.reports,
+                settings.model,
+                on_reported=lambda _uid: self.dispatcher.wake(),
+            )  # fmt: skip
             if engine is not None
             else _no_engine
         )
@@ -71,12 +82,20 @@ class Gateway:
             self.catalog, self.queue, settings.completion, target_max_mpp(settings)
         )
         self.listener = DicomListener(settings.dicom, self.catalog, self.spool)
+        self.http: HttpServer | None = None
+        if settings.http.enabled:
+            app = create_app(self.catalog, self.outbox, settings.http.bearer_token(),
+                             ready=lambda: not self._stopped.is_set())  # fmt: skip
+            self.http = HttpServer(app, settings.http.bind_host, settings.http.port)
         self._stopped = threading.Event()
 
     def start(self) -> int:
-        """Start workers, completion and the listener; return the DICOM port."""
+        """Start dispatch, workers, completion, HTTP and the listener; return the DICOM port."""
+        self.dispatcher.start()
         self.queue.start()
         self.completion.start()
+        if self.http is not None:
+            self.http.start()
         port = self.listener.start()
         logger.info("gateway started", extra={"port": port,
                                               "workers": self.settings.worker.count})  # fmt: skip
@@ -88,8 +107,11 @@ class Gateway:
             return
         self._stopped.set()
         self.listener.stop()
+        if self.http is not None:
+            self.http.stop()
         self.completion.stop()
         self.queue.stop()
+        self.dispatcher.stop()
         self.catalog.close()
         logger.info("gateway stopped")
 

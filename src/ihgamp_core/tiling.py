@@ -20,17 +20,14 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image
 
 from .params import TilingParams
 from .slide.base import Slide
-from .slide.levels import LevelChoice, choose_level, choose_thumbnail_level
+from .slide.levels import LevelChoice, choose_level
+from .slide.resample import read_resampled
 from .tissue import tissue_mask
 
 __all__ = ["TilePlan", "plan_tiles", "read_mask_image", "select_capped", "tile_coverage_counts"]
-
-#: Largest number of pixels read at once while building the low-resolution image.
-_STRIP_PIXELS = 32 * 1024 * 1024
 
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
@@ -108,9 +105,6 @@ class TilePlan:
 def read_mask_image(slide: Slide, choice: LevelChoice, px_per_tile: int) -> NDArray[np.uint8]:
     """Read the slide at ``px_per_tile`` pixels per tile side, over the whole read level.
 
-    The image is read from the coarsest pyramid level that is fine enough, in
-    horizontal strips, each downsampled with an area filter.
-
     Parameters
     ----------
     slide : Slide
@@ -125,37 +119,7 @@ def read_mask_image(slide: Slide, choice: LevelChoice, px_per_tile: int) -> NDAr
     numpy.ndarray
         ``(H_m, W_m, 3)`` uint8 with ``W_m = floor(read_level_width * px_per_tile / read_px)``.
     """
-    read_level = slide.levels[choice.level]
-    step = choice.read_px / px_per_tile  # read-level pixels per mask pixel
-    width_m = int(math.floor(read_level.width / step))
-    height_m = int(math.floor(read_level.height / step))
-    if width_m == 0 or height_m == 0:
-        return np.zeros((height_m, width_m, 3), dtype=np.uint8)
-
-    mpps = [lvl.mpp for lvl in slide.levels]
-    thumb_index = choose_thumbnail_level(mpps, step * read_level.mpp)
-    thumb = slide.levels[thumb_index]
-    fx = thumb.width / read_level.width * step  # thumbnail pixels per mask pixel (x)
-    fy = thumb.height / read_level.height * step
-    extent_w = min(width_m * fx, float(thumb.width))
-    read_w = min(int(math.ceil(extent_w)), thumb.width)
-
-    rows_per_strip = max(1, int(_STRIP_PIXELS / max(read_w * fy, 1.0)))
-    out = np.empty((height_m, width_m, 3), dtype=np.uint8)
-    for r0 in range(0, height_m, rows_per_strip):
-        r1 = min(height_m, r0 + rows_per_strip)
-        top, bottom = r0 * fy, min(r1 * fy, float(thumb.height))
-        y0 = int(math.floor(top))
-        y1 = min(int(math.ceil(bottom)), thumb.height)
-        strip = slide.read_region(thumb_index, 0, y0, read_w, y1 - y0)
-        image = Image.fromarray(strip)
-        resized = image.resize(
-            (width_m, r1 - r0),
-            resample=Image.Resampling.BOX,
-            box=(0.0, top - y0, extent_w, bottom - y0),
-        )
-        out[r0:r1] = np.asarray(resized)
-    return out
+    return read_resampled(slide, choice.level, choice.read_px / px_per_tile)
 
 
 def tile_coverage_counts(mask: NDArray[np.bool_], px_per_tile: int) -> NDArray[np.int64]:

@@ -20,6 +20,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, _config
 
 from gateway.config import Settings
+from gateway.pacs_local import free_port  # noqa: F401 - re-exported for tests
 
 WSI = "1.2.840.10008.5.1.4.1.1.77.1.6"
 REPO = Path(__file__).resolve().parents[2]
@@ -178,12 +179,6 @@ def send(
         return statuses
     finally:
         _config.STORE_SEND_CHUNKED_DATASET = previous
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(predicate: Any, timeout: float = 60.0, interval: float = 0.2) -> Any:

@@ -38,10 +38,17 @@ def _v1_initial(conn: Connection) -> None:
     Base.metadata.create_all(conn, tables=tables)
 
 
+def _v2_results(conn: Connection) -> None:
+    """Add deliveries (dispatch with retries) and observations (FHIR endpoint)."""
+    tables = [Base.metadata.tables[name] for name in ("deliveries", "observations")]
+    Base.metadata.create_all(conn, tables=tables)
+
+
 Migration = tuple[int, str, Callable[[Connection], None]]
 
 MIGRATIONS: list[Migration] = [
     (1, "initial schema: studies, series, instances, associations, jobs", _v1_initial),
+    (2, "deliveries and FHIR observations", _v2_results),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

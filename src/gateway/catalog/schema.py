@@ -1,8 +1,9 @@
 """Catalog tables (SQLAlchemy 2 ORM). The schema version lives in :mod:`.migrations`.
 
-No patient names or patient IDs are stored: the catalog holds UIDs, accession numbers,
-states, timings and file locations. Patient data stays in the spool's DICOM files and
-is read only when a report needs it.
+The catalog holds UIDs, accession numbers, states, timings and file locations. Patient
+data stays in the spool's DICOM files and is read when a report needs it; the one
+exception is the ``observations`` table behind the FHIR endpoint, whose Observations
+name their patient by identifier.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from sqlalchemy.types import TypeDecorator
 __all__ = [
     "Association",
     "Base",
+    "Delivery",
+    "DeliveryState",
+    "StoredObservation",
     "Instance",
     "Job",
     "JobState",
@@ -202,3 +206,52 @@ class Job(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=_utc)
     updated_at: Mapped[dt.datetime] = mapped_column(default=_utc, onupdate=_utc)
     finished_at: Mapped[dt.datetime | None]
+
+
+class DeliveryState(StrEnum):
+    """Delivery life cycle: pending -> delivered | dead-letter (pending again on redispatch)."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD_LETTER = "dead-letter"
+
+
+class Delivery(Base):
+    """One result to one destination, with its retry state."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (UniqueConstraint("report_key", "destination"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    report_key: Mapped[str] = mapped_column(String(64))
+    destination: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    files: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default=DeliveryState.PENDING, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=8)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=_utc, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=_utc)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=_utc, onupdate=_utc)
+    delivered_at: Mapped[dt.datetime | None]
+
+
+class StoredObservation(Base):
+    """FHIR Observations served read-only by the gateway's FHIR endpoint.
+
+    This table holds the patient identifier (the Observation's subject); like the spool,
+    the catalog is protected health information at rest.
+    """
+
+    __tablename__ = "observations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    patient_system: Mapped[str] = mapped_column(String(200), index=True)
+    patient_value: Mapped[str] = mapped_column(String(64), index=True)
+    code_system: Mapped[str] = mapped_column(String(200))
+    code: Mapped[str] = mapped_column(String(64), index=True)
+    resource: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=_utc)

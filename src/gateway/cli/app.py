@@ -9,7 +9,7 @@ from ihgamp_core import __version__
 from .demo import demo, sample_data
 from .score import score
 from .serve import config_app, serve
-from .status import complete, rescore, status
+from .status import complete, redispatch, rescore, status
 
 __all__ = ["app", "main"]
 
@@ -46,6 +46,7 @@ app.command("serve")(serve)
 app.command("status")(status)
 app.command("rescore")(rescore)
 app.command("complete")(complete)
+app.command("redispatch")(redispatch)
 app.add_typer(config_app, name="config")
 app.command("score")(score)
 app.command("demo")(demo)

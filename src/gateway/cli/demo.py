@@ -98,6 +98,19 @@ def demo(
         console.print(results_table(results, title="IHGAMP demo results", labels=labels))
         if results:
             console.print(model_lines(results[0]))
+        for o in outcomes:
+            if o.result is None:
+                continue
+            console.print(f"[bold]{o.case_id}[/]: triage: {o.triage}")
+            if o.sr_in_pacs:
+                console.print(f"  SR in the PACS: {o.sr_in_pacs}")
+            if o.observation:
+                obs = o.observation
+                value = obs.get("valueCodeableConcept", {}).get("text")
+                interp = obs["interpretation"][0]["coding"][0]["code"]
+                console.print(f"  FHIR Observation/{obs['id'][:12]}...: LOINC "
+                              f"{obs['code']['coding'][0]['code']} = {value} ({interp}), "
+                              f"security {obs['meta']['security'][0]['code']}")  # fmt: skip
         console.print(f"results in {out.resolve() / 'gateway' / 'outbox'}")
         if failed:
             raise typer.Exit(1)

@@ -15,13 +15,15 @@ import typer
 from rich.table import Table
 
 from ..catalog import Catalog, JobState, JobStore, StudySnapshot, StudyState
+from ..catalog.deliveries import DeliveryStore
+from ..catalog.schema import DeliveryState
 from ..complete import CompletionMonitor
 from ..config import Settings, load_settings
 from ..errors import CatalogError
 from .common import console, handle_errors
 from .serve import ConfigOption
 
-__all__ = ["complete", "rescore", "status"]
+__all__ = ["complete", "redispatch", "rescore", "status"]
 
 
 def _open(config: Path | None) -> tuple[Settings, Catalog]:
@@ -75,13 +77,20 @@ def status(
         studies = catalog.studies(states=state, limit=limit)
         jobs = [j for j in JobStore(catalog).jobs(limit=200) if j.state == JobState.FAILED]
         counts = catalog.counts()
+        open_deliveries = DeliveryStore(catalog).deliveries(
+            states=[DeliveryState.PENDING, DeliveryState.DEAD_LETTER], limit=200
+        )
     finally:
         catalog.close()
     if as_json:
         print(json.dumps({"counts": counts, "studies": [_study_json(s) for s in studies],
                           "failed_jobs": [
                               {"job_id": j.job_id, "study_uid": j.study_uid,
-                               "attempts": j.attempts, "error": j.last_error} for j in jobs]},
+                               "attempts": j.attempts, "error": j.last_error} for j in jobs],
+                          "deliveries": [
+                              {"study_uid": d.study_uid, "destination": d.destination,
+                               "state": d.state, "attempts": d.attempts,
+                               "error": d.last_error} for d in open_deliveries]},
                          indent=2))  # fmt: skip
         return
     now = dt.datetime.now(dt.UTC)
@@ -108,6 +117,38 @@ def status(
             failed.add_row(str(j.job_id), j.study_uid, f"{j.attempts}/{j.max_attempts}",
                            j.last_error or "")  # fmt: skip
         console.print(failed)
+    if open_deliveries:
+        pending = Table(title="Deliveries not yet delivered (dead-letter: run `ihgamp redispatch`)")
+        for column in ("Study UID", "Destination", "State", "Attempts", "Next attempt", "Error"):
+            pending.add_column(column, overflow="fold")
+        for d in open_deliveries:
+            style = "bold red" if d.state == DeliveryState.DEAD_LETTER else "yellow"
+            next_at = d.next_attempt_at.strftime("%H:%M:%S")
+            if d.state == DeliveryState.DEAD_LETTER:
+                next_at = "-"
+            attempts = f"{d.attempts}/{d.max_attempts}"
+            state_text = f"[{style}]{d.state}[/]"
+            pending.add_row(d.study_uid, d.destination, state_text, attempts, next_at,
+                            d.last_error or "")  # fmt: skip
+        console.print(pending)
+
+
+@handle_errors
+def redispatch(
+    config: ConfigOption = None,
+    study: Annotated[str | None, typer.Option(help="Only this Study Instance UID.")] = None,
+    destination: Annotated[str | None, typer.Option(help="Only this destination.")] = None,
+    include_delivered: Annotated[
+        bool, typer.Option("--include-delivered", help="Also send delivered results again.")
+    ] = False,
+) -> None:
+    """Send dead-letter deliveries again (same SOP Instance UIDs and FHIR identifiers)."""
+    _, catalog = _open(config)
+    try:
+        count = DeliveryStore(catalog).redispatch(study, destination, include_delivered)
+    finally:
+        catalog.close()
+    console.print(f"{count} deliveries pending again; the running gateway sends them")
 
 
 @handle_errors

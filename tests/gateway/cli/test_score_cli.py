@@ -131,7 +131,7 @@ def test_demo_command_end_to_end(
     for case_id, case in sample_cases.items():
         path = outbox / case.identity["study_instance_uid"] / "result.json"
         results[case_id] = json.loads(path.read_text())
-    assert set(results) == {"DEMO-001", "DEMO-002", "CMU-1-SMALL"}
+    assert set(results) == {"DEMO-001", "DEMO-002", "DEMO-003", "CMU-1-SMALL"}
     # The demo head has learnt the synthetic signal: the HRD-like case scores higher.
     assert results["DEMO-001"]["probability"] > results["DEMO-002"]["probability"]
     assert results["DEMO-001"]["call"] == "hrd-likely"
@@ -140,9 +140,14 @@ def test_demo_command_end_to_end(
     for data in results.values():
         assert data["tiling"]["max_tiles"] == 32
         assert all(s["tiles_used"] <= 32 for s in data["slides"])
-    assert "sent 2 slide(s) with storescu" in proc.stdout
-    assert "IHGAMP demo results" in proc.stdout
-    assert "not for clinical use" in proc.stdout
+    assert results["DEMO-003"]["triage"]["category"] == "not-validated"  # squamous
+    assert results["CMU-1-SMALL"]["triage"]["category"] == "manual-review"  # QC flag
+    out = " ".join(proc.stdout.split())
+    assert "sent 2 slide(s) with storescu" in out
+    assert "4 result(s) delivered to the PACS" in out
+    assert out.count("SR in the PACS: IHGAMP HRD estimate (AI) DEMO") == 4
+    assert out.count("LOINC 107286-7") == 4 and "security AIAST" in out
+    assert "IHGAMP demo results" in out and "not for clinical use" in out
 
 
 @pytest.mark.slow
@@ -151,5 +156,5 @@ def test_offline_demo(tmp_path: Path, samples_root: Path) -> None:
                         "--device", "cpu")  # fmt: skip
     assert code == 0, output
     assert sorted(p.stem for p in tmp_path.glob("*.json")) == [
-        "CMU-1-SMALL", "DEMO-001", "DEMO-002",
+        "CMU-1-SMALL", "DEMO-001", "DEMO-002", "DEMO-003",
     ]  # fmt: skip

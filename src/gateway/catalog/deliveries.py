@@ -1,0 +1,244 @@
+"""Delivery rows (one result to one destination) and the stored FHIR Observations.
+
+A delivery is claimed by pushing its ``next_attempt_at`` forward (a short lease), so two
+gateway processes never send the same delivery at once. Failures back off
+exponentially up to a cap; after ``max_attempts`` the delivery is ``dead-letter`` until
+an operator runs ``ihgamp redispatch``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import CatalogError
+from .catalog import Catalog, utcnow
+from .schema import Delivery, DeliveryState, StoredObservation, Study
+
+__all__ = ["DeliveryStore", "DeliveryView", "ObservationStore"]
+
+
+@dataclass(frozen=True)
+class DeliveryView:
+    """A delivery as the dispatcher and ``ihgamp status`` see it."""
+
+    delivery_id: int
+    study_uid: str
+    report_key: str
+    destination: str
+    kind: str
+    files: tuple[str, ...]
+    state: str
+    attempts: int
+    max_attempts: int
+    last_error: str | None
+    next_attempt_at: dt.datetime
+    delivered_at: dt.datetime | None
+
+
+def _view(row: Delivery, study_uid: str) -> DeliveryView:
+    return DeliveryView(
+        row.id, study_uid, row.report_key, row.destination, row.kind,
+        tuple(json.loads(row.files)), row.state, row.attempts, row.max_attempts,
+        row.last_error, row.next_attempt_at, row.delivered_at,
+    )  # fmt: skip
+
+
+class DeliveryStore:
+    """The ``deliveries`` table.
+
+    Parameters
+    ----------
+    catalog : Catalog
+        The catalog.
+    """
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    def create(
+        self, study_uid: str, report_key: str, destination: str, kind: str,
+        files: list[str], max_attempts: int,
+    ) -> int:  # fmt: skip
+        """Create a pending delivery (idempotent per report and destination)."""
+        try:
+            return self._create(study_uid, report_key, destination, kind, files, max_attempts)
+        except IntegrityError:  # created concurrently by another process: use that row
+            return self._create(study_uid, report_key, destination, kind, files, max_attempts)
+
+    def _create(
+        self, study_uid: str, report_key: str, destination: str, kind: str,
+        files: list[str], max_attempts: int,
+    ) -> int:  # fmt: skip
+        with self.catalog.session() as s:
+            study = s.scalars(select(Study).where(Study.study_uid == study_uid)).first()
+            if study is None:
+                raise CatalogError(f"no study {study_uid} in the catalog")
+            existing = s.scalars(
+                select(Delivery).where(
+                    Delivery.report_key == report_key, Delivery.destination == destination
+                )
+            ).first()
+            if existing is not None:
+                return int(existing.id)
+            row = Delivery(
+                study_id=study.id, report_key=report_key, destination=destination, kind=kind,
+                files=json.dumps(files), state=DeliveryState.PENDING, attempts=0,
+                max_attempts=max_attempts, next_attempt_at=utcnow(),
+            )  # fmt: skip
+            s.add(row)
+            s.flush()
+            return int(row.id)
+
+    def claim(
+        self, destination: str, lease_s: float, now: dt.datetime | None = None
+    ) -> DeliveryView | None:
+        """Take the oldest due pending delivery for ``destination``."""
+        now = now or utcnow()
+        for _ in range(5):
+            with self.catalog.session() as s:
+                row = s.execute(
+                    select(Delivery, Study.study_uid)
+                    .join(Study, Study.id == Delivery.study_id)
+                    .where(Delivery.destination == destination,
+                           Delivery.state == DeliveryState.PENDING,
+                           Delivery.next_attempt_at <= now)
+                    .order_by(Delivery.next_attempt_at, Delivery.id)
+                    .limit(1)
+                ).first()  # fmt: skip
+                if row is None:
+                    return None
+                delivery, study_uid = row
+                seen = delivery.next_attempt_at
+                won = cast(CursorResult[Any], s.execute(
+                    update(Delivery)
+                    .where(Delivery.id == delivery.id, Delivery.next_attempt_at == seen,
+                           Delivery.state == DeliveryState.PENDING)
+                    .values(next_attempt_at=now + dt.timedelta(seconds=lease_s),
+                            attempts=Delivery.attempts + 1)
+                )).rowcount  # fmt: skip
+                if won:
+                    s.refresh(delivery)
+                    return _view(delivery, study_uid)
+        return None
+
+    def delivered(self, delivery_id: int) -> None:
+        """Mark a delivery done."""
+        with self.catalog.session() as s:
+            row = s.get(Delivery, delivery_id)
+            if row is not None:
+                row.state = DeliveryState.DELIVERED
+                row.delivered_at = utcnow()
+                row.last_error = None
+
+    def failed(self, delivery_id: int, error: str, backoff_s: float, backoff_max_s: float) -> str:
+        """Record a failed attempt: ``retry`` later, or ``dead-letter`` after max attempts."""
+        with self.catalog.session() as s:
+            row = s.get(Delivery, delivery_id)
+            if row is None:
+                return "lost"
+            row.last_error = error[:2000]
+            if row.attempts >= row.max_attempts:
+                row.state = DeliveryState.DEAD_LETTER
+                return "dead-letter"
+            delay = min(backoff_max_s, backoff_s * 2 ** max(0, row.attempts - 1))
+            row.next_attempt_at = utcnow() + dt.timedelta(seconds=delay)
+            return "retry"
+
+    def redispatch(
+        self, study_uid: str | None = None, destination: str | None = None,
+        include_delivered: bool = False,
+    ) -> int:  # fmt: skip
+        """Make dead-letter (or, optionally, delivered) deliveries pending again."""
+        states = [DeliveryState.DEAD_LETTER]
+        if include_delivered:
+            states.append(DeliveryState.DELIVERED)
+        with self.catalog.session() as s:
+            q = (
+                select(Delivery)
+                .join(Study, Study.id == Delivery.study_id)
+                .where(Delivery.state.in_(states))
+            )
+            if study_uid:
+                q = q.where(Study.study_uid == study_uid)
+            if destination:
+                q = q.where(Delivery.destination == destination)
+            rows = list(s.scalars(q))
+            for row in rows:
+                row.state = DeliveryState.PENDING
+                row.attempts = 0
+                row.next_attempt_at = utcnow()
+                row.delivered_at = None
+            return len(rows)
+
+    def deliveries(
+        self, study_uid: str | None = None, states: list[str] | None = None, limit: int = 500
+    ) -> list[DeliveryView]:
+        """Deliveries, newest first."""
+        with self.catalog.session() as s:
+            q = (
+                select(Delivery, Study.study_uid)
+                .join(Study, Study.id == Delivery.study_id)
+                .order_by(Delivery.id.desc())
+                .limit(limit)
+            )
+            if study_uid:
+                q = q.where(Study.study_uid == study_uid)
+            if states:
+                q = q.where(Delivery.state.in_(states))
+            return [_view(row, uid) for row, uid in s.execute(q).all()]
+
+
+class ObservationStore:
+    """FHIR Observations kept for the gateway's read-only FHIR endpoint."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    def put(
+        self, study_uid: str, observation_id: str, patient_system: str, patient_value: str,
+        code_system: str, code: str, resource: dict[str, Any],
+    ) -> None:  # fmt: skip
+        """Store (or replace) one Observation."""
+        with self.catalog.session() as s:
+            study = s.scalars(select(Study).where(Study.study_uid == study_uid)).first()
+            if study is None:
+                raise CatalogError(f"no study {study_uid} in the catalog")
+            row = s.get(StoredObservation, observation_id)
+            if row is None:
+                row = StoredObservation(id=observation_id, study_id=study.id)
+                s.add(row)
+            row.patient_system = patient_system
+            row.patient_value = patient_value
+            row.code_system = code_system
+            row.code = code
+            row.resource = json.dumps(resource)
+
+    def get(self, observation_id: str) -> dict[str, Any] | None:
+        """One Observation by id."""
+        with self.catalog.session() as s:
+            row = s.get(StoredObservation, observation_id)
+            return None if row is None else cast(dict[str, Any], json.loads(row.resource))
+
+    def search(
+        self, patient_system: str | None = None, patient_value: str | None = None,
+        code_system: str | None = None, code: str | None = None, limit: int = 100,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """Observations matching every given criterion, newest first."""
+        with self.catalog.session() as s:
+            q = select(StoredObservation).order_by(StoredObservation.created_at.desc())
+            if patient_system is not None:
+                q = q.where(StoredObservation.patient_system == patient_system)
+            if patient_value is not None:
+                q = q.where(StoredObservation.patient_value == patient_value)
+            if code_system is not None:
+                q = q.where(StoredObservation.code_system == code_system)
+            if code is not None:
+                q = q.where(StoredObservation.code == code)
+            rows = s.scalars(q.limit(limit))
+            return [cast(dict[str, Any], json.loads(r.resource)) for r in rows]

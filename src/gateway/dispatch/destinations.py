@@ -1,0 +1,168 @@
+"""Where results go: DICOM C-STORE, DICOMweb STOW-RS, FHIR transaction.
+
+Each destination sends a list of outbox files and raises
+:class:`~gateway.errors.DispatchError` with a message an operator can act on when the
+peer refuses or cannot be reached. Sends are idempotent on the receiving side: the same
+SOP Instance UIDs, the same conditional-create FHIR Bundle.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import ssl
+from pathlib import Path
+from typing import Any
+
+import pydicom
+
+from ..config import DicomNode, DicomWebNode, FhirNode
+from ..errors import DispatchError
+
+__all__ = ["Destination", "DicomDestination", "DicomWebDestination", "FhirDestination"]
+
+
+class Destination(abc.ABC):
+    """A configured result destination."""
+
+    name: str
+    kind: str
+
+    @abc.abstractmethod
+    def send(self, files: list[Path]) -> None:
+        """Deliver the files (all or nothing from the caller's point of view).
+
+        Raises
+        ------
+        DispatchError
+            If any file is not accepted.
+        """
+
+
+class DicomDestination(Destination):
+    """C-STORE SCU to a DICOM node (a PACS).
+
+    Parameters
+    ----------
+    node : DicomNode
+        AE title, host, port, optional TLS files.
+    calling_ae : str
+        Our AE title (unless the node sets another).
+    timeout_s : float
+        Network and DIMSE timeout.
+    """
+
+    kind = "dicom"
+
+    def __init__(self, node: DicomNode, calling_ae: str, timeout_s: float) -> None:
+        self.node = node
+        self.name = node.name
+        self.calling_ae = node.calling_ae_title or calling_ae
+        self.timeout_s = timeout_s
+
+    def _tls(self) -> tuple[ssl.SSLContext, str] | None:
+        node = self.node
+        if node.tls_ca is None:
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(node.tls_ca))
+        if node.tls_certificate and node.tls_private_key:
+            ctx.load_cert_chain(str(node.tls_certificate), str(node.tls_private_key))
+        return ctx, node.host
+
+    def send(self, files: list[Path]) -> None:
+        """Store every file over one association; every status must be success."""
+        from pynetdicom import AE
+
+        datasets = [pydicom.dcmread(f) for f in files]
+        ae = AE(ae_title=self.calling_ae)
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout_s
+        for sop_class, syntax in sorted({(str(d.SOPClassUID), str(d.file_meta.TransferSyntaxUID))
+                                         for d in datasets}):  # fmt: skip
+            ae.add_requested_context(sop_class, syntax)
+        node = self.node
+        assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, tls_args=self._tls())
+        if not assoc.is_established:
+            why = "rejected the association" if assoc.is_rejected else "is unreachable"
+            raise DispatchError(
+                f"{node.name} ({node.ae_title}@{node.host}:{node.port}) {why}; check that it is "
+                f"running and lists {self.calling_ae} as a known modality"
+            )
+        try:
+            for dataset, path in zip(datasets, files, strict=True):
+                status = assoc.send_c_store(dataset)
+                code = int(status.Status) if status and "Status" in status else None
+                if code is None:
+                    raise DispatchError(f"{node.name}: no response to C-STORE of {path.name}")
+                if code not in (0x0000, 0xB000, 0xB006, 0xB007):
+                    raise DispatchError(f"{node.name}: C-STORE of {path.name} failed 0x{code:04X}")
+        finally:
+            if assoc.is_established:
+                assoc.release()
+
+
+class DicomWebDestination(Destination):
+    """STOW-RS to a DICOMweb server (dicomweb-client)."""
+
+    kind = "dicomweb"
+
+    def __init__(self, node: DicomWebNode, timeout_s: float) -> None:
+        self.node = node
+        self.name = node.name
+        self.timeout_s = timeout_s
+
+    def send(self, files: list[Path]) -> None:
+        """Store the instances in one STOW-RS request."""
+        import requests
+        from dicomweb_client.api import DICOMwebClient
+
+        headers = {"Authorization": f"Bearer {self.node.token}"} if self.node.token else None
+        client = DICOMwebClient(url=self.node.url, headers=headers)
+        datasets = [pydicom.dcmread(f) for f in files]
+        try:
+            response = client.store_instances(datasets)
+        except requests.exceptions.RequestException as exc:
+            raise DispatchError(f"{self.name}: STOW-RS to {self.node.url} failed: {exc}") from exc
+        failed = response.get("00081198", {}).get("Value", []) if response else []
+        if failed:
+            raise DispatchError(f"{self.name}: the server refused {len(failed)} instance(s)")
+
+
+class FhirDestination(Destination):
+    """POST of the transaction Bundle to a FHIR server (conditional creates inside)."""
+
+    kind = "fhir"
+
+    def __init__(self, node: FhirNode, timeout_s: float) -> None:
+        self.node = node
+        self.name = node.name
+        self.timeout_s = timeout_s
+
+    def send(self, files: list[Path]) -> None:
+        """Post each Bundle; every entry must come back 2xx."""
+        import httpx
+
+        headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
+        if self.node.token:
+            headers["Authorization"] = f"Bearer {self.node.token}"
+        for path in files:
+            body = path.read_bytes()
+            try:
+                response = httpx.post(self.node.url.rstrip("/") + "/", content=body,
+                                      headers=headers, timeout=self.timeout_s)  # fmt: skip
+            except httpx.HTTPError as exc:
+                raise DispatchError(f"{self.name}: {self.node.url} unreachable: {exc}") from exc
+            if response.status_code // 100 != 2:
+                raise DispatchError(
+                    f"{self.name}: {self.node.url} answered {response.status_code}: "
+                    f"{response.text[:200]}"
+                )
+            _check_transaction_response(self.name, response.json())
+
+
+def _check_transaction_response(name: str, bundle: Any) -> None:
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        raise DispatchError(f"{name}: the answer is not a FHIR Bundle")
+    for entry in bundle.get("entry", []):
+        status = str(entry.get("response", {}).get("status", ""))
+        if not status.startswith("2"):
+            raise DispatchError(f"{name}: transaction entry failed: {json.dumps(entry)[:200]}")

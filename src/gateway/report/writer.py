@@ -1,0 +1,177 @@
+"""Turning a scored study into its reports, in the outbox, and queuing their deliveries.
+
+Outbox folder of a study::
+
+    result.json            engine result + triage + output identifiers
+    sr.dcm                 DICOM SR (TID 1500)
+    heatmap-<n>.dcm        Parametric Map per slide (registered to the slide)
+    heatmap-<n>.png        heatmap over a thumbnail, for people
+    fhir-bundle.json       FHIR R4 transaction Bundle (Device, Observation, Provenance)
+
+Every file is written atomically. Deliveries reference the files, so a resend sends the
+same SOP Instance UIDs and FHIR identifiers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from pydicom.filebase import DicomBytesIO
+
+from ihgamp_core.report import (
+    CaseReport,
+    ReportContext,
+    TriagePolicy,
+    build_reports,
+)
+from ihgamp_core.report.codes import LOINC, LOINC_HRD
+from ihgamp_core.result import CaseResult, result_to_dict
+
+from ..catalog import Catalog
+from ..catalog.deliveries import DeliveryStore, ObservationStore
+from ..config import Settings
+from ..dispatch.outbox import Outbox
+
+__all__ = ["ReportWriter", "report_summary"]
+
+logger = logging.getLogger(__name__)
+
+
+def report_summary(report: CaseReport, files: list[str]) -> dict[str, Any]:
+    """``result.json``: the engine result plus triage, identifiers and file names."""
+    data = result_to_dict(report.result)
+    data["triage"] = {
+        "category": report.triage.category,
+        "text": report.triage.text,
+        "statement": report.triage.statement,
+        "histology": report.triage.histology,
+    }
+    data["notes"] = list(report.notes)
+    data["outputs"] = {
+        "key": report.ids.key,
+        "sr_sop_instance_uid": report.ids.sr_sop_uid,
+        "sr_series_instance_uid": report.ids.sr_series_uid,
+        "heatmap_series_instance_uid": report.ids.pm_series_uid,
+        "observation_identifier": report.ids.observation_identifier,
+        "files": files,
+    }
+    return data
+
+
+def _dicom_bytes(dataset: Any) -> bytes:
+    buffer = DicomBytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return bytes(buffer.getvalue())
+
+
+class ReportWriter:
+    """Builds and stores reports; creates one delivery per configured destination.
+
+    Parameters
+    ----------
+    catalog : Catalog
+        Catalog (deliveries and observations tables).
+    outbox : Outbox
+        The outbox.
+    settings : Settings
+        Triage, FHIR identifier systems, destinations, retry policy.
+    """
+
+    def __init__(self, catalog: Catalog, outbox: Outbox, settings: Settings) -> None:
+        self.catalog = catalog
+        self.outbox = outbox
+        self.settings = settings
+        self.policy = TriagePolicy(not_validated_patterns=settings.triage.not_validated_patterns)
+        self.deliveries = DeliveryStore(catalog)
+        self.observations = ObservationStore(catalog)
+
+    def patient_system(self, issuer: str | None) -> str:
+        """FHIR identifier system for a DICOM Issuer of Patient ID."""
+        systems = self.settings.fhir.patient_id_systems
+        if issuer and issuer in systems:
+            return systems[issuer]
+        if issuer:
+            return f"urn:ihgamp:issuer:{issuer}"
+        return self.settings.fhir.default_patient_id_system
+
+    def histology(self, context: ReportContext) -> str | None:
+        """Histology from the order mapping, else from the headers, else the default."""
+        accession = context.accession_number
+        mapped = self.settings.triage.histology_by_accession.get(accession or "")
+        return mapped or context.histology or self.settings.triage.default_histology
+
+    def write(
+        self,
+        study_uid: str,
+        result: CaseResult,
+        files_by_series: Mapping[str, list[str]],
+        probability: Callable[[NDArray[np.float64]], NDArray[np.float64]],
+        thumbnails: Mapping[str, NDArray[np.uint8]] | None = None,
+    ) -> tuple[CaseReport, Path]:
+        """Build every report, write the outbox folder, record observation and deliveries.
+
+        Returns
+        -------
+        tuple
+            The report and the path of ``result.json``.
+        """
+        context = ReportContext.from_files(files_by_series)
+        context = ReportContext(context.slides, self.histology(context))
+        report = build_reports(result, context, probability, thumbnails, self.policy,
+                               self.patient_system)  # fmt: skip
+        names: list[str] = []
+        self.outbox.write_file(study_uid, "sr.dcm", _dicom_bytes(report.sr))
+        names.append("sr.dcm")
+        dicom_files = ["sr.dcm"]
+        for index, (_series, pm, png) in enumerate(report.heatmaps, 1):
+            self.outbox.write_file(study_uid, f"heatmap-{index}.dcm", _dicom_bytes(pm))
+            names.append(f"heatmap-{index}.dcm")
+            dicom_files.append(f"heatmap-{index}.dcm")
+            if png is not None:
+                self.outbox.write_file(study_uid, f"heatmap-{index}.png", png)
+                names.append(f"heatmap-{index}.png")
+        if report.bundle is not None:
+            bundle = report.bundle.model_dump(mode="json", exclude_none=True)
+            self.outbox.write_file(study_uid, "fhir-bundle.json",
+                                   json.dumps(bundle, indent=1).encode())  # fmt: skip
+            names.append("fhir-bundle.json")
+            self._store_observation(study_uid, report, bundle)
+        for note in report.notes:
+            logger.warning("report incomplete", extra={"study_uid": study_uid, "reason": note})
+        summary = report_summary(report, names)
+        path = self.outbox.write_file(study_uid, "result.json",
+                                      (json.dumps(summary, indent=2) + "\n").encode())  # fmt: skip
+        self._queue_deliveries(study_uid, report, dicom_files)
+        return report, path
+
+    def _store_observation(
+        self, study_uid: str, report: CaseReport, bundle: dict[str, Any]
+    ) -> None:
+        observation = next(
+            e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"
+        )
+        resource = dict(observation)
+        resource["id"] = report.ids.observation_identifier
+        subject = resource["subject"]["identifier"]
+        self.observations.put(
+            study_uid, report.ids.observation_identifier, subject["system"], subject["value"],
+            LOINC, LOINC_HRD, resource,
+        )  # fmt: skip
+
+    def _queue_deliveries(self, study_uid: str, report: CaseReport, dicom_files: list[str]) -> None:
+        d = self.settings.dispatch
+        targets = [(n.name, "dicom", dicom_files) for n in d.dicom]
+        targets += [(n.name, "dicomweb", dicom_files) for n in d.dicomweb]
+        if report.bundle is not None:
+            targets += [(n.name, "fhir", ["fhir-bundle.json"]) for n in d.fhir]
+        for name, kind, files in targets:
+            self.deliveries.create(study_uid, report.ids.key, name, kind, files, d.max_attempts)
+        if targets:
+            names = [t[0] for t in targets]
+            logger.info("deliveries queued", extra={"study_uid": study_uid, "destinations": names})

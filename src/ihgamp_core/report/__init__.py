@@ -1,0 +1,112 @@
+"""Reports of a result: triage, DICOM SR (TID 1500), heatmap (Parametric Map + PNG), FHIR.
+
+All are serialisers of :class:`~ihgamp_core.result.CaseResult` plus the source DICOM
+headers (:class:`ReportContext`); :func:`build_reports` makes them all at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..result import CaseResult
+from .context import OutputIds, ReportContext, SlideHeaders, model_key, output_ids
+from .fhir import build_bundle, default_patient_system
+from .heatmap import build_parametric_map, overlay_png
+from .sr import build_sr
+from .triage import Triage, TriagePolicy, triage
+
+__all__ = [
+    "CaseReport",
+    "OutputIds",
+    "ReportContext",
+    "SlideHeaders",
+    "Triage",
+    "TriagePolicy",
+    "build_reports",
+    "model_key",
+    "output_ids",
+    "triage",
+]
+
+
+@dataclass(frozen=True)
+class CaseReport:
+    """Everything produced for one result.
+
+    Parameters
+    ----------
+    result : CaseResult
+        The engine's result.
+    triage : Triage
+        Triage outcome.
+    ids : OutputIds
+        Stable identifiers of the outputs.
+    sr : pydicom.dataset.Dataset
+        The DICOM SR.
+    heatmaps : tuple
+        ``(series_uid, Parametric Map dataset, PNG bytes or None)`` per slide with tiles.
+    bundle : fhir.resources.R4B.bundle.Bundle or None
+        The FHIR transaction Bundle; None when the study has no Patient ID.
+    notes : tuple of str
+        Why an output is missing.
+    """
+
+    result: CaseResult
+    triage: Triage
+    ids: OutputIds
+    sr: Any
+    heatmaps: tuple[tuple[str, Any, bytes | None], ...]
+    bundle: Any
+    notes: tuple[str, ...] = ()
+
+
+def build_reports(
+    result: CaseResult,
+    context: ReportContext,
+    probability: Callable[[NDArray[np.float64]], NDArray[np.float64]],
+    thumbnails: Mapping[str, NDArray[np.uint8]] | None = None,
+    policy: TriagePolicy | None = None,
+    patient_system: Callable[[str | None], str] = default_patient_system,
+) -> CaseReport:
+    """Build triage, SR, heatmaps and the FHIR Bundle of a result.
+
+    Parameters
+    ----------
+    result : CaseResult
+        The engine's result.
+    context : ReportContext
+        Source headers, one entry per slide of the result.
+    probability : callable
+        The head's Platt function (tile scores -> probabilities).
+    thumbnails : mapping, optional
+        Slide thumbnails by Series Instance UID, for the PNG overlays.
+    policy : TriagePolicy, optional
+        Triage texts and histology patterns.
+    patient_system : callable
+        Maps the DICOM Issuer of Patient ID to a FHIR identifier system.
+    """
+    ids = output_ids(result)
+    outcome = triage(result, context.histology, policy)
+    sr = build_sr(result, outcome, context, ids)
+    heatmaps = []
+    for index, slide in enumerate(result.slides):
+        headers = context.slide(slide.info.series_instance_uid)
+        if slide.tiles is None or len(slide.tiles) == 0 or headers is None:
+            continue
+        pm = build_parametric_map(result, slide, headers.base, probability, ids.pm_series_uid,
+                                  ids.pm_sop_uids[index], index + 1)  # fmt: skip
+        thumb = (thumbnails or {}).get(headers.series_uid)
+        png = overlay_png(thumb, slide, probability) if thumb is not None else None
+        heatmaps.append((headers.series_uid, pm, png))
+    notes: list[str] = []
+    bundle = None
+    if context.patient_id:
+        bundle = build_bundle(result, outcome, context, ids, patient_system)
+    else:
+        notes.append("no FHIR Observation: the study has no Patient ID")
+    return CaseReport(result, outcome, ids, sr, tuple(heatmaps), bundle, tuple(notes))

@@ -1,0 +1,202 @@
+"""What the report builders need from the source DICOM headers, and stable output UIDs.
+
+The engine's :class:`~ihgamp_core.result.CaseResult` carries no patient data. Reports
+do: they copy the patient and study modules from the slides (DICOM SR), or name the
+patient by identifier (FHIR). :class:`ReportContext` gathers those headers (read without
+pixel data) per slide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset
+
+from ..result import CaseResult
+from ..uids import derived_uid
+
+__all__ = ["OutputIds", "ReportContext", "SlideHeaders", "model_key", "output_ids"]
+
+
+def _text(ds: Dataset, keyword: str) -> str | None:
+    value = ds.get(keyword)
+    text = str(value).strip() if value is not None else ""
+    return text or None
+
+
+@dataclass(frozen=True)
+class SlideHeaders:
+    """Headers of one slide's instances.
+
+    Parameters
+    ----------
+    series_uid : str
+        Series Instance UID of the slide.
+    datasets : tuple of Dataset
+        Every instance header (no pixel data).
+    """
+
+    series_uid: str
+    datasets: tuple[Dataset, ...]
+
+    @property
+    def volumes(self) -> list[Dataset]:
+        """VOLUME instances, largest first."""
+        vols = [d for d in self.datasets if len(d.get("ImageType", [])) > 2
+                and str(d.ImageType[2]).upper() == "VOLUME"]  # fmt: skip
+        return sorted(vols, key=lambda d: -int(d.get("TotalPixelMatrixColumns", 0)))
+
+    @property
+    def base(self) -> Dataset:
+        """The level-0 VOLUME instance (the spatial reference of heatmaps)."""
+        vols = self.volumes
+        return vols[0] if vols else self.datasets[0]
+
+    def _specimen(self, keyword: str) -> str | None:
+        seq = self.base.get("SpecimenDescriptionSequence") or []
+        for item in seq:
+            value = _text(item, keyword)
+            if value:
+                return value
+        return None
+
+    @property
+    def specimen_uid(self) -> str | None:
+        """Specimen UID of the first specimen on the slide."""
+        return self._specimen("SpecimenUID")
+
+    @property
+    def specimen_identifier(self) -> str | None:
+        """Specimen Identifier of the first specimen."""
+        return self._specimen("SpecimenIdentifier")
+
+    @property
+    def container_identifier(self) -> str | None:
+        """The glass slide's Container Identifier."""
+        return _text(self.base, "ContainerIdentifier")
+
+    @property
+    def histology(self) -> str | None:
+        """Specimen short or detailed description (free-text histology), if any."""
+        return self._specimen("SpecimenShortDescription") or self._specimen(
+            "SpecimenDetailedDescription"
+        )
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """The source headers of a case, slide by slide.
+
+    Parameters
+    ----------
+    slides : tuple of SlideHeaders
+        One entry per slide, in the order of the result's slides.
+    histology_override : str or None
+        Histology from the order or the configuration (wins over the headers).
+    """
+
+    slides: tuple[SlideHeaders, ...]
+    histology_override: str | None = None
+
+    @classmethod
+    def from_files(
+        cls, files_by_series: Mapping[str, Sequence[str | Path]], histology: str | None = None
+    ) -> ReportContext:
+        """Read the headers of the given instance files (grouped by series)."""
+        slides = []
+        for series_uid, files in files_by_series.items():
+            datasets = tuple(pydicom.dcmread(f, stop_before_pixels=True) for f in files)
+            slides.append(SlideHeaders(series_uid, datasets))
+        return cls(tuple(slides), histology)
+
+    def slide(self, series_uid: str | None) -> SlideHeaders | None:
+        """The headers of one slide."""
+        return next((s for s in self.slides if s.series_uid == series_uid), None)
+
+    @property
+    def first(self) -> Dataset:
+        """A header to take patient and study attributes from."""
+        return self.slides[0].base
+
+    @property
+    def histology(self) -> str | None:
+        """Override, else the first specimen description, else the study description."""
+        if self.histology_override:
+            return self.histology_override
+        for slide in self.slides:
+            if slide.histology:
+                return slide.histology
+        return _text(self.first, "StudyDescription")
+
+    @property
+    def patient_id(self) -> str | None:
+        """Patient ID of the study."""
+        return _text(self.first, "PatientID")
+
+    @property
+    def issuer_of_patient_id(self) -> str | None:
+        """Issuer of Patient ID, if recorded."""
+        return _text(self.first, "IssuerOfPatientID")
+
+    @property
+    def accession_number(self) -> str | None:
+        """Accession Number of the study."""
+        return _text(self.first, "AccessionNumber")
+
+    @property
+    def study_uid(self) -> str:
+        """Study Instance UID."""
+        return str(self.first.StudyInstanceUID)
+
+
+def model_key(result: CaseResult) -> str:
+    """Identify head + backbone + preset of a result."""
+    m = result.model
+    return f"{m.head_name}|{m.head_version}|{m.backbone.weights}|{m.preset}"
+
+
+@dataclass(frozen=True)
+class OutputIds:
+    """Stable identifiers of everything produced for one result.
+
+    Derived from the study, the model and the exact input instances, so that
+    re-sending (or re-scoring the same input with the same model) reuses them and a
+    receiving PACS or EHR sees the same objects, never duplicates.
+    """
+
+    key: str
+    sr_series_uid: str
+    sr_sop_uid: str
+    pm_series_uid: str
+    pm_sop_uids: tuple[str, ...]
+    device_uid: str
+    observation_identifier: str
+    device_identifier: str
+
+
+def output_ids(result: CaseResult) -> OutputIds:
+    """Compute the stable identifiers of a result's outputs."""
+    study = result.slides[0].info.study_instance_uid or result.case_id
+    inputs = sorted(uid for s in result.slides for uid in s.info.sop_instance_uids)
+    tiling = repr(sorted(result.tiling.items()))
+    key = hashlib.sha256("\n".join([study, model_key(result), tiling, *inputs]).encode())
+    digest = key.hexdigest()
+
+    def uid(*parts: str) -> str:
+        return derived_uid("ihgamp-output", digest, *parts)
+
+    device_digest = hashlib.sha256(model_key(result).encode()).hexdigest()[:32]
+    return OutputIds(
+        key=digest,
+        sr_series_uid=uid("sr-series"),
+        sr_sop_uid=uid("sr"),
+        pm_series_uid=uid("pm-series"),
+        pm_sop_uids=tuple(uid("pm", str(i)) for i in range(len(result.slides))),
+        device_uid=derived_uid("ihgamp-device", device_digest),
+        observation_identifier=digest[:40],
+        device_identifier=device_digest,
+    )

@@ -1,0 +1,288 @@
+"""FHIR R4 resources for a result: Device, Observation, Provenance, in a transaction Bundle.
+
+Built and validated with ``fhir.resources``' R4B models (R4B equals R4 4.0.1 for these
+resources). The Bundle uses conditional create (``ifNoneExist``) on stable identifiers,
+so posting it again never duplicates anything:
+
+* Device: ``identifier=urn:ihgamp:device|<model digest>``
+* Observation: ``identifier=urn:ihgamp:observation|<result key>``
+* Provenance: ``_tag=urn:ihgamp:provenance|<result key>``
+
+The Observation is marked ``meta.security = AIAST`` (AI asserted), names the patient by
+identifier (Patient ID and its issuer from the DICOM), and is ``derivedFrom`` the
+ImagingStudy identified by its Study Instance UID (``urn:dicom:uid``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.device import Device
+from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.provenance import Provenance
+
+from ..result import Call, CaseResult
+from . import codes as c
+from .context import OutputIds, ReportContext
+from .triage import Triage
+
+__all__ = [
+    "DEVICE_SYSTEM",
+    "OBSERVATION_SYSTEM",
+    "PROVENANCE_TAG_SYSTEM",
+    "build_bundle",
+    "build_device",
+    "build_observation",
+    "default_patient_system",
+]
+
+DEVICE_SYSTEM = "urn:ihgamp:device"
+OBSERVATION_SYSTEM = "urn:ihgamp:observation"
+PROVENANCE_TAG_SYSTEM = "urn:ihgamp:provenance"
+DICOM_UID_SYSTEM = "urn:dicom:uid"
+UCUM = "http://unitsofmeasure.org"
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+
+_INTERPRETATION = {
+    Call.HRD_LIKELY: ("POS", "Positive"),
+    Call.HRD_UNLIKELY: ("NEG", "Negative"),
+    Call.NO_CALL: ("IND", "Indeterminate"),
+}
+
+PatientSystem = Callable[[str | None], str]
+
+
+def default_patient_system(issuer: str | None) -> str:
+    """Identifier system for a DICOM Issuer of Patient ID (configure real URIs per site)."""
+    return f"urn:ihgamp:issuer:{issuer}" if issuer else "urn:ihgamp:patient-id"
+
+
+def _uuid(ids: OutputIds, kind: str) -> str:
+    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'urn:ihgamp:{kind}:{ids.key}')}"
+
+
+def _coding(system: str, code: str, display: str) -> dict[str, str]:
+    return {"system": system, "code": code, "display": display}
+
+
+def _local(code: Any) -> dict[str, str]:
+    return _coding(c.FHIR_LOCAL, code.value, code.meaning)
+
+
+def build_device(result: CaseResult, ids: OutputIds) -> Device:
+    """The model as a FHIR Device (name, version, backbone identity, intended use)."""
+    m = result.model
+    return Device.model_validate(
+        {
+            "resourceType": "Device",
+            "identifier": [{"system": DEVICE_SYSTEM, "value": ids.device_identifier}],
+            "status": "active",
+            "manufacturer": "IHGAMP pathology gateway",
+            "deviceName": [{"name": m.display_name, "type": "model-name"}],
+            "modelNumber": m.head_name,
+            "type": {"text": "AI software: HRD estimate from H&E whole-slide image morphology"},
+            "version": [{"value": m.head_version}],
+            "property": [
+                {
+                    "type": {"text": "backbone"},
+                    "valueCode": [{"text": f"{m.backbone.architecture} {m.backbone.weights}"}],
+                },
+                {"type": {"text": "preset"}, "valueCode": [{"text": m.preset}]},
+                {"type": {"text": "endpoint"}, "valueCode": [{"text": m.endpoint}]},
+            ],  # fmt: skip
+            "note": [{"text": m.intended_use}],
+        }
+    )
+
+
+def _quantity(value: float, code: str, unit: str) -> dict[str, Any]:
+    return {"value": round(float(value), 6), "unit": unit, "system": UCUM, "code": code}
+
+
+def build_observation(
+    result: CaseResult,
+    triage: Triage,
+    context: ReportContext,
+    ids: OutputIds,
+    device_ref: str,
+    patient_system: PatientSystem = default_patient_system,
+    issued: dt.datetime | None = None,
+) -> Observation:
+    """The HRD estimate as a FHIR Observation (see the module docstring).
+
+    Raises
+    ------
+    ValueError
+        If the source study has no Patient ID (a result needs a subject).
+    """
+    patient_id = context.patient_id
+    if not patient_id:
+        raise ValueError("the study has no Patient ID; the Observation needs a subject")
+    components: list[dict[str, Any]] = []
+    if result.probability is not None:
+        components.append({
+            "code": {"coding": [_local(c.HRD_PROBABILITY)]},
+            "valueQuantity": _quantity(result.probability, "1", "probability"),
+        })  # fmt: skip
+    if result.score is not None:
+        components.append({
+            "code": {"coding": [_local(c.HRD_SCORE)]},
+            "valueQuantity": _quantity(result.score, "{score}", "score"),
+        })  # fmt: skip
+    components.append({
+        "code": {"coding": [_local(c.OPERATING_THRESHOLD)]},
+        "valueQuantity": _quantity(result.threshold, "1", "probability"),
+    })  # fmt: skip
+    components.append({
+        "code": {"coding": [_local(c.TRIAGE)]},
+        "valueCodeableConcept": {"coding": [_local(c.TRIAGE_CODES[triage.category])],
+                                 "text": triage.text},
+    })  # fmt: skip
+    for flag in result.qc_flags:
+        components.append({
+            "code": {"coding": [_local(c.QC_FLAG)]},
+            "valueCodeableConcept": {"coding": [_local(c.QC_FLAGS[flag])]},
+        })  # fmt: skip
+    interp_code, interp_display = _INTERPRETATION[result.call]
+    call_code = c.CALL_CODES[result.call]
+    issued = issued or dt.datetime.now(dt.UTC)
+    return Observation.model_validate(
+        {
+            "resourceType": "Observation",
+            "meta": {"security": [_coding(c.V3_OBSERVATION_VALUE, *c.V3_AIAST)]},
+            "identifier": [{"system": OBSERVATION_SYSTEM, "value": ids.observation_identifier}],
+            "status": "final",
+            "category": [
+                {"coding": [_coding(OBSERVATION_CATEGORY, "laboratory", "Laboratory")]},
+                {"coding": [_coding(OBSERVATION_CATEGORY, "imaging", "Imaging")]},
+            ],
+            "code": {
+                "coding": [
+                    _coding(c.LOINC, c.LOINC_HRD, c.LOINC_HRD_DISPLAY),
+                    _coding(
+                        c.FHIR_LOCAL,
+                        "HRD-EST-IMAGE",
+                        "HRD status, AI estimate from H&E whole-slide image morphology",
+                    ),
+                ],  # fmt: skip
+                "text": "HRD status: AI estimate from H&E morphology (not a molecular test)",
+            },
+            "subject": {
+                "type": "Patient",
+                "identifier": {
+                    "system": patient_system(context.issuer_of_patient_id),
+                    "value": patient_id,
+                },
+            },
+            "effectiveDateTime": result.created,
+            "issued": issued.isoformat(timespec="seconds"),
+            "device": {"reference": device_ref, "display": result.model.display_name},
+            "method": {
+                "coding": [
+                    _coding(
+                        c.FHIR_LOCAL,
+                        "AI-HE-WSI",
+                        "AI estimate from H&E whole-slide image morphology",
+                    )
+                ],
+                "text": (
+                    f"Image-based AI estimate ({result.model.display_name}, backbone "
+                    f"{result.model.backbone.describe()}); not a molecular assay"
+                ),
+            },  # fmt: skip
+            "valueCodeableConcept": {"coding": [_local(call_code)], "text": call_code.meaning},
+            "interpretation": [
+                {"coding": [_coding(c.FHIR_INTERPRETATION, interp_code, interp_display)]}
+            ],
+            "note": [{"text": triage.text}, {"text": triage.statement}],
+            "derivedFrom": [
+                {
+                    "type": "ImagingStudy",
+                    "identifier": {
+                        "system": DICOM_UID_SYSTEM,
+                        "value": f"urn:oid:{context.study_uid}",
+                    },
+                    "display": f"DICOM study (SR {ids.sr_sop_uid})",
+                }
+            ],  # fmt: skip
+            "component": components,
+        }
+    )
+
+
+def build_bundle(
+    result: CaseResult,
+    triage: Triage,
+    context: ReportContext,
+    ids: OutputIds,
+    patient_system: PatientSystem = default_patient_system,
+    issued: dt.datetime | None = None,
+) -> Bundle:
+    """The transaction Bundle: Device, Observation and Provenance, conditionally created."""
+    issued = issued or dt.datetime.now(dt.UTC)
+    device_url, obs_url, prov_url = (_uuid(ids, k) for k in ("device", "observation", "prov"))
+    device = build_device(result, ids)
+    observation = build_observation(result, triage, context, ids, device_url, patient_system,
+                                    issued)  # fmt: skip
+    provenance = Provenance.model_validate(
+        {
+            "resourceType": "Provenance",
+            "meta": {
+                "tag": [{"system": PROVENANCE_TAG_SYSTEM, "code": ids.observation_identifier}]
+            },
+            "target": [{"reference": obs_url}],
+            "recorded": issued.isoformat(timespec="seconds"),
+            "activity": {"text": "HRD estimation from H&E whole-slide images (IHGAMP)"},
+            "agent": [
+                {
+                    "type": {
+                        "coding": [
+                            _coding(
+                                "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                                "performer",
+                                "Performer",
+                            )
+                        ]
+                    },
+                    "who": {"reference": device_url},
+                }
+            ],  # fmt: skip
+            "entity": [
+                {
+                    "role": "source",
+                    "what": {
+                        "type": "ImagingStudy",
+                        "identifier": {
+                            "system": DICOM_UID_SYSTEM,
+                            "value": f"urn:oid:{context.study_uid}",
+                        },
+                    },
+                }
+            ],  # fmt: skip
+        }
+    )
+    entries = [
+        (device_url, device, "Device", f"identifier={DEVICE_SYSTEM}|{ids.device_identifier}"),
+        (obs_url, observation, "Observation",
+         f"identifier={OBSERVATION_SYSTEM}|{ids.observation_identifier}"),
+        (prov_url, provenance, "Provenance",
+         f"_tag={PROVENANCE_TAG_SYSTEM}|{ids.observation_identifier}"),
+    ]  # fmt: skip
+    return Bundle.model_validate(
+        {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "fullUrl": url,
+                    "resource": resource.model_dump(mode="json", exclude_none=True),
+                    "request": {"method": "POST", "url": kind, "ifNoneExist": condition},
+                }
+                for url, resource, kind, condition in entries
+            ],
+        }
+    )

@@ -1,0 +1,58 @@
+"""A scored and reported study in a catalog + outbox, for dispatch and web tests."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pydicom
+
+from gateway.catalog import Catalog, InstanceRecord, StudyState
+from gateway.config import Settings
+from gateway.dispatch.outbox import Outbox
+from gateway.report.writer import ReportWriter
+from ihgamp_core.scoring import Engine, ScoringOptions
+from ihgamp_core.slide import discover_slides
+from ihgamp_core.slide.resample import read_thumbnail
+from ihgamp_core.synthetic.samples import SampleCase
+
+
+@dataclass
+class Reported:
+    settings: Settings
+    catalog: Catalog
+    outbox: Outbox
+    study_uid: str
+    report: Any
+    folder: Path
+
+
+def make_reported(
+    tmp_path: Path, engine: Engine, samples_root: Path, case: SampleCase, settings: Settings
+) -> Reported:
+    catalog = Catalog(settings.catalog.url)
+    outbox = Outbox(settings.storage.outbox_dir)
+    files: dict[str, list[str]] = {}
+    for path in sorted((samples_root / "dicom" / case.case_id).rglob("*.dcm")):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        files.setdefault(str(ds.SeriesInstanceUID), []).append(str(path))
+        catalog.record_instance(
+            InstanceRecord(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID),
+                           str(ds.SOPInstanceUID), str(ds.SOPClassUID),
+                           str(ds.file_meta.TransferSyntaxUID), "SM", None, "VOLUME", 0.5,
+                           str(path), 1, str(ds.SOPInstanceUID)[:64].ljust(64, "0")),
+            1, None,
+        )  # fmt: skip
+    study_uid = case.identity["study_instance_uid"]
+    catalog.transition(study_uid, StudyState.COMPLETE)
+    with ExitStack() as stack:
+        sources = discover_slides([samples_root / "dicom" / case.case_id])
+        slides = [stack.enter_context(s.open()) for s in sources]
+        result = engine.score_case(slides, study_uid, ScoringOptions(max_tiles=2, min_tiles=1))
+        thumbs = {str(sl.info.series_instance_uid): read_thumbnail(sl, 256) for sl in slides}
+    report, _ = ReportWriter(catalog, outbox, settings).write(
+        study_uid, result, files, engine.head.probability, thumbs
+    )
+    return Reported(settings, catalog, outbox, study_uid, report, outbox.folder(study_uid))
