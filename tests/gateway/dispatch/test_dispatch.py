@@ -168,3 +168,30 @@ def test_missing_outbox_file_is_reported(
     dispatcher.run_once(dispatcher.destinations[0])
     (d,) = DeliveryStore(r.catalog).deliveries()
     assert "outbox files missing: ['sr.dcm']" in (d.last_error or "")
+
+
+def test_a_hanging_destination_does_not_block_another(
+    tmp_path: Path, engine: Engine, samples_root: Path, sample_cases: dict[str, SampleCase],
+    pacs: Orthanc,
+) -> None:  # fmt: skip
+    with fhir_server() as ehr:
+        ehr.mode("hang")
+        settings = make_settings(tmp_path, dispatch={
+            "fhir": [{"name": "slow-ehr", "url": ehr.url}],
+            "dicom": [{"name": "pacs", "ae_title": pacs.aet, "host": "127.0.0.1",
+                       "port": pacs.dicom_port}],
+            "timeout_s": 5, "poll_interval_s": 0.1})  # fmt: skip
+        r = make_reported(tmp_path, engine, samples_root, sample_cases["DEMO-002"], settings)
+        dispatcher = Dispatcher(r.catalog, r.outbox, settings)
+        store = DeliveryStore(r.catalog)
+        dispatcher.start()
+        try:
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and not store.deliveries(states=["delivered"]):
+                time.sleep(0.1)
+            states = {d.destination: d.state for d in store.deliveries()}
+            assert states == {"pacs": "delivered", "slow-ehr": "pending"}
+            assert pacs.find_instance(r.report.ids.sr_sop_uid) is not None
+        finally:
+            ehr.mode("ok")
+            dispatcher.stop(timeout_s=1)
