@@ -32,6 +32,8 @@ __all__ = [
     "FhirNode",
     "FhirSettings",
     "HttpSettings",
+    "PacsNode",
+    "PullSettings",
     "TriageSettings",
     "CatalogSettings",
     "CompletionSettings",
@@ -309,6 +311,44 @@ class DispatchSettings(_Model):
         return self
 
 
+class PacsNode(_Model):
+    """A PACS the gateway queries and retrieves from (DIMSE, DICOMweb, or both)."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    ae_title: str | None = None
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    tls_ca: Path | None = None
+    tls_certificate: Path | None = None
+    tls_private_key: Path | None = None
+    retrieve: Literal["move", "get", "dicomweb"] = "move"
+    dicomweb_url: str | None = None
+    dicomweb_token: str | None = None
+    auto_pull: bool = False
+
+    _v_ae = field_validator("ae_title")(lambda v: None if v is None else _ae_title(v))
+
+    @model_validator(mode="after")
+    def _reachable(self) -> PacsNode:
+        dimse = self.ae_title is not None and self.host is not None and self.port is not None
+        if not dimse and self.dicomweb_url is None:
+            raise ValueError("give ae_title, host and port (DIMSE), or dicomweb_url, or both")
+        if self.retrieve in ("move", "get") and not dimse:
+            raise ValueError(f"retrieve = {self.retrieve!r} needs ae_title, host and port")
+        if self.retrieve == "dicomweb" and self.dicomweb_url is None:
+            raise ValueError("retrieve = 'dicomweb' needs dicomweb_url")
+        return self
+
+
+class PullSettings(_Model):
+    """The auto-pull poller (for PACS nodes with ``auto_pull = true``)."""
+
+    interval_s: float = Field(default=300.0, gt=0)
+    lookback_days: int = Field(default=7, ge=0, le=36500)
+    modality: str = "SM"
+    timeout_s: float = Field(default=60.0, gt=0)
+
+
 class LoggingSettings(_Model):
     """Log output of the service."""
 
@@ -329,7 +369,30 @@ class Settings(_Model):
     fhir: FhirSettings = FhirSettings()
     http: HttpSettings = HttpSettings()
     dispatch: DispatchSettings = DispatchSettings()
+    pacs: tuple[PacsNode, ...] = ()
+    pull: PullSettings = PullSettings()
     logging: LoggingSettings = LoggingSettings()
+
+    @model_validator(mode="after")
+    def _unique_pacs(self) -> Settings:
+        names = [p.name for p in self.pacs]
+        if len(names) != len(set(names)):
+            raise ValueError("pacs names must be unique")
+        return self
+
+    def pacs_node(self, name: str) -> PacsNode:
+        """The PACS called ``name``.
+
+        Raises
+        ------
+        ConfigError
+            If there is none.
+        """
+        for node in self.pacs:
+            if node.name == name:
+                return node
+        known = ", ".join(p.name for p in self.pacs) or "none configured"
+        raise ConfigError(f"no PACS named {name!r} in the configuration ([[pacs]]: {known})")
 
 
 def _parse_env_value(raw: str) -> Any:

@@ -62,8 +62,14 @@ def demo_settings(
     """Return the demo gateway configuration: loopback, any free port, short timers."""
     dispatch: dict[str, Any] = {"backoff_s": 1, "backoff_max_s": 5, "poll_interval_s": 0.5}
     if pacs is not None:
-        dispatch["dicom"] = [{"name": "demo-pacs", "ae_title": pacs.aet, "host": "127.0.0.1",
-                              "port": pacs.dicom_port}]  # fmt: skip
+        dispatch["dicom"] = [
+            {
+                "name": "demo-pacs",
+                "ae_title": pacs.aet,
+                "host": "127.0.0.1",
+                "port": pacs.dicom_port,
+            }
+        ]
     return Settings.model_validate(
         {
             "http": {"enabled": True, "bind_host": "127.0.0.1", "port": 0, "token": token},
@@ -85,7 +91,7 @@ def demo_settings(
                 "study_stable_s": 3,
                 "force_after_s": 900,
                 "poll_interval_s": 0.5,
-            },  # fmt: skip
+            },
             "worker": {"count": 1, "lease_s": 300, "poll_interval_s": 0.5},
             "model": {"max_tiles": max_tiles, "device": device},
         }
@@ -122,8 +128,20 @@ def send_with_storescu(folder: Path, port: int, called_ae: str = "IHGAMP") -> No
         If ``storescu`` is missing or reports a failure.
     """
     exe = dcmtk_tool("storescu")
-    cmd = [exe, "-aet", DEMO_SCANNER_AE, "-aec", called_ae, "-xy", "-R", "+sd", "+r",
-           "127.0.0.1", str(port), str(folder)]  # fmt: skip
+    cmd = [
+        exe,
+        "-aet",
+        DEMO_SCANNER_AE,
+        "-aec",
+        called_ae,
+        "-xy",
+        "-R",
+        "+sd",
+        "+r",
+        "127.0.0.1",
+        str(port),
+        str(folder),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)  # noqa: S603
     if proc.returncode != 0:
         raise GatewayError(f"storescu failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
@@ -165,22 +183,28 @@ def run_network_demo(
         pacs = Orthanc(free_port(), free_port(), "DEMO-PACS", workdir / "pacs").start()
         report(f"PACS: Orthanc as DEMO-PACS on 127.0.0.1:{pacs.dicom_port} (DICOM), {pacs.url}")
     else:
-        report("Orthanc is not installed (apt-get install orthanc orthanc-dicomweb): "
-               "results are written to the outbox only")  # fmt: skip
+        report(
+            "Orthanc is not installed (apt-get install orthanc orthanc-dicomweb): "
+            "results are written to the outbox only"
+        )
     token = secrets.token_hex(16)
     gateway = Gateway(demo_settings(workdir, max_tiles, device, pacs, token))
     try:
         port = gateway.start()
         http = gateway.http.port if gateway.http is not None else 0
-        report(f"gateway listening as IHGAMP on 127.0.0.1:{port} (DICOM) and "
-               f"http://127.0.0.1:{http} (status, FHIR), workdir {workdir}")  # fmt: skip
+        report(
+            f"gateway listening as IHGAMP on 127.0.0.1:{port} (DICOM) and "
+            f"http://127.0.0.1:{http} (status, FHIR), workdir {workdir}"
+        )
         uids = {}
         for case in cases:
             started = time.perf_counter()
             send_with_storescu(samples_root / "dicom" / case.case_id, port)
             uids[case.case_id] = str(case.identity["study_instance_uid"])
-            report(f"{case.case_id}: sent {len(case.dicom)} slide(s) with storescu in "
-                   f"{time.perf_counter() - started:.1f} s")  # fmt: skip
+            report(
+                f"{case.case_id}: sent {len(case.dicom)} slide(s) with storescu in "
+                f"{time.perf_counter() - started:.1f} s"
+            )
         deadline = time.monotonic() + timeout_s
         seen: dict[str, str] = {}
         while time.monotonic() < deadline:

@@ -11,7 +11,7 @@ from ihgamp_core.errors import ArtifactError
 from ihgamp_core.head import HeadArtifact, load_head
 from ihgamp_core.scoring import Engine
 
-__all__ = ["DEMO_HEAD_ENV", "demo_head_path", "load_engine", "repo_root"]
+__all__ = ["DEMO_HEAD_ENV", "demo_head_path", "load_engine", "repo_root", "target_max_mpp"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,3 +85,18 @@ def load_engine(
         },
     )
     return engine
+
+
+def target_max_mpp(head: Path | None) -> float | None:
+    """Coarsest slide spacing the head can score (None: any spacing).
+
+    Parameters
+    ----------
+    head : Path or None
+        Head artifact folder; ``None`` means the DEMO head.
+    """
+    artifact = load_head(head or demo_head_path())
+    tiling = artifact.metadata.preset.tiling
+    if tiling.target_mpp is None:
+        return None
+    return tiling.target_mpp * (1.0 + tiling.mpp_tolerance)

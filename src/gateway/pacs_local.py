@@ -133,12 +133,17 @@ class Orthanc:
             "DicomScuTimeout": 30,
             "StableAge": 2,
             "Plugins": [DICOMWEB_PLUGIN],
-            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True,
-                         "Ssl": False, "StudiesMetadata": "Full"},
+            "DicomWeb": {
+                "Enable": True,
+                "Root": "/dicom-web/",
+                "EnableWado": True,
+                "Ssl": False,
+                "StudiesMetadata": "Full",
+            },
             "HttpTimeout": 60,
             "LimitFindResults": 0,
             "LimitFindInstances": 0,
-        }  # fmt: skip
+        }
 
     def start(self) -> Orthanc:
         """Start Orthanc and wait until its REST API answers."""

@@ -11,8 +11,8 @@ import logging
 import signal
 import threading
 from types import FrameType
+from typing import Any
 
-from ihgamp_core.head import load_head
 from ihgamp_core.scoring import Engine
 
 from .catalog import Catalog, JobStore
@@ -20,26 +20,19 @@ from .complete import CompletionMonitor
 from .config import Settings
 from .dispatch.dispatcher import Dispatcher
 from .dispatch.outbox import Outbox
-from .models import demo_head_path, load_engine
+from .errors import ConfigError, GatewayError
+from .models import load_engine, target_max_mpp
 from .queue.inprocess import InProcessQueue
 from .receive import DicomListener
 from .report.writer import ReportWriter
-from .score.worker import ScoreProcessor
+from .retrieve import AutoPuller, RetrieveService
+from .score.worker import ScoreProcessor, model_key
 from .spool import Spool
 from .web import HttpServer, create_app
 
-__all__ = ["Gateway", "target_max_mpp"]
+__all__ = ["Gateway"]
 
 logger = logging.getLogger(__name__)
-
-
-def target_max_mpp(settings: Settings) -> float | None:
-    """Coarsest slide spacing the configured head can score (None: any spacing)."""
-    head = load_head(settings.model.head or demo_head_path())
-    tiling = head.metadata.preset.tiling
-    if tiling.target_mpp is None:
-        return None
-    return tiling.target_mpp * (1.0 + tiling.mpp_tolerance)
 
 
 class Gateway:
@@ -73,19 +66,30 @@ class Gateway:
                 self.reports,
                 settings.model,
                 on_reported=lambda _uid: self.dispatcher.wake(),
-            )  # fmt: skip
+            )
             if engine is not None
             else _no_engine
         )
         self.queue = InProcessQueue(self.jobs, processor, settings.worker)
         self.completion = CompletionMonitor(
-            self.catalog, self.queue, settings.completion, target_max_mpp(settings)
+            self.catalog, self.queue, settings.completion, target_max_mpp(settings.model.head)
         )
         self.listener = DicomListener(settings.dicom, self.catalog, self.spool)
+        self.retrieve = RetrieveService(
+            settings, self.catalog, self.listener.handlers.store, self.queue
+        )
+        self.puller = AutoPuller(
+            settings, self.catalog, self.retrieve, model_key(engine) if engine is not None else None
+        )
         self.http: HttpServer | None = None
         if settings.http.enabled:
-            app = create_app(self.catalog, self.outbox, settings.http.bearer_token(),
-                             ready=lambda: not self._stopped.is_set())  # fmt: skip
+            app = create_app(
+                self.catalog,
+                self.outbox,
+                settings.http.bearer_token(),
+                ready=lambda: not self._stopped.is_set(),
+                pull=self.pull if settings.pacs else None,
+            )
             self.http = HttpServer(app, settings.http.bind_host, settings.http.port)
         self._stopped = threading.Event()
 
@@ -97,8 +101,8 @@ class Gateway:
         if self.http is not None:
             self.http.start()
         port = self.listener.start()
-        logger.info("gateway started", extra={"port": port,
-                                              "workers": self.settings.worker.count})  # fmt: skip
+        self.puller.start()
+        logger.info("gateway started", extra={"port": port, "workers": self.settings.worker.count})
         return port
 
     def stop(self) -> None:
@@ -106,6 +110,7 @@ class Gateway:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        self.puller.stop()
         self.listener.stop()
         if self.http is not None:
             self.http.stop()
@@ -114,6 +119,42 @@ class Gateway:
         self.dispatcher.stop()
         self.catalog.close()
         logger.info("gateway stopped")
+
+    def pull(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Start pulling the studies of an accession number (HTTP ``POST /api/pull``).
+
+        Parameters
+        ----------
+        request : dict
+            ``accession_number`` (required), ``pacs`` (default: the first configured),
+            ``method`` (default: the PACS's).
+
+        Returns
+        -------
+        dict
+            The PACS and the study UIDs found; the retrieves run in the background.
+
+        Raises
+        ------
+        ConfigError, RemoteError
+            Unknown PACS, unreachable PACS, or no such accession number.
+        """
+        accession = request.get("accession_number")
+        if not isinstance(accession, str) or not accession.strip():
+            raise ConfigError("accession_number is required")
+        pacs = request.get("pacs") or self.settings.pacs[0].name
+        method = request.get("method")
+        uids = self.retrieve.study_uids(pacs, accession)
+
+        def run() -> None:
+            for uid in uids:
+                try:
+                    self.retrieve.retrieve(pacs, uid, method, accession_number=accession)
+                except GatewayError as exc:
+                    logger.warning("pull failed", extra={"study_uid": uid, "error": str(exc)})
+
+        threading.Thread(target=run, name="pull", daemon=True).start()
+        return {"accepted": True, "pacs": pacs, "studies": uids}
 
     def run_forever(self) -> None:
         """Run until SIGTERM or SIGINT, then stop cleanly."""

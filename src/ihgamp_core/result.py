@@ -121,6 +121,11 @@ class ModelIdentity:
     intended_use: str
     display_name: str
 
+    @property
+    def key(self) -> str:
+        """Head, version, backbone weights and preset: which model produced a result."""
+        return f"{self.head_name}|{self.head_version}|{self.backbone.weights}|{self.preset}"
+
 
 @dataclass(frozen=True)
 class Timings:

@@ -20,8 +20,9 @@ def test_file_values_and_relative_paths(tmp_path: Path) -> None:
     data = settings_dict(tmp_path)
     data["storage"]["spool_dir"] = "data/spool"
     data["catalog"]["url"] = "sqlite:///data/cat.db"
-    data["dicom"]["allowed_aes"] = [{"ae_title": "SCANNER1", "host": "10.0.0.5",
-                                     "max_associations": 2}]  # fmt: skip
+    data["dicom"]["allowed_aes"] = [
+        {"ae_title": "SCANNER1", "host": "10.0.0.5", "max_associations": 2}
+    ]
     (tmp_path / "conf").mkdir()
     path = write_toml(tmp_path / "conf" / "gw.toml", data)
     s = load_settings(path, environ={})
@@ -91,9 +92,23 @@ def test_unreadable_files(tmp_path: Path) -> None:
 
 
 @settings(max_examples=80, deadline=None)
-@given(st.dictionaries(st.sampled_from(["PORT", "AE_TITLE", "MAX_PDU", "ACCEPT_ANY_AE",
-                                        "MAX_ASSOCIATIONS", "SOP_CLASSES", "BIND_HOST"]),
-                       st.text(max_size=30), max_size=4))  # fmt: skip
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "PORT",
+                "AE_TITLE",
+                "MAX_PDU",
+                "ACCEPT_ANY_AE",
+                "MAX_ASSOCIATIONS",
+                "SOP_CLASSES",
+                "BIND_HOST",
+            ]
+        ),
+        st.text(max_size=30),
+        max_size=4,
+    )
+)
 def test_fuzzed_environment_gives_config_errors_only(values: dict[str, str]) -> None:
     env = {"IHGAMP__DICOM__" + k: v for k, v in values.items()}
     env.setdefault("IHGAMP__DICOM__ACCEPT_ANY_AE", "true")

@@ -38,3 +38,11 @@ def test_every_configuration_key_is_documented() -> None:
 def test_example_configuration_is_valid() -> None:
     settings = load_settings(REPO / "deploy" / "gateway.example.toml", environ={})
     assert settings.dicom.allowed_aes[0].host == "10.20.30.40"
+
+
+def test_every_pacs_key_is_documented() -> None:
+    from gateway.config import PacsNode
+
+    text = (REPO / "docs" / "configuration.md").read_text()
+    missing = [key for key in PacsNode.model_fields if f"`{key}`" not in text]
+    assert not missing, f"undocumented [[pacs]] keys: {missing}"

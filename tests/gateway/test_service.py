@@ -63,8 +63,9 @@ def test_serve_receives_completes_scores_and_logs_no_patient_data(
             assert proc.returncode == 0, proc.stderr
         for case_id in ("DEMO-001", "DEMO-002"):
             uid = sample_cases[case_id].identity["study_instance_uid"]
-            study = wait_for(lambda u=uid: _state_is(url, u, StudyState.SCORED,
-                                                     StudyState.FAILED), timeout=180)  # fmt: skip
+            study = wait_for(
+                lambda u=uid: _state_is(url, u, StudyState.SCORED, StudyState.FAILED), timeout=180
+            )
             assert study.state == StudyState.SCORED, study.state_reason
             result = json.loads(Path(study.result_path).read_text())
             assert result["case_id"] == uid and result["n_tiles"] == 3 * len(result["slides"])
@@ -81,8 +82,12 @@ def test_serve_receives_completes_scores_and_logs_no_patient_data(
     for case in sample_cases.values():
         ident = case.identity
         name_parts = [p for p in str(ident["patient_name"]).replace("^", " ").split() if p]
-        for secret in [ident["patient_id"], ident["patient_name"], *name_parts,
-                       ident["birth_date"].replace("-", "")]:  # fmt: skip
+        for secret in [
+            ident["patient_id"],
+            ident["patient_name"],
+            *name_parts,
+            ident["birth_date"].replace("-", ""),
+        ]:
             assert secret not in text, f"log contains patient data: {secret}"
 
 
@@ -109,8 +114,11 @@ def test_kill_9_during_receive_loses_no_acknowledged_instance(
     sender = threading.Thread(target=send_big)
     sender.start()
     incoming = tmp_path / "spool" / ".incoming"
-    wait_for(lambda: any(p.stat().st_size > 20 * 2**20 for p in incoming.glob("*")), timeout=60,
-             interval=0.02)  # fmt: skip
+    wait_for(
+        lambda: any(p.stat().st_size > 20 * 2**20 for p in incoming.glob("*")),
+        timeout=60,
+        interval=0.02,
+    )
     gw.kill()  # SIGKILL in the middle of the 600 MB transfer
     sender.join(timeout=60)
     assert list(incoming.glob("*")), "the partial transfer should be in .incoming, not the spool"
@@ -161,8 +169,17 @@ def test_restart_resumes_a_half_received_study_and_a_new_slide_reopens_it(
         assert len(result["slides"]) == 1
         # The second slide arrives later: the study reopens and is scored again with both.
         assert send(port, second) == [0] * len(second)
-        wait_for(lambda: _state_is(url, uid, StudyState.RECEIVING, StudyState.COMPLETE,
-                                   StudyState.QUEUED, StudyState.SCORING), timeout=30)  # fmt: skip
+        wait_for(
+            lambda: _state_is(
+                url,
+                uid,
+                StudyState.RECEIVING,
+                StudyState.COMPLETE,
+                StudyState.QUEUED,
+                StudyState.SCORING,
+            ),
+            timeout=30,
+        )
 
         def rescored() -> Any:
             s = _state_is(url, uid, StudyState.SCORED)
@@ -200,8 +217,10 @@ def test_forced_completion_and_rescore_from_the_command_line(
         first_scored = study.scored_at
         out = runner.invoke(app, ["rescore", uid, "--config", str(config)])
         assert out.exit_code == 0, out.output
-        wait_for(lambda: (s := _state_is(url, uid, StudyState.SCORED)) and s.scored_at
-                 > first_scored, timeout=180)  # fmt: skip
+        wait_for(
+            lambda: (s := _state_is(url, uid, StudyState.SCORED)) and s.scored_at > first_scored,
+            timeout=180,
+        )
         out = runner.invoke(app, ["status", "--config", str(config)])
         assert out.exit_code == 0 and "scored" in out.output
     finally:

@@ -36,9 +36,11 @@ def _score(engine: Engine, paths: list[Path], case_id: str, options: ScoringOpti
 
 @pytest.mark.slow
 def test_dicom_and_svs_copies_give_the_same_tiles_and_embeddings(
-    engine: Engine, backbone: OpenClipBackbone, samples_root: Path,
+    engine: Engine,
+    backbone: OpenClipBackbone,
+    samples_root: Path,
     sample_cases: dict[str, SampleCase],
-) -> None:  # fmt: skip
+) -> None:
     case = sample_cases["DEMO-001"]
     preset = engine.preset(FEW)
     with (
@@ -105,11 +107,14 @@ def test_slide_without_20x_level_is_a_qc_flag_not_a_score(
 
 @pytest.mark.slow
 def test_too_few_tiles_and_norm_range_are_qc_flags(
-    backbone: OpenClipBackbone, demo_head: HeadArtifact, samples_root: Path,
+    backbone: OpenClipBackbone,
+    demo_head: HeadArtifact,
+    samples_root: Path,
     sample_cases: dict[str, SampleCase],
-) -> None:  # fmt: skip
-    narrow = replace(demo_head, metadata=replace(demo_head.metadata,
-                                                 embedding_norm_range=(0.0, 1.0)))  # fmt: skip
+) -> None:
+    narrow = replace(
+        demo_head, metadata=replace(demo_head.metadata, embedding_norm_range=(0.0, 1.0))
+    )
     engine = Engine(backbone, narrow)
     case = sample_cases["DEMO-001"]
     result = _score(engine, [samples_root / case.dicom[0]], "X", replace(FEW, min_tiles=5))

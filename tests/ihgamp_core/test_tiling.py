@@ -41,8 +41,9 @@ class ArraySlide(Slide):
         return None
 
 
-_NO_MORPHOLOGY = TissueParams(mask_px_per_tile=10, median_px=1, closing_px=0,
-                              min_object_px=0, min_hole_px=0)  # fmt: skip
+_NO_MORPHOLOGY = TissueParams(
+    mask_px_per_tile=10, median_px=1, closing_px=0, min_object_px=0, min_hole_px=0
+)
 
 
 def test_blank_slide_has_no_tissue() -> None:

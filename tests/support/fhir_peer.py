@@ -29,8 +29,9 @@ class FhirPeer:
         return dict(httpx.get(f"{self.url}/_admin/counts", timeout=10).json())
 
     def search(self, kind: str, identifier: str) -> list[dict[str, object]]:
-        bundle = httpx.get(f"{self.url}/{kind}", params={"identifier": identifier},
-                           timeout=10).json()  # fmt: skip
+        bundle = httpx.get(
+            f"{self.url}/{kind}", params={"identifier": identifier}, timeout=10
+        ).json()
         return [e["resource"] for e in bundle.get("entry", [])]
 
 

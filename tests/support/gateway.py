@@ -26,26 +26,40 @@ WSI = "1.2.840.10008.5.1.4.1.1.77.1.6"
 REPO = Path(__file__).resolve().parents[2]
 
 
-def settings_dict(tmp: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+def settings_dict(tmp: Path, **sections: Any) -> dict[str, Any]:
     """A complete test configuration as a dict (loopback, port 0, fast timers)."""
     base: dict[str, Any] = {
-        "dicom": {"ae_title": "IHGAMP", "bind_host": "127.0.0.1", "port": 0,
-                  "allowed_aes": [{"ae_title": "SCANNER"}, {"ae_title": "STORESCU"}]},
-        "storage": {"spool_dir": str(tmp / "spool"), "outbox_dir": str(tmp / "outbox"),
-                    "min_free_mb": 1},
+        "dicom": {
+            "ae_title": "IHGAMP",
+            "bind_host": "127.0.0.1",
+            "port": 0,
+            "allowed_aes": [{"ae_title": "SCANNER"}, {"ae_title": "STORESCU"}],
+        },
+        "storage": {
+            "spool_dir": str(tmp / "spool"),
+            "outbox_dir": str(tmp / "outbox"),
+            "min_free_mb": 1,
+        },
         "catalog": {"url": f"sqlite:///{tmp / 'catalog.db'}"},
-        "completion": {"series_stable_s": 1, "study_stable_s": 2, "force_after_s": 600,
-                       "poll_interval_s": 0.2},
+        "completion": {
+            "series_stable_s": 1,
+            "study_stable_s": 2,
+            "force_after_s": 600,
+            "poll_interval_s": 0.2,
+        },
         "worker": {"count": 1, "lease_s": 30, "poll_interval_s": 0.2, "backoff_s": 0.5},
         "model": {"max_tiles": 3, "min_tiles": 1, "device": "cpu", "batch_size": 3},
         "logging": {"level": "INFO", "format": "json"},
-    }  # fmt: skip
+    }
     for name, values in sections.items():
-        base[name] = {**base.get(name, {}), **values}
+        if isinstance(values, dict):
+            base[name] = {**base.get(name, {}), **values}
+        else:  # arrays of tables, e.g. pacs
+            base[name] = values
     return base
 
 
-def make_settings(tmp: Path, **sections: dict[str, Any]) -> Settings:
+def make_settings(tmp: Path, **sections: Any) -> Settings:
     return Settings.model_validate(settings_dict(tmp, **sections))
 
 
@@ -248,8 +262,20 @@ def storescu(
     from gateway.demo import dcmtk_tool
 
     exe = dcmtk_tool("storescu")
-    cmd = [exe, "-aet", calling_ae, "-aec", "IHGAMP", "-xy", "-R", "+sd", "+r",
-           "127.0.0.1", str(port), *map(str, paths)]  # fmt: skip
+    cmd = [
+        exe,
+        "-aet",
+        calling_ae,
+        "-aec",
+        "IHGAMP",
+        "-xy",
+        "-R",
+        "+sd",
+        "+r",
+        "127.0.0.1",
+        str(port),
+        *map(str, paths),
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
 
 

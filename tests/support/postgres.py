@@ -42,26 +42,43 @@ def postgres_server() -> Iterator[str]:
         shutil.chown(sock, "postgres")
     port = free_port()
     subprocess.run(
-        _as_postgres([_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                      "-E", "UTF8", "--no-sync"]),
-        check=True, capture_output=True,
-    )  # fmt: skip
+        _as_postgres(
+            [
+                _bin("initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+    )
     options = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off"
     subprocess.run(
-        _as_postgres([_bin("pg_ctl"), "-D", str(data), "-o", options, "-w", "-l",
-                      str(base / "log"), "start"]),
-        check=True, capture_output=True,
-    )  # fmt: skip
+        _as_postgres(
+            [_bin("pg_ctl"), "-D", str(data), "-o", options, "-w", "-l", str(base / "log"), "start"]
+        ),
+        check=True,
+        capture_output=True,
+    )
     try:
         subprocess.run(
-            _as_postgres([_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U",
-                          "postgres", "ihgamp"]),
-            check=True, capture_output=True,
-        )  # fmt: skip
+            _as_postgres(
+                [_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "ihgamp"]
+            ),
+            check=True,
+            capture_output=True,
+        )
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/ihgamp"
     finally:
         subprocess.run(
             _as_postgres([_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-            check=False, capture_output=True,
-        )  # fmt: skip
+            check=False,
+            capture_output=True,
+        )
         shutil.rmtree(base, ignore_errors=True)

@@ -39,12 +39,23 @@ def make_reported(
         ds = pydicom.dcmread(path, stop_before_pixels=True)
         files.setdefault(str(ds.SeriesInstanceUID), []).append(str(path))
         catalog.record_instance(
-            InstanceRecord(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID),
-                           str(ds.SOPInstanceUID), str(ds.SOPClassUID),
-                           str(ds.file_meta.TransferSyntaxUID), "SM", None, "VOLUME", 0.5,
-                           str(path), 1, str(ds.SOPInstanceUID)[:64].ljust(64, "0")),
-            1, None,
-        )  # fmt: skip
+            InstanceRecord(
+                str(ds.StudyInstanceUID),
+                str(ds.SeriesInstanceUID),
+                str(ds.SOPInstanceUID),
+                str(ds.SOPClassUID),
+                str(ds.file_meta.TransferSyntaxUID),
+                "SM",
+                None,
+                "VOLUME",
+                0.5,
+                str(path),
+                1,
+                str(ds.SOPInstanceUID)[:64].ljust(64, "0"),
+            ),
+            1,
+            None,
+        )
     study_uid = case.identity["study_instance_uid"]
     catalog.transition(study_uid, StudyState.COMPLETE)
     with ExitStack() as stack:

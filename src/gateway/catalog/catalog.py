@@ -110,6 +110,8 @@ class StudySnapshot:
     result_call: str | None
     result_probability: float | None
     series: tuple[SeriesSnapshot, ...]
+    hold_reason: str | None = None
+    model_key: str | None = None
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -172,9 +174,13 @@ class Catalog:
         """Record an association request; return its audit id."""
         with self.session() as s:
             row = Association(
-                calling_ae=calling_ae, called_ae=called_ae, peer_host=host, peer_port=port,
-                tls=tls, started_at=utcnow(),
-            )  # fmt: skip
+                calling_ae=calling_ae,
+                called_ae=called_ae,
+                peer_host=host,
+                peer_port=port,
+                tls=tls,
+                started_at=utcnow(),
+            )
             s.add(row)
             s.flush()
             return int(row.id)
@@ -252,9 +258,12 @@ class Catalog:
                 study = s.scalars(select(Study).where(Study.study_uid == rec.study_uid)).first()
                 if study is None:
                     study = Study(
-                        study_uid=rec.study_uid, accession_number=rec.accession_number,
-                        state=StudyState.RECEIVING, first_received_at=now, last_received_at=now,
-                    )  # fmt: skip
+                        study_uid=rec.study_uid,
+                        accession_number=rec.accession_number,
+                        state=StudyState.RECEIVING,
+                        first_received_at=now,
+                        last_received_at=now,
+                    )
                     s.add(study)
                     s.flush()
                 series = s.scalars(
@@ -262,10 +271,14 @@ class Catalog:
                 ).first()
                 if series is None:
                     series = Series(
-                        study_id=study.id, series_uid=rec.series_uid, modality=rec.modality,
-                        sop_class_uid=rec.sop_class_uid, instance_count=0,
-                        first_received_at=now, last_received_at=now,
-                    )  # fmt: skip
+                        study_id=study.id,
+                        series_uid=rec.series_uid,
+                        modality=rec.modality,
+                        sop_class_uid=rec.sop_class_uid,
+                        instance_count=0,
+                        first_received_at=now,
+                        last_received_at=now,
+                    )
                     s.add(series)
                     s.flush()
                 elif series.study_id != study.id:
@@ -291,7 +304,7 @@ class Catalog:
                         sha256=rec.sha256,
                         received_at=now,
                         association_id=assoc_id,
-                    )  # fmt: skip
+                    )
                 )
                 if rec.image_flavor == "VOLUME" and rec.pixel_spacing_um is not None:
                     finest = series.finest_volume_mpp
@@ -352,6 +365,8 @@ class Catalog:
                 )
                 for x in series
             ),
+            hold_reason=study.hold_reason,
+            model_key=study.model_key,
         )
 
     def studies(self, states: Sequence[str] | None = None, limit: int = 500) -> list[StudySnapshot]:
@@ -421,6 +436,34 @@ class Catalog:
                 study.forced = forced
             return True
 
+    def hold(self, study_uid: str, reason: str, accession_number: str | None = None) -> None:
+        """Keep a study from completing (e.g. while it is being retrieved).
+
+        Creates the study row when it does not exist yet, so instances arriving later
+        join a held study.
+        """
+        now = utcnow()
+        try:
+            with self.session() as s:
+                study = s.scalars(select(Study).where(Study.study_uid == study_uid)).first()
+                if study is None:
+                    study = Study(
+                        study_uid=study_uid,
+                        accession_number=accession_number,
+                        state=StudyState.RECEIVING,
+                        first_received_at=now,
+                        last_received_at=now,
+                    )
+                    s.add(study)
+                study.hold_reason = reason[:2000]
+        except IntegrityError:  # created concurrently by an arriving instance
+            self.hold(study_uid, reason, accession_number)
+
+    def release(self, study_uid: str) -> None:
+        """Let a held study complete by the usual rules again."""
+        with self.session() as s:
+            s.execute(update(Study).where(Study.study_uid == study_uid).values(hold_reason=None))
+
     def record_result(
         self, study_uid: str, path: str, call: str, probability: float | None, model_key: str
     ) -> None:
@@ -435,7 +478,7 @@ class Catalog:
                     result_probability=probability,
                     model_key=model_key,
                     scored_at=utcnow(),
-                )  # fmt: skip
+                )
             )
 
     def wsi_files(self, study_uid: str) -> dict[str, list[str]]:
@@ -469,6 +512,33 @@ class Catalog:
                 )
             )
 
+    def pull_cursor(self, pacs: str) -> tuple[dt.datetime, str | None] | None:
+        """Last successful auto-pull query time of a PACS, and the last error since."""
+        from .schema import PullCursor
+
+        with self.session() as s:
+            row = s.get(PullCursor, pacs)
+            return None if row is None else (row.last_success_at, row.last_error)
+
+    def set_pull_cursor(
+        self, pacs: str, success_at: dt.datetime | None = None, error: str | None = None
+    ) -> None:
+        """Advance the cursor after a successful pass, or record a failed attempt."""
+        from .schema import PullCursor
+
+        now = utcnow()
+        with self.session() as s:
+            row = s.get(PullCursor, pacs)
+            if row is None:
+                row = PullCursor(pacs=pacs, last_success_at=success_at or now)
+                s.add(row)
+            if success_at is not None:
+                row.last_success_at = success_at
+                row.last_error = None
+            else:
+                row.last_error = (error or "")[:2000]
+            row.last_attempt_at = now
+
     def counts(self) -> dict[str, int]:
         """Count studies per state."""
         with self.session() as s:
@@ -494,7 +564,7 @@ class Catalog:
                     "instances_received": r.instances_received,
                     "instances_failed": r.instances_failed,
                     "bytes_received": r.bytes_received,
-                }  # fmt: skip
+                }
                 for r in rows
             ]
 

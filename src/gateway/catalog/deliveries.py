@@ -43,10 +43,19 @@ class DeliveryView:
 
 def _view(row: Delivery, study_uid: str) -> DeliveryView:
     return DeliveryView(
-        row.id, study_uid, row.report_key, row.destination, row.kind,
-        tuple(json.loads(row.files)), row.state, row.attempts, row.max_attempts,
-        row.last_error, row.next_attempt_at, row.delivered_at,
-    )  # fmt: skip
+        row.id,
+        study_uid,
+        row.report_key,
+        row.destination,
+        row.kind,
+        tuple(json.loads(row.files)),
+        row.state,
+        row.attempts,
+        row.max_attempts,
+        row.last_error,
+        row.next_attempt_at,
+        row.delivered_at,
+    )
 
 
 class DeliveryStore:
@@ -62,9 +71,14 @@ class DeliveryStore:
         self.catalog = catalog
 
     def create(
-        self, study_uid: str, report_key: str, destination: str, kind: str,
-        files: list[str], max_attempts: int,
-    ) -> int:  # fmt: skip
+        self,
+        study_uid: str,
+        report_key: str,
+        destination: str,
+        kind: str,
+        files: list[str],
+        max_attempts: int,
+    ) -> int:
         """Create a pending delivery (idempotent per report and destination)."""
         try:
             return self._create(study_uid, report_key, destination, kind, files, max_attempts)
@@ -72,9 +86,14 @@ class DeliveryStore:
             return self._create(study_uid, report_key, destination, kind, files, max_attempts)
 
     def _create(
-        self, study_uid: str, report_key: str, destination: str, kind: str,
-        files: list[str], max_attempts: int,
-    ) -> int:  # fmt: skip
+        self,
+        study_uid: str,
+        report_key: str,
+        destination: str,
+        kind: str,
+        files: list[str],
+        max_attempts: int,
+    ) -> int:
         with self.catalog.session() as s:
             study = s.scalars(select(Study).where(Study.study_uid == study_uid)).first()
             if study is None:
@@ -87,10 +106,16 @@ class DeliveryStore:
             if existing is not None:
                 return int(existing.id)
             row = Delivery(
-                study_id=study.id, report_key=report_key, destination=destination, kind=kind,
-                files=json.dumps(files), state=DeliveryState.PENDING, attempts=0,
-                max_attempts=max_attempts, next_attempt_at=utcnow(),
-            )  # fmt: skip
+                study_id=study.id,
+                report_key=report_key,
+                destination=destination,
+                kind=kind,
+                files=json.dumps(files),
+                state=DeliveryState.PENDING,
+                attempts=0,
+                max_attempts=max_attempts,
+                next_attempt_at=utcnow(),
+            )
             s.add(row)
             s.flush()
             return int(row.id)
@@ -105,23 +130,33 @@ class DeliveryStore:
                 row = s.execute(
                     select(Delivery, Study.study_uid)
                     .join(Study, Study.id == Delivery.study_id)
-                    .where(Delivery.destination == destination,
-                           Delivery.state == DeliveryState.PENDING,
-                           Delivery.next_attempt_at <= now)
+                    .where(
+                        Delivery.destination == destination,
+                        Delivery.state == DeliveryState.PENDING,
+                        Delivery.next_attempt_at <= now,
+                    )
                     .order_by(Delivery.next_attempt_at, Delivery.id)
                     .limit(1)
-                ).first()  # fmt: skip
+                ).first()
                 if row is None:
                     return None
                 delivery, study_uid = row
                 seen = delivery.next_attempt_at
-                won = cast(CursorResult[Any], s.execute(
-                    update(Delivery)
-                    .where(Delivery.id == delivery.id, Delivery.next_attempt_at == seen,
-                           Delivery.state == DeliveryState.PENDING)
-                    .values(next_attempt_at=now + dt.timedelta(seconds=lease_s),
-                            attempts=Delivery.attempts + 1)
-                )).rowcount  # fmt: skip
+                won = cast(
+                    CursorResult[Any],
+                    s.execute(
+                        update(Delivery)
+                        .where(
+                            Delivery.id == delivery.id,
+                            Delivery.next_attempt_at == seen,
+                            Delivery.state == DeliveryState.PENDING,
+                        )
+                        .values(
+                            next_attempt_at=now + dt.timedelta(seconds=lease_s),
+                            attempts=Delivery.attempts + 1,
+                        )
+                    ),
+                ).rowcount
                 if won:
                     s.refresh(delivery)
                     return _view(delivery, study_uid)
@@ -151,9 +186,11 @@ class DeliveryStore:
             return "retry"
 
     def redispatch(
-        self, study_uid: str | None = None, destination: str | None = None,
+        self,
+        study_uid: str | None = None,
+        destination: str | None = None,
         include_delivered: bool = False,
-    ) -> int:  # fmt: skip
+    ) -> int:
         """Make dead-letter (or, optionally, delivered) deliveries pending again."""
         states = [DeliveryState.DEAD_LETTER]
         if include_delivered:
@@ -201,9 +238,15 @@ class ObservationStore:
         self.catalog = catalog
 
     def put(
-        self, study_uid: str, observation_id: str, patient_system: str, patient_value: str,
-        code_system: str, code: str, resource: dict[str, Any],
-    ) -> None:  # fmt: skip
+        self,
+        study_uid: str,
+        observation_id: str,
+        patient_system: str,
+        patient_value: str,
+        code_system: str,
+        code: str,
+        resource: dict[str, Any],
+    ) -> None:
         """Store (or replace) one Observation."""
         with self.catalog.session() as s:
             study = s.scalars(select(Study).where(Study.study_uid == study_uid)).first()
@@ -226,9 +269,13 @@ class ObservationStore:
             return None if row is None else cast(dict[str, Any], json.loads(row.resource))
 
     def search(
-        self, patient_system: str | None = None, patient_value: str | None = None,
-        code_system: str | None = None, code: str | None = None, limit: int = 100,
-    ) -> list[dict[str, Any]]:  # fmt: skip
+        self,
+        patient_system: str | None = None,
+        patient_value: str | None = None,
+        code_system: str | None = None,
+        code: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
         """Observations matching every given criterion, newest first."""
         with self.catalog.session() as s:
             q = select(StoredObservation).order_by(StoredObservation.created_at.desc())

@@ -90,8 +90,13 @@ class JobStore:
                 raise CatalogError(
                     f"study {study_uid} is still receiving; wait or force completion"
                 )
-            job = Job(study_id=study.id, kind="score", state=JobState.QUEUED,
-                      max_attempts=max_attempts, next_attempt_at=utcnow())  # fmt: skip
+            job = Job(
+                study_id=study.id,
+                kind="score",
+                state=JobState.QUEUED,
+                max_attempts=max_attempts,
+                next_attempt_at=utcnow(),
+            )
             s.add(job)
             study.state = StudyState.QUEUED
             study.state_reason = reason
@@ -115,22 +120,37 @@ class JobStore:
                 seen_state, seen_owner = job.state, job.lease_owner
                 attempts = job.attempts + 1
                 if attempts > job.max_attempts:
-                    won = _rowcount(s.execute(
-                        update(Job)
-                        .where(Job.id == job.id, Job.state == seen_state)
-                        .values(state=JobState.FAILED, finished_at=now, lease_owner=None,
-                                last_error=(job.last_error or "worker lost (lease expired)"))
-                    ))  # fmt: skip
+                    won = _rowcount(
+                        s.execute(
+                            update(Job)
+                            .where(Job.id == job.id, Job.state == seen_state)
+                            .values(
+                                state=JobState.FAILED,
+                                finished_at=now,
+                                lease_owner=None,
+                                last_error=(job.last_error or "worker lost (lease expired)"),
+                            )
+                        )
+                    )
                     if won:
                         self._fail_study(s, job.study_id, job.last_error or "worker lost")
                     continue
-                won = _rowcount(s.execute(
-                    update(Job)
-                    .where(Job.id == job.id, Job.state == seen_state,
-                           Job.lease_owner.is_not_distinct_from(seen_owner))
-                    .values(state=JobState.RUNNING, attempts=attempts, lease_owner=owner,
-                            lease_expires_at=now + dt.timedelta(seconds=lease_s))
-                ))  # fmt: skip
+                won = _rowcount(
+                    s.execute(
+                        update(Job)
+                        .where(
+                            Job.id == job.id,
+                            Job.state == seen_state,
+                            Job.lease_owner.is_not_distinct_from(seen_owner),
+                        )
+                        .values(
+                            state=JobState.RUNNING,
+                            attempts=attempts,
+                            lease_owner=owner,
+                            lease_expires_at=now + dt.timedelta(seconds=lease_s),
+                        )
+                    )
+                )
                 if not won:
                     continue
                 study = s.get(Study, job.study_id)
@@ -155,7 +175,7 @@ class JobStore:
                         )
                         .values(lease_expires_at=utcnow() + dt.timedelta(seconds=lease_s))
                     )
-                )  # fmt: skip
+                )
             )
 
     def finish(self, job_id: int, owner: str) -> bool:
@@ -175,9 +195,14 @@ class JobStore:
             return True
 
     def fail(
-        self, job_id: int, owner: str, error: str, backoff_s: float, backoff_max_s: float,
+        self,
+        job_id: int,
+        owner: str,
+        error: str,
+        backoff_s: float,
+        backoff_max_s: float,
         permanent: bool = False,
-    ) -> str:  # fmt: skip
+    ) -> str:
         """Record a failed attempt: retry later with exponential backoff, or give up.
 
         Returns
@@ -233,6 +258,6 @@ class JobStore:
                     j.last_error,
                     j.next_attempt_at,
                     j.updated_at,
-                )  # fmt: skip
+                )
                 for j, uid in rows
             ]

@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, inspect, select
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, inspect, select, text
 from sqlalchemy.engine import Connection, Engine
 
 from ..errors import CatalogError
@@ -33,8 +33,10 @@ _versions = Table(
 
 def _v1_initial(conn: Connection) -> None:
     """Create studies, series, instances, associations and jobs."""
-    tables = [Base.metadata.tables[name] for name in
-              ("studies", "associations", "series", "instances", "jobs")]  # fmt: skip
+    tables = [
+        Base.metadata.tables[name]
+        for name in ("studies", "associations", "series", "instances", "jobs")
+    ]
     Base.metadata.create_all(conn, tables=tables)
 
 
@@ -44,11 +46,21 @@ def _v2_results(conn: Connection) -> None:
     Base.metadata.create_all(conn, tables=tables)
 
 
+def _v3_pull(conn: Connection) -> None:
+    """Add studies.hold_reason (retrieves in progress) and pull_cursors (auto-pull)."""
+    # A database created at v1 by this code already has the column (v1 builds the
+    # current table definition); one created by an older release does not.
+    if "hold_reason" not in {c["name"] for c in inspect(conn).get_columns("studies")}:
+        conn.execute(text("ALTER TABLE studies ADD COLUMN hold_reason TEXT"))
+    Base.metadata.create_all(conn, tables=[Base.metadata.tables["pull_cursors"]])
+
+
 Migration = tuple[int, str, Callable[[Connection], None]]
 
 MIGRATIONS: list[Migration] = [
     (1, "initial schema: studies, series, instances, associations, jobs", _v1_initial),
     (2, "deliveries and FHIR observations", _v2_results),
+    (3, "retrieve holds and auto-pull cursors", _v3_pull),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -34,6 +34,7 @@ __all__ = [
     "StoredObservation",
     "Instance",
     "Job",
+    "PullCursor",
     "JobState",
     "Series",
     "Study",
@@ -120,6 +121,7 @@ class Study(Base):
     result_call: Mapped[str | None] = mapped_column(String(16))
     result_probability: Mapped[float | None] = mapped_column(Float)
     model_key: Mapped[str | None] = mapped_column(String(160))
+    hold_reason: Mapped[str | None] = mapped_column(Text)
 
     series: Mapped[list[Series]] = relationship(back_populates="study")
 
@@ -255,3 +257,14 @@ class StoredObservation(Base):
     code: Mapped[str] = mapped_column(String(64), index=True)
     resource: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=_utc)
+
+
+class PullCursor(Base):
+    """Where the auto-pull poller of one PACS continues (last successful query)."""
+
+    __tablename__ = "pull_cursors"
+
+    pacs: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_success_at: Mapped[dt.datetime]
+    last_attempt_at: Mapped[dt.datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)

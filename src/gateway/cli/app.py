@@ -7,6 +7,7 @@ import typer
 from ihgamp_core import __version__
 
 from .demo import demo, sample_data
+from .retrieve import find, retrieve
 from .score import score
 from .serve import config_app, serve
 from .status import complete, redispatch, rescore, status
@@ -47,6 +48,8 @@ app.command("status")(status)
 app.command("rescore")(rescore)
 app.command("complete")(complete)
 app.command("redispatch")(redispatch)
+app.command("find")(find)
+app.command("retrieve")(retrieve)
 app.add_typer(config_app, name="config")
 app.command("score")(score)
 app.command("demo")(demo)

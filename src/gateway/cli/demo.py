@@ -108,9 +108,11 @@ def demo(
                 obs = o.observation
                 value = obs.get("valueCodeableConcept", {}).get("text")
                 interp = obs["interpretation"][0]["coding"][0]["code"]
-                console.print(f"  FHIR Observation/{obs['id'][:12]}...: LOINC "
-                              f"{obs['code']['coding'][0]['code']} = {value} ({interp}), "
-                              f"security {obs['meta']['security'][0]['code']}")  # fmt: skip
+                console.print(
+                    f"  FHIR Observation/{obs['id'][:12]}...: LOINC "
+                    f"{obs['code']['coding'][0]['code']} = {value} ({interp}), "
+                    f"security {obs['meta']['security'][0]['code']}"
+                )
         console.print(f"results in {out.resolve() / 'gateway' / 'outbox'}")
         if failed:
             raise typer.Exit(1)

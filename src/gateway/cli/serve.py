@@ -16,10 +16,12 @@ __all__ = ["config_app", "serve"]
 ConfigOption = Annotated[
     Path | None,
     typer.Option(
-        "--config", "-c", envvar="IHGAMP_CONFIG",
+        "--config",
+        "-c",
+        envvar="IHGAMP_CONFIG",
         help="Gateway TOML file (keys overridable by IHGAMP__SECTION__KEY variables).",
     ),
-]  # fmt: skip
+]
 
 
 @handle_errors

@@ -20,6 +20,7 @@ from ..catalog.schema import DeliveryState
 from ..complete import CompletionMonitor
 from ..config import Settings, load_settings
 from ..errors import CatalogError
+from ..queue import CatalogSubmitter
 from .common import console, handle_errors
 from .serve import ConfigOption
 
@@ -43,23 +44,33 @@ def _age(when: dt.datetime | None, now: dt.datetime) -> str:
 
 
 _STATE_STYLE = {
-    StudyState.RECEIVING: "cyan", StudyState.COMPLETE: "blue", StudyState.QUEUED: "blue",
-    StudyState.SCORING: "magenta", StudyState.SCORED: "green", StudyState.FAILED: "bold red",
+    StudyState.RECEIVING: "cyan",
+    StudyState.COMPLETE: "blue",
+    StudyState.QUEUED: "blue",
+    StudyState.SCORING: "magenta",
+    StudyState.SCORED: "green",
+    StudyState.FAILED: "bold red",
     StudyState.IGNORED: "dim",
-}  # fmt: skip
+}
 
 
 def _study_json(s: StudySnapshot) -> dict[str, object]:
     return {
-        "study_uid": s.study_uid, "accession_number": s.accession_number, "state": s.state,
-        "reason": s.state_reason, "forced": s.forced,
-        "series": len(s.series), "instances": sum(x.instance_count for x in s.series),
+        "study_uid": s.study_uid,
+        "accession_number": s.accession_number,
+        "state": s.state,
+        "reason": s.state_reason,
+        "forced": s.forced,
+        "series": len(s.series),
+        "instances": sum(x.instance_count for x in s.series),
         "first_received_at": s.first_received_at.isoformat(),
         "last_received_at": s.last_received_at.isoformat(),
         "completed_at": s.completed_at.isoformat() if s.completed_at else None,
         "scored_at": s.scored_at.isoformat() if s.scored_at else None,
-        "call": s.result_call, "probability": s.result_probability, "result": s.result_path,
-    }  # fmt: skip
+        "call": s.result_call,
+        "probability": s.result_probability,
+        "result": s.result_path,
+    }
 
 
 @handle_errors
@@ -83,30 +94,66 @@ def status(
     finally:
         catalog.close()
     if as_json:
-        print(json.dumps({"counts": counts, "studies": [_study_json(s) for s in studies],
-                          "failed_jobs": [
-                              {"job_id": j.job_id, "study_uid": j.study_uid,
-                               "attempts": j.attempts, "error": j.last_error} for j in jobs],
-                          "deliveries": [
-                              {"study_uid": d.study_uid, "destination": d.destination,
-                               "state": d.state, "attempts": d.attempts,
-                               "error": d.last_error} for d in open_deliveries]},
-                         indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "counts": counts,
+                    "studies": [_study_json(s) for s in studies],
+                    "failed_jobs": [
+                        {
+                            "job_id": j.job_id,
+                            "study_uid": j.study_uid,
+                            "attempts": j.attempts,
+                            "error": j.last_error,
+                        }
+                        for j in jobs
+                    ],
+                    "deliveries": [
+                        {
+                            "study_uid": d.study_uid,
+                            "destination": d.destination,
+                            "state": d.state,
+                            "attempts": d.attempts,
+                            "error": d.last_error,
+                        }
+                        for d in open_deliveries
+                    ],
+                },
+                indent=2,
+            )
+        )
         return
     now = dt.datetime.now(dt.UTC)
     table = Table(title="Studies (newest first)")
-    for column in ("Study UID", "Accession", "State", "Series", "Instances", "Last received",
-                   "Completed", "Scored", "Call", "P(HRD)", "Note"):  # fmt: skip
+    for column in (
+        "Study UID",
+        "Accession",
+        "State",
+        "Series",
+        "Instances",
+        "Last received",
+        "Completed",
+        "Scored",
+        "Call",
+        "P(HRD)",
+        "Note",
+    ):
         table.add_column(column, overflow="fold")
     for s in studies:
         style = _STATE_STYLE.get(StudyState(s.state), "")
         table.add_row(
-            s.study_uid, s.accession_number or "-", f"[{style}]{s.state}[/]", str(len(s.series)),
-            str(sum(x.instance_count for x in s.series)), _age(s.last_received_at, now),
-            _age(s.completed_at, now), _age(s.scored_at, now), s.result_call or "-",
+            s.study_uid,
+            s.accession_number or "-",
+            f"[{style}]{s.state}[/]",
+            str(len(s.series)),
+            str(sum(x.instance_count for x in s.series)),
+            _age(s.last_received_at, now),
+            _age(s.completed_at, now),
+            _age(s.scored_at, now),
+            s.result_call or "-",
             "-" if s.result_probability is None else f"{s.result_probability:.3f}",
             s.state_reason or "",
-        )  # fmt: skip
+        )
     console.print(table)
     console.print("  ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "no studies yet")
     if jobs:
@@ -114,8 +161,9 @@ def status(
         for column in ("Job", "Study UID", "Attempts", "Last error"):
             failed.add_column(column, overflow="fold")
         for j in jobs:
-            failed.add_row(str(j.job_id), j.study_uid, f"{j.attempts}/{j.max_attempts}",
-                           j.last_error or "")  # fmt: skip
+            failed.add_row(
+                str(j.job_id), j.study_uid, f"{j.attempts}/{j.max_attempts}", j.last_error or ""
+            )
         console.print(failed)
     if open_deliveries:
         pending = Table(title="Deliveries not yet delivered (dead-letter: run `ihgamp redispatch`)")
@@ -128,8 +176,9 @@ def status(
                 next_at = "-"
             attempts = f"{d.attempts}/{d.max_attempts}"
             state_text = f"[{style}]{d.state}[/]"
-            pending.add_row(d.study_uid, d.destination, state_text, attempts, next_at,
-                            d.last_error or "")  # fmt: skip
+            pending.add_row(
+                d.study_uid, d.destination, state_text, attempts, next_at, d.last_error or ""
+            )
         console.print(pending)
 
 
@@ -170,14 +219,6 @@ def rescore(
     console.print(f"study {study_uid} queued (job {job_id})")
 
 
-class _Submit:
-    def __init__(self, jobs: JobStore, attempts: int) -> None:
-        self.jobs, self.attempts = jobs, attempts
-
-    def submit(self, study_uid: str, reason: str) -> None:
-        self.jobs.enqueue(study_uid, self.attempts, reason)
-
-
 @handle_errors
 def complete(
     study_uid: Annotated[str, typer.Argument(help="Study Instance UID.")],
@@ -191,12 +232,14 @@ def complete(
         raise typer.BadParameter("add --force to complete a study before its timers do")
     settings, catalog = _open(config)
     try:
-        from ..service import target_max_mpp
+        from ..models import target_max_mpp
 
         monitor = CompletionMonitor(
-            catalog, _Submit(JobStore(catalog), settings.worker.max_attempts),
-            settings.completion, target_max_mpp(settings),
-        )  # fmt: skip
+            catalog,
+            CatalogSubmitter(JobStore(catalog), settings.worker.max_attempts),
+            settings.completion,
+            target_max_mpp(settings.model.head),
+        )
         monitor.force(study_uid)
         final = catalog.study(study_uid)
     finally:

@@ -10,6 +10,9 @@ timestamps in the catalog, so a restart resumes them where they were):
 3. **Forced.** ``force_after_s`` after its first instance it completes regardless;
    an operator can force it at any time (``ihgamp complete --force``).
 
+A study on *hold* (a retrieve from a PACS in progress, or one that ended with failed
+instances) is left alone until the retrieve completes it or an operator forces it.
+
 A completed study is queued for scoring when it holds at least one *scoreable* slide
 series: a VL Whole Slide Microscopy series with a VOLUME level at or finer than the
 model's target spacing (0.5 um/px + 10 %). Without one it fails with that reason; a study
@@ -125,14 +128,17 @@ class CompletionMonitor:
         now = now or utcnow()
         changed = []
         for study in self.catalog.studies(states=[StudyState.RECEIVING], limit=10_000):
+            if study.hold_reason:  # a retrieve is in progress or incomplete
+                continue
             decision = decide(study, self.settings, self.max_mpp, now)
             if decision.action == "wait":
                 continue
             try:
                 self.apply(study, decision)
             except CatalogError as exc:  # e.g. reopened meanwhile; next tick decides again
-                logger.warning("completion skipped", extra={"study_uid": study.study_uid,
-                                                            "reason": str(exc)})  # fmt: skip
+                logger.warning(
+                    "completion skipped", extra={"study_uid": study.study_uid, "reason": str(exc)}
+                )
                 continue
             changed.append((study.study_uid, decision))
         return changed
@@ -174,10 +180,14 @@ class CompletionMonitor:
         CatalogError
             If the study is unknown or not receiving (use ``ihgamp rescore`` instead).
         """
+        self.catalog.release(study_uid)
         if not self.catalog.transition(
-            study_uid, StudyState.COMPLETE, "forced by operator",
-            expect=[StudyState.RECEIVING], forced=True,
-        ):  # fmt: skip
+            study_uid,
+            StudyState.COMPLETE,
+            "forced by operator",
+            expect=[StudyState.RECEIVING],
+            forced=True,
+        ):
             state = self.catalog.study(study_uid)
             raise CatalogError(
                 f"study {study_uid} is {state.state if state else 'unknown'}, not receiving; "

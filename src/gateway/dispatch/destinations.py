@@ -76,8 +76,9 @@ class DicomDestination(Destination):
         datasets = [pydicom.dcmread(f) for f in files]
         ae = AE(ae_title=self.calling_ae)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout_s
-        for sop_class, syntax in sorted({(str(d.SOPClassUID), str(d.file_meta.TransferSyntaxUID))
-                                         for d in datasets}):  # fmt: skip
+        for sop_class, syntax in sorted(
+            {(str(d.SOPClassUID), str(d.file_meta.TransferSyntaxUID)) for d in datasets}
+        ):
             ae.add_requested_context(sop_class, syntax)
         node = self.node
         assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, tls_args=self._tls())
@@ -147,8 +148,12 @@ class FhirDestination(Destination):
         for path in files:
             body = path.read_bytes()
             try:
-                response = httpx.post(self.node.url.rstrip("/") + "/", content=body,
-                                      headers=headers, timeout=self.timeout_s)  # fmt: skip
+                response = httpx.post(
+                    self.node.url.rstrip("/") + "/",
+                    content=body,
+                    headers=headers,
+                    timeout=self.timeout_s,
+                )
             except httpx.HTTPError as exc:
                 raise DispatchError(f"{self.name}: {self.node.url} unreachable: {exc}") from exc
             if response.status_code // 100 != 2:

@@ -90,14 +90,24 @@ class Dispatcher:
             logger.log(
                 logging.ERROR if outcome == "dead-letter" else logging.WARNING,
                 "delivery failed",
-                extra={"destination": destination.name, "study_uid": delivery.study_uid,
-                       "attempt": delivery.attempts, "outcome": outcome, "error": message},
-            )  # fmt: skip
+                extra={
+                    "destination": destination.name,
+                    "study_uid": delivery.study_uid,
+                    "attempt": delivery.attempts,
+                    "outcome": outcome,
+                    "error": message,
+                },
+            )
             return True
         self.store.delivered(delivery.delivery_id)
-        logger.info("delivered", extra={"destination": destination.name,
-                                        "study_uid": delivery.study_uid,
-                                        "files": list(delivery.files)})  # fmt: skip
+        logger.info(
+            "delivered",
+            extra={
+                "destination": destination.name,
+                "study_uid": delivery.study_uid,
+                "files": list(delivery.files),
+            },
+        )
         return True
 
     def wake(self) -> None:
@@ -108,8 +118,12 @@ class Dispatcher:
         """One thread per destination."""
         self._stop.clear()
         for destination in self.destinations:
-            thread = threading.Thread(target=self._loop, args=(destination,),
-                                      name=f"dispatch-{destination.name}", daemon=True)  # fmt: skip
+            thread = threading.Thread(
+                target=self._loop,
+                args=(destination,),
+                name=f"dispatch-{destination.name}",
+                daemon=True,
+            )
             thread.start()
             self._threads.append(thread)
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import abc
 
-__all__ = ["JobQueue"]
+from ..catalog import JobStore
+
+__all__ = ["CatalogSubmitter", "JobQueue"]
 
 
 class JobQueue(abc.ABC):
@@ -32,3 +34,25 @@ class JobQueue(abc.ABC):
     @abc.abstractmethod
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop consuming; let a running job finish for up to ``timeout_s``."""
+
+
+class CatalogSubmitter:
+    """Queue studies by writing job rows only (for commands that run beside a gateway).
+
+    The gateway's workers pick the rows up; nothing runs in the calling process.
+
+    Parameters
+    ----------
+    jobs : JobStore
+        The catalog's job rows.
+    max_attempts : int
+        Attempts per job.
+    """
+
+    def __init__(self, jobs: JobStore, max_attempts: int) -> None:
+        self.jobs = jobs
+        self.max_attempts = max_attempts
+
+    def submit(self, study_uid: str, reason: str) -> None:
+        """Queue ``study_uid``."""
+        self.jobs.enqueue(study_uid, self.max_attempts, reason)

@@ -63,9 +63,11 @@ class InProcessQueue(JobQueue):
         self._stop.clear()
         for index in range(self.settings.count):
             thread = threading.Thread(
-                target=self._loop, args=(f"{self.owner_prefix}:{index}",),
-                name=f"worker-{index}", daemon=True,
-            )  # fmt: skip
+                target=self._loop,
+                args=(f"{self.owner_prefix}:{index}",),
+                name=f"worker-{index}",
+                daemon=True,
+            )
             thread.start()
             self._threads.append(thread)
 
@@ -109,8 +111,10 @@ class InProcessQueue(JobQueue):
 
         beat = threading.Thread(target=heartbeat, name=f"lease-{job.job_id}", daemon=True)
         beat.start()
-        logger.info("job started", extra={"job_id": job.job_id, "study_uid": job.study_uid,
-                                          "attempt": job.attempt})  # fmt: skip
+        logger.info(
+            "job started",
+            extra={"job_id": job.job_id, "study_uid": job.study_uid, "attempt": job.attempt},
+        )
         try:
             self.processor(job)
         except Exception as exc:
@@ -118,16 +122,24 @@ class InProcessQueue(JobQueue):
             permanent = isinstance(exc, PermanentJobError)
             message = f"{type(exc).__name__}: {exc}" if not permanent else str(exc)
             outcome = self.jobs.fail(
-                job.job_id, owner, message, self.settings.backoff_s,
-                self.settings.backoff_max_s, permanent=permanent,
-            )  # fmt: skip
+                job.job_id,
+                owner,
+                message,
+                self.settings.backoff_s,
+                self.settings.backoff_max_s,
+                permanent=permanent,
+            )
             logger.log(
                 logging.ERROR if outcome == "failed" else logging.WARNING,
                 "job failed",
                 exc_info=not permanent,
-                extra={"job_id": job.job_id, "study_uid": job.study_uid, "outcome": outcome,
-                       "error": message},
-            )  # fmt: skip
+                extra={
+                    "job_id": job.job_id,
+                    "study_uid": job.study_uid,
+                    "outcome": outcome,
+                    "error": message,
+                },
+            )
             return
         finally:
             done.set()

@@ -78,9 +78,10 @@ class AccessPolicy:
             active = self._active.get(ae, 0)
             if active >= limit:
                 return AccessDecision(
-                    False, f"calling AE {ae!r} already has {active} associations (limit {limit})",
+                    False,
+                    f"calling AE {ae!r} already has {active} associations (limit {limit})",
                     transient=True,
-                )  # fmt: skip
+                )
             self._active[ae] = active + 1
         return AccessDecision(True)
 

@@ -14,11 +14,11 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from ..catalog import Catalog, InstanceRecord
+from ..catalog import Catalog
 from ..spool import Spool
 from .access import AccessPolicy
 from .guard import SUCCESS, store_guard
-from .validate import read_header
+from .store import InstanceStore
 
 __all__ = ["ReceiveHandlers"]
 
@@ -45,11 +45,21 @@ class ReceiveHandlers:
         Who may associate.
     tls : bool
         Whether the listener runs DICOM TLS (recorded in the audit).
+    accepted : tuple of str, optional
+        SOP classes stored (``dicom.sop_classes``).
     """
 
-    def __init__(self, catalog: Catalog, spool: Spool, policy: AccessPolicy, tls: bool) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        spool: Spool,
+        policy: AccessPolicy,
+        tls: bool,
+        accepted: tuple[str, ...] | None = None,
+    ) -> None:
         self.catalog = catalog
         self.spool = spool
+        self.store = InstanceStore(catalog, spool, accepted)
         self.policy = policy
         self.tls = tls
         self._states: dict[int, _AssocState] = {}
@@ -151,50 +161,12 @@ class ReceiveHandlers:
         calling = state.calling_ae if state else "?"
         sop_uid = str(request.AffectedSOPInstanceUID)
         with store_guard(sop_uid, calling) as outcome:
-            self.spool.check_space()
-            source = Path(event.dataset_path)
-            header = read_header(source, str(request.AffectedSOPClassUID), sop_uid)
-            prepared = self.spool.prepare(source)
-            try:
-                current = self.catalog.current_instance(header.sop_instance_uid)
-                if current is not None and current[1] == prepared.sha256:
-                    self.spool.discard(prepared)
-                    logger.info("duplicate instance acknowledged",
-                                extra={"sop_instance_uid": sop_uid})  # fmt: skip
-                    outcome.status = SUCCESS
-                    return outcome.response()
-                version = 1 if current is None else current[0] + 1
-                final = self.spool.commit(
-                    prepared, header.study_uid, header.series_uid, header.sop_instance_uid, version
-                )
-            except BaseException:
-                self.spool.discard(prepared)
-                raise
-            if version > 1:
-                logger.warning(
-                    "instance re-sent with different content; kept as a new version",
-                    extra={"sop_instance_uid": sop_uid, "version": version},
-                )
-            record = InstanceRecord(
-                study_uid=header.study_uid,
-                series_uid=header.series_uid,
-                sop_instance_uid=header.sop_instance_uid,
-                sop_class_uid=header.sop_class_uid,
-                transfer_syntax_uid=header.transfer_syntax_uid,
-                modality=header.modality,
-                accession_number=header.accession_number,
-                image_flavor=header.image_flavor,
-                pixel_spacing_um=header.pixel_spacing_um,
-                path=str(final),
-                size=prepared.size,
-                sha256=prepared.sha256,
+            self.store.store(
+                Path(event.dataset_path),
+                str(request.AffectedSOPClassUID),
+                sop_uid,
+                state.audit_id if state else None,
             )
-            result = self.catalog.record_instance(
-                record, version, state.audit_id if state else None
-            )
-            if result.reopened:
-                logger.info("study reopened by a new slide instance",
-                            extra={"study_uid": header.study_uid})  # fmt: skip
             outcome.status = SUCCESS
         if outcome.status != SUCCESS:
             try:

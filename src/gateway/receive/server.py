@@ -101,7 +101,9 @@ class DicomListener:
         self.settings = settings
         self.policy = AccessPolicy(settings)
         ssl_context = tls_server_context(settings)
-        self.handlers = ReceiveHandlers(catalog, spool, self.policy, ssl_context is not None)
+        self.handlers = ReceiveHandlers(
+            catalog, spool, self.policy, ssl_context is not None, settings.sop_classes
+        )
         ae = AE(ae_title=settings.ae_title)
         ae.maximum_associations = settings.max_associations
         ae.maximum_pdu_size = settings.max_pdu

@@ -123,8 +123,9 @@ class ReportWriter:
         """
         context = ReportContext.from_files(files_by_series)
         context = ReportContext(context.slides, self.histology(context))
-        report = build_reports(result, context, probability, thumbnails, self.policy,
-                               self.patient_system)  # fmt: skip
+        report = build_reports(
+            result, context, probability, thumbnails, self.policy, self.patient_system
+        )
         names: list[str] = []
         self.outbox.write_file(study_uid, "sr.dcm", _dicom_bytes(report.sr))
         names.append("sr.dcm")
@@ -138,15 +139,17 @@ class ReportWriter:
                 names.append(f"heatmap-{index}.png")
         if report.bundle is not None:
             bundle = report.bundle.model_dump(mode="json", exclude_none=True)
-            self.outbox.write_file(study_uid, "fhir-bundle.json",
-                                   json.dumps(bundle, indent=1).encode())  # fmt: skip
+            self.outbox.write_file(
+                study_uid, "fhir-bundle.json", json.dumps(bundle, indent=1).encode()
+            )
             names.append("fhir-bundle.json")
             self._store_observation(study_uid, report, bundle)
         for note in report.notes:
             logger.warning("report incomplete", extra={"study_uid": study_uid, "reason": note})
         summary = report_summary(report, names)
-        path = self.outbox.write_file(study_uid, "result.json",
-                                      (json.dumps(summary, indent=2) + "\n").encode())  # fmt: skip
+        path = self.outbox.write_file(
+            study_uid, "result.json", (json.dumps(summary, indent=2) + "\n").encode()
+        )
         self._queue_deliveries(study_uid, report, dicom_files)
         return report, path
 
@@ -160,9 +163,14 @@ class ReportWriter:
         resource["id"] = report.ids.observation_identifier
         subject = resource["subject"]["identifier"]
         self.observations.put(
-            study_uid, report.ids.observation_identifier, subject["system"], subject["value"],
-            LOINC, LOINC_HRD, resource,
-        )  # fmt: skip
+            study_uid,
+            report.ids.observation_identifier,
+            subject["system"],
+            subject["value"],
+            LOINC,
+            LOINC_HRD,
+            resource,
+        )
 
     def _queue_deliveries(self, study_uid: str, report: CaseReport, dicom_files: list[str]) -> None:
         d = self.settings.dispatch

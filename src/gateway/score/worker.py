@@ -29,8 +29,7 @@ logger = logging.getLogger(__name__)
 
 def model_key(engine: Engine) -> str:
     """Identify head + backbone, to know whether a study was scored with this model."""
-    m = engine.model
-    return f"{m.head_name}|{m.head_version}|{m.backbone.weights}|{m.preset}"[:160]
+    return engine.model.key[:160]
 
 
 class ScoreProcessor:
@@ -82,9 +81,9 @@ class ScoreProcessor:
                 slides = [stack.enter_context(source.open()) for source in sources]
                 result = self.engine.score_case(slides, job.study_uid, self.options)
                 thumbnails = {
-                    source.label: read_thumbnail(slide) for source, slide in zip(
-                        sources, slides, strict=True)
-                }  # fmt: skip
+                    source.label: read_thumbnail(slide)
+                    for source, slide in zip(sources, slides, strict=True)
+                }
             _, path = self.reports.write(
                 job.study_uid, result, files, self.engine.head.probability, thumbnails
             )

@@ -86,8 +86,9 @@ class Spool:
                 path.unlink(missing_ok=True)
                 removed += 1
         if removed:
-            logger.warning("removed partial files of unacknowledged transfers",
-                           extra={"count": removed})  # fmt: skip
+            logger.warning(
+                "removed partial files of unacknowledged transfers", extra={"count": removed}
+            )
         return removed
 
     def free_bytes(self) -> int:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from ihgamp_core import __version__
@@ -39,9 +40,11 @@ class FhirResponse(JSONResponse):
 def _operation_outcome(status: int, code: str, text: str) -> FhirResponse:
     return FhirResponse(
         status_code=status,
-        content={"resourceType": "OperationOutcome",
-                 "issue": [{"severity": "error", "code": code, "diagnostics": text}]},
-    )  # fmt: skip
+        content={
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": code, "diagnostics": text}],
+        },
+    )
 
 
 def create_app(
@@ -76,8 +79,9 @@ def create_app(
         given = header[7:] if header.lower().startswith("bearer ") else None
         given = given or request.query_params.get("access_token")
         if not given or not hmac.compare_digest(given.encode(), token.encode()):
-            raise HTTPException(401, "missing or invalid bearer token",
-                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+            raise HTTPException(
+                401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"}
+            )
 
     auth = [Depends(authorize)]
 
@@ -91,8 +95,9 @@ def create_app(
             for key, value in (exc.headers or {}).items():
                 response.headers[key] = value
             return response
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
-                            headers=exc.headers)  # fmt: skip
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -117,16 +122,27 @@ def create_app(
         deliveries = DeliveryStore(catalog)
         out = []
         for s in catalog.studies(limit=limit):
-            out.append({
-                "study_uid": s.study_uid, "accession_number": s.accession_number,
-                "state": s.state, "reason": s.state_reason, "call": s.result_call,
-                "probability": s.result_probability,
-                "last_received_at": s.last_received_at.isoformat(),
-                "scored_at": s.scored_at.isoformat() if s.scored_at else None,
-                "deliveries": [{"destination": d.destination, "state": d.state,
-                                "attempts": d.attempts, "error": d.last_error}
-                               for d in deliveries.deliveries(study_uid=s.study_uid)],
-            })  # fmt: skip
+            out.append(
+                {
+                    "study_uid": s.study_uid,
+                    "accession_number": s.accession_number,
+                    "state": s.state,
+                    "reason": s.state_reason,
+                    "call": s.result_call,
+                    "probability": s.result_probability,
+                    "last_received_at": s.last_received_at.isoformat(),
+                    "scored_at": s.scored_at.isoformat() if s.scored_at else None,
+                    "deliveries": [
+                        {
+                            "destination": d.destination,
+                            "state": d.state,
+                            "attempts": d.attempts,
+                            "error": d.last_error,
+                        }
+                        for d in deliveries.deliveries(study_uid=s.study_uid)
+                    ],
+                }
+            )
         return out
 
     if pull is not None:
@@ -134,10 +150,23 @@ def create_app(
 
         @app.post("/api/pull", dependencies=auth)
         async def api_pull(request: Request) -> Response:
-            body = await request.json()
+            from ..errors import ConfigError, GatewayError, RemoteError
+
+            try:
+                body = await request.json()
+            except ValueError:
+                raise HTTPException(400, "expected a JSON object") from None
             if not isinstance(body, dict):
                 raise HTTPException(400, "expected a JSON object")
-            return JSONResponse(pull_handler(body), status_code=202)
+            try:
+                result = await run_in_threadpool(pull_handler, body)
+            except ConfigError as exc:
+                raise HTTPException(400, str(exc)) from None
+            except RemoteError as exc:
+                raise HTTPException(404 if "has no study" in str(exc) else 502, str(exc)) from None
+            except GatewayError as exc:
+                raise HTTPException(500, str(exc)) from None
+            return JSONResponse(result, status_code=202)
 
     @app.get("/studies/{study_uid}/{name}", dependencies=auth)
     def study_file(study_uid: str, name: str) -> Response:
@@ -185,12 +214,22 @@ def create_app(
         count = int(params.get("_count", "100"))
         found = observations.search(system, value, code_system, code, limit=min(count, 500))
         base = str(request.base_url).rstrip("/") + "/fhir"
-        return FhirResponse({
-            "resourceType": "Bundle", "type": "searchset", "total": len(found),
-            "link": [{"relation": "self", "url": str(request.url)}],
-            "entry": [{"fullUrl": f"{base}/Observation/{r['id']}", "resource": r,
-                       "search": {"mode": "match"}} for r in found],
-        })  # fmt: skip
+        return FhirResponse(
+            {
+                "resourceType": "Bundle",
+                "type": "searchset",
+                "total": len(found),
+                "link": [{"relation": "self", "url": str(request.url)}],
+                "entry": [
+                    {
+                        "fullUrl": f"{base}/Observation/{r['id']}",
+                        "resource": r,
+                        "search": {"mode": "match"},
+                    }
+                    for r in found
+                ],
+            }
+        )
 
     return app
 
@@ -213,24 +252,44 @@ def _capability_statement(base: str) -> dict[str, Any]:
         "implementation": {"description": "IHGAMP HRD estimates (read-only)", "url": base},
         "fhirVersion": "4.0.1",
         "format": ["json"],
-        "rest": [{
-            "mode": "server",
-            "security": {"service": [{"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
-                "code": "OAuth", "display": "OAuth"}]}],
-                "description": "Bearer token (static, configured as http.token)"},
-            "resource": [{
-                "type": "Observation",
-                "interaction": [{"code": "read"}, {"code": "search-type"}],
-                "searchParam": [
-                    {"name": "subject:identifier", "type": "token",
-                     "documentation": "Patient identifier, system|value"},
-                    {"name": "code", "type": "token",
-                     "documentation": "http://loinc.org|107286-7"},
+        "rest": [
+            {
+                "mode": "server",
+                "security": {
+                    "service": [
+                        {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                    "code": "OAuth",
+                                    "display": "OAuth",
+                                }
+                            ]
+                        }
+                    ],
+                    "description": "Bearer token (static, configured as http.token)",
+                },
+                "resource": [
+                    {
+                        "type": "Observation",
+                        "interaction": [{"code": "read"}, {"code": "search-type"}],
+                        "searchParam": [
+                            {
+                                "name": "subject:identifier",
+                                "type": "token",
+                                "documentation": "Patient identifier, system|value",
+                            },
+                            {
+                                "name": "code",
+                                "type": "token",
+                                "documentation": "http://loinc.org|107286-7",
+                            },
+                        ],
+                    }
                 ],
-            }],
-        }],
-    }  # fmt: skip
+            }
+        ],
+    }
 
 
 def _render_status(catalog: Catalog, outbox: Outbox, token: str | None) -> str:
@@ -243,8 +302,9 @@ def _render_status(catalog: Catalog, outbox: Outbox, token: str | None) -> str:
         for png in sorted(folder.glob("heatmap-*.png")) if folder.is_dir() else []:
             src = f"/studies/{html.escape(s.study_uid)}/{png.name}{query}"
             thumbs += f'<img src="{src}" alt="heatmap" height="120">'
-        sent = ", ".join(f"{d.destination}: {d.state}"
-                         for d in deliveries.deliveries(study_uid=s.study_uid))  # fmt: skip
+        sent = ", ".join(
+            f"{d.destination}: {d.state}" for d in deliveries.deliveries(study_uid=s.study_uid)
+        )
         prob = "" if s.result_probability is None else f"{s.result_probability:.3f}"
         rows.append(
             f"<tr><td>{html.escape(s.study_uid)}</td><td>{html.escape(s.accession_number or '')}"
@@ -253,8 +313,9 @@ def _render_status(catalog: Catalog, outbox: Outbox, token: str | None) -> str:
             f"<td>{html.escape(sent)}</td><td>{thumbs}</td></tr>"
         )
     failed = [j for j in JobStore(catalog).jobs(limit=50) if j.state == "failed"]
-    jobs = "".join(f"<li>{html.escape(j.study_uid)}: {html.escape(j.last_error or '')}</li>"
-                   for j in failed)  # fmt: skip
+    jobs = "".join(
+        f"<li>{html.escape(j.study_uid)}: {html.escape(j.last_error or '')}</li>" for j in failed
+    )
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(catalog.counts().items()))
     return f"""<!doctype html><html><head><meta charset="utf-8">
 <title>IHGAMP gateway</title><meta http-equiv="refresh" content="10">

@@ -28,9 +28,11 @@ INSTANCES_REFUSED = Counter(
     "ihgamp_instances_refused", "C-STORE requests refused", ["status"], registry=REGISTRY
 )
 SCORING_SECONDS = Histogram(
-    "ihgamp_scoring_seconds", "Time to score one study", registry=REGISTRY,
+    "ihgamp_scoring_seconds",
+    "Time to score one study",
+    registry=REGISTRY,
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800),
-)  # fmt: skip
+)
 
 
 class _CatalogCollector(Collector):
@@ -51,8 +53,11 @@ class _CatalogCollector(Collector):
         for state, count in by_state.items():
             jobs.add_metric([state], count)
         yield jobs
-        deliveries = GaugeMetricFamily("ihgamp_deliveries", "Deliveries by destination and state",
-                                       labels=["destination", "state"])  # fmt: skip
+        deliveries = GaugeMetricFamily(
+            "ihgamp_deliveries",
+            "Deliveries by destination and state",
+            labels=["destination", "state"],
+        )
         counts: dict[tuple[str, str], int] = {}
         for d in DeliveryStore(self.catalog).deliveries(limit=100_000):
             counts[(d.destination, d.state)] = counts.get((d.destination, d.state), 0) + 1

@@ -26,8 +26,9 @@ class HttpServer:
     """
 
     def __init__(self, app: Any, host: str, port: int) -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                                lifespan="off")  # fmt: skip
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+        )
         # uvicorn installs signal handlers only in the main thread; this runs in another.
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None

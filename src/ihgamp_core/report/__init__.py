@@ -98,8 +98,15 @@ def build_reports(
         headers = context.slide(slide.info.series_instance_uid)
         if slide.tiles is None or len(slide.tiles) == 0 or headers is None:
             continue
-        pm = build_parametric_map(result, slide, headers.base, probability, ids.pm_series_uid,
-                                  ids.pm_sop_uids[index], index + 1)  # fmt: skip
+        pm = build_parametric_map(
+            result,
+            slide,
+            headers.base,
+            probability,
+            ids.pm_series_uid,
+            ids.pm_sop_uids[index],
+            index + 1,
+        )
         thumb = (thumbnails or {}).get(headers.series_uid)
         png = overlay_png(thumb, slide, probability) if thumb is not None else None
         heatmaps.append((headers.series_uid, pm, png))

@@ -46,8 +46,11 @@ class SlideHeaders:
     @property
     def volumes(self) -> list[Dataset]:
         """VOLUME instances, largest first."""
-        vols = [d for d in self.datasets if len(d.get("ImageType", [])) > 2
-                and str(d.ImageType[2]).upper() == "VOLUME"]  # fmt: skip
+        vols = [
+            d
+            for d in self.datasets
+            if len(d.get("ImageType", [])) > 2 and str(d.ImageType[2]).upper() == "VOLUME"
+        ]
         return sorted(vols, key=lambda d: -int(d.get("TotalPixelMatrixColumns", 0)))
 
     @property
@@ -155,8 +158,7 @@ class ReportContext:
 
 def model_key(result: CaseResult) -> str:
     """Identify head + backbone + preset of a result."""
-    m = result.model
-    return f"{m.head_name}|{m.head_version}|{m.backbone.weights}|{m.preset}"
+    return result.model.key
 
 
 @dataclass(frozen=True)

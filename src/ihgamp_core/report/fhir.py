@@ -93,7 +93,7 @@ def build_device(result: CaseResult, ids: OutputIds) -> Device:
                 },
                 {"type": {"text": "preset"}, "valueCode": [{"text": m.preset}]},
                 {"type": {"text": "endpoint"}, "valueCode": [{"text": m.endpoint}]},
-            ],  # fmt: skip
+            ],
             "note": [{"text": m.intended_use}],
         }
     )
@@ -124,29 +124,41 @@ def build_observation(
         raise ValueError("the study has no Patient ID; the Observation needs a subject")
     components: list[dict[str, Any]] = []
     if result.probability is not None:
-        components.append({
-            "code": {"coding": [_local(c.HRD_PROBABILITY)]},
-            "valueQuantity": _quantity(result.probability, "1", "probability"),
-        })  # fmt: skip
+        components.append(
+            {
+                "code": {"coding": [_local(c.HRD_PROBABILITY)]},
+                "valueQuantity": _quantity(result.probability, "1", "probability"),
+            }
+        )
     if result.score is not None:
-        components.append({
-            "code": {"coding": [_local(c.HRD_SCORE)]},
-            "valueQuantity": _quantity(result.score, "{score}", "score"),
-        })  # fmt: skip
-    components.append({
-        "code": {"coding": [_local(c.OPERATING_THRESHOLD)]},
-        "valueQuantity": _quantity(result.threshold, "1", "probability"),
-    })  # fmt: skip
-    components.append({
-        "code": {"coding": [_local(c.TRIAGE)]},
-        "valueCodeableConcept": {"coding": [_local(c.TRIAGE_CODES[triage.category])],
-                                 "text": triage.text},
-    })  # fmt: skip
+        components.append(
+            {
+                "code": {"coding": [_local(c.HRD_SCORE)]},
+                "valueQuantity": _quantity(result.score, "{score}", "score"),
+            }
+        )
+    components.append(
+        {
+            "code": {"coding": [_local(c.OPERATING_THRESHOLD)]},
+            "valueQuantity": _quantity(result.threshold, "1", "probability"),
+        }
+    )
+    components.append(
+        {
+            "code": {"coding": [_local(c.TRIAGE)]},
+            "valueCodeableConcept": {
+                "coding": [_local(c.TRIAGE_CODES[triage.category])],
+                "text": triage.text,
+            },
+        }
+    )
     for flag in result.qc_flags:
-        components.append({
-            "code": {"coding": [_local(c.QC_FLAG)]},
-            "valueCodeableConcept": {"coding": [_local(c.QC_FLAGS[flag])]},
-        })  # fmt: skip
+        components.append(
+            {
+                "code": {"coding": [_local(c.QC_FLAG)]},
+                "valueCodeableConcept": {"coding": [_local(c.QC_FLAGS[flag])]},
+            }
+        )
     interp_code, interp_display = _INTERPRETATION[result.call]
     call_code = c.CALL_CODES[result.call]
     issued = issued or dt.datetime.now(dt.UTC)
@@ -168,7 +180,7 @@ def build_observation(
                         "HRD-EST-IMAGE",
                         "HRD status, AI estimate from H&E whole-slide image morphology",
                     ),
-                ],  # fmt: skip
+                ],
                 "text": "HRD status: AI estimate from H&E morphology (not a molecular test)",
             },
             "subject": {
@@ -193,7 +205,7 @@ def build_observation(
                     f"Image-based AI estimate ({result.model.display_name}, backbone "
                     f"{result.model.backbone.describe()}); not a molecular assay"
                 ),
-            },  # fmt: skip
+            },
             "valueCodeableConcept": {"coding": [_local(call_code)], "text": call_code.meaning},
             "interpretation": [
                 {"coding": [_coding(c.FHIR_INTERPRETATION, interp_code, interp_display)]}
@@ -208,7 +220,7 @@ def build_observation(
                     },
                     "display": f"DICOM study (SR {ids.sr_sop_uid})",
                 }
-            ],  # fmt: skip
+            ],
             "component": components,
         }
     )
@@ -226,8 +238,9 @@ def build_bundle(
     issued = issued or dt.datetime.now(dt.UTC)
     device_url, obs_url, prov_url = (_uuid(ids, k) for k in ("device", "observation", "prov"))
     device = build_device(result, ids)
-    observation = build_observation(result, triage, context, ids, device_url, patient_system,
-                                    issued)  # fmt: skip
+    observation = build_observation(
+        result, triage, context, ids, device_url, patient_system, issued
+    )
     provenance = Provenance.model_validate(
         {
             "resourceType": "Provenance",
@@ -250,7 +263,7 @@ def build_bundle(
                     },
                     "who": {"reference": device_url},
                 }
-            ],  # fmt: skip
+            ],
             "entity": [
                 {
                     "role": "source",
@@ -262,16 +275,24 @@ def build_bundle(
                         },
                     },
                 }
-            ],  # fmt: skip
+            ],
         }
     )
     entries = [
         (device_url, device, "Device", f"identifier={DEVICE_SYSTEM}|{ids.device_identifier}"),
-        (obs_url, observation, "Observation",
-         f"identifier={OBSERVATION_SYSTEM}|{ids.observation_identifier}"),
-        (prov_url, provenance, "Provenance",
-         f"_tag={PROVENANCE_TAG_SYSTEM}|{ids.observation_identifier}"),
-    ]  # fmt: skip
+        (
+            obs_url,
+            observation,
+            "Observation",
+            f"identifier={OBSERVATION_SYSTEM}|{ids.observation_identifier}",
+        ),
+        (
+            prov_url,
+            provenance,
+            "Provenance",
+            f"_tag={PROVENANCE_TAG_SYSTEM}|{ids.observation_identifier}",
+        ),
+    ]
     return Bundle.model_validate(
         {
             "resourceType": "Bundle",

@@ -45,8 +45,9 @@ def tile_grid(slide: SlideResult, probability: Probability) -> tuple[NDArray[np.
     size = tiles.size
     cols = np.rint(tiles.x / size).astype(int)
     rows = np.rint(tiles.y / size).astype(int)
-    grid = np.zeros((int(np.ceil(slide.height / size)), int(np.ceil(slide.width / size))),
-                    dtype=np.float32)  # fmt: skip
+    grid = np.zeros(
+        (int(np.ceil(slide.height / size)), int(np.ceil(slide.width / size))), dtype=np.float32
+    )
     grid[rows, cols] = probability(tiles.score).astype(np.float32)
     return grid, size
 
@@ -84,8 +85,9 @@ def build_parametric_map(
     import highdicom as hd
 
     grid, size = tile_grid(slide, probability)
-    mpp_mm = float(source.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
-                   .PixelSpacing[0])  # fmt: skip
+    mpp_mm = float(
+        source.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing[0]
+    )
     spacing_mm = size * mpp_mm
     # Slide coordinates of the centre of the first tile (source pixel (size/2, size/2)).
     transformer = hd.spatial.ImageToReferenceTransformer.for_image(
@@ -136,7 +138,7 @@ def build_parametric_map(
         content_label="HRD_HEATMAP",
         content_description=(
             "Tile-level HRD probability"
-            + (" (DEMO, not for clinical use)" if result.model.demo else "")  # fmt: skip
+            + (" (DEMO, not for clinical use)" if result.model.demo else "")
         )[:64],
         pixel_measures=measures,
         plane_orientation=orientation,

@@ -118,16 +118,17 @@ def build_sr(
         A valid SR (validated by highdicom on construction).
     """
     algorithm = AlgorithmIdentification(
-        name="IHGAMP HRD", version=result.model.head_version[:64],
+        name="IHGAMP HRD",
+        version=result.model.head_version[:64],
         parameters=algorithm_parameters(result),
-    )  # fmt: skip
+    )
     measurements = [
         Measurement(
             name=c.OPERATING_THRESHOLD,
             value=result.threshold,
             unit=c.UCUM_NO_UNITS,
             algorithm_id=algorithm,
-        ),  # fmt: skip
+        ),
     ]
     if result.probability is not None and result.score is not None:
         measurements[:0] = [
@@ -136,10 +137,10 @@ def build_sr(
                 value=result.probability,
                 unit=c.UCUM_NO_UNITS,
                 algorithm_id=algorithm,
-            ),  # fmt: skip
+            ),
             Measurement(
                 name=c.HRD_SCORE, value=result.score, unit=c.UCUM_SCORE, algorithm_id=algorithm
-            ),  # fmt: skip
+            ),
         ]
     evaluations = [
         QualitativeEvaluation(c.HRD_CALL, c.CALL_CODES[result.call]),

@@ -30,8 +30,17 @@ logger = logging.getLogger(__name__)
 VL_WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 
 _VENDOR_SUFFIXES = {
-    ".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".mrxs", ".scn", ".bif", ".svslide",
-}  # fmt: skip
+    ".svs",
+    ".tif",
+    ".tiff",
+    ".ndpi",
+    ".vms",
+    ".vmu",
+    ".mrxs",
+    ".scn",
+    ".bif",
+    ".svslide",
+}
 
 
 @dataclass(frozen=True)

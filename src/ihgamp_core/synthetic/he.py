@@ -219,14 +219,25 @@ def render_tissue(
 
     hema = np.zeros((height, width), dtype=np.float32)
     _draw_nuclei(
-        rng, hema, mask, int(rng.poisson(m.nuclei_per_mm2 * area_mm2 / max(mask.mean(), 1e-6))),
-        m.radius_um * px_per_um, m.radius_sd_um * px_per_um, m.elongation, m.chromatin,
-    )  # fmt: skip
+        rng,
+        hema,
+        mask,
+        int(rng.poisson(m.nuclei_per_mm2 * area_mm2 / max(mask.mean(), 1e-6))),
+        m.radius_um * px_per_um,
+        m.radius_sd_um * px_per_um,
+        m.elongation,
+        m.chromatin,
+    )
     _draw_nuclei(
-        rng, hema, mask,
+        rng,
+        hema,
+        mask,
         int(rng.poisson(m.lymphocytes_per_mm2 * area_mm2 / max(mask.mean(), 1e-6))),
-        2.6 * px_per_um, 0.25 * px_per_um, 1.05, 1.5,
-    )  # fmt: skip
+        2.6 * px_per_um,
+        0.25 * px_per_um,
+        1.05,
+        1.5,
+    )
     chromatin = 1.0 + 0.25 * _smooth_noise(rng, height, width, 1.5 * px_per_um)
     hema *= np.clip(chromatin, 0.4, 1.6)
 

@@ -204,7 +204,7 @@ def build_samples(root: Path, force: bool = False, include_real: bool = True) ->
                 tuple(svs_paths),
                 tuple(dicom_dirs),
                 _jsonable(asdict(identity)),
-            )  # fmt: skip
+            )
         )
 
     cmu = root / "downloads" / CMU_FILE
@@ -225,7 +225,7 @@ def build_samples(root: Path, force: bool = False, include_real: bool = True) ->
                 (str(svs.relative_to(root)),),
                 (str(out.relative_to(root)),),
                 _jsonable(asdict(identity)),
-            )  # fmt: skip
+            )
         )
     elif include_real:
         logger.warning(

@@ -27,14 +27,28 @@ WSI = "1.2.840.10008.5.1.4.1.1.77.1.6"
 SR = "1.2.840.10008.5.1.4.1.1.88.34"
 
 
-def rec(study: str = "1.2.3", series: str = "1.2.3.4", sop: str = "1.2.3.4.5", sha: str = "a",
-        sop_class: str = WSI, spacing: float | None = 0.5) -> InstanceRecord:  # fmt: skip
+def rec(
+    study: str = "1.2.3",
+    series: str = "1.2.3.4",
+    sop: str = "1.2.3.4.5",
+    sha: str = "a",
+    sop_class: str = WSI,
+    spacing: float | None = 0.5,
+) -> InstanceRecord:
     return InstanceRecord(
-        study_uid=study, series_uid=series, sop_instance_uid=sop, sop_class_uid=sop_class,
-        transfer_syntax_uid="1.2.840.10008.1.2.4.50", modality="SM", accession_number="ACC1",
-        image_flavor="VOLUME", pixel_spacing_um=spacing, path=f"/spool/{sop}", size=10,
+        study_uid=study,
+        series_uid=series,
+        sop_instance_uid=sop,
+        sop_class_uid=sop_class,
+        transfer_syntax_uid="1.2.840.10008.1.2.4.50",
+        modality="SM",
+        accession_number="ACC1",
+        image_flavor="VOLUME",
+        pixel_spacing_um=spacing,
+        path=f"/spool/{sop}",
+        size=10,
         sha256=sha * 64,
-    )  # fmt: skip
+    )
 
 
 def test_migrations_are_versioned_and_idempotent(catalog_url: str) -> None:
@@ -199,3 +213,24 @@ def test_enqueue_refuses_a_study_still_receiving(catalog: Catalog) -> None:
 def test_naive_timestamps_are_refused(catalog: Catalog) -> None:
     with pytest.raises(Exception, match="timezone-aware"):
         catalog.record_instance(rec(), 1, None, now=dt.datetime(2026, 1, 1))  # noqa: DTZ001
+
+
+def test_upgrade_from_version_2_keeps_data(catalog_url: str) -> None:
+    first = Catalog(catalog_url)
+    first.record_instance(rec(), 1, None)
+    first.close()
+    # Turn the database back into what release 2 left: no hold column, no cursors.
+    engine = create_engine(catalog_url)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE studies DROP COLUMN hold_reason"))
+        conn.execute(text("DROP TABLE pull_cursors"))
+        conn.execute(text("DELETE FROM schema_version WHERE version = 3"))
+    engine.dispose()
+    upgraded = Catalog(catalog_url)
+    assert upgraded.schema_version == SCHEMA_VERSION == 3
+    study = upgraded.study("1.2.3")
+    assert study is not None and study.series[0].instance_count == 1
+    with upgraded.engine.connect() as conn:
+        conn.execute(text("SELECT hold_reason FROM studies")).all()
+        conn.execute(text("SELECT pacs FROM pull_cursors")).all()
+    upgraded.close()

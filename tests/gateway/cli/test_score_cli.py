@@ -34,8 +34,15 @@ def _assert_clean_error(code: int, output: str, *phrases: str) -> None:
 def test_help_explains_every_option() -> None:
     code, output = _run("score", "--help")
     assert code == 0
-    for option in ("--case-id", "--out", "--device", "--max-tiles", "--backbone-checkpoint",
-                   "--head", "--mpp"):  # fmt: skip
+    for option in (
+        "--case-id",
+        "--out",
+        "--device",
+        "--max-tiles",
+        "--backbone-checkpoint",
+        "--head",
+        "--mpp",
+    ):
         assert option in output
 
 
@@ -100,9 +107,20 @@ def test_score_writes_the_json_result(
     out = tmp_path / "r" / "result.json"
     slide = samples_root / sample_cases["DEMO-001"].dicom[0]
     code, output = _run(
-        "score", str(slide), "--case-id", "C1", "--max-tiles", "2", "--min-tiles", "1",
-        "--device", "cpu", "--out", str(out), "--no-progress",
-    )  # fmt: skip
+        "score",
+        str(slide),
+        "--case-id",
+        "C1",
+        "--max-tiles",
+        "2",
+        "--min-tiles",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--no-progress",
+    )
     assert code == 0, output
     data = json.loads(out.read_text())
     assert data["case_id"] == "C1" and data["n_tiles"] == 2
@@ -152,9 +170,13 @@ def test_demo_command_end_to_end(
 
 @pytest.mark.slow
 def test_offline_demo(tmp_path: Path, samples_root: Path) -> None:
-    code, output = _run("demo", "--offline", "--out", str(tmp_path), "--max-tiles", "2",
-                        "--device", "cpu")  # fmt: skip
+    code, output = _run(
+        "demo", "--offline", "--out", str(tmp_path), "--max-tiles", "2", "--device", "cpu"
+    )
     assert code == 0, output
     assert sorted(p.stem for p in tmp_path.glob("*.json")) == [
-        "CMU-1-SMALL", "DEMO-001", "DEMO-002", "DEMO-003",
-    ]  # fmt: skip
+        "CMU-1-SMALL",
+        "DEMO-001",
+        "DEMO-002",
+        "DEMO-003",
+    ]

@@ -17,14 +17,23 @@ T0 = dt.datetime(2026, 3, 1, 8, 0, tzinfo=dt.UTC)
 RULES = CompletionSettings(series_stable_s=10, study_stable_s=30, force_after_s=600)
 
 
-def rec(series: str, sop: str, sop_class: str = WSI, spacing: float | None = 0.25,
-        study: str = "1.9") -> InstanceRecord:  # fmt: skip
+def rec(
+    series: str, sop: str, sop_class: str = WSI, spacing: float | None = 0.25, study: str = "1.9"
+) -> InstanceRecord:
     return InstanceRecord(
-        study_uid=study, series_uid=series, sop_instance_uid=sop, sop_class_uid=sop_class,
-        transfer_syntax_uid="1.2.840.10008.1.2.4.50", modality="SM", accession_number=None,
-        image_flavor="VOLUME" if sop_class == WSI else None, pixel_spacing_um=spacing,
-        path=f"/s/{sop}", size=1, sha256=sop.ljust(64, "0"),
-    )  # fmt: skip
+        study_uid=study,
+        series_uid=series,
+        sop_instance_uid=sop,
+        sop_class_uid=sop_class,
+        transfer_syntax_uid="1.2.840.10008.1.2.4.50",
+        modality="SM",
+        accession_number=None,
+        image_flavor="VOLUME" if sop_class == WSI else None,
+        pixel_spacing_um=spacing,
+        path=f"/s/{sop}",
+        size=1,
+        sha256=sop.ljust(64, "0"),
+    )
 
 
 class Queue:
@@ -62,8 +71,9 @@ def test_waits_while_instances_keep_arriving(cat: Catalog) -> None:
 
 
 def test_expected_series_completes_without_waiting_for_the_study_timer(cat: Catalog) -> None:
-    rules = CompletionSettings(series_stable_s=10, study_stable_s=300, force_after_s=600,
-                               expected_series=2)  # fmt: skip
+    rules = CompletionSettings(
+        series_stable_s=10, study_stable_s=300, force_after_s=600, expected_series=2
+    )
     monitor, queue = _monitor(cat, rules)
     cat.record_instance(rec("1.9.1", "1"), 1, None, now=T0)
     assert monitor.tick(T0 + dt.timedelta(seconds=20)) == []  # one of two series
@@ -122,8 +132,9 @@ def test_decide_is_pure() -> None:
     from gateway.catalog import SeriesSnapshot, StudySnapshot
 
     series = SeriesSnapshot("1.1", WSI, 3, 0.25, T0)
-    study = StudySnapshot("1", None, "receiving", None, False, T0, T0, None, None, None, None,
-                          None, (series,))  # fmt: skip
+    study = StudySnapshot(
+        "1", None, "receiving", None, False, T0, T0, None, None, None, None, None, (series,)
+    )
     assert decide(study, RULES, 0.55, T0 + dt.timedelta(seconds=29)).action == "wait"
     assert decide(study, RULES, 0.55, T0 + dt.timedelta(seconds=30)).action == "complete"
     assert decide(study, RULES, 0.55, T0 + dt.timedelta(seconds=600)).forced

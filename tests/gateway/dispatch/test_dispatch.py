@@ -41,13 +41,21 @@ def _run_until(dispatcher: Dispatcher, name: str, predicate: Any, timeout: float
 
 
 def test_sr_and_heatmap_arrive_in_orthanc_by_cstore_and_stow(
-    tmp_path: Path, engine: Engine, samples_root: Path, sample_cases: dict[str, SampleCase],
+    tmp_path: Path,
+    engine: Engine,
+    samples_root: Path,
+    sample_cases: dict[str, SampleCase],
     pacs: Orthanc,
-) -> None:  # fmt: skip
-    settings = make_settings(tmp_path, dispatch={
-        "dicom": [{"name": "pacs", "ae_title": pacs.aet, "host": "127.0.0.1",
-                   "port": pacs.dicom_port}],
-        "dicomweb": [{"name": "stow", "url": pacs.dicomweb_url}]})  # fmt: skip
+) -> None:
+    settings = make_settings(
+        tmp_path,
+        dispatch={
+            "dicom": [
+                {"name": "pacs", "ae_title": pacs.aet, "host": "127.0.0.1", "port": pacs.dicom_port}
+            ],
+            "dicomweb": [{"name": "stow", "url": pacs.dicomweb_url}],
+        },
+    )
     r = make_reported(tmp_path, engine, samples_root, sample_cases["DEMO-001"], settings)
     dispatcher = Dispatcher(r.catalog, r.outbox, settings)
     store = DeliveryStore(r.catalog)
@@ -72,12 +80,22 @@ def test_sr_and_heatmap_arrive_in_orthanc_by_cstore_and_stow(
 
 
 def test_pacs_down_then_up_delivers_after_retry(
-    tmp_path: Path, engine: Engine, samples_root: Path, sample_cases: dict[str, SampleCase],
-) -> None:  # fmt: skip
+    tmp_path: Path,
+    engine: Engine,
+    samples_root: Path,
+    sample_cases: dict[str, SampleCase],
+) -> None:
     port = free_port()
-    settings = make_settings(tmp_path, dispatch={
-        "dicom": [{"name": "late-pacs", "ae_title": "LATE", "host": "127.0.0.1", "port": port}],
-        "backoff_s": 0.5, "backoff_max_s": 1, "timeout_s": 3, "max_attempts": 20})  # fmt: skip
+    settings = make_settings(
+        tmp_path,
+        dispatch={
+            "dicom": [{"name": "late-pacs", "ae_title": "LATE", "host": "127.0.0.1", "port": port}],
+            "backoff_s": 0.5,
+            "backoff_max_s": 1,
+            "timeout_s": 3,
+            "max_attempts": 20,
+        },
+    )
     r = make_reported(tmp_path, engine, samples_root, sample_cases["DEMO-001"], settings)
     dispatcher = Dispatcher(r.catalog, r.outbox, settings)
     store = DeliveryStore(r.catalog)
@@ -100,12 +118,22 @@ def test_pacs_down_then_up_delivers_after_retry(
 
 
 def test_fhir_500_and_timeout_retry_then_dead_letter_then_redispatch(
-    tmp_path: Path, engine: Engine, samples_root: Path, sample_cases: dict[str, SampleCase],
-) -> None:  # fmt: skip
+    tmp_path: Path,
+    engine: Engine,
+    samples_root: Path,
+    sample_cases: dict[str, SampleCase],
+) -> None:
     with fhir_server() as ehr:
-        settings = make_settings(tmp_path, dispatch={
-            "fhir": [{"name": "ehr", "url": ehr.url}],
-            "backoff_s": 0.1, "backoff_max_s": 0.2, "timeout_s": 1, "max_attempts": 3})  # fmt: skip
+        settings = make_settings(
+            tmp_path,
+            dispatch={
+                "fhir": [{"name": "ehr", "url": ehr.url}],
+                "backoff_s": 0.1,
+                "backoff_max_s": 0.2,
+                "timeout_s": 1,
+                "max_attempts": 3,
+            },
+        )
         r = make_reported(tmp_path, engine, samples_root, sample_cases["DEMO-001"], settings)
         dispatcher = Dispatcher(r.catalog, r.outbox, settings)
         store = DeliveryStore(r.catalog)
@@ -140,8 +168,11 @@ def test_fhir_500_and_timeout_retry_then_dead_letter_then_redispatch(
 
 
 def test_fhir_resend_does_not_duplicate(
-    tmp_path: Path, engine: Engine, samples_root: Path, sample_cases: dict[str, SampleCase],
-) -> None:  # fmt: skip
+    tmp_path: Path,
+    engine: Engine,
+    samples_root: Path,
+    sample_cases: dict[str, SampleCase],
+) -> None:
     with fhir_server() as ehr:
         settings = make_settings(tmp_path, dispatch={"fhir": [{"name": "ehr", "url": ehr.url}]})
         r = make_reported(tmp_path, engine, samples_root, sample_cases["DEMO-001"], settings)
@@ -158,10 +189,15 @@ def test_fhir_resend_does_not_duplicate(
 
 
 def test_missing_outbox_file_is_reported(
-    tmp_path: Path, engine: Engine, samples_root: Path, sample_cases: dict[str, SampleCase],
-) -> None:  # fmt: skip
-    settings = make_settings(tmp_path, dispatch={
-        "dicom": [{"name": "pacs", "ae_title": "X", "host": "127.0.0.1", "port": 1}]})  # fmt: skip
+    tmp_path: Path,
+    engine: Engine,
+    samples_root: Path,
+    sample_cases: dict[str, SampleCase],
+) -> None:
+    settings = make_settings(
+        tmp_path,
+        dispatch={"dicom": [{"name": "pacs", "ae_title": "X", "host": "127.0.0.1", "port": 1}]},
+    )
     r = make_reported(tmp_path, engine, samples_root, sample_cases["DEMO-001"], settings)
     (r.folder / "sr.dcm").unlink()
     dispatcher = Dispatcher(r.catalog, r.outbox, settings)
@@ -171,16 +207,30 @@ def test_missing_outbox_file_is_reported(
 
 
 def test_a_hanging_destination_does_not_block_another(
-    tmp_path: Path, engine: Engine, samples_root: Path, sample_cases: dict[str, SampleCase],
+    tmp_path: Path,
+    engine: Engine,
+    samples_root: Path,
+    sample_cases: dict[str, SampleCase],
     pacs: Orthanc,
-) -> None:  # fmt: skip
+) -> None:
     with fhir_server() as ehr:
         ehr.mode("hang")
-        settings = make_settings(tmp_path, dispatch={
-            "fhir": [{"name": "slow-ehr", "url": ehr.url}],
-            "dicom": [{"name": "pacs", "ae_title": pacs.aet, "host": "127.0.0.1",
-                       "port": pacs.dicom_port}],
-            "timeout_s": 5, "poll_interval_s": 0.1})  # fmt: skip
+        settings = make_settings(
+            tmp_path,
+            dispatch={
+                "fhir": [{"name": "slow-ehr", "url": ehr.url}],
+                "dicom": [
+                    {
+                        "name": "pacs",
+                        "ae_title": pacs.aet,
+                        "host": "127.0.0.1",
+                        "port": pacs.dicom_port,
+                    }
+                ],
+                "timeout_s": 5,
+                "poll_interval_s": 0.1,
+            },
+        )
         r = make_reported(tmp_path, engine, samples_root, sample_cases["DEMO-002"], settings)
         dispatcher = Dispatcher(r.catalog, r.outbox, settings)
         store = DeliveryStore(r.catalog)

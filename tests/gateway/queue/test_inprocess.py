@@ -21,16 +21,36 @@ def _catalog(tmp_path: Path, studies: int = 1) -> Catalog:
     for i in range(studies):
         uid = f"1.{i}"
         catalog.record_instance(
-            InstanceRecord(uid, f"{uid}.1", f"{uid}.1.1", "1.2.840.10008.5.1.4.1.1.77.1.6",
-                           "1.2.840.10008.1.2.4.50", "SM", None, "VOLUME", 0.5, "/x", 1,
-                           "0" * 64), 1, None)  # fmt: skip
+            InstanceRecord(
+                uid,
+                f"{uid}.1",
+                f"{uid}.1.1",
+                "1.2.840.10008.5.1.4.1.1.77.1.6",
+                "1.2.840.10008.1.2.4.50",
+                "SM",
+                None,
+                "VOLUME",
+                0.5,
+                "/x",
+                1,
+                "0" * 64,
+            ),
+            1,
+            None,
+        )
         catalog.transition(uid, StudyState.COMPLETE)
     return catalog
 
 
 def _settings(**kw: float) -> WorkerSettings:
-    base = {"count": 1, "lease_s": 1.0, "max_attempts": 3, "backoff_s": 0.2,
-            "backoff_max_s": 1.0, "poll_interval_s": 0.05}  # fmt: skip
+    base = {
+        "count": 1,
+        "lease_s": 1.0,
+        "max_attempts": 3,
+        "backoff_s": 0.2,
+        "backoff_max_s": 1.0,
+        "poll_interval_s": 0.05,
+    }
     return WorkerSettings(**{**base, **kw})  # type: ignore[arg-type]
 
 
@@ -106,8 +126,9 @@ def test_heartbeat_keeps_a_long_job_and_a_dead_worker_is_taken_over(tmp_path: Pa
     queue = InProcessQueue(jobs, slow, _settings(lease_s=1.0))
     queue.start()
     try:
-        _until(lambda: {_state(catalog, u) for u in ("1.0", "1.1")} == {StudyState.SCORED},
-               timeout=15)  # fmt: skip
+        _until(
+            lambda: {_state(catalog, u) for u in ("1.0", "1.1")} == {StudyState.SCORED}, timeout=15
+        )
     finally:
         release.set()
         queue.stop()

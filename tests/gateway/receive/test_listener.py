@@ -166,8 +166,13 @@ def test_bad_datasets_get_failure_statuses_and_the_association_survives(
     del ds.TotalPixelMatrixColumns
     ds.save_as(no_matrix)
     # Garbage after a valid File Meta: cannot be understood.
-    garbage = _raw(tmp_path, "garbage.dcm", b"\x08\x00\x16\x00UI\xff\xff" + os.urandom(64),
-                   "1.2.840.10008.5.1.4.1.1.77.1.6", generate_uid())  # fmt: skip
+    garbage = _raw(
+        tmp_path,
+        "garbage.dcm",
+        b"\x08\x00\x16\x00UI\xff\xff" + os.urandom(64),
+        "1.2.840.10008.5.1.4.1.1.77.1.6",
+        generate_uid(),
+    )
     # A path-traversal attempt in a UID: cannot be understood, nothing written outside.
     evil = tiny_wsi(tmp_path / "e", study)
     ds = pydicom.dcmread(evil)
@@ -198,13 +203,19 @@ def test_unsupported_sop_class_is_refused_at_negotiation(listener: Listener) -> 
 
 
 def test_unknown_ae_wrong_host_and_wrong_called_ae_are_rejected(tmp_path: Path) -> None:
-    running = _start(tmp_path, dicom={"allowed_aes": [{"ae_title": "SCANNER"},
-                                                       {"ae_title": "REMOTE",
-                                                        "host": "10.255.0.1"}]})  # fmt: skip
+    running = _start(
+        tmp_path,
+        dicom={
+            "allowed_aes": [{"ae_title": "SCANNER"}, {"ae_title": "REMOTE", "host": "10.255.0.1"}]
+        },
+    )
     try:
         file = tiny_wsi(tmp_path / "x", generate_uid())
-        for calling, called in (("INTRUDER", "IHGAMP"), ("REMOTE", "IHGAMP"),
-                                ("SCANNER", "SOMEONE")):  # fmt: skip
+        for calling, called in (
+            ("INTRUDER", "IHGAMP"),
+            ("REMOTE", "IHGAMP"),
+            ("SCANNER", "SOMEONE"),
+        ):
             with pytest.raises(ConnectionError, match="rejected=True"):
                 send(running.port, [file], calling_ae=calling, called_ae=called)
         assert send(running.port, [file]) == [0]  # the server keeps serving
@@ -250,27 +261,86 @@ def _openssl(*args: str) -> None:
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("pki")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-             "/CN=Test CA", "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"))  # fmt: skip
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Test CA",
+        "-keyout",
+        str(d / "ca.key"),
+        "-out",
+        str(d / "ca.pem"),
+    )
     for name in ("server", "client"):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
-                 "-addext", "subjectAltName=IP:127.0.0.1",
-                 "-keyout", str(d / f"{name}.key"), "-out", str(d / f"{name}.csr"))  # fmt: skip
-        _openssl("x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / "ca.pem"),
-                 "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-days", "2", "-copy_extensions",
-                 "copy", "-out", str(d / f"{name}.pem"))  # fmt: skip
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=rogue",
-             "-keyout", str(d / "rogue.key"), "-out", str(d / "rogue.pem"))  # fmt: skip
+        _openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            f"/CN={name}",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(d / f"{name}.key"),
+            "-out",
+            str(d / f"{name}.csr"),
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            str(d / f"{name}.csr"),
+            "-CA",
+            str(d / "ca.pem"),
+            "-CAkey",
+            str(d / "ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-copy_extensions",
+            "copy",
+            "-out",
+            str(d / f"{name}.pem"),
+        )
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=rogue",
+        "-keyout",
+        str(d / "rogue.key"),
+        "-out",
+        str(d / "rogue.pem"),
+    )
     return d
 
 
 def test_tls_requires_a_client_certificate_from_the_ca(tmp_path: Path, pki: Path) -> None:
     import ssl
 
-    running = _start(tmp_path, dicom={"tls": {
-        "enabled": True, "certificate": str(pki / "server.pem"),
-        "private_key": str(pki / "server.key"), "ca_certificates": str(pki / "ca.pem"),
-        "require_client_certificate": True}})  # fmt: skip
+    running = _start(
+        tmp_path,
+        dicom={
+            "tls": {
+                "enabled": True,
+                "certificate": str(pki / "server.pem"),
+                "private_key": str(pki / "server.key"),
+                "ca_certificates": str(pki / "ca.pem"),
+                "require_client_certificate": True,
+            }
+        },
+    )
     try:
         file = tiny_wsi(tmp_path / "x", generate_uid())
 

@@ -22,12 +22,15 @@ TOKEN = "test-token-0123456789abcdef"
 
 @pytest.fixture(scope="module")
 def service(
-    tmp_path_factory: pytest.TempPathFactory, engine: Engine, samples_root: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    engine: Engine,
+    samples_root: Path,
     sample_cases: dict[str, SampleCase],
-) -> Iterator[tuple[str, Reported]]:  # fmt: skip
+) -> Iterator[tuple[str, Reported]]:
     tmp = tmp_path_factory.mktemp("web")
-    reported = make_reported(tmp, engine, samples_root, sample_cases["DEMO-001"],
-                             make_settings(tmp))  # fmt: skip
+    reported = make_reported(
+        tmp, engine, samples_root, sample_cases["DEMO-001"], make_settings(tmp)
+    )
     server = HttpServer(create_app(reported.catalog, reported.outbox, TOKEN), "127.0.0.1", 0)
     port = server.start()
     yield f"http://127.0.0.1:{port}", reported
@@ -44,10 +47,14 @@ def test_fhirpy_reads_and_searches_the_observation(service: tuple[str, Reported]
     assert observation["meta"]["security"][0]["code"] == "AIAST"
     found = (
         client.resources("Observation")
-        .search(**{"subject:identifier": "urn:ihgamp:issuer:IHGAMP-DEMO|SYN-0001",
-                   "code": "http://loinc.org|107286-7"})
+        .search(
+            **{
+                "subject:identifier": "urn:ihgamp:issuer:IHGAMP-DEMO|SYN-0001",
+                "code": "http://loinc.org|107286-7",
+            }
+        )
         .fetch()
-    )  # fmt: skip
+    )
     assert [o["id"] for o in found] == [obs_id]
     none = client.resources("Observation").search(**{"subject:identifier": "x|nobody"}).fetch()
     assert none == []
@@ -86,11 +93,16 @@ def test_health_metrics_api_and_status_page(service: tuple[str, Reported]) -> No
     page = httpx.get(f"{url}/", params={"access_token": TOKEN})
     assert page.status_code == 200 and "not a companion diagnostic" in page.text
     assert f"/studies/{reported.study_uid}/heatmap-1.png" in page.text
-    png = httpx.get(f"{url}/studies/{reported.study_uid}/heatmap-1.png",
-                    params={"access_token": TOKEN})  # fmt: skip
+    png = httpx.get(
+        f"{url}/studies/{reported.study_uid}/heatmap-1.png", params={"access_token": TOKEN}
+    )
     assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
-    assert httpx.get(f"{url}/studies/{reported.study_uid}/sr.dcm",
-                     params={"access_token": TOKEN}).status_code == 404  # fmt: skip
+    assert (
+        httpx.get(
+            f"{url}/studies/{reported.study_uid}/sr.dcm", params={"access_token": TOKEN}
+        ).status_code
+        == 404
+    )
     assert "SYNTHETIC" not in page.text  # no patient names on the page
 
 

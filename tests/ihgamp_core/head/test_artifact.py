@@ -62,9 +62,16 @@ def _head(standardize: bool = False, seed: int = 0) -> tuple[HeadArtifact, np.nd
         intended_use="tests only",
     )
     head = HeadArtifact(
-        meta, linear.pca_mean, linear.pca_components, linear.ridge_coef,
-        linear.ridge_intercept, a, b, linear.scaler_mean, linear.scaler_scale,
-    )  # fmt: skip
+        meta,
+        linear.pca_mean,
+        linear.pca_components,
+        linear.ridge_coef,
+        linear.ridge_intercept,
+        a,
+        b,
+        linear.scaler_mean,
+        linear.scaler_scale,
+    )
     return head, x
 
 
@@ -221,8 +228,9 @@ def test_construction_validates() -> None:
         max_leaves=20,
     )
 )
-def test_fuzzed_metadata_never_crashes_the_loader(tmp_path_factory: pytest.TempPathFactory,
-                                                  junk: object) -> None:  # fmt: skip
+def test_fuzzed_metadata_never_crashes_the_loader(
+    tmp_path_factory: pytest.TempPathFactory, junk: object
+) -> None:
     folder = tmp_path_factory.mktemp("fuzz")
     head, _ = _head()
     save_head(head, folder)

@@ -54,8 +54,9 @@ def scored(
     # Order the context like the result's slides.
     order = [s.info.series_instance_uid for s in result.slides]
     context = ReportContext(tuple(sorted(context.slides, key=lambda s: order.index(s.series_uid))))
-    thumbs = {context.slides[i].series_uid: t
-              for i, t in enumerate(thumbs[s.label] for s in sources)}  # fmt: skip
+    thumbs = {
+        context.slides[i].series_uid: t for i, t in enumerate(thumbs[s.label] for s in sources)
+    }
     report = build_reports(result, context, engine.head.probability, thumbs)
     return result, context, report
 
@@ -76,8 +77,9 @@ def _roundtrip(dataset: pydicom.Dataset) -> pydicom.Dataset:
     return pydicom.dcmread(io.BytesIO(buffer.getvalue()))
 
 
-def test_sr_is_valid_and_reads_back(scored: tuple[CaseResult, ReportContext, CaseReport],
-                                    tmp_path: Path) -> None:  # fmt: skip
+def test_sr_is_valid_and_reads_back(
+    scored: tuple[CaseResult, ReportContext, CaseReport], tmp_path: Path
+) -> None:
     result, context, report = scored
     errors, text = _dciodvfy(report.sr, tmp_path)
     assert errors == [], text
@@ -107,10 +109,12 @@ def test_sr_is_valid_and_reads_back(scored: tuple[CaseResult, ReportContext, Cas
     assert report.triage.text in comments
     assert texts["Specimen UID"] == [context.slides[0].specimen_uid]
     assert texts["Device Observer UID"] == [report.ids.device_uid]
-    referenced = {str(ref.ReferencedSOPInstanceUID)
-                  for item in ds.CurrentRequestedProcedureEvidenceSequence
-                  for series in item.ReferencedSeriesSequence
-                  for ref in series.ReferencedSOPSequence}  # fmt: skip
+    referenced = {
+        str(ref.ReferencedSOPInstanceUID)
+        for item in ds.CurrentRequestedProcedureEvidenceSequence
+        for series in item.ReferencedSeriesSequence
+        for ref in series.ReferencedSOPSequence
+    }
     assert {s.base.SOPInstanceUID for s in context.slides} <= referenced
 
 
@@ -143,10 +147,12 @@ def test_heatmap_parametric_map_is_registered_and_round_trips(
         assert ds.FrameOfReferenceUID == source.FrameOfReferenceUID
         assert ds.StudyInstanceUID == context.study_uid
         expected, size = tile_grid(slide, engine.head.probability)
-        spacing = float(ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
-                        .PixelSpacing[0])  # fmt: skip
-        source_mm = float(source.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
-                          .PixelSpacing[0])  # fmt: skip
+        spacing = float(
+            ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing[0]
+        )
+        source_mm = float(
+            source.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing[0]
+        )
         assert spacing == pytest.approx(size * source_mm)
         assert (ds.TotalPixelMatrixRows, ds.TotalPixelMatrixColumns) == expected.shape
         pmap = hd.pm.ParametricMap.from_dataset(ds)

@@ -1,0 +1,134 @@
+"""Auto-pull: poll PACS nodes for new slide studies and retrieve and score them.
+
+Every ``pull.interval_s`` each PACS with ``auto_pull = true`` is asked (C-FIND, or QIDO-RS)
+for studies with ``ModalitiesInStudy = pull.modality``. A PACS cannot be queried by the
+time it *received* a study, only by Study Date, and slides are often scanned days after
+the study date; so the query covers Study Dates from ``pull.lookback_days`` before the
+last *successful* pass up to today, and the catalog tells which matches are new. For each
+match:
+
+* not in the catalog: retrieve it (held until complete, then scored);
+* scored with another model: score it again (the data is already here);
+* otherwise (in progress, held, scored with this model, failed, ignored): skip.
+
+The cursor advances only after a pass in which the query and every retrieve started
+succeeded, so a PACS outage delays the pull and never skips a study. The cursor and the
+catalog persist, so a restart neither misses nor repeats a study.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+
+from ..catalog import Catalog, JobStore, StudyState, utcnow
+from ..config import PacsNode, Settings
+from ..errors import GatewayError
+from .service import RetrieveService
+
+__all__ = ["AutoPuller"]
+
+logger = logging.getLogger(__name__)
+
+
+class AutoPuller:
+    """The poller thread.
+
+    Parameters
+    ----------
+    settings : Settings
+        PACS nodes and ``[pull]`` settings.
+    catalog : Catalog
+        The catalog (cursors, study states).
+    retrieve : RetrieveService
+        Find and retrieve.
+    model_key : str or None
+        The loaded model's key; studies scored with another model are rescored.
+    """
+
+    def __init__(
+        self, settings: Settings, catalog: Catalog, retrieve: RetrieveService, model_key: str | None
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.retrieve = retrieve
+        self.model_key = model_key
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def nodes(self) -> list[PacsNode]:
+        """The PACS nodes polled."""
+        return [p for p in self.settings.pacs if p.auto_pull]
+
+    def poll(self, node: PacsNode, now: dt.datetime | None = None) -> list[str]:
+        """One pass over one PACS; return the study UIDs pulled or requeued."""
+        now = now or utcnow()
+        cursor = self.catalog.pull_cursor(node.name)
+        since = cursor[0] if cursor else now
+        start = since - dt.timedelta(days=self.settings.pull.lookback_days)
+        date_range = f"{start:%Y%m%d}-{now:%Y%m%d}"
+        acted = []
+        try:
+            matches = self.retrieve.find(
+                node.name, study_date=date_range, modality=self.settings.pull.modality
+            )
+            for match in matches:
+                if self._handle(node, match.study_uid, match.accession_number):
+                    acted.append(match.study_uid)
+        except (GatewayError, OSError) as exc:
+            self.catalog.set_pull_cursor(node.name, error=str(exc))
+            logger.warning(
+                "auto-pull pass failed; will retry",
+                extra={"pacs": node.name, "error": str(exc)[:300]},
+            )
+            return acted
+        self.catalog.set_pull_cursor(node.name, success_at=now)
+        return acted
+
+    def _handle(self, node: PacsNode, study_uid: str, accession: str | None) -> bool:
+        study = self.catalog.study(study_uid)
+        if study is None:
+            logger.info(
+                "auto-pull: new slide study", extra={"pacs": node.name, "study_uid": study_uid}
+            )
+            self.retrieve.retrieve(node.name, study_uid, accession_number=accession)
+            return True
+        if (
+            study.state == StudyState.SCORED
+            and self.model_key is not None
+            and study.model_key != self.model_key
+        ):
+            JobStore(self.catalog).enqueue(
+                study_uid, self.settings.worker.max_attempts, "rescore: scored with another model"
+            )
+            return True
+        return False
+
+    def poll_all(self) -> None:
+        """One pass over every auto-pull PACS."""
+        for node in self.nodes:
+            self.poll(node)
+
+    def start(self) -> None:
+        """Poll in a daemon thread, first pass at once."""
+        if not self.nodes:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="auto-pull", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_all()
+            except Exception:
+                logger.exception("auto-pull error; retrying next interval")
+            self._stop.wait(self.settings.pull.interval_s)
+
+    def stop(self) -> None:
+        """Stop the thread (a retrieve in progress finishes)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
