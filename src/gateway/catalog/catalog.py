@@ -528,10 +528,22 @@ class Catalog:
 
         now = utcnow()
         with self.session() as s:
-            row = s.get(PullCursor, pacs)
-            if row is None:
-                row = PullCursor(pacs=pacs, last_success_at=success_at or now)
-                s.add(row)
+            # Create the row race-free (a poller and an operator may write at once).
+            from sqlalchemy.dialects import postgresql, sqlite
+
+            values = {"pacs": pacs, "last_success_at": success_at or now, "last_attempt_at": now}
+            if s.get_bind().dialect.name == "postgresql":
+                s.execute(
+                    postgresql.insert(PullCursor)
+                    .values(**values)
+                    .on_conflict_do_nothing(index_elements=["pacs"])
+                )
+            else:
+                s.execute(
+                    sqlite.insert(PullCursor).values(**values).on_conflict_do_nothing(["pacs"])
+                )
+            row = s.get(PullCursor, pacs, with_for_update=True, populate_existing=True)
+            assert row is not None  # noqa: S101  (inserted or present above)
             if success_at is not None:
                 row.last_success_at = success_at
                 row.last_error = None

@@ -204,6 +204,25 @@ def test_concurrent_claims_never_share_a_job(catalog: Catalog) -> None:
     assert len(won) == len(set(won)) == 12
 
 
+def test_concurrent_first_pull_cursor_writes_do_not_collide(catalog: Catalog) -> None:
+    # An operator's write and the poller's first pass may create the cursor at once.
+    barrier = threading.Barrier(6)
+    earlier = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+    def write(i: int) -> None:
+        barrier.wait()
+        if i % 2:
+            catalog.set_pull_cursor("pacs", success_at=earlier)
+        else:
+            catalog.set_pull_cursor("pacs", error="unreachable")
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        for future in [pool.submit(write, i) for i in range(6)]:
+            future.result()  # no IntegrityError
+    cursor = catalog.pull_cursor("pacs")
+    assert cursor is not None and cursor[0] == earlier
+
+
 def test_enqueue_refuses_a_study_still_receiving(catalog: Catalog) -> None:
     catalog.record_instance(rec(), 1, None)
     with pytest.raises(CatalogError, match="still receiving"):
