@@ -7,6 +7,7 @@ import typer
 from ihgamp_core import __version__
 
 from .demo import demo, sample_data
+from .research import embed, evaluate_cmd, import_head, train
 from .retrieve import find, retrieve
 from .score import score
 from .serve import config_app, serve
@@ -50,6 +51,10 @@ app.command("complete")(complete)
 app.command("redispatch")(redispatch)
 app.command("find")(find)
 app.command("retrieve")(retrieve)
+app.command("embed")(embed)
+app.command("train")(train)
+app.command("evaluate")(evaluate_cmd)
+app.command("import-head")(import_head)
 app.add_typer(config_app, name="config")
 app.command("score")(score)
 app.command("demo")(demo)

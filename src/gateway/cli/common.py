@@ -70,8 +70,8 @@ def handle_errors(func: F) -> F:
             fail(str(exc))
         except KeyboardInterrupt:
             fail("interrupted", code=130)
-        except (typer.Exit, typer.Abort):
-            raise
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # usage errors keep click's message and exit code 2
         except Exception as exc:
             if os.environ.get("IHGAMP_DEBUG"):
                 raise

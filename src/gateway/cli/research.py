@@ -1,0 +1,273 @@
+"""``ihgamp embed``, ``train``, ``evaluate``, ``import-head``: the research toolkit.
+
+These run offline on files; they need no gateway. The head they write is the artifact the
+gateway loads (``--head`` / ``model.head``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ihgamp_core.embed import BackboneIdentity, OpenClipBackbone, file_sha256
+from ihgamp_core.errors import ParameterError
+from ihgamp_core.head import load_head, save_head
+from ihgamp_core.params import get_preset
+from ihgamp_core.research import (
+    EmbeddingStore,
+    EvaluationOptions,
+    TrainOptions,
+    evaluate,
+    import_notebook_head,
+    load_cohort,
+    model_card,
+    patient_split,
+    read_manifest,
+    train_head,
+    write_report,
+)
+from ihgamp_core.research.cohort import embed_cohort
+from ihgamp_core.research.train import DEFAULT_INTENDED_USE, DEMO_INTENDED_USE
+
+from .common import console, err_console, handle_errors, scoring_progress, setup_logging
+
+__all__ = ["embed", "evaluate_cmd", "import_head", "train"]
+
+Manifest = Annotated[Path, typer.Option("--manifest", help="Cohort CSV (docs/research.md).")]
+Embeddings = Annotated[Path, typer.Option("--embeddings", help="Embedding store folder.")]
+
+
+@handle_errors
+def embed(
+    manifest: Manifest,
+    out: Annotated[Path, typer.Option("--out", help="Embedding store folder (created).")],
+    preset: Annotated[str, typer.Option(help="Tiling preset: paper or ihgamp-code.")] = "paper",
+    backbone_checkpoint: Annotated[
+        Path | None, typer.Option(help="OpenCLIP ViT-B/16 checkpoint (default: random init).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random-init seed without a checkpoint.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    max_tiles: Annotated[int | None, typer.Option(help="Per-slide tile cap override.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 32,
+) -> None:
+    """Embed every slide of a cohort into an HDF5 store (resumable).
+
+    Slides already stored with the same backbone and preset are skipped; an interrupted
+    slide is redone; failures are listed at the end and the exit code is 3.
+    """
+    setup_logging()
+    cohort = read_manifest(manifest)
+    chosen = get_preset(preset)
+    if max_tiles is not None:
+        chosen = chosen.with_max_tiles(max_tiles)
+    backbone = OpenClipBackbone(checkpoint=backbone_checkpoint, seed=seed, device=device)
+    store = EmbeddingStore(out)
+    slides = sum(len(c.slides) for c in cohort.cases)
+    console.print(
+        f"{len(cohort.cases)} cases, {slides} slides; backbone "
+        f"{backbone.identity.describe()}; preset {chosen.name}"
+    )
+    with Progress(
+        TextColumn("slides"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+    ) as bar:
+        task = bar.add_task("slides", total=slides)
+        with scoring_progress(True) as tiles:
+            summary = embed_cohort(
+                cohort,
+                store,
+                backbone,
+                chosen,
+                batch_size,
+                tiles,
+                on_slide=lambda *_: bar.advance(task),
+            )
+    console.print(
+        f"embedded {summary.embedded}, skipped {summary.skipped} (already stored), "
+        f"failed {len(summary.failed)}"
+    )
+    for case_id, slide, error in summary.failed:
+        console.print(f"[red]failed[/] {case_id} {slide}: {error}")
+    if summary.failed:
+        raise typer.Exit(3)
+
+
+def _store_backbone(store: EmbeddingStore) -> BackboneIdentity:
+    files = sorted(store.root.rglob("*.h5"))
+    if not files:
+        raise ParameterError(f"no embeddings in {store.root}; run `ihgamp embed` first")
+    return store.read(files[0], load_arrays=False).backbone
+
+
+@handle_errors
+def train(
+    embeddings: Embeddings,
+    manifest: Manifest,
+    out: Annotated[Path, typer.Option("--out", help="Head artifact folder (created).")],
+    preset: Annotated[str, typer.Option(help="paper or ihgamp-code.")] = "paper",
+    platt: Annotated[str, typer.Option(help="heldout (paper) or ihgamp-code.")] = "heldout",
+    label_column: Annotated[
+        str | None, typer.Option(help="Binary label column for another endpoint.")
+    ] = None,
+    label_threshold: Annotated[float, typer.Option(help="score >= this is positive.")] = 33.0,
+    score: Annotated[
+        bool, typer.Option("--score/--no-score", help="Regress on the continuous score.")
+    ] = True,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(help="What the head predicts (default: scarHRD>=T or the label column)."),
+    ] = None,
+    name: Annotated[str, typer.Option(help="Head name.")] = "IHGAMP HRD",
+    version: Annotated[str, typer.Option(help="Head version.")] = "1",
+    pca_components: Annotated[
+        int | None, typer.Option(help="PCA dimensions (default: the preset's, 384).")
+    ] = None,
+    demo: Annotated[bool, typer.Option(help="Mark as a DEMO head (not for clinical use).")] = False,
+    intended_use: Annotated[
+        str | None, typer.Option(help="Intended-use statement (default: the screening use).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Split seed.")] = 0,
+) -> None:
+    """Train PCA -> Ridge -> Platt on a cohort's embeddings (the paper's protocol).
+
+    Patient-level 80/10/10 split stratified by cancer type (or the manifest's split
+    column); threshold by Youden's J on the validation split. Writes the head artifact
+    and MODEL_CARD.md.
+    """
+    setup_logging()
+    if platt not in ("heldout", "ihgamp-code"):
+        raise typer.BadParameter("--platt must be heldout or ihgamp-code")
+    store = EmbeddingStore(embeddings)
+    backbone = _store_backbone(store)
+    cohort = patient_split(
+        load_cohort(read_manifest(manifest), store, backbone, label_column, label_threshold),
+        seed=seed,
+    )
+    chosen = get_preset(preset)
+    if pca_components is not None:
+        from ihgamp_core.research.train import with_head_params
+
+        chosen = with_head_params(chosen, pca_components=pca_components)
+    options = TrainOptions(
+        name=name,
+        version=version,
+        endpoint=endpoint or label_column or f"scarHRD>={label_threshold:g}",
+        platt=platt,  # type: ignore[arg-type]
+        use_score=score and label_column is None,
+        demo=demo,
+        intended_use=intended_use or (DEMO_INTENDED_USE if demo else DEFAULT_INTENDED_USE),
+        seed=seed,
+        label_column=label_column,
+        label_threshold=label_threshold,
+    )
+    head = train_head(cohort, chosen, backbone, options)
+    path = save_head(head, out)
+    (out / "MODEL_CARD.md").write_text(model_card(head))
+    if cohort.missing:
+        console.print(f"[yellow]{len(cohort.missing)} case(s) without embeddings skipped[/]")
+    console.print(json.dumps(head.metadata.metrics, indent=2))
+    console.print(
+        f"head written to {path.parent} (threshold {head.metadata.operating_threshold:.4f})"
+    )
+
+
+@handle_errors
+def evaluate_cmd(
+    head: Annotated[Path, typer.Option("--head", help="Head artifact folder.")],
+    embeddings: Embeddings,
+    manifest: Manifest,
+    out: Annotated[Path, typer.Option("--out", help="Report folder (created).")],
+    split: Annotated[
+        str, typer.Option(help="test, validation, train, or all (e.g. an external cohort).")
+    ] = "test",
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    split_seed: Annotated[
+        int | None, typer.Option(help="Split seed (default: the one the head was trained with).")
+    ] = None,
+    loco: Annotated[bool, typer.Option(help="Leave-one-cancer-type-out.")] = True,
+    label_column: Annotated[
+        str | None, typer.Option(help="Binary label column (default: as trained).")
+    ] = None,
+    label_threshold: Annotated[
+        float | None, typer.Option(help="score >= this is positive (default: as trained).")
+    ] = None,
+) -> None:
+    """Evaluate a head as the paper did, and write report.json, report.md and plots.
+
+    AUROC, average precision and Brier score with bootstrap CIs; operating point;
+    calibration; leave-one-cancer-type-out; tissue-source-site norm stability. With the
+    training manifest, the split is recomputed with the head's recorded seed, so
+    --split test is the held-out test set; use --split all for an external cohort.
+    """
+    setup_logging()
+    artifact = load_head(head)
+    trained = artifact.metadata.training
+    label = trained.get("label") or {}
+    if label_column is None and label_threshold is None:
+        label_column = label.get("column")
+    if label_threshold is None:
+        label_threshold = float(label.get("threshold", 33.0))
+    store = EmbeddingStore(embeddings)
+    cohort = load_cohort(
+        read_manifest(manifest), store, artifact.metadata.backbone, label_column, label_threshold
+    )
+    if split != "all":
+        chosen_seed = split_seed if split_seed is not None else int(trained.get("split_seed", 0))
+        cohort = patient_split(cohort, seed=chosen_seed)
+    report = evaluate(
+        cohort,
+        artifact,
+        EvaluationOptions(
+            split=None if split == "all" else split, resamples=resamples, seed=seed, loco=loco
+        ),
+    )
+    files = write_report(report, out)
+    m, ci = report["metrics"], report["ci95"]
+    console.print(
+        f"AUROC {m['auroc']:.3f} ({ci['auroc'][0]:.3f}-{ci['auroc'][1]:.3f}), "
+        f"AP {m['average_precision']:.3f}, Brier {m['brier']:.3f} on {m['n']} cases"
+    )
+    console.print(f"report: {', '.join(str(f) for f in files)}")
+
+
+@handle_errors
+def import_head(
+    joblib_file: Annotated[Path, typer.Argument(help="frozen_model.joblib from the notebooks.")],
+    out: Annotated[Path, typer.Option("--out", help="Head artifact folder (created).")],
+    backbone_checkpoint: Annotated[
+        Path | None, typer.Option(help="The OpenCLIP checkpoint the head was trained on.")
+    ] = None,
+    backbone_weights: Annotated[
+        str | None, typer.Option(help="Or its identity: sha256:<hex>.")
+    ] = None,
+    threshold: Annotated[float | None, typer.Option(help="Operating threshold.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm loading a pickle.")] = False,
+) -> None:
+    """Convert a public-notebook joblib head into a pickle-free artifact (offline, once).
+
+    Loading joblib runs pickle; only the expected scikit-learn and NumPy classes are
+    allowed, anything else is refused. Pass --yes to confirm.
+    """
+    setup_logging()
+    err_console.print(
+        "[bold yellow]warning:[/] this reads a pickle-based joblib file; only "
+        "the scikit-learn/NumPy classes of an IHGAMP head are allowed."
+    )
+    if not yes:
+        raise typer.BadParameter("add --yes to confirm loading the joblib file")
+    if (backbone_checkpoint is None) == (backbone_weights is None):
+        raise typer.BadParameter("give exactly one of --backbone-checkpoint, --backbone-weights")
+    weights = backbone_weights or "sha256:" + file_sha256(backbone_checkpoint)  # type: ignore[arg-type]
+    identity = BackboneIdentity("open_clip/ViT-B-16", weights, 512)
+    head = import_notebook_head(joblib_file, identity, threshold=threshold)
+    path = save_head(head, out)
+    (out / "MODEL_CARD.md").write_text(model_card(head))
+    console.print(f"imported head written to {path.parent}")
