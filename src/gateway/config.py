@@ -199,7 +199,9 @@ class ModelSettings(_Model):
     device: str = "auto"
     max_tiles: int | None = Field(default=None, ge=1)
     min_tiles: int = Field(default=16, ge=1)
-    batch_size: int = Field(default=32, ge=1, le=4096)
+    batch_size: int = Field(default=0, ge=0, le=4096)
+    readers: int = Field(default=2, ge=1, le=64)
+    pipeline: Literal["fast", "reference"] = "fast"
 
     @field_validator("head", "backbone_checkpoint")
     @classmethod

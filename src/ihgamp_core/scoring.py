@@ -12,13 +12,14 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
 from . import __version__
 from .embed.backbone import Backbone
 from .embed.extract import SlideEmbeddings, embed_plan
+from .embed.pipeline import PipelineOptions, embed_slides
 from .embed.preprocess import Preprocessor, make_preprocessor
 from .errors import NoUsableLevelError, ParameterError
 from .head.artifact import HeadArtifact
@@ -61,21 +62,40 @@ class ScoringOptions:
     min_tiles : int
         Fewer tiles than this over the case raise the ``too-few-tiles`` QC flag.
     batch_size : int
-        Tiles per forward pass.
+        Tiles per forward pass; 0 (the default) picks 256 on a GPU and 32 on the CPU.
     workers : int
         Tile-reading threads.
+    path : {"fast", "reference"}
+        ``fast``: the overlapped pipeline (stored JPEG tiles decoded in batches, on the
+        GPU when there is one; tensor preprocessing); ``reference``: tiles decoded by the
+        slide library and preprocessed by open_clip's own transform, one slide at a time.
+        Both give the same calls (see docs/benchmarks.md for the measured difference).
+    prefetch : int
+        Batches read ahead of the backbone (fast path).
     """
 
     max_tiles: int | None = None
     min_tiles: int = 16
-    batch_size: int = 32
+    batch_size: int = 0
     workers: int = 2
+    path: Literal["fast", "reference"] = "fast"
+    prefetch: int = 4
 
     def __post_init__(self) -> None:
         if self.max_tiles is not None and self.max_tiles < 1:
             raise ParameterError("--max-tiles must be at least 1")
-        if self.min_tiles < 1 or self.batch_size < 1 or self.workers < 1:
-            raise ParameterError("min_tiles, batch_size and workers must be at least 1")
+        if self.min_tiles < 1 or self.workers < 1 or self.prefetch < 1:
+            raise ParameterError("min_tiles, workers and prefetch must be at least 1")
+        if self.batch_size < 0:
+            raise ParameterError("batch_size must be at least 1 (or 0 for automatic)")
+        if self.path not in ("fast", "reference"):
+            raise ParameterError("path must be 'fast' or 'reference'")
+
+    def batch_for(self, device: str) -> int:
+        """The batch size to use on ``device`` (resolves 0 = automatic)."""
+        if self.batch_size:
+            return self.batch_size
+        return 256 if str(device).startswith("cuda") else 32
 
 
 def embed_slide(
@@ -85,8 +105,12 @@ def embed_slide(
     batch_size: int = 32,
     workers: int = 2,
     progress: ScoringProgress | None = None,
+    path: Literal["fast", "reference"] = "fast",
 ) -> SlideEmbeddings:
     """Plan and embed the tiles of one slide with ``preset``'s tiling and preprocessing.
+
+    ``path`` chooses the overlapped pipeline (``fast``) or slide-library decoding with
+    open_clip's own transform (``reference``); see :class:`ScoringOptions`.
 
     Raises
     ------
@@ -95,6 +119,18 @@ def embed_slide(
     SlideReadError
         If pixels cannot be read.
     """
+    if path == "fast":
+        run = embed_slides(
+            [slide],
+            lambda s: plan_tiles(s, preset.tiling),
+            backbone,
+            preset.preprocess,
+            PipelineOptions(batch_size, workers),
+            progress,
+        )
+        (embeddings,) = run.embeddings
+        assert embeddings is not None  # noqa: S101  (the planner raises instead of None)
+        return embeddings
     plan = plan_tiles(slide, preset.tiling)
     return _embed_planned(
         slide, plan, backbone, make_preprocessor(preset.preprocess), batch_size, workers, progress
@@ -197,19 +233,35 @@ class Engine:
         preset = self.preset(options)
         started = time.perf_counter()
         tiling_s = embedding_s = 0.0
+        batch_size = options.batch_for(str(getattr(self.backbone, "device", "cpu")))
 
         slide_results: list[SlideResult] = []
         embedded: list[SlideEmbeddings | None] = []
-        preprocess = make_preprocessor(preset.preprocess)
-        for slide in slides:
-            t0 = time.perf_counter()
+
+        def planner(slide: Slide) -> TilePlan | None:
             try:
-                plan: TilePlan | None = plan_tiles(slide, preset.tiling)
+                return plan_tiles(slide, preset.tiling)
             except NoUsableLevelError as exc:
                 logger.warning(
                     "slide has no usable level", extra={"slide": slide.info.source, "why": str(exc)}
                 )
-                plan = None
+                return None
+
+        if options.path == "fast":
+            run = embed_slides(
+                slides,
+                planner,
+                self.backbone,
+                preset.preprocess,
+                PipelineOptions(batch_size, options.workers, options.prefetch),
+                progress,
+            )
+            embedded = run.embeddings
+            tiling_s, embedding_s = run.planning_s, run.wall_s - run.planning_s
+        preprocess = make_preprocessor(preset.preprocess)
+        for slide in slides if options.path == "reference" else ():
+            t0 = time.perf_counter()
+            plan = planner(slide)
             t1 = time.perf_counter()
             tiling_s += t1 - t0
             if plan is None:
@@ -221,7 +273,7 @@ class Engine:
                     plan,
                     self.backbone,
                     preprocess,
-                    options.batch_size,
+                    batch_size,
                     options.workers,
                     progress,
                 )

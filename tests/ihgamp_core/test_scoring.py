@@ -139,7 +139,13 @@ def test_options_are_validated() -> None:
     with pytest.raises(ParameterError, match="max-tiles"):
         ScoringOptions(max_tiles=0)
     with pytest.raises(ParameterError):
-        ScoringOptions(batch_size=0)
+        ScoringOptions(batch_size=-1)
+    with pytest.raises(ParameterError):
+        ScoringOptions(workers=0)
+    automatic = ScoringOptions()
+    assert automatic.batch_for("cuda:0") == 256
+    assert automatic.batch_for("cpu") == 32
+    assert ScoringOptions(batch_size=7).batch_for("cuda") == 7
 
 
 @pytest.mark.unit

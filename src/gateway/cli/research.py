@@ -52,7 +52,15 @@ def embed(
     seed: Annotated[int, typer.Option(help="Random-init seed without a checkpoint.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     max_tiles: Annotated[int | None, typer.Option(help="Per-slide tile cap override.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 32,
+    batch_size: Annotated[
+        int, typer.Option(help="Tiles per forward pass (0: 256 on a GPU, 32 on the CPU).")
+    ] = 0,
+    pipeline: Annotated[
+        str,
+        typer.Option(
+            help="fast (batched JPEG decode, overlapped) or reference (open_clip's transform)."
+        ),
+    ] = "fast",
 ) -> None:
     """Embed every slide of a cohort into an HDF5 store (resumable).
 
@@ -64,7 +72,10 @@ def embed(
     chosen = get_preset(preset)
     if max_tiles is not None:
         chosen = chosen.with_max_tiles(max_tiles)
+    if pipeline not in ("fast", "reference"):
+        raise typer.BadParameter("--pipeline must be fast or reference")
     backbone = OpenClipBackbone(checkpoint=backbone_checkpoint, seed=seed, device=device)
+    batch_size = batch_size or (256 if backbone.device.startswith("cuda") else 32)
     store = EmbeddingStore(out)
     slides = sum(len(c.slides) for c in cohort.cases)
     console.print(
@@ -88,6 +99,7 @@ def embed(
                 batch_size,
                 tiles,
                 on_slide=lambda *_: bar.advance(task),
+                path=pipeline,  # type: ignore[arg-type]
             )
     console.print(
         f"embedded {summary.embedded}, skipped {summary.skipped} (already stored), "

@@ -63,7 +63,15 @@ def score(
         float | None,
         typer.Option(help="Level-0 pixel spacing in um/px, for slides that do not store it."),
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 32,
+    batch_size: Annotated[
+        int, typer.Option(help="Tiles per forward pass (0: 256 on a GPU, 32 on the CPU).")
+    ] = 0,
+    pipeline: Annotated[
+        str,
+        typer.Option(
+            help="fast (batched JPEG decode, overlapped) or reference (open_clip's transform)."
+        ),
+    ] = "fast",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
@@ -74,7 +82,14 @@ def score(
     with a one-line message on bad input.
     """
     setup_logging(verbose)
-    options = ScoringOptions(max_tiles=max_tiles, min_tiles=min_tiles, batch_size=batch_size)
+    if pipeline not in ("fast", "reference"):
+        raise typer.BadParameter("--pipeline must be fast or reference")
+    options = ScoringOptions(
+        max_tiles=max_tiles,
+        min_tiles=min_tiles,
+        batch_size=batch_size,
+        path=pipeline,  # type: ignore[arg-type]
+    )
     sources = discover_slides(paths)
     engine = load_engine(head, backbone_checkpoint, device)
     with ExitStack() as stack:

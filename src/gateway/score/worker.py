@@ -65,6 +65,8 @@ class ScoreProcessor:
             max_tiles=settings.max_tiles,
             min_tiles=settings.min_tiles,
             batch_size=settings.batch_size,
+            workers=settings.readers,
+            path=settings.pipeline,
         )
 
     def __call__(self, job: ClaimedJob) -> None:

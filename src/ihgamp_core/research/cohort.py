@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -40,6 +40,7 @@ def embed_cohort(
     batch_size: int = 32,
     progress: ScoringProgress | None = None,
     on_slide: Callable[[str, str, str], None] | None = None,
+    path: Literal["fast", "reference"] = "fast",
 ) -> EmbedSummary:
     """Embed every slide of the manifest into the store, resumably.
 
@@ -62,6 +63,8 @@ def embed_cohort(
         Tile progress.
     on_slide : callable, optional
         Called with (case id, slide, outcome) after each slide.
+    path : {"fast", "reference"}
+        Embedding path (:class:`ihgamp_core.scoring.ScoringOptions`).
     """
     summary = EmbedSummary()
     store.clean_partial()
@@ -76,7 +79,9 @@ def embed_cohort(
             try:
                 (source,) = discover_slides([slide_path])
                 with source.open() as slide:
-                    embeddings = embed_slide(slide, backbone, preset, batch_size, progress=progress)
+                    embeddings = embed_slide(
+                        slide, backbone, preset, batch_size, progress=progress, path=path
+                    )
                 store.write(case.case_id, key, embeddings, preset)
                 summary.embedded += 1
                 outcome = "embedded"
