@@ -202,6 +202,7 @@ class ModelSettings(_Model):
     batch_size: int = Field(default=0, ge=0, le=4096)
     readers: int = Field(default=2, ge=1, le=64)
     pipeline: Literal["fast", "reference"] = "fast"
+    precision: Literal["auto", "fp32", "fp16", "bf16", "int8"] = "auto"
 
     @field_validator("head", "backbone_checkpoint")
     @classmethod
@@ -209,6 +210,12 @@ class ModelSettings(_Model):
         if value is not None and not Path(value).exists():
             raise ValueError(f"{value} does not exist")
         return value
+
+    @model_validator(mode="after")
+    def _int8_on_cpu(self) -> ModelSettings:
+        if self.precision == "int8" and self.device.startswith("cuda"):
+            raise ValueError("precision int8 runs on the CPU only; use fp16 with a GPU device")
+        return self
 
 
 class TriageSettings(_Model):

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from ihgamp_core.embed import OpenClipBackbone, resolve_device
+from ihgamp_core.embed.openclip import Precision
 from ihgamp_core.errors import ArtifactError
 from ihgamp_core.head import HeadArtifact, load_head
 from ihgamp_core.scoring import Engine
@@ -46,6 +47,7 @@ def load_engine(
     head: Path | None = None,
     backbone_checkpoint: Path | None = None,
     device: str = "auto",
+    precision: Precision = "auto",
 ) -> Engine:
     """Load backbone and head and check that they belong together.
 
@@ -58,6 +60,9 @@ def load_engine(
         which only the DEMO head is trained on.
     device : str
         ``auto``, ``cpu`` or ``cuda``.
+    precision : str
+        ``auto`` (fp16 on CUDA, fp32 on the CPU), ``fp32``, ``fp16``, ``bf16`` or
+        ``int8`` (CPU only).
 
     Raises
     ------
@@ -73,7 +78,11 @@ def load_engine(
         seed = int(weights.rsplit("-", 1)[-1])
     model_name = artifact.metadata.backbone.architecture.split("/", 1)[-1]
     backbone = OpenClipBackbone(
-        model_name=model_name, checkpoint=backbone_checkpoint, seed=seed, device=device
+        model_name=model_name,
+        checkpoint=backbone_checkpoint,
+        seed=seed,
+        device=device,
+        precision=precision,
     )
     engine = Engine(backbone, artifact)
     logger.info(
@@ -82,6 +91,7 @@ def load_engine(
             "head": artifact.metadata.display_name,
             "backbone": backbone.identity.describe(),
             "device": backbone.device,
+            "precision": backbone.precision,
         },
     )
     return engine

@@ -55,7 +55,7 @@ class Gateway:
         self.outbox = Outbox(settings.storage.outbox_dir)
         if engine is None and settings.worker.count > 0:
             m = settings.model
-            engine = load_engine(m.head, m.backbone_checkpoint, m.device)
+            engine = load_engine(m.head, m.backbone_checkpoint, m.device, m.precision)
         self.engine = engine
         self.dispatcher = Dispatcher(self.catalog, self.outbox, settings)
         self.reports = ReportWriter(self.catalog, self.outbox, settings)

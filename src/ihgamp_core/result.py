@@ -8,7 +8,7 @@ it: slides are named by path and DICOM UIDs only.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -24,6 +24,7 @@ __all__ = [
     "CaseResult",
     "ModelIdentity",
     "QCFlag",
+    "Runtime",
     "SlideResult",
     "TileScores",
     "Timings",
@@ -138,6 +139,20 @@ class Timings:
 
 
 @dataclass(frozen=True)
+class Runtime:
+    """How the embeddings were computed: device, arithmetic, pipeline and batch size.
+
+    Same model, different arithmetic: ``int8`` approximates ``fp32`` within the bound
+    in ``docs/benchmarks.md``, so a result says which one produced it.
+    """
+
+    device: str = "cpu"
+    precision: str = "fp32"
+    pipeline: str = "fast"
+    batch_size: int = 0
+
+
+@dataclass(frozen=True)
 class CaseResult:
     """The HRD estimate for one case (patient), over all of its slides."""
 
@@ -155,6 +170,7 @@ class CaseResult:
     timings: Timings
     engine_version: str
     created: str
+    runtime: Runtime = Runtime()
 
 
 def _num(value: float | None, digits: int = 6) -> float | None:
@@ -252,6 +268,7 @@ def result_to_dict(result: CaseResult, include_tiles: bool = True) -> dict[str, 
             "head_s": round(result.timings.head_s, 3),
             "total_s": round(result.timings.total_s, 3),
         },
+        "runtime": asdict(result.runtime),
         "engine_version": result.engine_version,
         "created": result.created,
     }
@@ -326,6 +343,7 @@ def result_from_dict(data: dict[str, Any]) -> CaseResult:
             timings=Timings(**t),
             engine_version=data["engine_version"],
             created=data["created"],
+            runtime=Runtime(**data.get("runtime", {})),
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"result document is incomplete: {exc}") from exc

@@ -29,6 +29,7 @@ from .result import (
     CaseResult,
     ModelIdentity,
     QCFlag,
+    Runtime,
     SlideResult,
     TileScores,
     Timings,
@@ -62,7 +63,7 @@ class ScoringOptions:
     min_tiles : int
         Fewer tiles than this over the case raise the ``too-few-tiles`` QC flag.
     batch_size : int
-        Tiles per forward pass; 0 (the default) picks 256 on a GPU and 32 on the CPU.
+        Tiles per forward pass; 0 (the default) picks 256 on a GPU and 8 on the CPU.
     workers : int
         Tile-reading threads.
     path : {"fast", "reference"}
@@ -95,7 +96,7 @@ class ScoringOptions:
         """The batch size to use on ``device`` (resolves 0 = automatic)."""
         if self.batch_size:
             return self.batch_size
-        return 256 if str(device).startswith("cuda") else 32
+        return 256 if str(device).startswith("cuda") else 8
 
 
 def embed_slide(
@@ -334,6 +335,12 @@ class Engine:
             ),
             engine_version=__version__,
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            runtime=Runtime(
+                device=str(getattr(self.backbone, "device", "cpu")),
+                precision=str(getattr(self.backbone, "precision", "fp32")),
+                pipeline=options.path,
+                batch_size=batch_size,
+            ),
         )
 
     def _slide_result(self, slide: Slide, emb: SlideEmbeddings | None) -> SlideResult:

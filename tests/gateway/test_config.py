@@ -67,6 +67,11 @@ def test_environment_overrides_every_level(tmp_path: Path) -> None:
         ({"IHGAMP__DICOM__TLS__ENABLED": "true"}, "dicom.tls: certificate must name an existing"),
         ({"IHGAMP__MODEL__HEAD": "/nowhere/head"}, "model.head: /nowhere/head does not exist"),
         ({"IHGAMP__DICOM__BOGUS": "1"}, "dicom.bogus: Extra inputs are not permitted"),
+        (
+            {"IHGAMP__MODEL__DEVICE": "cuda", "IHGAMP__MODEL__PRECISION": "int8"},
+            "model: precision int8 runs on the CPU only",
+        ),
+        ({"IHGAMP__MODEL__PRECISION": "fp8"}, "model.precision: Input should be"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, env: dict[str, str], message: str) -> None:

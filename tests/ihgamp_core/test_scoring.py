@@ -75,6 +75,8 @@ def test_case_result_fields_and_call(
     assert result.model.demo and "not for clinical use" in result.model.display_name
     assert result.tiling["max_tiles"] == 3 and result.tiling["max_tiles_trained"] == 2000
     assert result.timings.total_s >= result.timings.embedding_s > 0
+    assert (result.runtime.device, result.runtime.precision) == ("cpu", "fp32")
+    assert result.runtime.pipeline == "fast" and result.runtime.batch_size == FEW.batch_size
 
 
 @pytest.mark.slow
@@ -88,6 +90,7 @@ def test_result_json_round_trip(
     back = result_from_dict(json.loads(text))
     assert result_to_dict(back) == result_to_dict(result)
     assert back.call == result.call and back.slides[1].info == result.slides[1].info
+    assert back.runtime == result.runtime
     assert back.slides[1].resampled  # the 40x slide was downsampled
     small = result_to_dict(result, include_tiles=False)
     assert all(s["tiles"] is None for s in small["slides"])
@@ -144,7 +147,7 @@ def test_options_are_validated() -> None:
         ScoringOptions(workers=0)
     automatic = ScoringOptions()
     assert automatic.batch_for("cuda:0") == 256
-    assert automatic.batch_for("cpu") == 32
+    assert automatic.batch_for("cpu") == 8
     assert ScoringOptions(batch_size=7).batch_for("cuda") == 7
 
 

@@ -53,7 +53,7 @@ def embed(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     max_tiles: Annotated[int | None, typer.Option(help="Per-slide tile cap override.")] = None,
     batch_size: Annotated[
-        int, typer.Option(help="Tiles per forward pass (0: 256 on a GPU, 32 on the CPU).")
+        int, typer.Option(help="Tiles per forward pass (0: 256 on a GPU, 8 on the CPU).")
     ] = 0,
     pipeline: Annotated[
         str,
@@ -75,7 +75,7 @@ def embed(
     if pipeline not in ("fast", "reference"):
         raise typer.BadParameter("--pipeline must be fast or reference")
     backbone = OpenClipBackbone(checkpoint=backbone_checkpoint, seed=seed, device=device)
-    batch_size = batch_size or (256 if backbone.device.startswith("cuda") else 32)
+    batch_size = batch_size or (256 if backbone.device.startswith("cuda") else 8)
     store = EmbeddingStore(out)
     slides = sum(len(c.slides) for c in cohort.cases)
     console.print(

@@ -64,8 +64,14 @@ def score(
         typer.Option(help="Level-0 pixel spacing in um/px, for slides that do not store it."),
     ] = None,
     batch_size: Annotated[
-        int, typer.Option(help="Tiles per forward pass (0: 256 on a GPU, 32 on the CPU).")
+        int, typer.Option(help="Tiles per forward pass (0: 256 on a GPU, 8 on the CPU).")
     ] = 0,
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="auto (fp16 on a GPU, fp32 on the CPU), fp32, fp16, bf16, or int8 (CPU only)."
+        ),
+    ] = "auto",
     pipeline: Annotated[
         str,
         typer.Option(
@@ -91,7 +97,7 @@ def score(
         path=pipeline,  # type: ignore[arg-type]
     )
     sources = discover_slides(paths)
-    engine = load_engine(head, backbone_checkpoint, device)
+    engine = load_engine(head, backbone_checkpoint, device, precision)  # type: ignore[arg-type]
     with ExitStack() as stack:
         slides = [stack.enter_context(source.open(mpp)) for source in sources]
         with scoring_progress(progress) as bar:

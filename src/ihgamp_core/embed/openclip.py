@@ -12,14 +12,15 @@ from numpy.typing import NDArray
 from ..errors import CheckpointError, ParameterError
 from .backbone import Backbone, BackboneIdentity, file_sha256
 
-__all__ = ["DEFAULT_MODEL", "OpenClipBackbone", "resolve_device"]
+__all__ = ["DEFAULT_MODEL", "PRECISIONS", "OpenClipBackbone", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "ViT-B-16"
 _CHECKPOINT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth"}
 
-Precision = Literal["auto", "fp32", "fp16", "bf16"]
+Precision = Literal["auto", "fp32", "fp16", "bf16", "int8"]
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16", "bf16", "int8")
 
 
 def resolve_device(device: str) -> str:
@@ -61,8 +62,11 @@ class OpenClipBackbone(Backbone):
         Seed of the random initialisation (ignored with a checkpoint).
     device : str
         ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-    precision : {"auto", "fp32", "fp16", "bf16"}
-        ``auto`` is fp16 autocast on CUDA and fp32 on the CPU.
+    precision : {"auto", "fp32", "fp16", "bf16", "int8"}
+        ``auto`` is fp16 autocast on CUDA and fp32 on the CPU. ``int8`` (CPU only) runs
+        the transformer's linear layers with dynamically quantised int8 weights and
+        activations (``torch.ao.quantization.quantize_dynamic``): about 1.3x faster on
+        an AVX2 CPU, embeddings within cosine 0.9999 of fp32 (docs/benchmarks.md).
 
     Raises
     ------
@@ -86,6 +90,12 @@ class OpenClipBackbone(Backbone):
         if model_name not in open_clip.list_models():
             raise ParameterError(f"unknown open_clip model {model_name!r}")
         self.device = resolve_device(device)
+        if precision not in PRECISIONS:
+            raise ParameterError(
+                f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}"
+            )
+        if precision == "int8" and self.device != "cpu":
+            raise ParameterError("precision int8 runs on the CPU only; use fp16 on a GPU")
         if precision == "auto":
             precision = "fp16" if self.device.startswith("cuda") else "fp32"
         self.precision = precision
@@ -118,6 +128,8 @@ class OpenClipBackbone(Backbone):
         self._visual = model.visual.eval().to(self.device)
         for param in self._visual.parameters():
             param.requires_grad_(False)
+        if precision == "int8":
+            self._visual = _quantize_int8(torch, self._visual)
         dim = int(getattr(model, "embed_dim", 0) or self._visual.output_dim)
         self.identity = BackboneIdentity(f"open_clip/{model_name}", weights, dim)
         self.input_px = int(self._visual.image_size[0])
@@ -137,6 +149,15 @@ class OpenClipBackbone(Backbone):
             else:
                 features = self._visual(x)
             return np.asarray(features.float().cpu().numpy(), dtype=np.float32)
+
+
+def _quantize_int8(torch: Any, visual: Any) -> Any:
+    """Dynamic int8 quantisation of the linear layers (CPU inference only)."""
+    import warnings
+
+    with warnings.catch_warnings():  # torch.ao points users at torchao; the API still works
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(visual, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def _create_quietly(open_clip: Any, model_name: str) -> Any:

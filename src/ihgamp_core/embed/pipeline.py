@@ -75,7 +75,7 @@ class PipelineOptions:
     Parameters
     ----------
     batch_size : int
-        Tiles per forward pass (GPU: 256 or more; CPU: 16-64).
+        Tiles per forward pass (GPU: 256 or more; CPU: about 8).
     readers : int
         Reader threads (tile I/O and CPU decoding).
     prefetch : int

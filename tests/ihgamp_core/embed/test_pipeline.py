@@ -20,6 +20,7 @@ from ihgamp_core.embed.extract import (
 from ihgamp_core.embed.pipeline import PipelineOptions, embed_slides
 from ihgamp_core.embed.tensor_preprocess import make_tensor_preprocessor
 from ihgamp_core.errors import SlideReadError
+from ihgamp_core.head import HeadArtifact
 from ihgamp_core.params import get_preset
 from ihgamp_core.scoring import Engine, ScoringOptions
 from ihgamp_core.slide import open_slide
@@ -130,6 +131,48 @@ def test_case_probabilities_agree_to_three_decimals(
         assert fast.probability is not None and ref.probability is not None
         assert abs(fast.probability - ref.probability) < 5e-4, (case_id, fast, ref)
         assert fast.call == ref.call and fast.n_tiles == ref.n_tiles
+
+
+def test_int8_cpu_backbone_stays_within_the_equivalence_bound(
+    backbone: OpenClipBackbone,
+    demo_head: HeadArtifact,
+    samples_root: Path,
+    sample_cases: dict[str, SampleCase],
+) -> None:
+    quantised = OpenClipBackbone(device="cpu", precision="int8")
+    assert quantised.identity == backbone.identity  # same weights, faster arithmetic
+    int8_engine = Engine(quantised, demo_head)
+    fp32_engine = Engine(backbone, demo_head)
+    options = ScoringOptions(max_tiles=16, min_tiles=1)
+    cosines = []
+    for case_id in ("DEMO-001", "DEMO-002"):
+        slides = [open_slide(samples_root / p) for p in sample_cases[case_id].dicom]
+        try:
+            a = embed_slides(slides, _planner(16), backbone, PAPER.preprocess)
+            b = embed_slides(slides, _planner(16), quantised, PAPER.preprocess)
+            fp32 = fp32_engine.score_case(slides, case_id, options)
+            int8 = int8_engine.score_case(slides, case_id, options)
+        finally:
+            for slide in slides:
+                slide.close()
+        for ea, eb in zip(a.embeddings, b.embeddings, strict=True):
+            assert ea is not None and eb is not None
+            cosines.append(_cosine(ea.features, eb.features))
+        assert fp32.probability is not None and int8.probability is not None
+        # int8 arithmetic approximates fp32 (unlike the fast path, which must agree to
+        # rounding), so the bound is looser: half a percentage point of probability.
+        assert abs(fp32.probability - int8.probability) < 5e-3, (case_id, fp32, int8)
+        assert fp32.call == int8.call
+    every = np.concatenate(cosines)
+    assert every.mean() >= 0.999, every
+    assert every.min() >= 0.99, every
+
+
+def test_unknown_or_misplaced_precisions_are_refused() -> None:
+    from ihgamp_core.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="unknown precision"):
+        OpenClipBackbone(device="cpu", precision="int4")  # type: ignore[arg-type]
 
 
 def test_a_truncated_slide_fails_cleanly_mid_pipeline(
