@@ -12,7 +12,9 @@ slide boundaries, so the backbone does not wait between the slides of a case.
 Compressed path: when a level stores tiles exactly the planned tiles' geometry (256 px
 frames at the chosen level, typical of DICOM WSI and SVS at 20x) and they are JPEG, the
 readers fetch the stored bytes without decoding. On CUDA the batch is decoded on the
-GPU; on the CPU the reader thread decodes it with libjpeg-turbo (the GIL is released).
+GPU when every tile is a YCbCr JPEG that nvJPEG reads as libjpeg-turbo does
+(:func:`.decode.gpu_decodable`), otherwise on the reader thread; on the CPU the reader
+thread decodes it with libjpeg-turbo (the GIL is released).
 Other slides take the pixel path (read + area downsample on the reader threads, pinned
 memory for the upload). Either way preprocessing runs as tensor operations on the
 compute device (:mod:`.tensor_preprocess`).
@@ -38,7 +40,7 @@ from ..params import PreprocessParams
 from ..slide.base import Slide
 from ..tiling import TilePlan
 from .backbone import Backbone
-from .decode import TileDecodeError, decode_jpeg_batch, is_jpeg
+from .decode import TileDecodeError, decode_jpeg_batch, gpu_decodable, is_jpeg
 from .extract import SlideEmbeddings, read_encoded_planned_tile, read_planned_tile
 from .tensor_preprocess import make_tensor_preprocessor
 
@@ -108,6 +110,9 @@ class PipelineRun:
     embeddings : list of SlideEmbeddings or None
     compressed_tiles, pixel_tiles : int
         Tiles that took the compressed (stored JPEG) and the pixel path.
+    gpu_decoded_tiles : int
+        Compressed tiles decoded by nvJPEG (the others on the CPU; see
+        :func:`.decode.gpu_decodable`).
     planning_s, wall_s : float
         Planner time (summed; it overlaps embedding) and wall time of the whole run.
     """
@@ -116,6 +121,7 @@ class PipelineRun:
     embeddings: list[SlideEmbeddings | None] = field(default_factory=list)
     compressed_tiles: int = 0
     pixel_tiles: int = 0
+    gpu_decoded_tiles: int = 0
     planning_s: float = 0.0
     wall_s: float = 0.0
 
@@ -139,10 +145,12 @@ def _read_chunk(
         data = [read_encoded_planned_tile(slide, plan, i) for i in range(start, stop)]
         if all(d is not None and is_jpeg(d) for d in data):
             encoded = [d for d in data if d is not None]
-            if gpu:
+            if gpu and all(gpu_decodable(d) for d in encoded):
                 return _Chunk(index, start, stop, jpeg=encoded, compressed=True)
             try:
                 pixels = decode_jpeg_batch(encoded, "cpu")
+                if gpu:
+                    pixels = pixels.pin_memory()
                 return _Chunk(index, start, stop, pixels=pixels, compressed=True)
             except TileDecodeError as exc:
                 logger.warning(
@@ -245,6 +253,7 @@ def embed_slides(
             if chunk.jpeg is not None:
                 try:
                     pixels = decode_jpeg_batch(chunk.jpeg, device)
+                    run.gpu_decoded_tiles += len(chunk.jpeg)
                 except TileDecodeError as exc:
                     logger.warning("GPU decode failed; reading pixels", extra={"why": str(exc)})
                     k = chunk.slide
