@@ -109,4 +109,4 @@ def target_max_mpp(head: Path | None) -> float | None:
     tiling = artifact.metadata.preset.tiling
     if tiling.target_mpp is None:
         return None
-    return tiling.target_mpp * (1.0 + tiling.mpp_tolerance)
+    return tiling.target_mpp * (1.0 + tiling.mpp_tolerance) + 1e-9  # as choose_level

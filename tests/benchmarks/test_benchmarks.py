@@ -51,6 +51,9 @@ def test_throughput_reports_rates_ratios_and_equivalence(tmp_path: Path) -> None
     assert "engine-int8/engine" in report["ratios"]
     assert report["equivalence"]["min_cosine"] >= 0.999
     assert report["equivalence_int8"]["mean_cosine"] >= 0.999
+    cases = report["case_equivalence"]
+    assert [c["case"] for c in cases["cases"]] == ["DEMO-001", "DEMO-002"]
+    assert cases["within_bound"] and all(c["same_call"] for c in cases["cases"])
     assert report["device"].startswith("CPU x")
 
 

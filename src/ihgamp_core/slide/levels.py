@@ -92,10 +92,12 @@ def choose_level(
     if target_mpp is None:
         return LevelChoice(level=0, level_mpp=level_mpps[0], read_px=tile_px, out_px=tile_px)
 
+    # The bounds are inclusive: 0.45 and 0.55 um/px are within 10 % of 0.5, whatever
+    # the floating-point rounding of 0.55 - 0.5 (hence the 1e-9 um/px of slack).
     within = [
         (abs(mpp - target_mpp), index)
         for index, mpp in enumerate(level_mpps)
-        if abs(mpp - target_mpp) <= tolerance * target_mpp
+        if abs(mpp - target_mpp) <= tolerance * target_mpp + 1e-9
     ]
     if within:
         _, index = min(within)
