@@ -4,8 +4,9 @@ Level 0 is a mosaic of ``cell``-pixel cells on a coarse elliptical tissue mask; 
 cells repeat a handful of pre-rendered synthetic H&E blocks (mirrored and rotated so
 neighbours differ), background cells are near-white glass with a little noise. Levels
 are written tile by tile from per-level copies of the blocks, as an Aperio-style SVS
-(256 px JPEG tiles, MPP in the description); the DICOM copy is wsidicomizer's
-conversion, which passes the JPEG tiles through.
+(256 px JPEG tiles, MPP in the description, a stripped thumbnail after level 0 where
+Aperio puts it, so readers that go by page order find every level); the DICOM copy is
+wsidicomizer's conversion, which passes the JPEG tiles through.
 
     python -m bench.large_slide --out DIR --tissue-tiles 20000
 """
@@ -59,6 +60,16 @@ class Mosaic:
                 [_box(v, size) for v in variants],
                 _box(glass, size),
             )
+
+    def image(self, d: int) -> NDArray[np.uint8]:
+        """The whole of level ``d`` as one array (for the small levels only)."""
+        width = self.size // d
+        n_tiles = math.ceil(width / TILE)
+        rows = []
+        tiles = self.tiles(d)
+        for _ in range(n_tiles):
+            rows.append(np.concatenate([next(tiles) for _ in range(n_tiles)], axis=1))
+        return np.ascontiguousarray(np.concatenate(rows, axis=0)[:width, :width])
 
     @property
     def tissue_tiles(self) -> int:
@@ -120,6 +131,17 @@ def write_large_svs(path: Path, tissue_tiles: int = 20000, quality: int = 80) ->
                 metadata=None,
                 **jpeg,  # type: ignore[arg-type]
             )
+            if level == 0:  # Aperio's stripped thumbnail comes second
+                thumb = mosaic.image(DOWNSAMPLES[-1])
+                tif.write(
+                    thumb,
+                    photometric="rgb",
+                    rowsperstrip=16,
+                    description=f"Aperio Image Library v12.0.15 \r\n{mosaic.size}x{mosaic.size}"
+                    f" -> {thumb.shape[1]}x{thumb.shape[0]} - |AppMag = 20|MPP = 0.5000",
+                    metadata=None,
+                    **jpeg,  # type: ignore[arg-type]
+                )
     tmp.rename(path)
     return path
 
@@ -130,10 +152,10 @@ def write_large_slide(out: Path, tissue_tiles: int = 20000) -> tuple[Path, Path]
 
     from ihgamp_core.synthetic.slides import SyntheticIdentity, deterministic_uid, dicomize
 
-    svs = out / f"large-{tissue_tiles}.svs"
+    svs = out / f"large-v2-{tissue_tiles}.svs"  # v2: with the thumbnail page
     if not svs.exists():
         write_large_svs(svs, tissue_tiles)
-    dicom = out / f"large-{tissue_tiles}-dicom"
+    dicom = out / f"large-v2-{tissue_tiles}-dicom"
     if not any(dicom.glob("*.dcm")):
         identity = SyntheticIdentity(
             patient_name="SYNTHETIC^BENCH",

@@ -29,6 +29,8 @@ def test_large_slide_has_the_tissue_asked_for_in_both_formats(tmp_path: Path) ->
             assert data is not None and is_jpeg(data)  # the compressed-tile path applies
             plans.append(plan)
     assert plans[0].n_candidates == plans[1].n_candidates
+    with open_slide(svs) as a, open_slide(dicom) as b:
+        assert len(a.levels) == len(b.levels) == 4  # every pyramid level converted
     assert (plans[0].level0_xy()[0] == plans[1].level0_xy()[0]).all()
     assert write_large_slide(tmp_path, tissue_tiles=100) == (svs, dicom)  # reused
 
