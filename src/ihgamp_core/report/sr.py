@@ -57,7 +57,11 @@ SR_SERIES_NUMBER = 9001
 
 
 def algorithm_parameters(result: CaseResult) -> list[str]:
-    """The algorithm parameters recorded in TID 4019 (backbone, tiling, threshold)."""
+    """The algorithm parameters recorded in TID 4019.
+
+    Backbone, tiling, threshold, and the arithmetic the embeddings were computed with
+    (``precision``: int8 approximates fp32 within the bound in docs/benchmarks.md).
+    """
     t = result.tiling
     return [
         f"backbone={result.model.backbone.architecture}",
@@ -69,6 +73,8 @@ def algorithm_parameters(result: CaseResult) -> list[str]:
         f"max_tiles={t.get('max_tiles')}",
         f"operating_threshold={result.threshold:.6f}",
         f"endpoint={result.model.endpoint}",
+        f"precision={result.runtime.precision}",
+        f"pipeline={result.runtime.pipeline}",
     ]
 
 

@@ -102,6 +102,7 @@ def test_sr_is_valid_and_reads_back(
     assert "IHGAMP HRD" in texts["Algorithm Name"]
     assert any("random-init-seed-0" in v for v in texts["Algorithm Parameters"])
     assert any("tile_px=256" in v for v in texts["Algorithm Parameters"])
+    assert "precision=fp32" in texts["Algorithm Parameters"]
     comments = texts["Comment"]
     assert any(DISCLAIMER in t for t in comments) and any(
         "not for clinical use" in t for t in comments
