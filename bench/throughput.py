@@ -371,20 +371,22 @@ def equivalence(
     }
 
 
-def case_equivalence(device: str, max_tiles: int) -> dict[str, Any]:
+def case_equivalence(backbone: Any, max_tiles: int) -> dict[str, Any]:
     """DEMO-001 and DEMO-002 scored by the engine's fast path and by the reference path.
 
-    Uses the DEMO head (trained on this random-init backbone); the issue's bound is
-    probabilities equal to 3 decimals, i.e. within 0.0005, and the same call.
+    Uses the DEMO head with the benchmark's own backbone (the head was trained on this
+    random-init backbone; another one is refused); the issue's bound is probabilities
+    equal to 3 decimals, i.e. within 0.0005, and the same call.
     """
-    from gateway.models import load_engine
-    from ihgamp_core.scoring import ScoringOptions
+    from gateway.models import demo_head_path
+    from ihgamp_core.head import load_head
+    from ihgamp_core.scoring import Engine, ScoringOptions
     from ihgamp_core.slide import open_slide
     from ihgamp_core.synthetic.samples import load_cases
 
     root = REPO / "sample_data" / "generated"
     cases = {c.case_id: c for c in load_cases(root)}
-    engine = load_engine(None, None, device)
+    engine = Engine(backbone, load_head(demo_head_path()))
     rows = []
     for case_id in ("DEMO-001", "DEMO-002"):
         slides = [open_slide(root / rel) for rel in cases[case_id].dicom]
@@ -432,6 +434,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     from ihgamp_core.embed import OpenClipBackbone
     from ihgamp_core.params import get_preset
+    from ihgamp_core.scoring import auto_batch_size
     from ihgamp_core.slide import open_slide
     from ihgamp_core.tiling import plan_tiles
 
@@ -457,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     device = backbone.device
     gpu = device.startswith("cuda")
     cores = os.cpu_count() or 1
-    batch = args.batch_size or (256 if gpu else 8)
+    batch = args.batch_size or auto_batch_size(device)
     readers = args.readers or (max(2, min(8, cores - 1)) if gpu else 2)
     workers = args.loader_workers or (min(12, cores) if gpu else max(1, cores - 1))
     model = backbone._visual  # the same weights for every method
@@ -517,7 +520,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "ratios": ratios,
         "equivalence": equivalence(slides, backbone, args.max_tiles, args.check_tiles, batch),
     }
-    report["case_equivalence"] = case_equivalence(device, args.check_tiles)
+    report["case_equivalence"] = case_equivalence(backbone, args.check_tiles)
     if quantised is not None:
         report["equivalence_int8"] = equivalence(
             slides, quantised, args.max_tiles, args.check_tiles, batch, reference=backbone

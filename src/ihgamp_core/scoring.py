@@ -37,7 +37,7 @@ from .result import (
 from .slide.base import Slide
 from .tiling import TilePlan, plan_tiles
 
-__all__ = ["Engine", "ScoringOptions", "ScoringProgress", "embed_slide"]
+__all__ = ["Engine", "ScoringOptions", "ScoringProgress", "auto_batch_size", "embed_slide"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +94,15 @@ class ScoringOptions:
 
     def batch_for(self, device: str) -> int:
         """The batch size to use on ``device`` (resolves 0 = automatic)."""
-        if self.batch_size:
-            return self.batch_size
-        return 256 if str(device).startswith("cuda") else 8
+        return self.batch_size or auto_batch_size(device)
+
+
+def auto_batch_size(device: str) -> int:
+    """Tiles per forward pass when none is given: 256 on a GPU, 8 on the CPU.
+
+    8 is the fastest measured batch for ViT-B/16 on a 2-core CPU (docs/benchmarks.md).
+    """
+    return 256 if str(device).startswith("cuda") else 8
 
 
 def embed_slide(
@@ -234,7 +240,8 @@ class Engine:
         preset = self.preset(options)
         started = time.perf_counter()
         tiling_s = embedding_s = 0.0
-        batch_size = options.batch_for(str(getattr(self.backbone, "device", "cpu")))
+        device = str(getattr(self.backbone, "device", "cpu"))
+        batch_size = options.batch_for(device)
 
         slide_results: list[SlideResult] = []
         embedded: list[SlideEmbeddings | None] = []
@@ -336,7 +343,7 @@ class Engine:
             engine_version=__version__,
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             runtime=Runtime(
-                device=str(getattr(self.backbone, "device", "cpu")),
+                device=device,
                 precision=str(getattr(self.backbone, "precision", "fp32")),
                 pipeline=options.path,
                 batch_size=batch_size,

@@ -32,6 +32,7 @@ from ihgamp_core.research import (
 )
 from ihgamp_core.research.cohort import embed_cohort
 from ihgamp_core.research.train import DEFAULT_INTENDED_USE, DEMO_INTENDED_USE
+from ihgamp_core.scoring import auto_batch_size
 
 from .common import console, err_console, handle_errors, scoring_progress, setup_logging
 
@@ -75,7 +76,7 @@ def embed(
     if pipeline not in ("fast", "reference"):
         raise typer.BadParameter("--pipeline must be fast or reference")
     backbone = OpenClipBackbone(checkpoint=backbone_checkpoint, seed=seed, device=device)
-    batch_size = batch_size or (256 if backbone.device.startswith("cuda") else 8)
+    batch_size = batch_size or auto_batch_size(backbone.device)
     store = EmbeddingStore(out)
     slides = sum(len(c.slides) for c in cohort.cases)
     console.print(

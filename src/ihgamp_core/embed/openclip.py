@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,7 +20,7 @@ DEFAULT_MODEL = "ViT-B-16"
 _CHECKPOINT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth"}
 
 Precision = Literal["auto", "fp32", "fp16", "bf16", "int8"]
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16", "bf16", "int8")
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 def resolve_device(device: str) -> str:

@@ -141,6 +141,7 @@ def _read_chunk(
 ) -> _Chunk:
     import torch
 
+    pixels, compressed = None, False
     if mode == "auto":
         data = [read_encoded_planned_tile(slide, plan, i) for i in range(start, stop)]
         if all(d is not None and is_jpeg(d) for d in data):
@@ -148,19 +149,17 @@ def _read_chunk(
             if gpu and all(gpu_decodable(d) for d in encoded):
                 return _Chunk(index, start, stop, jpeg=encoded, compressed=True)
             try:
-                pixels = decode_jpeg_batch(encoded, "cpu")
-                if gpu:
-                    pixels = pixels.pin_memory()
-                return _Chunk(index, start, stop, pixels=pixels, compressed=True)
+                pixels, compressed = decode_jpeg_batch(encoded, "cpu"), True
             except TileDecodeError as exc:
                 logger.warning(
                     "stored tiles not decodable; reading pixels", extra={"why": str(exc)}
                 )
-    tiles = np.stack([read_planned_tile(slide, plan, i) for i in range(start, stop)])
-    pixels = torch.from_numpy(tiles).permute(0, 3, 1, 2).contiguous()
+    if pixels is None:
+        tiles = np.stack([read_planned_tile(slide, plan, i) for i in range(start, stop)])
+        pixels = torch.from_numpy(tiles).permute(0, 3, 1, 2).contiguous()
     if gpu:
-        pixels = pixels.pin_memory()
-    return _Chunk(index, start, stop, pixels=pixels)
+        pixels = pixels.pin_memory()  # CPU-decoded or read pixels: fast upload
+    return _Chunk(index, start, stop, pixels=pixels, compressed=compressed)
 
 
 def embed_slides(
