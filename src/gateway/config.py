@@ -114,7 +114,11 @@ class DicomSettings(_Model):
     max_associations: int = Field(default=16, ge=1, le=1000)
     max_associations_per_ae: int = Field(default=8, ge=1, le=1000)
     sop_classes: tuple[str, ...] = DEFAULT_SOP_CLASSES
-    max_pdu: int = Field(default=262144, ge=0, le=2**32 - 1)
+    max_pdu: int = Field(default=262144, ge=4096, le=64 * 2**20)
+    max_unassociated_per_host: int = Field(default=8, ge=1, le=10_000)
+    max_unassociated: int = Field(default=128, ge=1, le=10_000)
+    handshake_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    association_request_timeout_s: float = Field(default=5.0, gt=0, le=120)
     acse_timeout_s: float = Field(default=30.0, gt=0)
     dimse_timeout_s: float = Field(default=60.0, gt=0)
     network_timeout_s: float = Field(default=120.0, gt=0)

@@ -7,6 +7,8 @@
     ├── SpoolError            the spool cannot store an instance
     │   └── DiskFullError     free space is below the configured floor
     ├── CatalogError          the catalog database is unusable
+    ├── UidConflictError      a received UID already belongs to another study/series
+    │   └── InstanceConflictError   the SOP Instance UID does
     ├── QueueError            the job queue cannot accept or hand out work
     ├── DispatchError         a result could not be delivered to a destination
     └── RemoteError           a remote PACS or FHIR server refused or failed a request
@@ -20,6 +22,8 @@ __all__ = [
     "DiskFullError",
     "DispatchError",
     "GatewayError",
+    "InstanceConflictError",
+    "UidConflictError",
     "QueueError",
     "RemoteError",
     "SpoolError",
@@ -44,6 +48,14 @@ class DiskFullError(SpoolError):
 
 class CatalogError(GatewayError):
     """The catalog database cannot be used."""
+
+
+class UidConflictError(GatewayError):
+    """A received series UID already belongs to another study (refused, never moved)."""
+
+
+class InstanceConflictError(UidConflictError):
+    """A received SOP Instance UID already belongs to another study or series."""
 
 
 class QueueError(GatewayError):

@@ -51,7 +51,6 @@ class Gateway:
         self.catalog = Catalog(settings.catalog.url)
         self.jobs = JobStore(self.catalog)
         self.spool = Spool(settings.storage.spool_dir, settings.storage.min_free_mb * 2**20)
-        self.spool.clean_incoming()
         self.outbox = Outbox(settings.storage.outbox_dir)
         if engine is None and settings.worker.count > 0:
             m = settings.model
@@ -75,6 +74,8 @@ class Gateway:
             self.catalog, self.queue, settings.completion, target_max_mpp(settings.model.head)
         )
         self.listener = DicomListener(settings.dicom, self.catalog, self.spool)
+        # Before anything receives: reconcile what an interrupted run left in the spool.
+        self.listener.handlers.store.recover()
         self.retrieve = RetrieveService(
             settings, self.catalog, self.listener.handlers.store, self.queue
         )

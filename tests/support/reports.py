@@ -53,7 +53,6 @@ def make_reported(
                 1,
                 str(ds.SOPInstanceUID)[:64].ljust(64, "0"),
             ),
-            1,
             None,
         )
     study_uid = case.identity["study_instance_uid"]

@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator, Sequence
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event, func, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..errors import CatalogError
+from ..errors import CatalogError, InstanceConflictError, UidConflictError
 from .migrations import migrate
-from .schema import Association, Instance, Series, Study, StudyState
+from .schema import Association, Instance, Series, StoreRefusal, Study, StudyState
+
+_T = TypeVar("_T")
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
@@ -146,11 +150,15 @@ class Catalog:
                 db_path = Path(url[len("sqlite:///") :])
                 db_path.parent.mkdir(parents=True, exist_ok=True)
                 self.engine: Engine = create_engine(
-                    url, connect_args={"check_same_thread": False, "timeout": 30}
+                    url,
+                    connect_args={"check_same_thread": False, "timeout": 30},
+                    hide_parameters=True,
                 )
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             else:
-                self.engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+                self.engine = create_engine(
+                    url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True
+                )
             self._sessions = sessionmaker(self.engine, expire_on_commit=False)
             self.schema_version = migrate(self.engine) if migrate_schema else 0
         except OperationalError as exc:
@@ -194,8 +202,10 @@ class Catalog:
                 .values(result=result, reason=reason)
             )
 
-    def close_association(self, assoc_id: int, outcome: str | None = None) -> None:
-        """Record the end of an association (released / aborted / closed)."""
+    def close_association(
+        self, assoc_id: int, outcome: str | None = None, reason: str | None = None
+    ) -> None:
+        """Record the end of an association (released / aborted / closed, and why)."""
         with self.session() as s:
             row = s.get(Association, assoc_id)
             if row is None:
@@ -203,17 +213,62 @@ class Catalog:
             row.ended_at = utcnow()
             if outcome and row.result in ("requested", "accepted"):
                 row.result = outcome
+                if reason:
+                    row.reason = reason[:2000]
 
-    def count_failed_store(self, assoc_id: int | None) -> None:
-        """Count one refused C-STORE on the association."""
-        if assoc_id is None:
-            return
+    def record_refused_connection(self, host: str, port: int, tls: bool, reason: str) -> None:
+        """Audit a connection refused before it sent an association request."""
+        now = utcnow()
         with self.session() as s:
-            s.execute(
-                update(Association)
-                .where(Association.id == assoc_id)
-                .values(instances_failed=Association.instances_failed + 1)
+            s.add(
+                Association(
+                    calling_ae="",
+                    called_ae="",
+                    peer_host=host[:64],
+                    peer_port=port,
+                    tls=tls,
+                    started_at=now,
+                    ended_at=now,
+                    result="refused",
+                    reason=reason[:2000],
+                )
             )
+
+    def record_refused_store(
+        self, assoc_id: int | None, sop_instance_uid: str, status: int, reason: str
+    ) -> None:
+        """Audit one refused C-STORE (and count it on its association)."""
+        with self.session() as s:
+            s.add(
+                StoreRefusal(
+                    association_id=assoc_id,
+                    at=utcnow(),
+                    sop_instance_uid=sop_instance_uid[:64],
+                    status=status,
+                    reason=reason[:2000],
+                )
+            )
+            if assoc_id is not None:
+                s.execute(
+                    update(Association)
+                    .where(Association.id == assoc_id)
+                    .values(instances_failed=Association.instances_failed + 1)
+                )
+
+    def store_refusals(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Return the most recent refused C-STOREs."""
+        with self.session() as s:
+            rows = s.scalars(select(StoreRefusal).order_by(StoreRefusal.id.desc()).limit(limit))
+            return [
+                {
+                    "association_id": r.association_id,
+                    "at": r.at,
+                    "sop_instance_uid": r.sop_instance_uid,
+                    "status": r.status,
+                    "reason": r.reason,
+                }
+                for r in rows
+            ]
 
     # -- receiving ----------------------------------------------------------------
 
@@ -227,117 +282,159 @@ class Catalog:
             ).first()
             return None if row is None else (row.version, row.sha256, row.path)
 
+    def has_instance_path(self, path: str) -> bool:
+        """Return whether an instance row names ``path`` (spool reconciliation)."""
+        with self.session() as s:
+            return s.scalars(select(Instance.id).where(Instance.path == path)).first() is not None
+
     def record_instance(
         self,
         rec: InstanceRecord,
-        version: int,
         assoc_id: int | None,
         now: dt.datetime | None = None,
     ) -> RecordOutcome:
-        """Record a stored file; create or update its study and series.
+        """Record a stored file in one transaction; create or update its study and series.
 
-        A new whole-slide instance for a study that was already complete (or scored)
-        reopens it: it goes back to ``receiving`` and will be scored again.
+        The transaction decides: same content as the current version of the SOP
+        Instance UID is a duplicate; other content in the same series is a new version;
+        the UID (or the series) under another study or series is a conflict. A new
+        whole-slide instance for a study that was already complete (or scored) reopens
+        it: it goes back to ``receiving`` and will be scored again. Concurrent writers
+        of the same study, series or instance (several associations, several receivers)
+        are serialised by the unique constraints: the loser retries and sees the winner.
 
         Raises
         ------
+        InstanceConflictError, UidConflictError
+            The SOP Instance UID or the series belongs to another study (or series).
         CatalogError
             If the database refuses the write.
         """
         now = now or utcnow()
-        try:
-            with self.session() as s:
-                existing = s.scalars(
-                    select(Instance).where(
-                        Instance.sop_instance_uid == rec.sop_instance_uid,
-                        Instance.current.is_(True),
+        return self._retrying(lambda: self._record_instance(rec, assoc_id, now))
+
+    def _retrying(self, write: Callable[[], _T], attempts: int = 6) -> _T:
+        """Run a write transaction, retrying when a concurrent writer won a race."""
+        for attempt in range(attempts):
+            try:
+                return write()
+            except IntegrityError as exc:
+                if attempt == attempts - 1:
+                    raise CatalogError(f"catalog refused the write: {_db_reason(exc)}") from None
+            except OperationalError as exc:
+                if attempt == attempts - 1 or not _is_busy(exc):
+                    raise CatalogError(f"catalog unavailable: {_db_reason(exc)}") from None
+            except DBAPIError as exc:
+                raise CatalogError(f"catalog refused the write: {_db_reason(exc)}") from None
+            time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))  # noqa: S311 - jitter
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _record_instance(
+        self, rec: InstanceRecord, assoc_id: int | None, now: dt.datetime
+    ) -> RecordOutcome:
+        with self.session() as s:
+            existing = s.execute(
+                select(Instance, Series.series_uid, Study.study_uid)
+                .join(Series, Series.id == Instance.series_id)
+                .join(Study, Study.id == Series.study_id)
+                .where(
+                    Instance.sop_instance_uid == rec.sop_instance_uid,
+                    Instance.current.is_(True),
+                )
+            ).first()
+            if existing is not None:
+                current, series_uid, study_uid = existing
+                if (study_uid, series_uid) != (rec.study_uid, rec.series_uid):
+                    raise InstanceConflictError(
+                        f"SOP Instance UID {rec.sop_instance_uid} is already stored in "
+                        "another study or series; refused"
                     )
-                ).first()
-                if existing is not None and existing.sha256 == rec.sha256:
-                    return RecordOutcome(duplicate=True, version=existing.version, reopened=False)
-                study = s.scalars(select(Study).where(Study.study_uid == rec.study_uid)).first()
-                if study is None:
-                    study = Study(
-                        study_uid=rec.study_uid,
-                        accession_number=rec.accession_number,
-                        state=StudyState.RECEIVING,
-                        first_received_at=now,
-                        last_received_at=now,
-                    )
-                    s.add(study)
-                    s.flush()
-                series = s.scalars(
-                    select(Series).where(Series.series_uid == rec.series_uid)
-                ).first()
-                if series is None:
-                    series = Series(
-                        study_id=study.id,
-                        series_uid=rec.series_uid,
-                        modality=rec.modality,
-                        sop_class_uid=rec.sop_class_uid,
-                        instance_count=0,
-                        first_received_at=now,
-                        last_received_at=now,
-                    )
-                    s.add(series)
-                    s.flush()
-                elif series.study_id != study.id:
-                    raise CatalogError(
-                        f"series {rec.series_uid} already belongs to another study; refusing"
-                    )
-                if existing is not None:
-                    existing.current = False
-                else:
-                    series.instance_count += 1
-                s.add(
-                    Instance(
-                        series_id=series.id,
-                        sop_instance_uid=rec.sop_instance_uid,
-                        sop_class_uid=rec.sop_class_uid,
-                        transfer_syntax_uid=rec.transfer_syntax_uid,
-                        image_flavor=rec.image_flavor,
-                        pixel_spacing_um=rec.pixel_spacing_um,
-                        version=version,
-                        current=True,
-                        path=rec.path,
-                        size=rec.size,
-                        sha256=rec.sha256,
-                        received_at=now,
-                        association_id=assoc_id,
+                if current.sha256 == rec.sha256:
+                    return RecordOutcome(duplicate=True, version=current.version, reopened=False)
+            study = s.scalars(select(Study).where(Study.study_uid == rec.study_uid)).first()
+            if study is None:
+                study = Study(
+                    study_uid=rec.study_uid,
+                    accession_number=rec.accession_number,
+                    state=StudyState.RECEIVING,
+                    first_received_at=now,
+                    last_received_at=now,
+                )
+                s.add(study)
+                s.flush()
+            series = s.scalars(select(Series).where(Series.series_uid == rec.series_uid)).first()
+            if series is None:
+                series = Series(
+                    study_id=study.id,
+                    series_uid=rec.series_uid,
+                    modality=rec.modality,
+                    sop_class_uid=rec.sop_class_uid,
+                    instance_count=0,
+                    first_received_at=now,
+                    last_received_at=now,
+                )
+                s.add(series)
+                s.flush()
+            elif series.study_id != study.id:
+                raise UidConflictError(
+                    f"series {rec.series_uid} already belongs to another study; refused"
+                )
+            version = 1
+            if existing is not None:
+                current = existing[0]
+                current.current = False
+                version = current.version + 1
+            else:
+                latest = s.scalar(
+                    select(func.max(Instance.version)).where(
+                        Instance.sop_instance_uid == rec.sop_instance_uid
                     )
                 )
-                if rec.image_flavor == "VOLUME" and rec.pixel_spacing_um is not None:
-                    finest = series.finest_volume_mpp
-                    series.finest_volume_mpp = (
-                        rec.pixel_spacing_um
-                        if finest is None
-                        else min(finest, rec.pixel_spacing_um)
+                version = (latest or 0) + 1
+                series.instance_count += 1
+            s.add(
+                Instance(
+                    series_id=series.id,
+                    sop_instance_uid=rec.sop_instance_uid,
+                    sop_class_uid=rec.sop_class_uid,
+                    transfer_syntax_uid=rec.transfer_syntax_uid,
+                    image_flavor=rec.image_flavor,
+                    pixel_spacing_um=rec.pixel_spacing_um,
+                    version=version,
+                    current=True,
+                    path=rec.path,
+                    size=rec.size,
+                    sha256=rec.sha256,
+                    received_at=now,
+                    association_id=assoc_id,
+                )
+            )
+            if rec.image_flavor == "VOLUME" and rec.pixel_spacing_um is not None:
+                finest = series.finest_volume_mpp
+                series.finest_volume_mpp = (
+                    rec.pixel_spacing_um if finest is None else min(finest, rec.pixel_spacing_um)
+                )
+            series.last_received_at = now
+            study.last_received_at = now
+            if rec.accession_number and not study.accession_number:
+                study.accession_number = rec.accession_number
+            reopened = False
+            if rec.sop_class_uid == WSI_SOP_CLASS and study.state != StudyState.RECEIVING:
+                reopened = True
+                study.state = StudyState.RECEIVING
+                study.state_reason = "reopened: new whole-slide instance received"
+                study.completed_at = None
+                study.forced = False
+            if assoc_id is not None:
+                s.execute(
+                    update(Association)
+                    .where(Association.id == assoc_id)
+                    .values(
+                        instances_received=Association.instances_received + 1,
+                        bytes_received=Association.bytes_received + rec.size,
                     )
-                series.last_received_at = now
-                study.last_received_at = now
-                if rec.accession_number and not study.accession_number:
-                    study.accession_number = rec.accession_number
-                reopened = False
-                if rec.sop_class_uid == WSI_SOP_CLASS and study.state != StudyState.RECEIVING:
-                    reopened = True
-                    study.state = StudyState.RECEIVING
-                    study.state_reason = "reopened: new whole-slide instance received"
-                    study.completed_at = None
-                    study.forced = False
-                if assoc_id is not None:
-                    s.execute(
-                        update(Association)
-                        .where(Association.id == assoc_id)
-                        .values(
-                            instances_received=Association.instances_received + 1,
-                            bytes_received=Association.bytes_received + rec.size,
-                        )
-                    )
-                return RecordOutcome(duplicate=False, version=version, reopened=reopened)
-        except IntegrityError as exc:
-            raise CatalogError(
-                f"catalog refused instance {rec.sop_instance_uid}: {exc.orig}"
-            ) from exc
+                )
+            return RecordOutcome(duplicate=False, version=version, reopened=reopened)
 
     # -- studies ------------------------------------------------------------------
 
@@ -579,6 +676,17 @@ class Catalog:
                 }
                 for r in rows
             ]
+
+
+def _db_reason(exc: DBAPIError) -> str:
+    """The database's own message, first line only (never the statement's parameters)."""
+    text = str(exc.orig) if exc.orig is not None else type(exc).__name__
+    return text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
+
+
+def _is_busy(exc: OperationalError) -> bool:
+    text = str(exc.orig).lower()
+    return "locked" in text or "busy" in text or "deadlock" in text or "serializ" in text
 
 
 def _redact(url: str) -> str:

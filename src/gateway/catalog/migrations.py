@@ -55,12 +55,18 @@ def _v3_pull(conn: Connection) -> None:
     Base.metadata.create_all(conn, tables=[Base.metadata.tables["pull_cursors"]])
 
 
+def _v4_refusals(conn: Connection) -> None:
+    """Add store_refusals (audit of every refused C-STORE)."""
+    Base.metadata.create_all(conn, tables=[Base.metadata.tables["store_refusals"]])
+
+
 Migration = tuple[int, str, Callable[[Connection], None]]
 
 MIGRATIONS: list[Migration] = [
     (1, "initial schema: studies, series, instances, associations, jobs", _v1_initial),
     (2, "deliveries and FHIR observations", _v2_results),
     (3, "retrieve holds and auto-pull cursors", _v3_pull),
+    (4, "audit of refused C-STOREs", _v4_refusals),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

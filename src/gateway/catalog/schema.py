@@ -31,6 +31,7 @@ __all__ = [
     "Base",
     "Delivery",
     "DeliveryState",
+    "StoreRefusal",
     "StoredObservation",
     "Instance",
     "Job",
@@ -188,6 +189,19 @@ class Association(Base):
     instances_received: Mapped[int] = mapped_column(Integer, default=0)
     instances_failed: Mapped[int] = mapped_column(Integer, default=0)
     bytes_received: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class StoreRefusal(Base):
+    """Audit record of one refused C-STORE: which instance, the status sent, and why."""
+
+    __tablename__ = "store_refusals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    association_id: Mapped[int | None] = mapped_column(ForeignKey("associations.id"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(default=_utc)
+    sop_instance_uid: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
 
 
 class Job(Base):

@@ -1,4 +1,4 @@
-"""Who may associate: calling-AE allow-list, host check, per-AE association limits."""
+"""Who may associate: calling-AE allow-list, host check, per-AE and total association limits."""
 
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ class AccessPolicy:
     Parameters
     ----------
     settings : DicomSettings
-        ``allowed_aes`` (AE title, optional host, optional limit), ``accept_any_ae`` and
-        ``max_associations_per_ae``.
+        ``allowed_aes`` (AE title, optional host, optional limit), ``accept_any_ae``,
+        ``max_associations_per_ae`` and ``max_associations`` (all AEs together).
     """
 
     def __init__(self, settings: DicomSettings) -> None:
@@ -75,6 +75,14 @@ class AccessPolicy:
             self._settings.max_associations_per_ae
         )
         with self._lock:
+            total = sum(self._active.values())
+            if total >= self._settings.max_associations:
+                return AccessDecision(
+                    False,
+                    f"the listener already has {total} associations "
+                    f"(limit {self._settings.max_associations})",
+                    transient=True,
+                )
             active = self._active.get(ae, 0)
             if active >= limit:
                 return AccessDecision(

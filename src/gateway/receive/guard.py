@@ -10,6 +10,10 @@ exception                               status    meaning (PS3.4 Annex B.2.3)
 :class:`~gateway.errors.DiskFullError`  0xA700    Refused: out of resources (disk floor)
 :class:`~gateway.errors.SpoolError`     0xA701    Refused: out of resources (cannot write)
 :class:`~gateway.errors.CatalogError`   0xA702    Refused: out of resources (catalog)
+``InstanceConflictError``               0x0111    Duplicate SOP Instance (UID of another
+                                                  study or series; PS3.7 Annex C)
+``UidConflictError``                    0xC000    Cannot understand (series UID of
+                                                  another study)
 :class:`DatasetMismatchError`           0xA900    Data set does not match SOP class
 :class:`UnreadableDatasetError`         0xC000    Cannot understand
 any other exception                     0xA7FF    Refused: internal error, retry later
@@ -25,7 +29,14 @@ from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 
-from ..errors import CatalogError, DiskFullError, GatewayError, SpoolError
+from ..errors import (
+    CatalogError,
+    DiskFullError,
+    GatewayError,
+    InstanceConflictError,
+    SpoolError,
+    UidConflictError,
+)
 
 __all__ = [
     "DatasetMismatchError",
@@ -49,6 +60,8 @@ class UnreadableDatasetError(GatewayError):
 
 
 _STATUS: tuple[tuple[type[BaseException], int], ...] = (
+    (InstanceConflictError, 0x0111),
+    (UidConflictError, 0xC000),
     (DiskFullError, 0xA700),
     (SpoolError, 0xA701),
     (CatalogError, 0xA702),
@@ -100,7 +113,12 @@ def store_guard(sop_instance_uid: str, calling_ae: str) -> Iterator[StoreOutcome
         yield outcome
     except Exception as exc:
         outcome.status = status_for(exc)
-        outcome.comment = str(exc) or type(exc).__name__
+        # Our own errors carry a message meant for the sender; anything else is a bug
+        # whose text (a library's message) is not the sender's business.
+        if isinstance(exc, GatewayError):
+            outcome.comment = str(exc) or type(exc).__name__
+        else:
+            outcome.comment = f"internal error ({type(exc).__name__}); retry later"
         level = logging.ERROR if outcome.status == INTERNAL_ERROR else logging.WARNING
         logger.log(
             level,

@@ -1,15 +1,20 @@
 """The DICOM listener: a pynetdicom AE with Verification and Storage SCP contexts.
 
 Instances are streamed to disk as they arrive (pynetdicom's chunked receive writes the
-data set into a temporary file in the spool's ``.incoming`` folder), so memory stays
-bounded for multi-GB slides. Stored as received: no transcoding.
+data set into the spool's ``.incoming`` folder, :mod:`.incoming`), so memory stays
+bounded for multi-GB slides. Stored as received: no transcoding. Connections pass the
+admission rules of :mod:`.transport` before pynetdicom negotiates an association.
+
+Deflated Explicit VR Little Endian is not offered: inflating a data set is unbounded in
+memory (a few MB can inflate to GB) and the slide readers cannot read a deflated whole
+slide image, so a deflated instance could be acknowledged and never scored. Senders fall
+back to another transfer syntax at negotiation.
 """
 
 from __future__ import annotations
 
 import logging
 import ssl
-import tempfile
 import threading
 from typing import Any
 
@@ -18,10 +23,18 @@ from pynetdicom import AE, _config, evt
 from ..catalog import Catalog
 from ..config import DicomSettings
 from ..spool import Spool
+from . import incoming
 from .access import AccessPolicy
 from .handlers import ReceiveHandlers
+from .transport import ConnectionGate, GatedServer, install_thread_hook
 
-__all__ = ["TRANSFER_SYNTAXES", "DicomListener", "configure_pynetdicom", "tls_server_context"]
+__all__ = [
+    "DEFLATED",
+    "TRANSFER_SYNTAXES",
+    "DicomListener",
+    "configure_pynetdicom",
+    "tls_server_context",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +53,8 @@ TRANSFER_SYNTAXES = (
     "1.2.840.10008.1.2.4.203",  # HTJ2K
     "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
     "1.2.840.10008.1.2",  # Implicit VR Little Endian
-    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
 )
+DEFLATED = "1.2.840.10008.1.2.1.99"
 
 _configured = threading.Lock()
 VERIFICATION = "1.2.840.10008.1.1"
@@ -53,7 +66,10 @@ def configure_pynetdicom() -> None:
     * chunked receive: C-STORE data sets stream into a file, never held in memory;
     * no identifier logging and no per-event logging: logs carry no patient data;
     * pydicom does not validate values while reading (its warnings quote the values,
-      which may be patient data) and logs errors only.
+      which may be patient data) and logs errors only;
+    * received data sets stream through :func:`.incoming.open_receive_file`;
+    * malformed input that raises inside pynetdicom's threads aborts the association
+      with one log line (:func:`.transport.install_thread_hook`).
     """
     import pydicom.config
 
@@ -65,6 +81,8 @@ def configure_pynetdicom() -> None:
         _config.LOG_HANDLER_LEVEL = "none"
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     logging.getLogger("pydicom").setLevel(logging.ERROR)
+    incoming.install()
+    install_thread_hook()
 
 
 def tls_server_context(settings: DicomSettings) -> ssl.SSLContext | None:
@@ -96,16 +114,22 @@ class DicomListener:
 
     def __init__(self, settings: DicomSettings, catalog: Catalog, spool: Spool) -> None:
         configure_pynetdicom()
-        # Stream into the spool's file system so that accepting a file is a rename.
-        tempfile.tempdir = str(spool.incoming)
         self.settings = settings
         self.policy = AccessPolicy(settings)
         ssl_context = tls_server_context(settings)
         self.handlers = ReceiveHandlers(
-            catalog, spool, self.policy, ssl_context is not None, settings.sop_classes
+            catalog,
+            spool,
+            self.policy,
+            ssl_context is not None,
+            settings.ae_title,
+            settings.sop_classes,
         )
+        self.gate = ConnectionGate(settings.max_unassociated_per_host, settings.max_unassociated)
         ae = AE(ae_title=settings.ae_title)
-        ae.maximum_associations = settings.max_associations
+        # The handlers enforce max_associations (with an audited reason); pynetdicom's
+        # own count, which includes requests being rejected, is only a backstop.
+        ae.maximum_associations = settings.max_associations + settings.max_unassociated
         ae.maximum_pdu_size = settings.max_pdu
         ae.acse_timeout = settings.acse_timeout_s
         ae.dimse_timeout = settings.dimse_timeout_s
@@ -132,18 +156,26 @@ class DicomListener:
             (evt.EVT_REQUESTED, h.on_requested),
             (evt.EVT_ACCEPTED, h.on_accepted),
             (evt.EVT_REJECTED, h.on_rejected),
-            (evt.EVT_RELEASED, h.on_released),
-            (evt.EVT_ABORTED, h.on_aborted),
-            (evt.EVT_CONN_CLOSE, h.on_conn_close),
             (evt.EVT_C_ECHO, h.on_echo),
             (evt.EVT_C_STORE, h.on_store),
         ]
-        self._server = self._ae.start_server(
+        server = self._ae.make_server(
             (self.settings.bind_host, self.settings.port),
-            block=False,
             evt_handlers=handlers,
             ssl_context=self._ssl,
+            server_class=GatedServer,
+            admission=h,
+            gate=self.gate,
+            handshake_timeout_s=self.settings.handshake_timeout_s,
+            association_request_timeout_s=self.settings.association_request_timeout_s,
         )
+        threading.Thread(
+            target=server.serve_forever,
+            name="dicom-accept",
+            kwargs={"poll_interval": 0.5},
+            daemon=True,
+        ).start()
+        self._server = server
         logger.info(
             "DICOM listener started",
             extra={

@@ -1,4 +1,10 @@
-"""Reading and checking the header of a received instance (pixel data is never loaded)."""
+"""Checking a received instance before it is acknowledged (pixel data is never loaded).
+
+:func:`read_header` parses the header, checks it against the request and the SOP class,
+refuses values the catalog could not hold (rather than truncating an identifier), and
+walks the pixel data's structure (:mod:`.structure`) so that an incomplete image is
+refused instead of acknowledged.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,16 @@ from typing import Any
 
 from ..spool import valid_uid
 from .guard import DatasetMismatchError, UnreadableDatasetError
+from .structure import check_pixel_data
 
 __all__ = ["InstanceHeader", "read_header"]
 
 WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
+DEFLATED = "1.2.840.10008.1.2.1.99"
 _MAX_MATRIX = 10_000_000  # pixels per side; far beyond any scanner (5 m at 0.5 um/px)
+#: Longest value kept in the catalog per attribute. AccessionNumber is SH (16) by the
+#: standard; longer values from non-conformant senders are kept up to LO's 64.
+_MAX_LENGTH = {"AccessionNumber": 64, "Modality": 16}
 
 
 @dataclass(frozen=True)
@@ -63,12 +74,20 @@ def read_header(path: Path, sop_class_uid: str, sop_instance_uid: str) -> Instan
         The data set cannot be parsed, or identifying UIDs are missing, malformed or
         inconsistent with the request (status 0xC000).
     DatasetMismatchError
-        The data set lacks what its SOP class requires (status 0xA900).
+        The data set lacks what its SOP class requires, its pixel data is incomplete or
+        inconsistent with its header, or it is deflated (status 0xA900).
     """
+    with Path(path).open("rb") as fh:
+        return _read_header(fh, Path(path).stat().st_size, sop_class_uid, sop_instance_uid)
+
+
+def _read_header(
+    fh: Any, file_size: int, sop_class_uid: str, sop_instance_uid: str
+) -> InstanceHeader:
     import pydicom
 
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        ds = pydicom.dcmread(fh, stop_before_pixels=True)
         header = {
             key: _text(ds, key)
             for key in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
@@ -76,6 +95,10 @@ def read_header(path: Path, sop_class_uid: str, sop_instance_uid: str) -> Instan
         transfer_syntax = str(ds.file_meta.TransferSyntaxUID)
     except Exception as exc:  # pydicom raises many types; its messages may quote values
         raise UnreadableDatasetError(f"cannot parse the data set ({type(exc).__name__})") from None
+    if transfer_syntax == DEFLATED:
+        raise DatasetMismatchError(
+            "Deflated Explicit VR Little Endian is not accepted; send another transfer syntax"
+        )
 
     found_class = header["SOPClassUID"]
     if found_class is None or not valid_uid(found_class):
@@ -93,6 +116,11 @@ def read_header(path: Path, sop_class_uid: str, sop_instance_uid: str) -> Instan
         if not valid_uid(value):
             raise UnreadableDatasetError(f"{key} is not a valid UID")
 
+    texts = {key: _text(ds, key) for key in ("Modality", "AccessionNumber")}
+    for key, value in texts.items():
+        if value is not None and len(value) > _MAX_LENGTH[key]:
+            raise DatasetMismatchError(f"{key} is longer than {_MAX_LENGTH[key]} characters")
+
     flavor = None
     spacing = None
     if sop_class_uid == WSI_SOP_CLASS:
@@ -109,8 +137,12 @@ def read_header(path: Path, sop_class_uid: str, sop_instance_uid: str) -> Instan
                 f"implausible image size {columns} x {rows}, {frames} frames"
             )
         image_type = ds.get("ImageType") or []
-        flavor = str(image_type[2]).upper() if len(image_type) > 2 else None
+        flavor = str(image_type[2]).upper()[:16] if len(image_type) > 2 else None
         spacing = _pixel_spacing_um(ds)
+    try:
+        check_pixel_data(fh, ds, transfer_syntax, file_size, sop_class_uid == WSI_SOP_CLASS)
+    except OSError as exc:
+        raise UnreadableDatasetError(f"cannot read the stored data set ({exc.strerror})") from None
 
     return InstanceHeader(
         study_uid=str(header["StudyInstanceUID"]),
@@ -118,8 +150,8 @@ def read_header(path: Path, sop_class_uid: str, sop_instance_uid: str) -> Instan
         sop_instance_uid=str(header["SOPInstanceUID"]),
         sop_class_uid=sop_class_uid,
         transfer_syntax_uid=transfer_syntax,
-        modality=_text(ds, "Modality"),
-        accession_number=_text(ds, "AccessionNumber"),
+        modality=texts["Modality"],
+        accession_number=texts["AccessionNumber"],
         image_flavor=flavor,
         pixel_spacing_um=spacing,
     )

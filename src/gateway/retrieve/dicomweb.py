@@ -15,7 +15,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from ..config import PacsNode
-from ..errors import RemoteError
+from ..errors import RemoteError, SpoolError
 from ..receive.guard import store_guard
 from ..receive.store import InstanceStore
 from .dimse import Progress, RetrieveReport, StudyMatch
@@ -123,11 +123,18 @@ def dicomweb_retrieve_study(
                 study_uid, series_uid, sop_uid, media_types=(("application/dicom", "*"),)
             )
             path = store.spool.incoming / f"wado-{uuid.uuid4().hex}.dcm"
-            dataset.save_as(path, enforce_file_format=True)
             with store_guard(sop_uid, node.name) as outcome:
-                store.store(path, str(dataset.SOPClassUID), sop_uid, None)
+                try:
+                    # The instance is in memory: its size is known before it is written.
+                    pixels = dataset.get("PixelData")
+                    store.spool.check_space(len(pixels) if pixels is not None else 0)
+                    dataset.save_as(path, enforce_file_format=True)
+                    store.store(path, str(dataset.SOPClassUID), sop_uid, None)
+                except OSError as exc:
+                    raise SpoolError(f"cannot write the retrieved instance: {exc}") from None
+                finally:
+                    path.unlink(missing_ok=True)
                 outcome.status = 0
-            path.unlink(missing_ok=True)
             if outcome.status != 0:
                 raise RemoteError(f"not stored: status 0x{outcome.status:04X} {outcome.comment}")
             report.completed += 1

@@ -347,14 +347,18 @@ def get_study(
         request = event.request
         sop_uid = str(request.AffectedSOPInstanceUID)
         with store_guard(sop_uid, node.ae_title or node.name) as outcome:
-            store.store(event.dataset_path, str(request.AffectedSOPClassUID), sop_uid, None)
+            store.store_received(
+                event.dataset_path, str(request.AffectedSOPClassUID), sop_uid, None
+            )
             outcome.status = SUCCESS
         return outcome.response()
 
     assoc = _associate(ae, node, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    store.files.attach(assoc)  # instances stream into the spool, not a temporary folder
     try:
         _track(report, node, assoc.send_c_get(_retrieve_query(study_uid), GET_STUDY_ROOT), progress)
     finally:
         if assoc.is_established:
             assoc.release()
+        store.files.discard_owned(assoc, assoc.dul)
     return report

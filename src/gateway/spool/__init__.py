@@ -1,5 +1,5 @@
 """Durable storage of received DICOM files (write, fsync, rename)."""
 
-from .store import PreparedFile, Spool, valid_uid
+from .store import Placement, PreparedFile, Spool, valid_uid
 
-__all__ = ["PreparedFile", "Spool", "valid_uid"]
+__all__ = ["Placement", "PreparedFile", "Spool", "valid_uid"]

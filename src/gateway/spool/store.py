@@ -1,22 +1,36 @@
-r"""The spool: received instances as durable files, named by UID.
+r"""The spool: received instances as durable files, one unique file per accepted transfer.
 
 Layout::
 
-    <spool>/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm      version 1
-    <spool>/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.v2.dcm   a re-send with
-                                                                            different content
-    <spool>/.incoming/                                                       partial files
+    <spool>/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.<token>.dcm
+    <spool>/.incoming/        data sets arriving, and placements not yet recorded
+    <spool>/.quarantine/      files found at start-up that could not be recorded
 
-A file enters the spool in two steps. :meth:`Spool.prepare` brings the received data
-into ``.incoming`` (a rename when it already lies on the same file system, else a copy),
-hashes it and ``fsync``\\ s it. :meth:`Spool.commit` renames it to its final name and
-``fsync``\\ s the folder, so after a crash a file is either complete under its final name
-or absent. ``.incoming`` is emptied at start-up: whatever is there belonged to a
-transfer that was never acknowledged.
+``<token>`` is unique to the transfer, so two transfers never share a file name: a
+concurrent re-send of the same SOP Instance UID cannot overwrite a file that was
+acknowledged, and a refused transfer only ever deletes its own file. (Catalogs from
+earlier releases name ``<SOPInstanceUID>.dcm`` / ``.vN.dcm``; those paths stay valid.)
+
+A file enters the spool in steps, each durable before the next:
+
+1. :meth:`Spool.prepare`: the received data goes to ``.incoming/<token>.part`` (a rename
+   when it lies on the same file system, else a copy), is hashed and ``fsync``\ ed.
+2. :meth:`Spool.place`: renamed to ``.incoming/<token>_<study>_<series>_<sop>.placing``
+   (the name says where it goes), then hard-linked to its final name (a link never
+   replaces an existing file) and the folders ``fsync``\ ed.
+3. The caller records the instance in the catalog, then :meth:`Spool.settle` removes the
+   ``.placing`` name (or :meth:`Spool.discard` removes both names when the catalog
+   refused it or it was a duplicate).
+
+After a crash, :meth:`Spool.placements` lists what step 2 left behind, so the caller can
+record complete, valid files and :meth:`Spool.quarantine` the rest; everything else in
+``.incoming`` belonged to a transfer that was never acknowledged and is deleted by
+:meth:`Spool.clean_incoming`.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -28,11 +42,12 @@ from pathlib import Path
 
 from ..errors import DiskFullError, SpoolError
 
-__all__ = ["PreparedFile", "Spool", "valid_uid"]
+__all__ = ["Placement", "PreparedFile", "Spool", "valid_uid"]
 
 logger = logging.getLogger(__name__)
 
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_PLACING_RE = re.compile(r"^([0-9a-f]{32})_([0-9.]+)_([0-9.]+)_([0-9.]+)\.placing$")
 _CHUNK = 4 * 1024 * 1024
 
 
@@ -49,6 +64,22 @@ class PreparedFile:
     size: int
     sha256: str
 
+    @property
+    def token(self) -> str:
+        """The transfer's unique token (also part of its final name)."""
+        return self.path.name.split(".", 1)[0].split("_", 1)[0]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A file linked to its final name whose catalog record may be missing."""
+
+    placing: Path
+    final: Path
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+
 
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
@@ -56,6 +87,12 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _spool_error(action: str, exc: OSError) -> SpoolError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(f"spool disk full: {action}")
+    return SpoolError(f"{action}: {exc.strerror or exc}")
 
 
 class Spool:
@@ -72,40 +109,39 @@ class Spool:
     def __init__(self, root: Path, min_free_bytes: int = 0) -> None:
         self.root = Path(root)
         self.incoming = self.root / ".incoming"
+        self.quarantine_dir = self.root / ".quarantine"
         self.min_free_bytes = min_free_bytes
         try:
             self.incoming.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise SpoolError(f"cannot create the spool at {self.root}: {exc}") from exc
 
-    def clean_incoming(self) -> int:
-        """Delete partial files left by interrupted transfers; return how many."""
-        removed = 0
-        for path in self.incoming.iterdir():
-            if path.is_file():
-                path.unlink(missing_ok=True)
-                removed += 1
-        if removed:
-            logger.warning(
-                "removed partial files of unacknowledged transfers", extra={"count": removed}
-            )
-        return removed
+    # -- space ------------------------------------------------------------------------
 
     def free_bytes(self) -> int:
         """Return the free space on the spool's file system."""
         return shutil.disk_usage(self.root).free
 
-    def check_space(self) -> None:
-        """Raise :class:`DiskFullError` when free space is below the floor."""
+    def check_space(self, incoming_bytes: int = 0) -> None:
+        """Raise :class:`DiskFullError` when free space would fall below the floor.
+
+        Parameters
+        ----------
+        incoming_bytes : int
+            Size of an instance about to be written, where it is known in advance.
+        """
         free = self.free_bytes()
-        if free < self.min_free_bytes:
+        if free - incoming_bytes < self.min_free_bytes:
+            need = f" for {incoming_bytes // 2**20} MiB" if incoming_bytes else ""
             raise DiskFullError(
-                f"spool free space {free // 2**20} MiB is below the floor "
+                f"spool free space {free // 2**20} MiB{need} is below the floor "
                 f"{self.min_free_bytes // 2**20} MiB"
             )
 
-    def path_for(self, study_uid: str, series_uid: str, sop_uid: str, version: int) -> Path:
-        """Return the final path of an instance version.
+    # -- names --------------------------------------------------------------------------
+
+    def path_for(self, study_uid: str, series_uid: str, sop_uid: str, token: str) -> Path:
+        """Return the final path of one transfer of an instance.
 
         Raises
         ------
@@ -115,8 +151,11 @@ class Spool:
         for uid in (study_uid, series_uid, sop_uid):
             if not valid_uid(uid):
                 raise SpoolError(f"invalid UID {uid[:70]!r}")
-        name = f"{sop_uid}.dcm" if version == 1 else f"{sop_uid}.v{version}.dcm"
-        return self.root / study_uid / series_uid / name
+        if not re.fullmatch(r"[0-9a-f]{32}", token):
+            raise SpoolError("invalid transfer token")
+        return self.root / study_uid / series_uid / f"{sop_uid}.{token}.dcm"
+
+    # -- the steps -------------------------------------------------------------------
 
     def prepare(self, source: Path) -> PreparedFile:
         """Bring ``source`` into ``.incoming``, hash it and make it durable.
@@ -127,8 +166,8 @@ class Spool:
         target = self.incoming / f"{uuid.uuid4().hex}.part"
         digest = hashlib.sha256()
         size = 0
-        same_fs = os.stat(source).st_dev == os.stat(self.incoming).st_dev
         try:
+            same_fs = os.stat(source).st_dev == os.stat(self.incoming).st_dev
             if same_fs:
                 os.replace(source, target)
                 with target.open("rb") as fh:
@@ -146,24 +185,86 @@ class Spool:
                     os.fsync(dst.fileno())
         except OSError as exc:
             target.unlink(missing_ok=True)
-            raise SpoolError(f"cannot write to the spool: {exc}") from exc
+            raise _spool_error("cannot write to the spool", exc) from None
         return PreparedFile(target, size, digest.hexdigest())
 
-    def commit(
-        self, prepared: PreparedFile, study_uid: str, series_uid: str, sop_uid: str, version: int
-    ) -> Path:
-        """Move a prepared file to its final name, durably; return that path."""
-        final = self.path_for(study_uid, series_uid, sop_uid, version)
+    def place(
+        self, prepared: PreparedFile, study_uid: str, series_uid: str, sop_uid: str
+    ) -> tuple[PreparedFile, Path]:
+        """Give a prepared file its final name (a new link, never a replacement).
+
+        Returns
+        -------
+        tuple
+            The prepared file under its ``.placing`` name, and the final path.
+        """
+        final = self.path_for(study_uid, series_uid, sop_uid, prepared.token)
+        placing = self.incoming / f"{prepared.token}_{study_uid}_{series_uid}_{sop_uid}.placing"
         try:
+            os.replace(prepared.path, placing)
+            _fsync_dir(self.incoming)
+            created = not final.parent.exists()
             final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(prepared.path, final)
+            os.link(placing, final)  # FileExistsError rather than replacing
             _fsync_dir(final.parent)
-            _fsync_dir(final.parent.parent)
+            if created:
+                _fsync_dir(final.parent.parent)
+                _fsync_dir(self.root)
         except OSError as exc:
-            raise SpoolError(f"cannot move the instance into the spool: {exc}") from exc
-        return final
+            placing.unlink(missing_ok=True)
+            prepared.path.unlink(missing_ok=True)
+            raise _spool_error("cannot move the instance into the spool", exc) from None
+        return PreparedFile(placing, prepared.size, prepared.sha256), final
+
+    def settle(self, placed: PreparedFile) -> None:
+        """Drop the ``.placing`` name once the catalog holds the instance."""
+        placed.path.unlink(missing_ok=True)
 
     @staticmethod
-    def discard(prepared: PreparedFile) -> None:
-        """Delete a prepared file that will not be kept (duplicate or refused)."""
+    def discard(prepared: PreparedFile, final: Path | None = None) -> None:
+        """Delete a transfer's own files (duplicate or refused; never acknowledged)."""
+        if final is not None:
+            final.unlink(missing_ok=True)
         prepared.path.unlink(missing_ok=True)
+
+    # -- start-up ------------------------------------------------------------------------
+
+    def placements(self) -> list[Placement]:
+        """Placements left by a crash between linking and recording (step 2 of 3)."""
+        found = []
+        for path in sorted(self.incoming.glob("*.placing")):
+            match = _PLACING_RE.match(path.name)
+            if match is None:
+                continue
+            token, study, series, sop = match.groups()
+            try:
+                final = self.path_for(study, series, sop, token)
+            except SpoolError:
+                continue
+            found.append(Placement(path, final, study, series, sop))
+        return found
+
+    def quarantine(self, path: Path, reason: str) -> Path:
+        """Move a file that cannot be recorded out of the way, for an operator."""
+        self.quarantine_dir.mkdir(exist_ok=True)
+        target = self.quarantine_dir / path.name
+        os.replace(path, target)
+        logger.warning("spool file quarantined", extra={"file": target.name, "reason": reason})
+        return target
+
+    def clean_incoming(self) -> int:
+        """Delete partial files left by interrupted transfers; return how many.
+
+        Call after the placements were reconciled: whatever is still in ``.incoming``
+        was never acknowledged.
+        """
+        removed = 0
+        for path in self.incoming.iterdir():
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed += 1
+        if removed:
+            logger.warning(
+                "removed partial files of unacknowledged transfers", extra={"count": removed}
+            )
+        return removed

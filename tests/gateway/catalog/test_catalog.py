@@ -19,7 +19,7 @@ from gateway.catalog import (
     current_version,
     utcnow,
 )
-from gateway.errors import CatalogError
+from gateway.errors import CatalogError, UidConflictError
 
 pytestmark = pytest.mark.integration
 
@@ -79,11 +79,11 @@ def test_newer_database_is_refused(catalog_url: str) -> None:
 
 def test_instances_studies_series_and_versions(catalog: Catalog) -> None:
     assoc = catalog.open_association("SCANNER", "IHGAMP", "127.0.0.1", 4000, False)
-    first = catalog.record_instance(rec(sop="1.1", sha="a"), 1, assoc)
+    first = catalog.record_instance(rec(sop="1.1", sha="a"), assoc)
     assert not first.duplicate and first.version == 1
-    assert catalog.record_instance(rec(sop="1.1", sha="a"), 1, assoc).duplicate
-    catalog.record_instance(rec(sop="1.2", sha="b", spacing=2.0), 1, assoc)
-    changed = catalog.record_instance(rec(sop="1.1", sha="c"), 2, assoc)
+    assert catalog.record_instance(rec(sop="1.1", sha="a"), assoc).duplicate
+    catalog.record_instance(rec(sop="1.2", sha="b", spacing=2.0), assoc)
+    changed = catalog.record_instance(rec(sop="1.1", sha="c"), assoc)
     assert changed.version == 2 and not changed.duplicate
     assert catalog.current_instance("1.1") == (2, "c" * 64, "/spool/1.1")
     study = catalog.study("1.2.3")
@@ -98,13 +98,13 @@ def test_instances_studies_series_and_versions(catalog: Catalog) -> None:
 
 
 def test_series_cannot_move_between_studies(catalog: Catalog) -> None:
-    catalog.record_instance(rec(study="1.1", series="9.9", sop="1"), 1, None)
-    with pytest.raises(CatalogError, match="another study"):
-        catalog.record_instance(rec(study="1.2", series="9.9", sop="2"), 1, None)
+    catalog.record_instance(rec(study="1.1", series="9.9", sop="1"), None)
+    with pytest.raises(UidConflictError, match="another study"):
+        catalog.record_instance(rec(study="1.2", series="9.9", sop="2"), None)
 
 
 def test_state_machine_allows_only_listed_transitions(catalog: Catalog) -> None:
-    catalog.record_instance(rec(), 1, None)
+    catalog.record_instance(rec(), None)
     with pytest.raises(CatalogError, match="cannot go from receiving to scored"):
         catalog.transition("1.2.3", StudyState.SCORED)
     assert not catalog.transition("1.2.3", StudyState.QUEUED, expect=[StudyState.COMPLETE])
@@ -114,7 +114,7 @@ def test_state_machine_allows_only_listed_transitions(catalog: Catalog) -> None:
 
 
 def test_new_slide_reopens_a_scored_study_but_an_sr_does_not(catalog: Catalog) -> None:
-    catalog.record_instance(rec(), 1, None)
+    catalog.record_instance(rec(), None)
     catalog.transition("1.2.3", StudyState.COMPLETE)
     jobs = JobStore(catalog)
     jobs.enqueue("1.2.3", 3)
@@ -122,10 +122,10 @@ def test_new_slide_reopens_a_scored_study_but_an_sr_does_not(catalog: Catalog) -
     assert claimed is not None
     jobs.finish(claimed.job_id, "w")
     assert catalog.study("1.2.3").state == StudyState.SCORED  # type: ignore[union-attr]
-    sr = catalog.record_instance(rec(series="5.5", sop="7.7", sop_class=SR, sha="d"), 1, None)
+    sr = catalog.record_instance(rec(series="5.5", sop="7.7", sop_class=SR, sha="d"), None)
     assert not sr.reopened
     assert catalog.study("1.2.3").state == StudyState.SCORED  # type: ignore[union-attr]
-    slide = catalog.record_instance(rec(series="6.6", sop="8.8", sha="e"), 1, None)
+    slide = catalog.record_instance(rec(series="6.6", sop="8.8", sha="e"), None)
     assert slide.reopened
     assert catalog.study("1.2.3").state == StudyState.RECEIVING  # type: ignore[union-attr]
 
@@ -134,7 +134,7 @@ def _queued(catalog: Catalog, n: int = 1) -> JobStore:
     jobs = JobStore(catalog)
     for i in range(n):
         uid = f"1.2.{i}"
-        catalog.record_instance(rec(study=uid, series=f"{uid}.1", sop=f"{uid}.1.1"), 1, None)
+        catalog.record_instance(rec(study=uid, series=f"{uid}.1", sop=f"{uid}.1.1"), None)
         catalog.transition(uid, StudyState.COMPLETE)
         jobs.enqueue(uid, max_attempts=2)
     return jobs
@@ -224,29 +224,30 @@ def test_concurrent_first_pull_cursor_writes_do_not_collide(catalog: Catalog) ->
 
 
 def test_enqueue_refuses_a_study_still_receiving(catalog: Catalog) -> None:
-    catalog.record_instance(rec(), 1, None)
+    catalog.record_instance(rec(), None)
     with pytest.raises(CatalogError, match="still receiving"):
         JobStore(catalog).enqueue("1.2.3", 3)
 
 
 def test_naive_timestamps_are_refused(catalog: Catalog) -> None:
     with pytest.raises(Exception, match="timezone-aware"):
-        catalog.record_instance(rec(), 1, None, now=dt.datetime(2026, 1, 1))  # noqa: DTZ001
+        catalog.record_instance(rec(), None, now=dt.datetime(2026, 1, 1))  # noqa: DTZ001
 
 
 def test_upgrade_from_version_2_keeps_data(catalog_url: str) -> None:
     first = Catalog(catalog_url)
-    first.record_instance(rec(), 1, None)
+    first.record_instance(rec(), None)
     first.close()
     # Turn the database back into what release 2 left: no hold column, no cursors.
     engine = create_engine(catalog_url)
     with engine.begin() as conn:
         conn.execute(text("ALTER TABLE studies DROP COLUMN hold_reason"))
         conn.execute(text("DROP TABLE pull_cursors"))
-        conn.execute(text("DELETE FROM schema_version WHERE version = 3"))
+        conn.execute(text("DROP TABLE store_refusals"))
+        conn.execute(text("DELETE FROM schema_version WHERE version >= 3"))
     engine.dispose()
     upgraded = Catalog(catalog_url)
-    assert upgraded.schema_version == SCHEMA_VERSION == 3
+    assert upgraded.schema_version == SCHEMA_VERSION == 4
     study = upgraded.study("1.2.3")
     assert study is not None and study.series[0].instance_count == 1
     with upgraded.engine.connect() as conn:

@@ -61,8 +61,8 @@ def _monitor(cat: Catalog, rules: CompletionSettings = RULES) -> tuple[Completio
 
 def test_waits_while_instances_keep_arriving(cat: Catalog) -> None:
     monitor, queue = _monitor(cat)
-    cat.record_instance(rec("1.9.1", "1"), 1, None, now=T0)
-    cat.record_instance(rec("1.9.1", "2"), 1, None, now=T0 + dt.timedelta(seconds=25))
+    cat.record_instance(rec("1.9.1", "1"), None, now=T0)
+    cat.record_instance(rec("1.9.1", "2"), None, now=T0 + dt.timedelta(seconds=25))
     assert monitor.tick(T0 + dt.timedelta(seconds=40)) == []  # study quiet only 15 s
     changed = monitor.tick(T0 + dt.timedelta(seconds=56))
     assert [uid for uid, _ in changed] == ["1.9"] and queue.submitted == ["1.9"]
@@ -75,9 +75,9 @@ def test_expected_series_completes_without_waiting_for_the_study_timer(cat: Cata
         series_stable_s=10, study_stable_s=300, force_after_s=600, expected_series=2
     )
     monitor, queue = _monitor(cat, rules)
-    cat.record_instance(rec("1.9.1", "1"), 1, None, now=T0)
+    cat.record_instance(rec("1.9.1", "1"), None, now=T0)
     assert monitor.tick(T0 + dt.timedelta(seconds=20)) == []  # one of two series
-    cat.record_instance(rec("1.9.2", "2"), 1, None, now=T0 + dt.timedelta(seconds=20))
+    cat.record_instance(rec("1.9.2", "2"), None, now=T0 + dt.timedelta(seconds=20))
     assert monitor.tick(T0 + dt.timedelta(seconds=25)) == []  # second series not yet stable
     (change,) = monitor.tick(T0 + dt.timedelta(seconds=31))
     assert "2 expected slide series" in change[1].reason and queue.submitted == ["1.9"]
@@ -86,7 +86,7 @@ def test_expected_series_completes_without_waiting_for_the_study_timer(cat: Cata
 def test_forced_after_timeout_even_while_receiving(cat: Catalog) -> None:
     monitor, queue = _monitor(cat)
     for i in range(0, 620, 20):  # a slow trickle that never goes quiet
-        cat.record_instance(rec("1.9.1", str(i + 1)), 1, None, now=T0 + dt.timedelta(seconds=i))
+        cat.record_instance(rec("1.9.1", str(i + 1)), None, now=T0 + dt.timedelta(seconds=i))
     (change,) = monitor.tick(T0 + dt.timedelta(seconds=621))
     assert change[1].forced
     study = cat.study("1.9")
@@ -95,8 +95,8 @@ def test_forced_after_timeout_even_while_receiving(cat: Catalog) -> None:
 
 def test_study_without_slides_is_ignored_and_without_20x_fails(cat: Catalog) -> None:
     monitor, queue = _monitor(cat)
-    cat.record_instance(rec("7.1", "1", sop_class=SR, study="7"), 1, None, now=T0)
-    cat.record_instance(rec("8.1", "2", spacing=2.0, study="8"), 1, None, now=T0)
+    cat.record_instance(rec("7.1", "1", sop_class=SR, study="7"), None, now=T0)
+    cat.record_instance(rec("8.1", "2", spacing=2.0, study="8"), None, now=T0)
     monitor.tick(T0 + dt.timedelta(seconds=100))
     seven, eight = cat.study("7"), cat.study("8")
     assert seven is not None and seven.state == StudyState.IGNORED
@@ -108,7 +108,7 @@ def test_study_without_slides_is_ignored_and_without_20x_fails(cat: Catalog) -> 
 def test_timers_survive_a_restart(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'c.db'}"
     first = Catalog(url)
-    first.record_instance(rec("1.9.1", "1"), 1, None, now=T0)
+    first.record_instance(rec("1.9.1", "1"), None, now=T0)
     first.close()  # the gateway stops half-way through receiving
     second = Catalog(url)
     monitor, queue = _monitor(second)
@@ -119,7 +119,7 @@ def test_timers_survive_a_restart(tmp_path: Path) -> None:
 
 def test_operator_can_force_a_receiving_study_only(cat: Catalog) -> None:
     monitor, queue = _monitor(cat)
-    cat.record_instance(rec("1.9.1", "1"), 1, None)
+    cat.record_instance(rec("1.9.1", "1"), None)
     monitor.force("1.9")
     assert queue.submitted == ["1.9"]
     study = cat.study("1.9")

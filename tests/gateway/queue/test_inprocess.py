@@ -35,7 +35,6 @@ def _catalog(tmp_path: Path, studies: int = 1) -> Catalog:
                 1,
                 "0" * 64,
             ),
-            1,
             None,
         )
         catalog.transition(uid, StudyState.COMPLETE)

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
@@ -15,39 +12,11 @@ import pytest
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 
-from gateway.catalog import Catalog
-from gateway.config import Settings
-from gateway.receive import DicomListener
-from gateway.spool import Spool
 from ihgamp_core.synthetic.samples import SampleCase
-from support.gateway import dataset_bytes, make_settings, send, storescu, tiny_wsi
+from support.gateway import dataset_bytes, send, storescu, tiny_wsi
+from support.listener import Listener, start_listener
 
 pytestmark = pytest.mark.integration
-
-
-@dataclass
-class Listener:
-    port: int
-    catalog: Catalog
-    spool: Spool
-    settings: Settings
-    server: DicomListener
-
-
-def _start(tmp_path: Path, **sections: dict[str, object]) -> Listener:
-    settings = make_settings(tmp_path, **sections)
-    catalog = Catalog(settings.catalog.url)
-    spool = Spool(settings.storage.spool_dir, settings.storage.min_free_mb * 2**20)
-    server = DicomListener(settings.dicom, catalog, spool)
-    return Listener(server.start(), catalog, spool, settings, server)
-
-
-@pytest.fixture()
-def listener(tmp_path: Path) -> Iterator[Listener]:
-    running = _start(tmp_path)
-    yield running
-    running.server.stop()
-    running.catalog.close()
 
 
 def _spooled(listener: Listener) -> dict[str, Path]:
@@ -98,7 +67,9 @@ def test_dcmtk_storescu_stores_the_sample_study_byte_identical(
 
 
 def test_twenty_concurrent_associations_two_hundred_instances(tmp_path: Path) -> None:
-    listener = _start(tmp_path, dicom={"max_associations": 24, "max_associations_per_ae": 24})
+    listener = start_listener(
+        tmp_path, dicom={"max_associations": 24, "max_associations_per_ae": 24}
+    )
     batches = []
     for a in range(20):
         study = generate_uid()
@@ -132,9 +103,12 @@ def test_resend_is_idempotent_and_changed_content_is_a_new_version(
     assert len(list(listener.spool.root.rglob("*.dcm"))) == 1
     changed = tiny_wsi(tmp_path / "b", study, series, sop, ContentDate="20260102")
     assert send(listener.port, [changed]) == [0]
-    versions = sorted(p.name for p in listener.spool.root.rglob("*.dcm"))
-    assert versions == [f"{sop}.dcm", f"{sop}.v2.dcm"]
-    assert listener.catalog.current_instance(sop)[0] == 2  # type: ignore[index]
+    stored = list(listener.spool.root.rglob("*.dcm"))
+    assert len(stored) == 2 and all(p.name.startswith(f"{sop}.") for p in stored)
+    version, sha, path = listener.catalog.current_instance(sop)  # type: ignore[misc]
+    assert version == 2 and dataset_bytes(Path(path)) == dataset_bytes(changed)
+    first = next(p for p in stored if str(p) != path)
+    assert dataset_bytes(first) == dataset_bytes(original)  # the acknowledged file is kept
 
 
 def _raw(tmp_path: Path, name: str, body: bytes, sop_class: str, sop_uid: str) -> Path:
@@ -187,6 +161,9 @@ def test_bad_datasets_get_failure_statuses_and_the_association_survives(
     assert not list(listener.spool.incoming.iterdir())
     audit = listener.catalog.associations()[0]
     assert audit["instances_failed"] == 3 and audit["instances_received"] == 1
+    refusals = listener.catalog.store_refusals()
+    assert sorted(r["status"] for r in refusals) == [0xA900, 0xC000, 0xC000]
+    assert all(r["association_id"] == audit["id"] and r["reason"] for r in refusals)
 
 
 def test_unsupported_sop_class_is_refused_at_negotiation(listener: Listener) -> None:
@@ -203,7 +180,7 @@ def test_unsupported_sop_class_is_refused_at_negotiation(listener: Listener) -> 
 
 
 def test_unknown_ae_wrong_host_and_wrong_called_ae_are_rejected(tmp_path: Path) -> None:
-    running = _start(
+    running = start_listener(
         tmp_path,
         dicom={
             "allowed_aes": [{"ae_title": "SCANNER"}, {"ae_title": "REMOTE", "host": "10.255.0.1"}]
@@ -222,12 +199,13 @@ def test_unknown_ae_wrong_host_and_wrong_called_ae_are_rejected(tmp_path: Path) 
         reasons = [a["reason"] or "" for a in running.catalog.associations()]
         assert any("'INTRUDER' is not in dicom.allowed_aes" in r for r in reasons)
         assert any("must connect from 10.255.0.1" in r for r in reasons)
+        assert any("called AE 'SOMEONE' is not 'IHGAMP'" in r for r in reasons)
     finally:
         running.server.stop()
 
 
 def test_per_ae_association_limit(tmp_path: Path) -> None:
-    running = _start(tmp_path, dicom={"max_associations_per_ae": 1})
+    running = start_listener(tmp_path, dicom={"max_associations_per_ae": 1})
     try:
         ae = AE(ae_title="SCANNER")
         ae.add_requested_context("1.2.840.10008.1.1")
@@ -254,82 +232,10 @@ def test_disk_floor_refuses_with_out_of_resources(tmp_path: Path, listener: List
     assert send(listener.port, [file]) == [0]
 
 
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("pki")
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=Test CA",
-        "-keyout",
-        str(d / "ca.key"),
-        "-out",
-        str(d / "ca.pem"),
-    )
-    for name in ("server", "client"):
-        _openssl(
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            f"/CN={name}",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(d / f"{name}.key"),
-            "-out",
-            str(d / f"{name}.csr"),
-        )
-        _openssl(
-            "x509",
-            "-req",
-            "-in",
-            str(d / f"{name}.csr"),
-            "-CA",
-            str(d / "ca.pem"),
-            "-CAkey",
-            str(d / "ca.key"),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-copy_extensions",
-            "copy",
-            "-out",
-            str(d / f"{name}.pem"),
-        )
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=rogue",
-        "-keyout",
-        str(d / "rogue.key"),
-        "-out",
-        str(d / "rogue.pem"),
-    )
-    return d
-
-
 def test_tls_requires_a_client_certificate_from_the_ca(tmp_path: Path, pki: Path) -> None:
     import ssl
 
-    running = _start(
+    running = start_listener(
         tmp_path,
         dicom={
             "tls": {
