@@ -82,7 +82,11 @@ async def transaction(request: Request) -> JSONResponse:
     for entry in bundle.get("entry", []):
         resource = entry["resource"]
         kind = resource["resourceType"]
-        condition = entry.get("request", {}).get("ifNoneExist")
+        request_ = entry.get("request", {})
+        update = request_.get("method") == "PUT"
+        # Conditional create (POST + ifNoneExist) or conditional update (PUT Kind?query).
+        condition = request_.get("url", "").partition("?")[2] if update else None
+        condition = condition or request_.get("ifNoneExist")
         existing = None
         if condition:
             existing = next(
@@ -90,10 +94,10 @@ async def transaction(request: Request) -> JSONResponse:
             )
         rid = existing or uuid.uuid4().hex
         mapping[entry["fullUrl"]] = f"{kind}/{rid}"
-        plan.append((kind, rid, existing is None, resource))
+        plan.append((kind, rid, existing is None, update, resource))
     responses = []
-    for kind, rid, create, resource in plan:
-        if create:
+    for kind, rid, create, update, resource in plan:
+        if create or update:
             stored = _rewrite(resource, mapping)
             stored["id"] = rid
             STORE.setdefault(kind, {})[rid] = stored

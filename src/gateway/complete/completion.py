@@ -10,6 +10,12 @@ timestamps in the catalog, so a restart resumes them where they were):
 3. **Forced.** ``force_after_s`` after its first instance it completes regardless;
    an operator can force it at any time (``ihgamp complete --force``).
 
+Time the gateway was not running does not count as quiet time: after a restart, a study
+that was receiving needs ``series_stable_s`` / ``study_stable_s`` of quiet *while the
+gateway listens* (``since``), so a study whose remaining series arrive right after an
+outage is not completed (and scored) on the series that came before it; forced
+completion likewise waits one ``study_stable_s`` after the restart.
+
 A study on *hold* (a retrieve from a PACS in progress, or one that ended with failed
 instances) is left alone until the retrieve completes it or an operator forces it.
 
@@ -68,20 +74,35 @@ def scoreable_series(study: StudySnapshot, max_mpp: float | None) -> list[str]:
 
 
 def decide(
-    study: StudySnapshot, settings: CompletionSettings, max_mpp: float | None, now: dt.datetime
+    study: StudySnapshot,
+    settings: CompletionSettings,
+    max_mpp: float | None,
+    now: dt.datetime,
+    since: dt.datetime | None = None,
 ) -> Decision:
-    """Apply the completion rules to one receiving study (pure function)."""
+    """Apply the completion rules to one receiving study (pure function).
+
+    Parameters
+    ----------
+    since : datetime, optional
+        When the gateway started listening; quiet time before it does not count.
+    """
+
+    def quiet_since(last: dt.datetime) -> float:
+        return (now - (max(last, since) if since is not None else last)).total_seconds()
+
     age = (now - study.first_received_at).total_seconds()
-    quiet = (now - study.last_received_at).total_seconds()
+    up = (now - since).total_seconds() if since is not None else float("inf")
+    quiet = quiet_since(study.last_received_at)
     stable = {
         s.series_uid
         for s in study.series
-        if (now - s.last_received_at).total_seconds() >= settings.series_stable_s
+        if quiet_since(s.last_received_at) >= settings.series_stable_s
     }
     all_stable = len(stable) == len(study.series)
     has_wsi = any(s.sop_class_uid == WSI_SOP_CLASS for s in study.series)
 
-    if age >= settings.force_after_s:
+    if age >= settings.force_after_s and up >= settings.study_stable_s:
         return Decision("complete", f"forced after {settings.force_after_s:.0f} s", forced=True)
     if settings.expected_series > 0:
         ready = [uid for uid in scoreable_series(study, max_mpp) if uid in stable]
@@ -120,6 +141,7 @@ class CompletionMonitor:
         self.queue = queue
         self.settings = settings
         self.max_mpp = max_mpp
+        self.since: dt.datetime | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -130,7 +152,7 @@ class CompletionMonitor:
         for study in self.catalog.studies(states=[StudyState.RECEIVING], limit=10_000):
             if study.hold_reason:  # a retrieve is in progress or incomplete
                 continue
-            decision = decide(study, self.settings, self.max_mpp, now)
+            decision = decide(study, self.settings, self.max_mpp, now, self.since)
             if decision.action == "wait":
                 continue
             try:
@@ -198,7 +220,11 @@ class CompletionMonitor:
     # -- background thread ---------------------------------------------------------
 
     def start(self) -> None:
-        """Run :meth:`tick` every ``poll_interval_s`` in a daemon thread."""
+        """Run :meth:`tick` every ``poll_interval_s`` in a daemon thread.
+
+        Quiet time counts from now on (:attr:`since`).
+        """
+        self.since = utcnow()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="completion", daemon=True)
         self._thread.start()

@@ -27,8 +27,10 @@ from pydicom.filebase import DicomBytesIO
 from ihgamp_core.report import (
     CaseReport,
     ReportContext,
+    Supersedes,
     TriagePolicy,
     build_reports,
+    output_ids,
 )
 from ihgamp_core.report.codes import LOINC, LOINC_HRD
 from ihgamp_core.result import CaseResult, result_to_dict
@@ -42,8 +44,12 @@ __all__ = ["ReportWriter", "report_summary"]
 
 logger = logging.getLogger(__name__)
 
+COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
 
-def report_summary(report: CaseReport, files: list[str]) -> dict[str, Any]:
+
+def report_summary(
+    report: CaseReport, files: list[str], supersedes: Supersedes | None = None
+) -> dict[str, Any]:
     """``result.json``: the engine result plus triage, identifiers and file names."""
     data = result_to_dict(report.result)
     data["triage"] = {
@@ -59,9 +65,22 @@ def report_summary(report: CaseReport, files: list[str]) -> dict[str, Any]:
         "sr_series_instance_uid": report.ids.sr_series_uid,
         "heatmap_series_instance_uid": report.ids.pm_series_uid,
         "observation_identifier": report.ids.observation_identifier,
+        "fhir_observation_identifier": _chain_identifier(report, supersedes),
         "files": files,
     }
+    if supersedes is not None:
+        data["supersedes"] = {
+            "sr_sop_instance_uid": supersedes.sr_sop_uid,
+            "observation_identifier": supersedes.observation_identifier,
+            "created": supersedes.created,
+            "slides": supersedes.slides,
+        }
     return data
+
+
+def _chain_identifier(report: CaseReport, supersedes: Supersedes | None) -> str:
+    """The identifier downstream systems know the study's Observation by."""
+    return supersedes.observation_identifier if supersedes else report.ids.observation_identifier
 
 
 def _dicom_bytes(dataset: Any) -> bytes:
@@ -123,9 +142,21 @@ class ReportWriter:
         """
         context = ReportContext.from_files(files_by_series)
         context = ReportContext(context.slides, self.histology(context))
+        supersedes = self.predecessor(study_uid, output_ids(result).key)
         report = build_reports(
-            result, context, probability, thumbnails, self.policy, self.patient_system
+            result,
+            context,
+            probability,
+            thumbnails,
+            self.policy,
+            self.patient_system,
+            supersedes=supersedes,
         )
+        if supersedes is not None:
+            logger.info(
+                "result supersedes an earlier one",
+                extra={"study_uid": study_uid, "previous_sr": supersedes.sr_sop_uid},
+            )
         names: list[str] = []
         self.outbox.write_file(study_uid, "sr.dcm", _dicom_bytes(report.sr))
         names.append("sr.dcm")
@@ -143,28 +174,61 @@ class ReportWriter:
                 study_uid, "fhir-bundle.json", json.dumps(bundle, indent=1).encode()
             )
             names.append("fhir-bundle.json")
-            self._store_observation(study_uid, report, bundle)
+            self._store_observation(
+                study_uid, report, bundle, _chain_identifier(report, supersedes)
+            )
         for note in report.notes:
             logger.warning("report incomplete", extra={"study_uid": study_uid, "reason": note})
-        summary = report_summary(report, names)
+        summary = report_summary(report, names, supersedes)
         path = self.outbox.write_file(
             study_uid, "result.json", (json.dumps(summary, indent=2) + "\n").encode()
         )
         self._queue_deliveries(study_uid, report, dicom_files)
         return report, path
 
+    def predecessor(self, study_uid: str, key: str) -> Supersedes | None:
+        """The study's earlier result, when a result with another key replaces it.
+
+        The same inputs give the same key (a re-score of the same slides with the same
+        model): that is the same result again, not a replacement.
+        """
+        study = self.catalog.study(study_uid)
+        if study is None or not study.result_path:
+            return None
+        try:
+            previous = json.loads(Path(study.result_path).read_text())
+            outputs = previous["outputs"]
+            if outputs["key"] == key:
+                return None
+            return Supersedes(
+                observation_identifier=outputs.get("fhir_observation_identifier")
+                or outputs["observation_identifier"],
+                sr_study_uid=study_uid,
+                sr_series_uid=outputs["sr_series_instance_uid"],
+                sr_sop_uid=outputs["sr_sop_instance_uid"],
+                sr_sop_class_uid=COMPREHENSIVE_3D_SR,
+                created=str(previous.get("created", "earlier")),
+                slides=len(previous.get("slides", [])),
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.warning(
+                "earlier result unreadable; the new one cannot name its predecessor",
+                extra={"study_uid": study_uid, "error": type(exc).__name__},
+            )
+            return None
+
     def _store_observation(
-        self, study_uid: str, report: CaseReport, bundle: dict[str, Any]
+        self, study_uid: str, report: CaseReport, bundle: dict[str, Any], identifier: str
     ) -> None:
         observation = next(
             e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"
         )
         resource = dict(observation)
-        resource["id"] = report.ids.observation_identifier
+        resource["id"] = identifier
         subject = resource["subject"]["identifier"]
         self.observations.put(
             study_uid,
-            report.ids.observation_identifier,
+            identifier,
             subject["system"],
             subject["value"],
             LOINC,

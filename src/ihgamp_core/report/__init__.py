@@ -7,14 +7,14 @@ headers (:class:`ReportContext`); :func:`build_reports` makes them all at once.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ..result import CaseResult
-from .context import OutputIds, ReportContext, SlideHeaders, model_key, output_ids
+from .context import OutputIds, ReportContext, SlideHeaders, Supersedes, model_key, output_ids
 from .fhir import build_bundle, default_patient_system
 from .heatmap import build_parametric_map, overlay_png
 from .sr import build_sr
@@ -25,6 +25,7 @@ __all__ = [
     "OutputIds",
     "ReportContext",
     "SlideHeaders",
+    "Supersedes",
     "Triage",
     "TriagePolicy",
     "build_reports",
@@ -72,6 +73,7 @@ def build_reports(
     thumbnails: Mapping[str, NDArray[np.uint8]] | None = None,
     policy: TriagePolicy | None = None,
     patient_system: Callable[[str | None], str] = default_patient_system,
+    supersedes: Supersedes | None = None,
 ) -> CaseReport:
     """Build triage, SR, heatmaps and the FHIR Bundle of a result.
 
@@ -89,10 +91,15 @@ def build_reports(
         Triage texts and histology patterns.
     patient_system : callable
         Maps the DICOM Issuer of Patient ID to a FHIR identifier system.
+    supersedes : Supersedes, optional
+        The earlier result of the study this one replaces: the SR names it as its
+        predecessor, the Observation amends it, and the triage text says so.
     """
     ids = output_ids(result)
     outcome = triage(result, context.histology, policy)
-    sr = build_sr(result, outcome, context, ids)
+    if supersedes is not None:
+        outcome = replace(outcome, text=f"{outcome.text} {supersedes.note()}")
+    sr = build_sr(result, outcome, context, ids, supersedes)
     heatmaps = []
     for index, slide in enumerate(result.slides):
         headers = context.slide(slide.info.series_instance_uid)
@@ -113,7 +120,7 @@ def build_reports(
     notes: list[str] = []
     bundle = None
     if context.patient_id:
-        bundle = build_bundle(result, outcome, context, ids, patient_system)
+        bundle = build_bundle(result, outcome, context, ids, patient_system, supersedes=supersedes)
     else:
         notes.append("no FHIR Observation: the study has no Patient ID")
     return CaseReport(result, outcome, ids, sr, tuple(heatmaps), bundle, tuple(notes))

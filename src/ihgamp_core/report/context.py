@@ -19,13 +19,59 @@ from pydicom.dataset import Dataset
 from ..result import CaseResult
 from ..uids import derived_uid
 
-__all__ = ["OutputIds", "ReportContext", "SlideHeaders", "model_key", "output_ids"]
+__all__ = [
+    "OutputIds",
+    "ReportContext",
+    "SlideHeaders",
+    "Supersedes",
+    "model_key",
+    "output_ids",
+]
 
 
 def _text(ds: Dataset, keyword: str) -> str | None:
     value = ds.get(keyword)
     text = str(value).strip() if value is not None else ""
     return text or None
+
+
+@dataclass(frozen=True)
+class Supersedes:
+    """The earlier result of the same study that a new result replaces.
+
+    A study scored on partial input (a series arrived late) is scored again when the
+    rest arrives; the new SR names the old one as its predecessor and the FHIR
+    Observation is updated in place (status ``amended``), so the partial result does
+    not stand as final next to the better one.
+
+    Parameters
+    ----------
+    observation_identifier : str
+        The Observation identifier the chain of results is known by downstream (the
+        first result's): the new Observation is written over it.
+    sr_study_uid, sr_series_uid, sr_sop_uid, sr_sop_class_uid : str
+        The earlier SR.
+    created : str
+        When the earlier result was computed (ISO 8601).
+    slides : int
+        How many slides it used.
+    """
+
+    observation_identifier: str
+    sr_study_uid: str
+    sr_series_uid: str
+    sr_sop_uid: str
+    sr_sop_class_uid: str
+    created: str
+    slides: int
+
+    def note(self) -> str:
+        """The sentence every output of the new result carries."""
+        plural = "" if self.slides == 1 else "s"
+        return (
+            f"This result replaces an earlier one ({self.created}, from {self.slides} "
+            f"slide{plural}) computed before the study was complete."
+        )
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from fhir.resources.R4B.provenance import Provenance
 
 from ..result import Call, CaseResult
 from . import codes as c
-from .context import OutputIds, ReportContext
+from .context import OutputIds, ReportContext, Supersedes
 from .triage import Triage
 
 __all__ = [
@@ -111,8 +111,12 @@ def build_observation(
     device_ref: str,
     patient_system: PatientSystem = default_patient_system,
     issued: dt.datetime | None = None,
+    supersedes: Supersedes | None = None,
 ) -> Observation:
     """The HRD estimate as a FHIR Observation (see the module docstring).
+
+    With ``supersedes``, the Observation keeps the identifier of the result it replaces
+    (first) and adds its own, and its status is ``amended``.
 
     Raises
     ------
@@ -166,8 +170,16 @@ def build_observation(
         {
             "resourceType": "Observation",
             "meta": {"security": [_coding(c.V3_OBSERVATION_VALUE, *c.V3_AIAST)]},
-            "identifier": [{"system": OBSERVATION_SYSTEM, "value": ids.observation_identifier}],
-            "status": "final",
+            "identifier": [
+                {"system": OBSERVATION_SYSTEM, "value": value}
+                for value in dict.fromkeys(
+                    [
+                        *([supersedes.observation_identifier] if supersedes else []),
+                        ids.observation_identifier,
+                    ]
+                )
+            ],
+            "status": "amended" if supersedes is not None else "final",
             "category": [
                 {"coding": [_coding(OBSERVATION_CATEGORY, "laboratory", "Laboratory")]},
                 {"coding": [_coding(OBSERVATION_CATEGORY, "imaging", "Imaging")]},
@@ -233,13 +245,19 @@ def build_bundle(
     ids: OutputIds,
     patient_system: PatientSystem = default_patient_system,
     issued: dt.datetime | None = None,
+    supersedes: Supersedes | None = None,
 ) -> Bundle:
-    """The transaction Bundle: Device, Observation and Provenance, conditionally created."""
+    """The transaction Bundle: Device, Observation and Provenance, conditionally created.
+
+    A result that supersedes an earlier one updates that Observation in place
+    (conditional ``PUT Observation?identifier=...`` on the earlier identifier), so the
+    EHR holds one Observation, ``amended``, with the new values.
+    """
     issued = issued or dt.datetime.now(dt.UTC)
     device_url, obs_url, prov_url = (_uuid(ids, k) for k in ("device", "observation", "prov"))
     device = build_device(result, ids)
     observation = build_observation(
-        result, triage, context, ids, device_url, patient_system, issued
+        result, triage, context, ids, device_url, patient_system, issued, supersedes
     )
     provenance = Provenance.model_validate(
         {
@@ -278,19 +296,31 @@ def build_bundle(
             ],
         }
     )
+
+    def create(kind: str, condition: str) -> dict[str, str]:
+        return {"method": "POST", "url": kind, "ifNoneExist": condition}
+
+    observation_request = create(
+        "Observation", f"identifier={OBSERVATION_SYSTEM}|{ids.observation_identifier}"
+    )
+    if supersedes is not None:
+        observation_request = {
+            "method": "PUT",
+            "url": (
+                f"Observation?identifier={OBSERVATION_SYSTEM}|{supersedes.observation_identifier}"
+            ),
+        }
     entries = [
-        (device_url, device, "Device", f"identifier={DEVICE_SYSTEM}|{ids.device_identifier}"),
         (
-            obs_url,
-            observation,
-            "Observation",
-            f"identifier={OBSERVATION_SYSTEM}|{ids.observation_identifier}",
+            device_url,
+            device,
+            create("Device", f"identifier={DEVICE_SYSTEM}|{ids.device_identifier}"),
         ),
+        (obs_url, observation, observation_request),
         (
             prov_url,
             provenance,
-            "Provenance",
-            f"_tag={PROVENANCE_TAG_SYSTEM}|{ids.observation_identifier}",
+            create("Provenance", f"_tag={PROVENANCE_TAG_SYSTEM}|{ids.observation_identifier}"),
         ),
     ]
     return Bundle.model_validate(
@@ -301,9 +331,9 @@ def build_bundle(
                 {
                     "fullUrl": url,
                     "resource": resource.model_dump(mode="json", exclude_none=True),
-                    "request": {"method": "POST", "url": kind, "ifNoneExist": condition},
+                    "request": request,
                 }
-                for url, resource, kind, condition in entries
+                for url, resource, request in entries
             ],
         }
     )

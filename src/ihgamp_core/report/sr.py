@@ -18,7 +18,9 @@ Content tree (built with highdicom)::
 
 The SR takes the slides' Study Instance UID and copies their patient and study
 modules (highdicom does this from the evidence); it is a new series with UIDs from
-:func:`~ihgamp_core.report.context.output_ids`.
+:func:`~ihgamp_core.report.context.output_ids`. An SR that replaces an earlier result
+of the study (scored on partial input) lists that SR in its Predecessor Documents
+Sequence.
 """
 
 from __future__ import annotations
@@ -42,12 +44,13 @@ from highdicom.sr import (
     TextContentItem,
     TrackingIdentifier,
 )
+from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
 from .. import __version__
 from ..result import CaseResult
 from . import codes as c
-from .context import OutputIds, ReportContext
+from .context import OutputIds, ReportContext, Supersedes
 from .triage import Triage
 
 __all__ = ["MANUFACTURER", "algorithm_parameters", "build_sr"]
@@ -103,7 +106,11 @@ def _observation_context(result: CaseResult, context: ReportContext, ids: Output
 
 
 def build_sr(
-    result: CaseResult, triage: Triage, context: ReportContext, ids: OutputIds
+    result: CaseResult,
+    triage: Triage,
+    context: ReportContext,
+    ids: OutputIds,
+    supersedes: Supersedes | None = None,
 ) -> Comprehensive3DSR:
     """Build the SR for one scored case.
 
@@ -117,6 +124,8 @@ def build_sr(
         Source headers of the case's slides.
     ids : OutputIds
         Stable UIDs.
+    supersedes : Supersedes, optional
+        The earlier SR of the study this one replaces (its predecessor).
 
     Returns
     -------
@@ -179,6 +188,14 @@ def build_sr(
         referenced_images=bases,
     )
     evidence = [ds for slide in context.slides for ds in slide.datasets]
+    previous = None
+    if supersedes is not None:
+        earlier = Dataset()
+        earlier.StudyInstanceUID = supersedes.sr_study_uid
+        earlier.SeriesInstanceUID = supersedes.sr_series_uid
+        earlier.SOPClassUID = supersedes.sr_sop_class_uid
+        earlier.SOPInstanceUID = supersedes.sr_sop_uid
+        previous = [earlier]
     sr = Comprehensive3DSR(
         evidence=evidence,
         content=report[0],
@@ -190,6 +207,7 @@ def build_sr(
         is_complete=True,
         is_final=True,
         is_verified=False,
+        previous_versions=previous,
     )
     sr.SeriesDescription = ("IHGAMP HRD estimate (AI)" + (" DEMO" if result.model.demo else ""))[
         :64

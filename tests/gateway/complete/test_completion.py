@@ -138,3 +138,29 @@ def test_decide_is_pure() -> None:
     assert decide(study, RULES, 0.55, T0 + dt.timedelta(seconds=29)).action == "wait"
     assert decide(study, RULES, 0.55, T0 + dt.timedelta(seconds=30)).action == "complete"
     assert decide(study, RULES, 0.55, T0 + dt.timedelta(seconds=600)).forced
+
+
+def test_downtime_does_not_count_as_quiet_time(cat: Catalog) -> None:
+    rules = CompletionSettings(series_stable_s=10, study_stable_s=30, force_after_s=86400)
+    monitor, queue = _monitor(cat, rules)
+    cat.record_instance(rec("1.9.1", "1"), None, now=T0)
+    # The gateway was down for an hour and came back at T0 + 3600 s.
+    monitor.since = T0 + dt.timedelta(seconds=3600)
+    assert monitor.tick(T0 + dt.timedelta(seconds=3605)) == []  # not on the first series
+    cat.record_instance(rec("1.9.2", "2"), None, now=T0 + dt.timedelta(seconds=3610))
+    assert monitor.tick(T0 + dt.timedelta(seconds=3635)) == []
+    changed = monitor.tick(T0 + dt.timedelta(seconds=3641))  # 30 s quiet after the last one
+    assert [uid for uid, _ in changed] == ["1.9"] and queue.submitted == ["1.9"]
+    study = cat.study("1.9")
+    assert study is not None and len(study.series) == 2
+
+
+def test_forced_completion_waits_one_stable_period_after_a_restart(cat: Catalog) -> None:
+    monitor, _ = _monitor(cat)
+    cat.record_instance(rec("1.9.1", "1"), None, now=T0)
+    restart = T0 + dt.timedelta(seconds=7200)  # past force_after_s while down
+    monitor.since = restart
+    assert monitor.tick(restart + dt.timedelta(seconds=5)) == []
+    (decision,) = [d for _, d in monitor.tick(restart + dt.timedelta(seconds=31))]
+    assert decision.action == "complete"
+    assert decide(cat.study("1.9"), RULES, 0.55, restart, restart).action == "wait"  # type: ignore[arg-type]

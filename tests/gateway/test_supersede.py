@@ -1,0 +1,170 @@
+"""A study that arrives in two parts across a gateway restart, with real peers.
+
+Either the gateway waits for the second part (it came soon after the restart: downtime
+is not quiet time), or the first part was already scored and delivered, and the result
+from the whole study replaces it on both sides: a new SR that names its predecessor in
+the PACS (Orthanc), and the same Observation, ``amended``, in the EHR (a FHIR server).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+
+from gateway.catalog import Catalog, StudyState
+from ihgamp_core.synthetic.samples import SampleCase
+from support.fhir_peer import FhirPeer, fhir_server
+from support.gateway import GatewayProcess, free_port, send, settings_dict, wait_for, write_toml
+from support.orthanc import Orthanc, orthanc
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+OBSERVATION_SYSTEM = "urn:ihgamp:observation"
+
+
+@pytest.fixture(scope="module")
+def peers() -> Iterator[tuple[Orthanc, FhirPeer]]:
+    with orthanc() as pacs, fhir_server() as ehr:
+        yield pacs, ehr
+
+
+def _gateway(
+    tmp_path: Path, pacs: Orthanc, ehr: FhirPeer, **sections: dict[str, Any]
+) -> tuple[Path, int, str]:
+    port = free_port()
+    data = settings_dict(
+        tmp_path,
+        dicom={"port": port},
+        **sections,
+        dispatch={
+            "dicom": [
+                {"name": "pacs", "ae_title": pacs.aet, "host": "127.0.0.1", "port": pacs.dicom_port}
+            ],
+            "fhir": [{"name": "ehr", "url": ehr.url}],
+            "backoff_s": 0.5,
+            "poll_interval_s": 0.2,
+        },
+    )
+    return write_toml(tmp_path / "gateway.toml", data), port, data["catalog"]["url"]
+
+
+def _result(url: str, uid: str) -> dict[str, Any] | None:
+    catalog = Catalog(url)
+    try:
+        study = catalog.study(uid)
+    finally:
+        catalog.close()
+    if study is None or study.state != StudyState.SCORED or not study.result_path:
+        return None
+    return dict(json.loads(Path(study.result_path).read_text()))
+
+
+def _series_files(samples_root: Path, case: SampleCase) -> list[list[Path]]:
+    folders = sorted(p for p in (samples_root / "dicom" / case.case_id).iterdir() if p.is_dir())
+    assert len(folders) == 2, "the case must have two slides"
+    return [sorted(f.glob("*.dcm")) for f in folders]
+
+
+def test_a_result_from_partial_input_is_superseded_in_the_pacs_and_the_ehr(
+    tmp_path: Path,
+    samples_root: Path,
+    sample_cases: dict[str, SampleCase],
+    peers: tuple[Orthanc, FhirPeer],
+) -> None:
+    pacs, ehr = peers
+    case = sample_cases["DEMO-002"]
+    uid = case.identity["study_instance_uid"]
+    first_part, second_part = _series_files(samples_root, case)
+    config, port, url = _gateway(tmp_path, pacs, ehr)
+    log = tmp_path / "gateway.log"
+
+    gw = GatewayProcess(config, log).start()
+    try:
+        gw.wait_listening(port)
+        assert send(port, first_part) == [0] * len(first_part)
+        first = wait_for(lambda: _result(url, uid), timeout=180)
+        first_sr = first["outputs"]["sr_sop_instance_uid"]
+        chain = first["outputs"]["fhir_observation_identifier"]
+        wait_for(lambda: pacs.find_instance(first_sr), timeout=60)
+        wait_for(lambda: ehr.search("Observation", f"{OBSERVATION_SYSTEM}|{chain}"), timeout=60)
+    finally:
+        assert gw.stop() == 0
+
+    gw = GatewayProcess(config, log).start()  # the rest of the study comes after a restart
+    try:
+        gw.wait_listening(port)
+        assert send(port, second_part) == [0] * len(second_part)
+        second = wait_for(lambda: (r := _result(url, uid)) and "supersedes" in r and r, timeout=180)
+        second_sr = second["outputs"]["sr_sop_instance_uid"]
+        assert second_sr != first_sr and len(second["slides"]) == 2
+        remote = wait_for(lambda: pacs.find_instance(second_sr), timeout=60)
+
+        def amended() -> list[dict[str, Any]]:
+            found = ehr.search("Observation", f"{OBSERVATION_SYSTEM}|{chain}")
+            return [o for o in found if o.get("status") == "amended"]
+
+        (observation,) = wait_for(amended, timeout=60)
+    finally:
+        assert gw.stop() == 0
+
+    # PACS: the new SR names the partial one as its predecessor.
+    sr_file = tmp_path / "second-sr.dcm"
+    sr_file.write_bytes(pacs.instance_file(remote))
+    sr = pydicom.dcmread(sr_file)
+    (study_ref,) = sr.PredecessorDocumentsSequence
+    assert study_ref.StudyInstanceUID == uid
+    referenced = study_ref.ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+    assert referenced.ReferencedSOPInstanceUID == first_sr
+    comments = [str(item.get("TextValue", "")) for item in _walk(sr.ContentSequence)]
+    assert any("replaces an earlier one" in text for text in comments)
+    # EHR: one Observation for the study, amended in place, saying why.
+    assert len(ehr.search("Observation", f"{OBSERVATION_SYSTEM}|{chain}")) == 1
+    assert {i["value"] for i in observation["identifier"]} == {  # type: ignore[index]
+        chain,
+        second["outputs"]["observation_identifier"],
+    }
+    notes = " ".join(n["text"] for n in observation["note"])  # type: ignore[index]
+    assert "replaces an earlier one" in notes and "from 1 slide" in notes
+    assert "replaces an earlier one" in second["triage"]["text"]
+
+
+def _walk(items: Any) -> Iterator[Any]:
+    for item in items:
+        yield item
+        if "ContentSequence" in item:
+            yield from _walk(item.ContentSequence)
+
+
+def test_the_rest_of_a_study_arriving_right_after_an_outage_is_scored_once(
+    tmp_path: Path,
+    samples_root: Path,
+    sample_cases: dict[str, SampleCase],
+    peers: tuple[Orthanc, FhirPeer],
+) -> None:
+    pacs, ehr = peers
+    case = sample_cases["DEMO-002"]
+    uid = case.identity["study_instance_uid"]
+    first_part, second_part = _series_files(samples_root, case)
+    timers = {"series_stable_s": 3, "study_stable_s": 6, "poll_interval_s": 0.2}
+    config, port, url = _gateway(tmp_path, pacs, ehr, completion=timers)
+    log = tmp_path / "gateway.log"
+    gw = GatewayProcess(config, log).start()
+    gw.wait_listening(port)
+    assert send(port, first_part) == [0] * len(first_part)
+    gw.kill()  # an outage before the study was complete
+    time.sleep(8)  # longer than study_stable_s: the clock ran while we were down
+    gw = GatewayProcess(config, log).start()
+    try:
+        gw.wait_listening(port)
+        assert send(port, second_part) == [0] * len(second_part)
+        result = wait_for(lambda: _result(url, uid), timeout=180)
+    finally:
+        assert gw.stop() == 0
+    assert len(result["slides"]) == 2 and "supersedes" not in result
+    assert log.read_text().count("study complete") == 1
