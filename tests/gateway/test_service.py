@@ -51,13 +51,28 @@ def _state_is(url: str, uid: str, *states: str) -> Any:
 
 
 def test_serve_receives_completes_scores_and_logs_no_patient_data(
-    tmp_path: Path, samples_root: Path, sample_cases: dict[str, SampleCase]
+    tmp_path: Path, samples_root: Path, sample_cases: dict[str, SampleCase], catalog_url: str
 ) -> None:
-    config, port, url = _config(tmp_path, logging={"level": "DEBUG"})
+    """On SQLite and PostgreSQL: scoring end to end, and not one identifier in the log."""
+    config, port, url = _config(tmp_path, logging={"level": "DEBUG"}, catalog={"url": catalog_url})
     log = tmp_path / "gateway.log"
+    planted = {
+        "accession": "ACCSECRET" + "7" * 71,  # 80 characters: longer than any column
+        "name": "PLANTEDSURNAME^GIVEN",
+        "id": "PLANTED-PID-4711",
+    }
+    overlong = tiny_wsi(
+        tmp_path / "bad",
+        "1.2.3.4.5.6.7",
+        patient_name=planted["name"],
+        patient_id=planted["id"],
+        AccessionNumber=planted["accession"],
+    )
     gw = GatewayProcess(config, log).start()
     try:
         gw.wait_listening(port)
+        # Refused with a status a sender does not retry forever (not 0xA7xx).
+        assert send(port, [overlong]) == [0xA900]
         for case_id in ("DEMO-001", "DEMO-002"):
             proc = storescu(port, [samples_root / "dicom" / case_id])
             assert proc.returncode == 0, proc.stderr
@@ -79,6 +94,9 @@ def test_serve_receives_completes_scores_and_logs_no_patient_data(
         assert gw.stop() == 0  # SIGTERM: clean exit
     text = log.read_text()
     assert "study scored" in text and "association accepted" in text
+    assert "AccessionNumber is longer than 64 characters" in text
+    for secret in [*planted.values(), "ACCSECRET", "PLANTEDSURNAME"]:
+        assert secret not in text, f"log contains patient data: {secret}"
     for case in sample_cases.values():
         ident = case.identity
         name_parts = [p for p in str(ident["patient_name"]).replace("^", " ").split() if p]
