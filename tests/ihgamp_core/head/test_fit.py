@@ -53,3 +53,12 @@ def test_platt_fit_is_the_converged_optimum(mode: PlattMode, seed: int) -> None:
     reference = 1 / (1 + np.exp(-(ref_a * grid + ref_b)))
     assert float(np.max(np.abs(probs - reference))) < 1e-7
     assert abs(a - float(ref_a)) < 1e-7 * abs(float(ref_a))
+
+
+def test_platt_on_separable_scores_logs_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    scores = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    with caplog.at_level("WARNING", logger="ihgamp_core.head.fit"):
+        a, _ = fit_platt(scores, labels, "heldout")
+    assert a > 0
+    assert any("did not converge" in r.getMessage() for r in caplog.records)
