@@ -30,6 +30,7 @@ from ..logs import configure_logging
 __all__ = [
     "RichScoringProgress",
     "console",
+    "debug_enabled",
     "fail",
     "handle_errors",
     "model_lines",
@@ -54,10 +55,17 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def debug_enabled() -> bool:
+    """Whether ``IHGAMP_DEBUG`` asks for tracebacks (set, and not ``0`` or empty)."""
+    return os.environ.get("IHGAMP_DEBUG", "").strip() not in ("", "0")
+
+
 def handle_errors(func: F) -> F:
     """Turn engine and gateway errors into one-line messages and exit code 2.
 
-    Unexpected exceptions keep their traceback only with ``IHGAMP_DEBUG=1``.
+    Any other exception is a bug: it becomes a one-line message and exit code 1, and
+    its traceback is shown only with ``IHGAMP_DEBUG=1`` (the exception then propagates
+    unhandled). The log gets one record without the traceback, whatever the log level.
     """
 
     @functools.wraps(func)
@@ -73,9 +81,11 @@ def handle_errors(func: F) -> F:
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise  # usage errors keep click's message and exit code 2
         except Exception as exc:
-            if os.environ.get("IHGAMP_DEBUG"):
+            if debug_enabled():
                 raise
-            logging.getLogger(__name__).exception("unexpected error")
+            logging.getLogger(__name__).error(
+                "unexpected error", extra={"error_type": type(exc).__name__}
+            )
             fail(
                 f"unexpected {type(exc).__name__}: {exc} (set IHGAMP_DEBUG=1 for the traceback)",
                 code=1,

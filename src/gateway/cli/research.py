@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ihgamp_core.embed import BackboneIdentity, OpenClipBackbone, file_sha256
 from ihgamp_core.errors import ParameterError
 from ihgamp_core.head import load_head, save_head
-from ihgamp_core.params import get_preset
+from ihgamp_core.params import PRESETS, Preset, get_preset
 from ihgamp_core.research import (
     EmbeddingStore,
     EvaluationOptions,
@@ -31,6 +31,8 @@ from ihgamp_core.research import (
     write_report,
 )
 from ihgamp_core.research.cohort import embed_cohort
+from ihgamp_core.research.manifest import Manifest as CohortManifest
+from ihgamp_core.research.store import embedding_settings, settings_difference
 from ihgamp_core.research.train import DEFAULT_INTENDED_USE, DEMO_INTENDED_USE
 from ihgamp_core.scoring import auto_batch_size
 
@@ -69,6 +71,7 @@ def embed(
     slide is redone; failures are listed at the end and the exit code is 3.
     """
     setup_logging()
+    _out_folder(out)
     cohort = read_manifest(manifest)
     chosen = get_preset(preset)
     if max_tiles is not None:
@@ -112,11 +115,49 @@ def embed(
         raise typer.Exit(3)
 
 
-def _store_backbone(store: EmbeddingStore) -> BackboneIdentity:
-    files = sorted(store.root.rglob("*.h5"))
-    if not files:
-        raise ParameterError(f"no embeddings in {store.root}; run `ihgamp embed` first")
-    return store.read(files[0], load_arrays=False).backbone
+def _out_folder(out: Path) -> None:
+    """Refuse an ``--out`` that exists and is not a folder (before any work is done)."""
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"--out {out} is a file; give a folder (created if missing)")
+
+
+def _store_identity(
+    store: EmbeddingStore, manifest: CohortManifest
+) -> tuple[BackboneIdentity, dict[str, object]]:
+    """Backbone and preset of the store's embeddings (of the manifest's first embedded slide)."""
+    for case in manifest.cases:
+        for key, source in zip(case.slide_keys, case.slides, strict=True):
+            path = store.find(case.case_id, key, str(source))
+            if path is not None:
+                stored = store.read(path, load_arrays=False)
+                return stored.backbone, stored.preset
+    raise ParameterError(
+        f"no slide of {manifest.path} has embeddings in {store.root}; run `ihgamp embed` first"
+    )
+
+
+def _training_preset(name: str | None, embedded: dict[str, object], store: Path) -> Preset:
+    """``--preset``, checked against the preset the embeddings were made with.
+
+    Without ``--preset``, the named preset the embeddings were made with (or, for a
+    preset this version does not know, the embedded parameters themselves).
+    """
+    embedded_name = str(embedded.get("name"))
+    if name is None:
+        known = PRESETS.get(embedded_name)
+        if known is not None and embedding_settings(known) == embedding_settings(embedded):
+            return known
+        return Preset.from_dict(embedded)
+    chosen = get_preset(name)
+    if embedding_settings(chosen) != embedding_settings(embedded):
+        raise ParameterError(
+            f"the embeddings in {store} were made with preset {embedded_name!r}, but --preset "
+            f"{name} tiles or preprocesses differently ({settings_difference(embedded, chosen)}); "
+            f"the head would make the gateway tile new slides unlike its training data: "
+            f"train with --preset {embedded_name} (or leave --preset out), or re-embed with "
+            f"`ihgamp embed --preset {name}` into another folder"
+        )
+    return chosen
 
 
 @handle_errors
@@ -124,7 +165,12 @@ def train(
     embeddings: Embeddings,
     manifest: Manifest,
     out: Annotated[Path, typer.Option("--out", help="Head artifact folder (created).")],
-    preset: Annotated[str, typer.Option(help="paper or ihgamp-code.")] = "paper",
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="paper or ihgamp-code; must match the embeddings (default: as embedded)."
+        ),
+    ] = None,
     platt: Annotated[str, typer.Option(help="heldout (paper) or ihgamp-code.")] = "heldout",
     label_column: Annotated[
         str | None, typer.Option(help="Binary label column for another endpoint.")
@@ -152,22 +198,25 @@ def train(
 
     Patient-level 80/10/10 split stratified by cancer type (or the manifest's split
     column); threshold by Youden's J on the validation split. Writes the head artifact
-    and MODEL_CARD.md.
+    and MODEL_CARD.md. The head records the preset the embeddings were made with;
+    another --preset is refused.
     """
     setup_logging()
     if platt not in ("heldout", "ihgamp-code"):
         raise typer.BadParameter("--platt must be heldout or ihgamp-code")
+    _out_folder(out)
     store = EmbeddingStore(embeddings)
-    backbone = _store_backbone(store)
-    cohort = patient_split(
-        load_cohort(read_manifest(manifest), store, backbone, label_column, label_threshold),
-        seed=seed,
-    )
-    chosen = get_preset(preset)
+    cases = read_manifest(manifest)
+    backbone, embedded = _store_identity(store, cases)
+    chosen = _training_preset(preset, embedded, embeddings)
     if pca_components is not None:
         from ihgamp_core.research.train import with_head_params
 
         chosen = with_head_params(chosen, pca_components=pca_components)
+    cohort = patient_split(
+        load_cohort(cases, store, backbone, label_column, label_threshold, preset=chosen),
+        seed=seed,
+    )
     options = TrainOptions(
         name=name,
         version=version,
@@ -185,6 +234,8 @@ def train(
     (out / "MODEL_CARD.md").write_text(model_card(head))
     if cohort.missing:
         console.print(f"[yellow]{len(cohort.missing)} case(s) without embeddings skipped[/]")
+    if cohort.dropped_nan:
+        console.print(f"[yellow]{len(cohort.dropped_nan)} case(s) with NaN embeddings skipped[/]")
     console.print(json.dumps(head.metadata.metrics, indent=2))
     console.print(
         f"head written to {path.parent} (threshold {head.metadata.operating_threshold:.4f})"
@@ -212,6 +263,14 @@ def evaluate_cmd(
     label_threshold: Annotated[
         float | None, typer.Option(help="score >= this is positive (default: as trained).")
     ] = None,
+    skip_missing: Annotated[
+        bool,
+        typer.Option(
+            "--skip-missing",
+            help="Evaluate without cases whose embeddings are missing or hold NaN "
+            "(listed in the report); by default they are refused.",
+        ),
+    ] = False,
 ) -> None:
     """Evaluate a head as the paper did, and write report.json, report.md and plots.
 
@@ -219,8 +278,10 @@ def evaluate_cmd(
     calibration; leave-one-cancer-type-out; tissue-source-site norm stability. With the
     training manifest, the split is recomputed with the head's recorded seed, so
     --split test is the held-out test set; use --split all for an external cohort.
+    Cases without usable embeddings are refused unless --skip-missing.
     """
     setup_logging()
+    _out_folder(out)
     artifact = load_head(head)
     trained = artifact.metadata.training
     label = trained.get("label") or {}
@@ -229,8 +290,23 @@ def evaluate_cmd(
     if label_threshold is None:
         label_threshold = float(label.get("threshold", 33.0))
     store = EmbeddingStore(embeddings)
+    cases = read_manifest(manifest)
+    _, embedded = _store_identity(store, cases)
+    trained_with = artifact.metadata.preset
+    if embedding_settings(embedded) != embedding_settings(trained_with):
+        raise ParameterError(
+            f"the head {artifact.metadata.display_name!r} was trained with preset "
+            f"{trained_with.name!r}, but the embeddings in {embeddings} were made with preset "
+            f"{embedded.get('name')!r} ({settings_difference(embedded, trained_with)}); "
+            f"embed the cohort with `ihgamp embed --preset {trained_with.name}`"
+        )
     cohort = load_cohort(
-        read_manifest(manifest), store, artifact.metadata.backbone, label_column, label_threshold
+        cases,
+        store,
+        artifact.metadata.backbone,
+        label_column,
+        label_threshold,
+        preset=artifact.metadata.preset,
     )
     if split != "all":
         chosen_seed = split_seed if split_seed is not None else int(trained.get("split_seed", 0))
@@ -239,7 +315,11 @@ def evaluate_cmd(
         cohort,
         artifact,
         EvaluationOptions(
-            split=None if split == "all" else split, resamples=resamples, seed=seed, loco=loco
+            split=None if split == "all" else split,
+            resamples=resamples,
+            seed=seed,
+            loco=loco,
+            skip_missing=skip_missing,
         ),
     )
     files = write_report(report, out)
@@ -248,6 +328,9 @@ def evaluate_cmd(
         f"AUROC {m['auroc']:.3f} ({ci['auroc'][0]:.3f}-{ci['auroc'][1]:.3f}), "
         f"AP {m['average_precision']:.3f}, Brier {m['brier']:.3f} on {m['n']} cases"
     )
+    excluded = [*cohort.missing, *cohort.dropped_nan]
+    if excluded:
+        console.print(f"[yellow]{len(excluded)} case(s) not evaluated (listed in the report)[/]")
     console.print(f"report: {', '.join(str(f) for f in files)}")
 
 
@@ -270,6 +353,7 @@ def import_head(
     allowed, anything else is refused. Pass --yes to confirm.
     """
     setup_logging()
+    _out_folder(out)
     err_console.print(
         "[bold yellow]warning:[/] this reads a pickle-based joblib file; only "
         "the scikit-learn/NumPy classes of an IHGAMP head are allowed."

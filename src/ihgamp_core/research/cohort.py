@@ -15,10 +15,17 @@ from ..errors import IhgampError, ParameterError
 from ..params import Preset
 from ..scoring import ScoringProgress, embed_slide
 from ..slide.opener import discover_slides
-from .manifest import SPLITS, Manifest
+from .manifest import SPLITS, Manifest, name_some
 from .store import EmbeddingStore
 
-__all__ = ["Cohort", "EmbedSummary", "describe", "embed_cohort", "load_cohort", "patient_split"]
+__all__ = [
+    "Cohort",
+    "EmbedSummary",
+    "describe",
+    "embed_cohort",
+    "load_cohort",
+    "patient_split",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -69,9 +76,8 @@ def embed_cohort(
     summary = EmbedSummary()
     store.clean_partial()
     for case in manifest.cases:
-        for slide_path in case.slides:
-            key = str(slide_path)
-            if store.has(case.case_id, key, backbone.identity, preset):
+        for key, slide_path in zip(case.slide_keys, case.slides, strict=True):
+            if store.has(case.case_id, key, backbone.identity, preset, source=str(slide_path)):
                 summary.skipped += 1
                 if on_slide is not None:
                     on_slide(case.case_id, key, "skipped")
@@ -82,7 +88,7 @@ def embed_cohort(
                     embeddings = embed_slide(
                         slide, backbone, preset, batch_size, progress=progress, path=path
                     )
-                store.write(case.case_id, key, embeddings, preset)
+                store.write(case.case_id, key, embeddings, preset, source=str(slide_path))
                 summary.embedded += 1
                 outcome = "embedded"
             except (IhgampError, ValueError, OSError) as exc:
@@ -143,42 +149,70 @@ def load_cohort(
     backbone: BackboneIdentity | None = None,
     label_column: str | None = None,
     label_threshold: float = 33.0,
+    preset: Preset | None = None,
 ) -> Cohort:
     """Case means and targets of every case with complete embeddings.
 
     The case representation is the mean over all tiles of all the case's slides.
-    Cases with NaN features are dropped (the paper's feature sanitisation), cases whose
-    slides are not all embedded are listed in ``missing``. The binary target is
-    ``label_column`` when given, else ``label``, else ``score >= label_threshold``.
+    Cases whose mean is not finite (NaN or infinite features) are left out and listed
+    in ``dropped_nan`` (the paper's feature sanitisation); cases whose slides are not
+    all embedded are listed in ``missing``. The binary target is ``label_column`` when
+    given (checked like ``label``: 0 or 1), else ``label``, else
+    ``score >= label_threshold``.
+
+    Parameters
+    ----------
+    manifest : Manifest
+        The cohort.
+    store : EmbeddingStore
+        Its embeddings.
+    backbone : BackboneIdentity, optional
+        Every slide must have been embedded by this backbone.
+    label_column : str, optional
+        Another endpoint's 0/1 label column.
+    label_threshold : float
+        Score threshold of the default label.
+    preset : Preset, optional
+        Every slide must have been tiled and preprocessed as this preset does.
 
     Raises
     ------
     ParameterError
-        If no case has embeddings, or a case has no target.
+        If no case has embeddings, a case has no target, the label column holds
+        anything but 0/1, or the embeddings come from another backbone or preset or
+        have different sizes.
     """
-    ids, xs, scores, labels, types, sites, splits, tiles = [], [], [], [], [], [], [], []
-    missing, dropped = [], []
+    column = manifest.binary_column(label_column) if label_column is not None else None
+    ids: list[str] = []
+    xs: list[NDArray[np.float64]] = []
+    scores, labels, types, sites, splits, tiles = [], [], [], [], [], []
+    missing, dropped, unlabelled = [], [], []
     for case in manifest.cases:
-        feats = store.case_features(case.case_id, [str(s) for s in case.slides], backbone)
+        feats = store.case_features(case, backbone, preset)
         if feats is None or feats.shape[0] == 0:
             missing.append(case.case_id)
             continue
+        if xs and feats.shape[1] != xs[0].shape[0]:
+            raise ParameterError(
+                f"case {case.case_id!r}: embeddings of size {feats.shape[1]}, but case "
+                f"{ids[0]!r} has size {xs[0].shape[0]}; embed the cohort with one backbone"
+            )
         mean = feats.mean(axis=0, dtype=np.float64)
         if not np.all(np.isfinite(mean)):
             dropped.append(case.case_id)
             continue
         label: int | None
-        if label_column is not None:
-            raw = case.extra.get(label_column, "")
-            if raw in ("", "NA"):
-                raise ParameterError(f"case {case.case_id}: no value in column {label_column!r}")
-            label = int(float(raw))
+        if column is not None:
+            label = column[case.case_id]
         elif case.label is not None:
             label = case.label
         elif case.score is not None:
             label = int(case.score >= label_threshold)
         else:
-            raise ParameterError(f"case {case.case_id}: no label and no score in the manifest")
+            label = None
+        if label is None:
+            unlabelled.append(case.case_id)
+            continue
         ids.append(case.case_id)
         xs.append(mean)
         scores.append(np.nan if case.score is None else case.score)
@@ -187,6 +221,9 @@ def load_cohort(
         sites.append(case.tss or "unknown")
         splits.append(case.split)
         tiles.append(feats.shape[0])
+    if unlabelled:
+        where = f"no value in column {label_column!r}" if label_column else "no label and no score"
+        raise ParameterError(f"{where} for case(s) {name_some(unlabelled)} in {manifest.path}")
     if not ids:
         raise ParameterError("no case of the manifest has embeddings; run `ihgamp embed` first")
     return Cohort(
@@ -224,6 +261,7 @@ def patient_split(
     if n < 10:
         raise ParameterError(f"{n} case(s) with embeddings: too few to split 80/10/10")
     strata = np.array([f"{t}|{y}" for t, y in zip(cohort.cancer_type, cohort.label, strict=True)])
+    original = strata
     values, counts = np.unique(strata, return_counts=True)
     rare = set(values[counts < 10])
     strata = np.array([s if s not in rare else f"_pooled|{s.rsplit('|', 1)[1]}" for s in strata])
@@ -233,10 +271,12 @@ def patient_split(
     )
     idx = np.arange(n)
     train_frac, val_frac, test_frac = fractions
+    part, members = "the cohort", idx
     try:
         train, rest = train_test_split(
             idx, train_size=train_frac, stratify=strata, random_state=seed
         )
+        part, members = "the cases held out for validation and test", rest
         val, test = train_test_split(
             rest,
             test_size=test_frac / (val_frac + test_frac),
@@ -244,7 +284,11 @@ def patient_split(
             random_state=seed,
         )
     except ValueError:  # strata too small to stratify: a plain random split
-        logger.warning("cohort too small to stratify the split; splitting at random")
+        problem = _stratification_problem(strata[members], original[members], part)
+        logger.warning(
+            f"cannot stratify the split by cancer type and label: {problem}; splitting at random",
+            extra={"seed": seed},
+        )
         train, rest = train_test_split(idx, train_size=train_frac, random_state=seed)
         val, test = train_test_split(
             rest, test_size=test_frac / (val_frac + test_frac), random_state=seed
@@ -266,6 +310,26 @@ def patient_split(
         cohort.dropped_nan,
         f"80/10/10 stratified by cancer type and label (seed {seed})",
     )
+
+
+def _stratification_problem(strata: NDArray[np.str_], original: NDArray[np.str_], part: str) -> str:
+    """Why ``strata`` cannot be stratified: the smallest group, named by what it holds."""
+    values, counts = np.unique(strata, return_counts=True)
+    smallest = int(np.argmin(counts))
+    if counts[smallest] >= 2:
+        return f"{part} ({strata.size} cases) cannot hold all {values.size} strata"
+    names, sizes = np.unique(original[strata == values[smallest]], return_counts=True)
+    held = ", ".join(
+        f"{name.rsplit('|', 1)[0]} label {name.rsplit('|', 1)[1]}: {size} case"
+        + ("s" if size != 1 else "")
+        for name, size in zip(names.tolist(), sizes.tolist(), strict=True)
+    )
+    if str(values[smallest]).startswith("_"):
+        return (
+            f"the small strata pooled together ({held}) hold {counts[smallest]} case of "
+            f"{part}, too few to stratify"
+        )
+    return f"cancer type {held} in {part}, too few to stratify"
 
 
 def describe(cohort: Cohort) -> dict[str, Any]:

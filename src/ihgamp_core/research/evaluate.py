@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import ParameterError
 from ..head import HeadArtifact, PlattMode
 from .cohort import Cohort, patient_split
+from .manifest import name_some
 from .metrics import (
     bootstrap_ci,
     calibration,
@@ -41,6 +42,9 @@ class EvaluationOptions:
         Run leave-one-cancer-type-out.
     loco_min_positives : int
         Cancer types with fewer positive cases are not held out.
+    skip_missing : bool
+        Evaluate without the cases that have no embeddings or NaN in them (listed in
+        the report); by default such cases are refused.
     """
 
     split: str | None = "test"
@@ -48,6 +52,7 @@ class EvaluationOptions:
     seed: int = 0
     loco: bool = True
     loco_min_positives: int = 10
+    skip_missing: bool = False
 
 
 def leave_one_cancer_type_out(
@@ -98,11 +103,41 @@ def leave_one_cancer_type_out(
 
 
 def evaluate(cohort: Cohort, head: HeadArtifact, options: EvaluationOptions) -> dict[str, Any]:
-    """All metrics of the paper's protocol on ``cohort`` (see :mod:`.metrics`)."""
+    """All metrics of the paper's protocol on ``cohort`` (see :mod:`.metrics`).
+
+    Raises
+    ------
+    ParameterError
+        If cases lack usable embeddings (unless ``options.skip_missing``), the split
+        has no case, or the embeddings do not fit the head.
+    """
     head.check_backbone(head.metadata.backbone)
+    excluded = {
+        "missing_embeddings": list(cohort.missing),
+        "nan_embeddings": list(cohort.dropped_nan),
+    }
+    if (cohort.missing or cohort.dropped_nan) and not options.skip_missing:
+        reasons = []
+        if cohort.missing:
+            reasons.append(f"no embeddings for {name_some(cohort.missing)}")
+        if cohort.dropped_nan:
+            reasons.append(f"NaN in the embeddings of {name_some(cohort.dropped_nan)}")
+        raise ParameterError(
+            f"{len(cohort.missing) + len(cohort.dropped_nan)} case(s) cannot be evaluated: "
+            f"{'; '.join(reasons)}; embed them again (`ihgamp embed`) or pass --skip-missing "
+            "to evaluate without them"
+        )
     part = cohort.in_split(options.split) if options.split else cohort
     if not part.case_ids:
-        raise ValueError(f"the cohort has no {options.split!r} split; use --split all")
+        raise ParameterError(
+            f"the cohort has no {options.split!r} case (the manifest's split column); "
+            "choose another --split, or --split all"
+        )
+    size = head.linear[0].shape[0]
+    if part.x.shape[1] != size:
+        raise ParameterError(
+            f"the embeddings have {part.x.shape[1]} dimensions but the head takes {size}"
+        )
     probs = head.probability(head.score(part.x))
     report: dict[str, Any] = {
         "head": head.metadata.display_name,
@@ -116,7 +151,12 @@ def evaluate(cohort: Cohort, head: HeadArtifact, options: EvaluationOptions) -> 
         ),
         "calibration": calibration(part.label, probs),
         "tss_embedding_norm": tss_norm_cv(part.norms, part.tss),
-        "scores": {"probability": [float(p) for p in probs], "label": part.label.tolist()},
+        "scores": {
+            "case_id": list(part.case_ids),
+            "probability": [float(p) for p in probs],
+            "label": part.label.tolist(),
+        },
+        "excluded": excluded,
     }
     if options.loco:
         report["loco"] = leave_one_cancer_type_out(
@@ -203,6 +243,17 @@ def write_report(report: dict[str, Any], out: Path) -> list[Path]:
             )
         for name, reason in sorted(report["loco"].get("skipped", {}).items()):
             lines.append(f"| {name} | not held out: {reason} | | |")
+    excluded = report.get("excluded", {})
+    if excluded.get("missing_embeddings") or excluded.get("nan_embeddings"):
+        lines += [
+            "",
+            "## Cases not evaluated (--skip-missing)",
+            "",
+            "| case | reason |",
+            "| --- | --- |",
+        ]
+        lines += [f"| {c} | no embeddings |" for c in excluded.get("missing_embeddings", [])]
+        lines += [f"| {c} | NaN in the embeddings |" for c in excluded.get("nan_embeddings", [])]
     lines += ["", "## Plots", ""] + [f"![{f.stem}]({f.name})" for f in files if f.suffix == ".png"]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     return [*files, out / "report.md"]

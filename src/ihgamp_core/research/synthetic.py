@@ -132,7 +132,13 @@ def write_synthetic_cohort(
                 tiles *= target / float(np.linalg.norm(tiles.mean(axis=0)))
                 case_id = f"{spec.name}-{i:05d}"
                 slide = f"synthetic/{case_id}/slide-1"  # a name only: no slide file exists
-                key = str((out / slide).resolve())  # as read_manifest resolves it
-                store.write_features(case_id, key, tiles.astype(np.float32), backbone, preset)
+                store.write_features(
+                    case_id,
+                    slide,  # the manifest entry is the slide's key
+                    tiles.astype(np.float32),
+                    backbone,
+                    preset,
+                    source=str((out / slide).resolve()),
+                )
                 writer.writerow([case_id, slide, f"{score:.3f}", spec.name, f"TSS{site:03d}"])
     return manifest, out / "embeddings"

@@ -105,11 +105,29 @@ def train_head(
     Raises
     ------
     ParameterError
-        Too few training cases for PCA, a split without both classes, or missing scores.
+        Too few training cases for PCA, a training or validation split without both
+        classes (named, with the label rule), or missing scores.
     """
     train, val = cohort.in_split("train"), cohort.in_split("validation")
     if not train.case_ids or not val.case_ids:
         raise ParameterError("training needs train and validation splits (see patient_split)")
+    rule = (
+        f"column {options.label_column!r}"
+        if options.label_column
+        else f"label column, or score >= {options.label_threshold:g}"
+    )
+    for name, part in (("training", train), ("validation", val)):
+        positives = int(part.label.sum())
+        negatives = len(part.case_ids) - positives
+        if positives == 0 or negatives == 0:
+            lacking, other = (
+                ("positive", "negative") if positives == 0 else ("negative", "positive")
+            )
+            raise ParameterError(
+                f"the {name} split has no {lacking} case ({len(part.case_ids)} cases, all "
+                f"{other}; labels from the {rule}): a head needs both classes in the training "
+                "and validation splits; check the labels and the split column"
+            )
     target = train.score if options.use_score else train.label.astype(np.float64)
     if options.use_score and not np.all(np.isfinite(target)):
         raise ParameterError(
@@ -123,7 +141,8 @@ def train_head(
         a, b = fit_platt(linear.predict(train.x), train.label, "ihgamp-code")
 
     def probability(x: np.ndarray) -> np.ndarray:
-        return np.asarray(1.0 / (1.0 + np.exp(-(a * linear.predict(x) + b))))
+        z = a * linear.predict(x) + b
+        return np.asarray(0.5 * (1.0 + np.tanh(0.5 * z)))  # = sigmoid(z), overflow-free
 
     threshold = youden_threshold(probability(val.x), val.label)
     norms = train.norms

@@ -1,0 +1,61 @@
+"""Shared CLI pieces: ``handle_errors`` shows tracebacks only with ``IHGAMP_DEBUG=1``."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from gateway.cli.app import app
+from gateway.cli.common import handle_errors, setup_logging
+
+pytestmark = pytest.mark.unit
+
+runner = CliRunner()
+
+
+def _failing_app() -> typer.Typer:
+    """A one-command app whose command fails the way a bug would."""
+    failing = typer.Typer()
+
+    @failing.command()
+    @handle_errors
+    def broken() -> None:
+        setup_logging()  # as every command does: a log handler is attached
+        raise RuntimeError("an unexpected failure")
+
+    return failing
+
+
+@pytest.mark.parametrize("debug", [None, "0"])
+def test_handle_errors_prints_no_traceback_without_debug(
+    monkeypatch: pytest.MonkeyPatch, debug: str | None
+) -> None:
+    if debug is None:
+        monkeypatch.delenv("IHGAMP_DEBUG", raising=False)
+    else:
+        monkeypatch.setenv("IHGAMP_DEBUG", debug)
+    result = runner.invoke(_failing_app(), [])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output, result.output
+    assert "error: unexpected RuntimeError: an unexpected failure" in result.output
+    assert "IHGAMP_DEBUG=1" in result.output
+
+
+def test_handle_errors_lets_the_traceback_through_with_debug(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("IHGAMP_DEBUG", "1")
+    result = runner.invoke(_failing_app(), [])
+    assert isinstance(result.exception, RuntimeError)  # uncaught: Python prints its traceback
+
+
+def test_every_command_is_wrapped_by_handle_errors() -> None:
+    wrapper_code = handle_errors(lambda: None).__code__
+    commands = [(c.name, c.callback) for c in app.registered_commands]
+    for group in app.registered_groups:
+        assert group.typer_instance is not None
+        commands += [(c.name, c.callback) for c in group.typer_instance.registered_commands]
+    assert len(commands) > 10
+    for name, callback in commands:
+        assert getattr(callback, "__code__", None) is wrapper_code, name
