@@ -383,7 +383,7 @@ def _thread_excepthook(args: threading.ExceptHookArgs) -> None:
         _close_quietly(sock)
     logger.warning(
         "association aborted: malformed input",
-        extra={"error": args.exc_type.__name__, "thread": thread.name},
+        extra={"error": args.exc_type.__name__, "thread_name": thread.name},
     )
     logger.debug(
         "malformed input traceback",

@@ -78,7 +78,14 @@ def read_header(path: Path, sop_class_uid: str, sop_instance_uid: str) -> Instan
         inconsistent with its header, or it is deflated (status 0xA900).
     """
     with Path(path).open("rb") as fh:
-        return _read_header(fh, Path(path).stat().st_size, sop_class_uid, sop_instance_uid)
+        try:
+            return _read_header(fh, Path(path).stat().st_size, sop_class_uid, sop_instance_uid)
+        except (DatasetMismatchError, UnreadableDatasetError):
+            raise
+        except Exception as exc:  # pydicom converts values lazily: errors surface late
+            raise UnreadableDatasetError(
+                f"cannot interpret the data set ({type(exc).__name__})"
+            ) from None
 
 
 def _read_header(
