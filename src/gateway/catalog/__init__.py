@@ -10,12 +10,12 @@ from .catalog import (
     utcnow,
 )
 from .jobs import ClaimedJob, JobStore, JobView
-from .migrations import SCHEMA_VERSION, current_version, migrate
+from .migrations import HEAD, SchemaState, SchemaStatus, schema_status, upgrade
 from .schema import JobState, StudyState
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
-    "SCHEMA_VERSION",
+    "HEAD",
     "Catalog",
     "ClaimedJob",
     "InstanceRecord",
@@ -26,7 +26,9 @@ __all__ = [
     "SeriesSnapshot",
     "StudySnapshot",
     "StudyState",
-    "current_version",
-    "migrate",
+    "SchemaState",
+    "SchemaStatus",
+    "schema_status",
+    "upgrade",
     "utcnow",
 ]

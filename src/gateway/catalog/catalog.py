@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import CatalogError, InstanceConflictError, UidConflictError
-from .migrations import migrate
+from .migrations import SchemaStatus, ensure_current
 from .schema import Association, Instance, Series, StoreRefusal, Study, StudyState
 
 _T = TypeVar("_T")
@@ -134,16 +134,17 @@ class Catalog:
     ----------
     url : str
         ``sqlite:///PATH`` or ``postgresql+psycopg://USER@HOST:PORT/DB``.
-    migrate_schema : bool
-        Apply pending migrations on open (the default).
+    create_schema : bool
+        Create the schema in an empty database (the default). A database behind this
+        code is refused either way: ``ihgamp db upgrade`` migrates it.
 
     Raises
     ------
     CatalogError
-        If the database cannot be opened or migrated.
+        If the database cannot be opened, is not migrated, or is newer than this code.
     """
 
-    def __init__(self, url: str, migrate_schema: bool = True) -> None:
+    def __init__(self, url: str, create_schema: bool = True) -> None:
         self.url = url
         try:
             if url.startswith("sqlite:///"):
@@ -160,7 +161,7 @@ class Catalog:
                     url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True
                 )
             self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-            self.schema_version = migrate(self.engine) if migrate_schema else 0
+            self.schema: SchemaStatus = ensure_current(self.engine, create_schema)
         except OperationalError as exc:
             raise CatalogError(f"cannot open the catalog at {_redact(url)}: {exc.orig}") from exc
 

@@ -1,4 +1,4 @@
-"""Catalog tables (SQLAlchemy 2 ORM). The schema version lives in :mod:`.migrations`.
+"""Catalog tables (SQLAlchemy 2 ORM). Their history is in :mod:`.migrations` (Alembic).
 
 The catalog holds UIDs, accession numbers, states, timings and file locations. Patient
 data stays in the spool's DICOM files and is read when a report needs it; the one
@@ -35,6 +35,7 @@ __all__ = [
     "StoredObservation",
     "Instance",
     "Job",
+    "Lease",
     "PullCursor",
     "JobState",
     "Series",
@@ -222,6 +223,18 @@ class Job(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=_utc)
     updated_at: Mapped[dt.datetime] = mapped_column(default=_utc, onupdate=_utc)
     finished_at: Mapped[dt.datetime | None]
+    published_at: Mapped[dt.datetime | None]
+
+
+class Lease(Base):
+    """A cluster-wide lease: who acts as, for example, the completion leader, and until when."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[dt.datetime]
+    acquired_at: Mapped[dt.datetime]
 
 
 class DeliveryState(StrEnum):

@@ -1,4 +1,4 @@
-"""The catalog on SQLite and PostgreSQL: migrations, instances, state machine, jobs."""
+"""The catalog on SQLite and PostgreSQL: instances, state machine, jobs."""
 
 from __future__ import annotations
 
@@ -7,16 +7,13 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from gateway.catalog import (
-    SCHEMA_VERSION,
     Catalog,
     InstanceRecord,
     JobState,
     JobStore,
     StudyState,
-    current_version,
     utcnow,
 )
 from gateway.errors import CatalogError, UidConflictError
@@ -49,32 +46,6 @@ def rec(
         size=10,
         sha256=sha * 64,
     )
-
-
-def test_migrations_are_versioned_and_idempotent(catalog_url: str) -> None:
-    first = Catalog(catalog_url)
-    assert first.schema_version == SCHEMA_VERSION
-    first.close()
-    again = Catalog(catalog_url)
-    assert again.schema_version == SCHEMA_VERSION
-    assert current_version(again.engine) == SCHEMA_VERSION
-    with again.engine.connect() as conn:
-        rows = conn.execute(text("SELECT version FROM schema_version")).all()
-    assert sorted(r[0] for r in rows) == list(range(1, SCHEMA_VERSION + 1))
-    again.close()
-
-
-def test_newer_database_is_refused(catalog_url: str) -> None:
-    Catalog(catalog_url).close()
-    engine = create_engine(catalog_url)
-    with engine.begin() as conn:
-        conn.execute(
-            text("INSERT INTO schema_version VALUES (:v, 'from the future', :t)"),
-            {"v": SCHEMA_VERSION + 1, "t": dt.datetime.now(dt.UTC)},
-        )
-    engine.dispose()
-    with pytest.raises(CatalogError, match="newer than this gateway"):
-        Catalog(catalog_url)
 
 
 def test_instances_studies_series_and_versions(catalog: Catalog) -> None:
@@ -232,25 +203,3 @@ def test_enqueue_refuses_a_study_still_receiving(catalog: Catalog) -> None:
 def test_naive_timestamps_are_refused(catalog: Catalog) -> None:
     with pytest.raises(Exception, match="timezone-aware"):
         catalog.record_instance(rec(), None, now=dt.datetime(2026, 1, 1))  # noqa: DTZ001
-
-
-def test_upgrade_from_version_2_keeps_data(catalog_url: str) -> None:
-    first = Catalog(catalog_url)
-    first.record_instance(rec(), None)
-    first.close()
-    # Turn the database back into what release 2 left: no hold column, no cursors.
-    engine = create_engine(catalog_url)
-    with engine.begin() as conn:
-        conn.execute(text("ALTER TABLE studies DROP COLUMN hold_reason"))
-        conn.execute(text("DROP TABLE pull_cursors"))
-        conn.execute(text("DROP TABLE store_refusals"))
-        conn.execute(text("DELETE FROM schema_version WHERE version >= 3"))
-    engine.dispose()
-    upgraded = Catalog(catalog_url)
-    assert upgraded.schema_version == SCHEMA_VERSION == 4
-    study = upgraded.study("1.2.3")
-    assert study is not None and study.series[0].instance_count == 1
-    with upgraded.engine.connect() as conn:
-        conn.execute(text("SELECT hold_reason FROM studies")).all()
-        conn.execute(text("SELECT pacs FROM pull_cursors")).all()
-    upgraded.close()

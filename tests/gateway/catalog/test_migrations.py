@@ -1,0 +1,83 @@
+"""Alembic migrations on SQLite and PostgreSQL, from the catalog release 0.1 shipped."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, text
+from typer.testing import CliRunner
+
+from gateway.catalog import HEAD, Catalog, SchemaState, StudyState, schema_status, upgrade
+from gateway.catalog.schema import Base
+from gateway.cli.app import app
+from gateway.errors import CatalogError
+from support.gateway import settings_dict, write_toml
+
+pytestmark = pytest.mark.integration
+
+DATA = Path(__file__).resolve().parents[2] / "data"
+
+
+def _load_release(url: str) -> None:
+    """A catalog exactly as release 0.1 left it (a dump of what its code created)."""
+    if url.startswith("sqlite"):
+        db = sqlite3.connect(url.removeprefix("sqlite:///"))
+        db.executescript((DATA / "catalog-release-0.1.sqlite.sql").read_text())
+        db.close()
+        return
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql((DATA / "catalog-release-0.1.postgresql.sql").read_text())
+    engine.dispose()
+
+
+def test_a_new_catalog_is_created_at_head_and_matches_the_models(catalog_url: str) -> None:
+    catalog = Catalog(catalog_url)
+    assert catalog.schema.state == SchemaState.CURRENT and catalog.schema.revision == HEAD
+    with catalog.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    extra = [d for d in diff if not (d[0] == "remove_table" and d[1].name == "schema_version")]
+    assert extra == [], extra  # the frozen revisions build exactly the current tables
+    catalog.close()
+    assert Catalog(catalog_url).schema.state == SchemaState.CURRENT  # idempotent
+
+
+def test_the_release_catalog_is_refused_until_upgraded_then_keeps_its_data(
+    catalog_url: str, tmp_path: Path
+) -> None:
+    _load_release(catalog_url)
+    with pytest.raises(CatalogError, match="run `ihgamp db upgrade"):
+        Catalog(catalog_url)
+    config = write_toml(tmp_path / "gw.toml", settings_dict(tmp_path, catalog={"url": catalog_url}))
+    runner = CliRunner()
+    status = runner.invoke(app, ["db", "status", "--config", str(config)])
+    assert status.exit_code == 0 and "legacy" in status.output, status.output
+    result = runner.invoke(app, ["db", "upgrade", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert f"-> {HEAD}" in result.output
+    catalog = Catalog(catalog_url)
+    scored = catalog.study("1.2.826.0.1.3680043.8.498.1")
+    assert scored is not None and scored.state == StudyState.SCORED
+    assert scored.result_probability == pytest.approx(0.12)
+    assert catalog.study("1.2.826.0.1.3680043.8.498.2").state == StudyState.RECEIVING  # type: ignore[union-attr]
+    with catalog.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM deliveries")).scalar() == 1
+        assert conn.execute(text("SELECT max(version) FROM schema_version")).scalar() == 99
+    catalog.close()
+
+
+def test_a_catalog_newer_than_this_gateway_is_refused(catalog_url: str) -> None:
+    Catalog(catalog_url).close()
+    engine = create_engine(catalog_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'ffff'"))
+    assert schema_status(engine).state == SchemaState.AHEAD
+    with pytest.raises(CatalogError, match="newer than this gateway"):
+        upgrade(engine)
+    engine.dispose()
+    with pytest.raises(CatalogError, match="newer than this gateway"):
+        Catalog(catalog_url)
