@@ -60,11 +60,26 @@ _configured = threading.Lock()
 VERIFICATION = "1.2.840.10008.1.1"
 
 
+class _NoTraceback(logging.Filter):
+    """pynetdicom logs tracebacks of undecodable PDUs (malformed input): keep one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Drop the traceback of a pynetdicom record; keep the message."""
+        if record.exc_info is not None:
+            kind = record.exc_info[0].__name__ if record.exc_info[0] else "error"
+            record.msg = f"{record.getMessage()} ({kind})"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def configure_pynetdicom() -> None:
     """Set pynetdicom's process-wide options for the gateway.
 
     * chunked receive: C-STORE data sets stream into a file, never held in memory;
     * no identifier logging and no per-event logging: logs carry no patient data;
+      pynetdicom's own tracebacks of malformed PDUs become one line;
     * pydicom does not validate values while reading (its warnings quote the values,
       which may be patient data) and logs errors only;
     * received data sets stream through :func:`.incoming.open_receive_file`;
@@ -80,6 +95,13 @@ def configure_pynetdicom() -> None:
         _config.LOG_RESPONSE_IDENTIFIERS = False
         _config.LOG_HANDLER_LEVEL = "none"
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    # Logger filters do not apply to records propagating from child loggers: put the
+    # filter on each of pynetdicom's module loggers (all imported by now).
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "pynetdicom"]
+    for name in ["pynetdicom", *names]:
+        module_logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoTraceback) for f in module_logger.filters):
+            module_logger.addFilter(_NoTraceback())
     logging.getLogger("pydicom").setLevel(logging.ERROR)
     incoming.install()
     install_thread_hook()

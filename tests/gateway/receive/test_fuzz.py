@@ -21,3 +21,17 @@ def test_two_thousand_malformed_pdus_and_data_sets_crash_nothing(
     # The mutations reach the checks: some stored, some refused for each reason.
     statuses = report.statuses
     assert statuses["0x0000"] > 0 and statuses["0xA900"] > 0 and statuses["0xC000"] > 0, figures
+
+
+def test_undecodable_pdus_leave_one_log_line_each_and_no_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO)
+    report = run(tmp_path, cases=200, seed=7)
+    assert report.crashes == []
+    pynetdicom = [r for r in caplog.records if r.name.startswith("pynetdicom")]
+    assert pynetdicom, "the cases reach pynetdicom's decoder"
+    with_traceback = [(r.name, r.getMessage()) for r in list(caplog.records) if r.exc_info]
+    assert with_traceback == []
