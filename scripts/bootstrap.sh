@@ -4,7 +4,7 @@
 # dependencies (constraints.txt), and the real sample slide.
 #
 #   scripts/bootstrap.sh demo   # what `make demo` needs (DCMTK as the scanner, Orthanc as the PACS)
-#   scripts/bootstrap.sh test   # plus the test peers: dicom3tools, PostgreSQL, openssl
+#   scripts/bootstrap.sh test   # plus the test peers: dicom3tools, PostgreSQL, RabbitMQ, Redis, openssl
 #
 # Idempotent: re-running skips what is already installed.
 set -euo pipefail
@@ -14,7 +14,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
 apt_demo=(libturbojpeg0 dcmtk orthanc orthanc-dicomweb)
-apt_test=(dicom3tools postgresql iproute2 openssl)
+apt_test=(dicom3tools postgresql rabbitmq-server redis-server iproute2 openssl)
 
 want=("${apt_demo[@]}")
 [ "$profile" = test ] && want+=("${apt_test[@]}")
@@ -27,7 +27,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   echo "installing system packages: ${missing[*]}"
-  # policy-rc.d keeps Debian from starting services (Orthanc, PostgreSQL) on
+  # policy-rc.d keeps Debian from starting services (Orthanc, PostgreSQL, RabbitMQ, Redis) on
   # install: the tests start their own instances on loopback.
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -40,6 +42,8 @@ __all__ = [
     "DicomSettings",
     "LoggingSettings",
     "ModelSettings",
+    "NodeSettings",
+    "QueueBackend",
     "Settings",
     "StorageSettings",
     "TlsSettings",
@@ -170,6 +174,7 @@ class CatalogSettings(_Model):
 class CompletionSettings(_Model):
     """When a study counts as completely received (timers persist across restarts)."""
 
+    leader_lease_s: float = Field(default=15.0, gt=0)
     series_stable_s: float = Field(default=30.0, ge=0)
     study_stable_s: float = Field(default=60.0, ge=0)
     force_after_s: float = Field(default=3600.0, gt=0)
@@ -183,16 +188,53 @@ class CompletionSettings(_Model):
         return self
 
 
+class QueueBackend(StrEnum):
+    """How queued jobs reach workers."""
+
+    INPROCESS = "inprocess"  # worker threads poll the catalog's job rows
+    CELERY = "celery"  # a broker carries the job id to Celery workers
+
+
 class WorkerSettings(_Model):
     """The job queue and scoring workers."""
 
-    backend: Literal["inprocess"] = "inprocess"
+    backend: QueueBackend = QueueBackend.INPROCESS
     count: int = Field(default=1, ge=0, le=64)
     lease_s: float = Field(default=600.0, gt=0)
     max_attempts: int = Field(default=3, ge=1, le=100)
     backoff_s: float = Field(default=30.0, ge=0)
     backoff_max_s: float = Field(default=1800.0, ge=0)
     poll_interval_s: float = Field(default=1.0, gt=0)
+    broker_url: str | None = None
+    queue_name: str = Field(default="ihgamp-score", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    republish_after_s: float = Field(default=600.0, gt=0)
+    sweep_interval_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _broker(self) -> WorkerSettings:
+        if self.backend == QueueBackend.CELERY:
+            if not self.broker_url:
+                raise ValueError(
+                    "backend 'celery' needs broker_url (amqp://... for RabbitMQ, "
+                    "redis://... for Redis; or IHGAMP__WORKER__BROKER_URL)"
+                )
+            if not self.broker_url.startswith(("amqp://", "amqps://", "redis://", "rediss://")):
+                raise ValueError("broker_url must be amqp(s):// (RabbitMQ) or redis(s):// (Redis)")
+        return self
+
+    def broker_redacted(self) -> str | None:
+        """The broker URL without its password (for logs and ``config check``)."""
+        if self.broker_url is None:
+            return None
+        return _redact_url(self.broker_url)
+
+
+class NodeSettings(_Model):
+    """One node of a cluster (one process of ``ihgamp serve``)."""
+
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
 
 
 class ModelSettings(_Model):
@@ -385,6 +427,7 @@ class Settings(_Model):
     pacs: tuple[PacsNode, ...] = ()
     pull: PullSettings = PullSettings()
     logging: LoggingSettings = LoggingSettings()
+    node: NodeSettings = NodeSettings()
 
     @model_validator(mode="after")
     def _unique_pacs(self) -> Settings:
@@ -392,6 +435,14 @@ class Settings(_Model):
         if len(names) != len(set(names)):
             raise ValueError("pacs names must be unique")
         return self
+
+    def node_name(self) -> str:
+        """The node's name: ``node.name``, else host name and DICOM port.
+
+        It names the node's own ``.incoming`` folder in a shared spool and its leases,
+        so it must differ between nodes; the port keeps two receivers on one host apart.
+        """
+        return self.node.name or f"{socket.gethostname()}-{self.dicom.port}"
 
     def pacs_node(self, name: str) -> PacsNode:
         """The PACS called ``name``.
@@ -406,6 +457,15 @@ class Settings(_Model):
                 return node
         known = ", ".join(p.name for p in self.pacs) or "none configured"
         raise ConfigError(f"no PACS named {name!r} in the configuration ([[pacs]]: {known})")
+
+
+def _redact_url(url: str) -> str:
+    """Hide a password in a URL (``scheme://user:***@host``)."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return url
 
 
 def _parse_env_value(raw: str) -> Any:

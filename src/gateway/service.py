@@ -1,7 +1,11 @@
-"""The gateway process: receive -> spool/catalog -> completion -> queue -> score -> outbox.
+"""A gateway process: the parts of its role, started in dependency order.
 
-:class:`Gateway` builds every part from one :class:`~gateway.config.Settings`, starts
-them in dependency order and stops them in reverse. ``ihgamp serve`` runs it until
+``ihgamp serve --role all`` (the default) runs every part in one process: receive ->
+spool/catalog -> completion -> queue -> score -> outbox -> dispatch, plus the HTTP
+service. The other roles run a subset (:mod:`gateway.roles`); several processes of any
+role share one catalog (PostgreSQL), one spool and outbox, and, with the Celery backend,
+one broker. :class:`Gateway` builds its parts with :func:`gateway.parts.build_core`,
+starts them in dependency order and stops them in reverse; ``run_forever`` handles
 SIGTERM/SIGINT.
 """
 
@@ -15,18 +19,16 @@ from typing import Any
 
 from ihgamp_core.scoring import Engine
 
-from .catalog import Catalog, JobStore
-from .complete import CompletionMonitor
-from .config import Settings
+from . import metrics
+from .config import QueueBackend, Settings
 from .dispatch.dispatcher import Dispatcher
 from .dispatch.outbox import Outbox
 from .errors import ConfigError, GatewayError
-from .models import load_engine, target_max_mpp
-from .queue.inprocess import InProcessQueue
+from .parts import build_core
 from .receive import DicomListener
-from .report.writer import ReportWriter
 from .retrieve import AutoPuller, RetrieveService
-from .score.worker import ScoreProcessor, model_key
+from .roles import Role, problems
+from .score.worker import model_key
 from .spool import Spool
 from .web import HttpServer, create_app
 
@@ -36,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 
 class Gateway:
-    """All parts of one gateway process.
+    """The parts of one gateway process.
 
     Parameters
     ----------
@@ -44,66 +46,120 @@ class Gateway:
         The validated configuration.
     engine : Engine, optional
         A loaded engine to reuse (tests); loaded from ``settings.model`` otherwise.
+    role : Role
+        Which parts to run (default: all of them).
+
+    Raises
+    ------
+    ConfigError
+        If the role cannot run with these settings (e.g. a split role on SQLite).
     """
 
-    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+    def __init__(
+        self, settings: Settings, engine: Engine | None = None, role: Role = Role.ALL
+    ) -> None:
+        issues = problems(role, settings)
+        if issues:
+            raise ConfigError(f"cannot run role {role}: " + "; ".join(issues))
         self.settings = settings
-        self.catalog = Catalog(settings.catalog.url)
-        self.jobs = JobStore(self.catalog)
-        self.spool = Spool(settings.storage.spool_dir, settings.storage.min_free_mb * 2**20)
+        self.role = role
+        self.node = settings.node_name()
+        core = self.core = build_core(settings)
+        self.catalog, self.jobs, self.queue, self.lifecycle = (
+            core.catalog,
+            core.jobs,
+            core.queue,
+            core.lifecycle,
+        )
         self.outbox = Outbox(settings.storage.outbox_dir)
-        if engine is None and settings.worker.count > 0:
-            m = settings.model
-            engine = load_engine(m.head, m.backbone_checkpoint, m.device, m.precision)
-        self.engine = engine
-        self.dispatcher = Dispatcher(self.catalog, self.outbox, settings)
-        self.reports = ReportWriter(self.catalog, self.outbox, settings)
-        processor = (
-            ScoreProcessor(
-                self.catalog,
-                engine,
-                self.reports,
-                settings.model,
-                on_reported=lambda _uid: self.dispatcher.wake(),
+        self.spool = Spool(
+            settings.storage.spool_dir, settings.storage.min_free_mb * 2**20, node=self.node
+        )
+        celery = settings.worker.backend == QueueBackend.CELERY
+
+        self.dispatcher = (
+            Dispatcher(self.catalog, self.outbox, settings) if self._runs(Role.DISPATCHER) else None
+        )
+        self.engine: Engine | None = None
+        self.scores_here = self._runs(Role.WORKER) and settings.worker.count > 0 and not celery
+        if self.scores_here:
+            self.engine = core.enable_scoring(engine, on_reported=self._reported)
+        elif role == Role.WORKER and engine is not None:
+            self.engine = engine
+
+        self.listener: DicomListener | None = None
+        self.retrieve: RetrieveService | None = None
+        self.puller: AutoPuller | None = None
+        self.completion: Any = None
+        self.sweeper: Any = None
+        if self._runs(Role.RECEIVER):
+            from .complete import CompletionMonitor
+
+            self.listener = DicomListener(settings.dicom, self.catalog, self.spool)
+            # Before anything receives: reconcile what an interrupted run left behind.
+            self.listener.handlers.store.recover()
+            self.retrieve = RetrieveService(
+                settings, self.catalog, self.listener.handlers.store, self.lifecycle
             )
-            if engine is not None
-            else _no_engine
-        )
-        self.queue = InProcessQueue(self.jobs, processor, settings.worker)
-        self.completion = CompletionMonitor(
-            self.catalog, self.queue, settings.completion, target_max_mpp(settings.model.head)
-        )
-        self.listener = DicomListener(settings.dicom, self.catalog, self.spool)
-        # Before anything receives: reconcile what an interrupted run left in the spool.
-        self.listener.handlers.store.recover()
-        self.retrieve = RetrieveService(
-            settings, self.catalog, self.listener.handlers.store, self.queue
-        )
-        self.puller = AutoPuller(
-            settings, self.catalog, self.retrieve, model_key(engine) if engine is not None else None
-        )
+            key = model_key(self.engine) if self.engine is not None else None
+            self.puller = AutoPuller(settings, self.catalog, self.retrieve, key, core.leader)
+            self.completion = CompletionMonitor(
+                self.catalog, self.lifecycle, settings.completion, core.leader
+            )
+            if celery:
+                from .queue.celery_queue import CeleryQueue, publish
+                from .queue.sweeper import Sweeper
+
+                assert isinstance(self.queue, CeleryQueue)  # noqa: S101 - built for celery
+                app = self.queue.app
+                self.sweeper = Sweeper(
+                    self.jobs,
+                    lambda ids: publish(app, self.jobs, ids),
+                    settings.worker,
+                    core.leader,
+                )
+
         self.http: HttpServer | None = None
-        if settings.http.enabled:
+        if self._runs(Role.API) and settings.http.enabled:
             app = create_app(
                 self.catalog,
                 self.outbox,
                 settings.http.bearer_token(),
                 ready=lambda: not self._stopped.is_set(),
-                pull=self.pull if settings.pacs else None,
+                pull=self.pull if settings.pacs and self.retrieve is not None else None,
             )
             self.http = HttpServer(app, settings.http.bind_host, settings.http.port)
         self._stopped = threading.Event()
 
+    def _reported(self, _study_uid: str) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
+
+    def _runs(self, part: Role) -> bool:
+        return self.role in (Role.ALL, part)
+
     def start(self) -> int:
-        """Start dispatch, workers, completion, HTTP and the listener; return the DICOM port."""
-        self.dispatcher.start()
-        self.queue.start()
-        self.completion.start()
+        """Start the role's parts; return the DICOM port (0 without a listener)."""
+        metrics.observe(self.catalog, self.spool)
+        if self.http is None and self.settings.node.metrics_port:
+            metrics.serve_metrics(self.settings.node.metrics_host, self.settings.node.metrics_port)
+        if self.dispatcher is not None:
+            self.dispatcher.start()
+        if self.scores_here:
+            self.queue.start()
+        if self.completion is not None:
+            self.completion.start()
+        if self.sweeper is not None:
+            self.sweeper.start()
         if self.http is not None:
             self.http.start()
-        port = self.listener.start()
-        self.puller.start()
-        logger.info("gateway started", extra={"port": port, "workers": self.settings.worker.count})
+        port = self.listener.start() if self.listener is not None else 0
+        if self.puller is not None:
+            self.puller.start()
+        logger.info(
+            "gateway started",
+            extra={"role": str(self.role), "node": self.node, "port": port},
+        )
         return port
 
     def stop(self) -> None:
@@ -111,15 +167,22 @@ class Gateway:
         if self._stopped.is_set():
             return
         self._stopped.set()
-        self.puller.stop()
-        self.listener.stop()
+        if self.puller is not None:
+            self.puller.stop()
+        if self.listener is not None:
+            self.listener.stop()
         if self.http is not None:
             self.http.stop()
-        self.completion.stop()
-        self.queue.stop()
-        self.dispatcher.stop()
-        self.catalog.close()
-        logger.info("gateway stopped")
+        if self.sweeper is not None:
+            self.sweeper.stop()
+        if self.completion is not None:
+            self.completion.stop()
+        if self.scores_here:
+            self.queue.stop()
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
+        self.core.close()
+        logger.info("gateway stopped", extra={"role": str(self.role), "node": self.node})
 
     def pull(self, request: dict[str, Any]) -> dict[str, Any]:
         """Start pulling the studies of an accession number (HTTP ``POST /api/pull``).
@@ -140,17 +203,20 @@ class Gateway:
         ConfigError, RemoteError
             Unknown PACS, unreachable PACS, or no such accession number.
         """
+        retrieve = self.retrieve
+        if retrieve is None:
+            raise ConfigError("pulls need a receiver role in this process")
         accession = request.get("accession_number")
         if not isinstance(accession, str) or not accession.strip():
             raise ConfigError("accession_number is required")
         pacs = request.get("pacs") or self.settings.pacs[0].name
         method = request.get("method")
-        uids = self.retrieve.study_uids(pacs, accession)
+        uids = retrieve.study_uids(pacs, accession)
 
         def run() -> None:
             for uid in uids:
                 try:
-                    self.retrieve.retrieve(pacs, uid, method, accession_number=accession)
+                    retrieve.retrieve(pacs, uid, method, accession_number=accession)
                 except GatewayError as exc:
                     logger.warning("pull failed", extra={"study_uid": uid, "error": str(exc)})
 
@@ -158,7 +224,21 @@ class Gateway:
         return {"accepted": True, "pacs": pacs, "studies": uids}
 
     def run_forever(self) -> None:
-        """Run until SIGTERM or SIGINT, then stop cleanly."""
+        """Run until SIGTERM or SIGINT, then stop cleanly.
+
+        A worker on the Celery backend runs Celery's worker instead (it handles the
+        signals: a running job finishes, a second signal aborts it).
+        """
+        if self.role == Role.WORKER and self.settings.worker.backend == QueueBackend.CELERY:
+            from .queue.celery_queue import run_worker
+
+            metrics.observe(self.catalog)
+            if self.settings.node.metrics_port:
+                node = self.settings.node
+                metrics.serve_metrics(node.metrics_host, node.metrics_port)
+            run_worker(self.settings, self.settings.logging.level)
+            self.core.close()
+            return
         wake = threading.Event()
 
         def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -172,7 +252,3 @@ class Gateway:
             wake.wait()
         finally:
             self.stop()
-
-
-def _no_engine(job: object) -> None:
-    raise RuntimeError("this gateway runs no scoring workers (worker.count = 0)")

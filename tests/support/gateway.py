@@ -50,6 +50,7 @@ def settings_dict(tmp: Path, **sections: Any) -> dict[str, Any]:
         "worker": {"count": 1, "lease_s": 30, "poll_interval_s": 0.2, "backoff_s": 0.5},
         "model": {"max_tiles": 3, "min_tiles": 1, "device": "cpu", "batch_size": 3},
         "logging": {"level": "INFO", "format": "json"},
+        "http": {"port": 0},  # any free port: tests run beside each other
     }
     for name, values in sections.items():
         if isinstance(values, dict):
@@ -209,16 +210,20 @@ def wait_for(predicate: Any, timeout: float = 60.0, interval: float = 0.2) -> An
 class GatewayProcess:
     """``ihgamp serve`` as a child process (what an operator runs)."""
 
-    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, config: Path, log: Path, env: dict[str, str] | None = None, role: str = "all"
+    ) -> None:
         self.config = config
         self.log = log
         self.env = {**os.environ, **(env or {})}
+        self.role = role
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> GatewayProcess:
         handle = self.log.open("ab")
+        command = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.config)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.config)],
+            [*command, "--role", self.role],
             stdout=handle,
             stderr=subprocess.STDOUT,
             env=self.env,

@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import CatalogError, InstanceConflictError, UidConflictError
+from .lifecycle import ALLOWED_TRANSITIONS, move
 from .migrations import SchemaStatus, ensure_current
 from .schema import Association, Instance, Series, StoreRefusal, Study, StudyState
 
@@ -41,17 +42,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
-
-S = StudyState
-ALLOWED_TRANSITIONS: dict[str, set[str]] = {
-    S.RECEIVING: {S.COMPLETE, S.IGNORED, S.FAILED},
-    S.COMPLETE: {S.QUEUED, S.FAILED, S.RECEIVING},
-    S.QUEUED: {S.SCORING, S.FAILED, S.RECEIVING, S.QUEUED},
-    S.SCORING: {S.SCORED, S.FAILED, S.QUEUED, S.RECEIVING},
-    S.SCORED: {S.QUEUED, S.RECEIVING},
-    S.FAILED: {S.QUEUED, S.RECEIVING},
-    S.IGNORED: {S.RECEIVING, S.QUEUED},
-}
 
 
 def utcnow() -> dt.datetime:
@@ -422,10 +412,7 @@ class Catalog:
             reopened = False
             if rec.sop_class_uid == WSI_SOP_CLASS and study.state != StudyState.RECEIVING:
                 reopened = True
-                study.state = StudyState.RECEIVING
-                study.state_reason = "reopened: new whole-slide instance received"
-                study.completed_at = None
-                study.forced = False
+                move(study, StudyState.RECEIVING, "reopened: new whole-slide instance", now)
             if assoc_id is not None:
                 s.execute(
                     update(Association)
@@ -523,15 +510,7 @@ class Catalog:
                 raise CatalogError(f"no study {study_uid} in the catalog")
             if expect is not None and study.state not in expect:
                 return False
-            if to_state not in ALLOWED_TRANSITIONS[study.state]:
-                raise CatalogError(f"study {study_uid}: cannot go from {study.state} to {to_state}")
-            study.state = to_state
-            study.state_reason = reason
-            now = utcnow()
-            if to_state == StudyState.COMPLETE:
-                study.completed_at = now
-            if forced is not None:
-                study.forced = forced
+            move(study, to_state, reason, utcnow(), forced)
             return True
 
     def hold(self, study_uid: str, reason: str, accession_number: str | None = None) -> None:

@@ -13,11 +13,13 @@ import json
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from ..errors import CatalogError
 from .catalog import Catalog, utcnow
+from .leases import claim_first
 from .schema import Delivery, DeliveryState, StoredObservation, Study
 
 __all__ = ["DeliveryStore", "DeliveryView", "ObservationStore"]
@@ -123,44 +125,39 @@ class DeliveryStore:
     def claim(
         self, destination: str, lease_s: float, now: dt.datetime | None = None
     ) -> DeliveryView | None:
-        """Take the oldest due pending delivery for ``destination``."""
+        """Take the oldest due pending delivery for ``destination``.
+
+        The claim pushes ``next_attempt_at`` ``lease_s`` ahead (the attempt's lease): a
+        dispatcher that dies mid-attempt leaves the delivery due again after it.
+        """
         now = now or utcnow()
-        for _ in range(5):
-            with self.catalog.session() as s:
-                row = s.execute(
-                    select(Delivery, Study.study_uid)
-                    .join(Study, Study.id == Delivery.study_id)
-                    .where(
-                        Delivery.destination == destination,
-                        Delivery.state == DeliveryState.PENDING,
-                        Delivery.next_attempt_at <= now,
-                    )
-                    .order_by(Delivery.next_attempt_at, Delivery.id)
-                    .limit(1)
-                ).first()
-                if row is None:
-                    return None
-                delivery, study_uid = row
-                seen = delivery.next_attempt_at
-                won = cast(
-                    CursorResult[Any],
-                    s.execute(
-                        update(Delivery)
-                        .where(
-                            Delivery.id == delivery.id,
-                            Delivery.next_attempt_at == seen,
-                            Delivery.state == DeliveryState.PENDING,
-                        )
-                        .values(
-                            next_attempt_at=now + dt.timedelta(seconds=lease_s),
-                            attempts=Delivery.attempts + 1,
-                        )
-                    ),
-                ).rowcount
-                if won:
-                    s.refresh(delivery)
-                    return _view(delivery, study_uid)
-        return None
+        candidates = (
+            select(Delivery)
+            .where(
+                Delivery.destination == destination,
+                Delivery.state == DeliveryState.PENDING,
+                Delivery.next_attempt_at <= now,
+            )
+            .order_by(Delivery.next_attempt_at, Delivery.id)
+        )
+
+        def guard(row: Delivery) -> list[ColumnElement[bool]]:
+            return [
+                Delivery.next_attempt_at == row.next_attempt_at,
+                Delivery.state == DeliveryState.PENDING,
+            ]
+
+        def values(row: Delivery) -> dict[str, object]:
+            return {
+                "next_attempt_at": now + dt.timedelta(seconds=lease_s),
+                "attempts": row.attempts + 1,
+            }
+
+        def won(s: Session, row: Delivery) -> DeliveryView:
+            study = s.get(Study, row.study_id)
+            return _view(row, study.study_uid if study is not None else "?")
+
+        return claim_first(self.catalog, candidates, guard, values, won)
 
     def delivered(self, delivery_id: int) -> None:
         """Mark a delivery done."""

@@ -1,30 +1,37 @@
 """Job rows: enqueue, claim with a lease, renew, finish, retry with backoff.
 
-Claims are conditional updates (``UPDATE ... WHERE state = <seen state>``), so two
-workers never both win the same job, on SQLite or PostgreSQL. A job whose worker died
-(lease expired) is claimed again and the lost attempt counts; after ``max_attempts``
-the job and its study fail with the last error visible in ``ihgamp status``.
+The job row is the truth about a job, whichever queue backend moves it: the in-process
+workers poll these rows; with Celery a message carries only the job id and the worker
+claims the row by id (:meth:`JobStore.claim_job`), so a duplicate or stale message is
+harmless. Claims go through :func:`~gateway.catalog.leases.claim_first`, so two workers
+never both win a job. A job whose worker died (lease expired) is claimed again and the
+lost attempt counts; after ``max_attempts`` the job and its study fail with the last
+error visible in ``ihgamp status``. Study states change only through
+:func:`~gateway.catalog.lifecycle.move`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, and_, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..errors import CatalogError
 from .catalog import Catalog, utcnow
+from .leases import claim_first
+from .lifecycle import move
 from .schema import Job, JobState, Study, StudyState
 
 __all__ = ["ClaimedJob", "JobStore", "JobView"]
 
+logger = logging.getLogger(__name__)
 
-def _rowcount(result: Any) -> int:
-    """Rows changed by an UPDATE (a CursorResult's rowcount)."""
-    return int(cast(CursorResult[Any], result).rowcount)
+#: How a worker that lost its lease left its job (for ``ihgamp status``).
+WORKER_LOST = "worker lost (lease expired)"
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,8 @@ class ClaimedJob:
     kind: str
     attempt: int
     max_attempts: int
+    took_over: bool = False  # the previous holder's lease had expired
+    queued_s: float = 0.0  # how long it waited for a worker since it became due
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,8 @@ class JobView:
     last_error: str | None
     next_attempt_at: dt.datetime
     updated_at: dt.datetime
+    lease_owner: str | None = None
+    lease_expires_at: dt.datetime | None = None
 
 
 class JobStore:
@@ -68,7 +79,7 @@ class JobStore:
     def enqueue(self, study_uid: str, max_attempts: int, reason: str = "complete") -> int:
         """Queue a scoring job for a study and move the study to ``queued``.
 
-        An existing queued or running job for the study is reused (no duplicates).
+        An existing queued job for the study is reused (no duplicates).
 
         Raises
         ------
@@ -80,13 +91,11 @@ class JobStore:
             if study is None:
                 raise CatalogError(f"no study {study_uid} in the catalog")
             active = s.scalars(
-                select(Job).where(
-                    Job.study_id == study.id, Job.state.in_([JobState.QUEUED, JobState.RUNNING])
-                )
+                select(Job).where(Job.study_id == study.id, Job.state == JobState.QUEUED)
             ).first()
-            if active is not None and active.state == JobState.QUEUED:
+            if active is not None:
                 return int(active.id)
-            if study.state in (StudyState.RECEIVING,):
+            if study.state == StudyState.RECEIVING:
                 raise CatalogError(
                     f"study {study_uid} is still receiving; wait or force completion"
                 )
@@ -98,85 +107,101 @@ class JobStore:
                 next_attempt_at=utcnow(),
             )
             s.add(job)
-            study.state = StudyState.QUEUED
-            study.state_reason = reason
+            move(study, StudyState.QUEUED, reason, utcnow())
             s.flush()
             return int(job.id)
+
+    # -- claiming ---------------------------------------------------------------------
+
+    @staticmethod
+    def _due(now: dt.datetime) -> ColumnElement[bool]:
+        return or_(
+            and_(Job.state == JobState.QUEUED, Job.next_attempt_at <= now),
+            and_(Job.state == JobState.RUNNING, Job.lease_expires_at < now),
+        )
 
     def claim(
         self, owner: str, lease_s: float, now: dt.datetime | None = None
     ) -> ClaimedJob | None:
         """Take the oldest due job (or one whose lease expired) and lease it to ``owner``."""
         now = now or utcnow()
-        for _ in range(10):  # lost races are retried on the next candidate
-            with self.catalog.session() as s:
-                due = or_(
-                    and_(Job.state == JobState.QUEUED, Job.next_attempt_at <= now),
-                    and_(Job.state == JobState.RUNNING, Job.lease_expires_at < now),
+        return self._claim(select(Job).where(self._due(now)).order_by(Job.id), owner, lease_s, now)
+
+    def claim_job(
+        self, job_id: int, owner: str, lease_s: float, now: dt.datetime | None = None
+    ) -> ClaimedJob | None:
+        """Take job ``job_id`` if it is due (a broker message names it); else None."""
+        now = now or utcnow()
+        query = select(Job).where(Job.id == job_id, self._due(now))
+        return self._claim(query, owner, lease_s, now)
+
+    def _claim(
+        self, candidates: Select[Any], owner: str, lease_s: float, now: dt.datetime
+    ) -> ClaimedJob | None:
+        seen: dict[int, tuple[str, str | None]] = {}
+
+        def guard(job: Job) -> list[ColumnElement[bool]]:
+            seen[job.id] = (job.state, job.lease_owner)
+            return [Job.state == job.state, Job.lease_owner.is_not_distinct_from(job.lease_owner)]
+
+        def values(job: Job) -> dict[str, object]:
+            if job.attempts + 1 > job.max_attempts:  # its last attempt's worker died
+                return {
+                    "state": JobState.FAILED,
+                    "finished_at": now,
+                    "lease_owner": None,
+                    "last_error": job.last_error or WORKER_LOST,
+                }
+            return {
+                "state": JobState.RUNNING,
+                "attempts": job.attempts + 1,
+                "lease_owner": owner,
+                "lease_expires_at": now + dt.timedelta(seconds=lease_s),
+            }
+
+        def won(s: Session, job: Job) -> ClaimedJob | None:
+            study = s.get(Study, job.study_id)
+            assert study is not None  # noqa: S101 - foreign key guarantees it
+            took_over = seen[job.id][0] == JobState.RUNNING
+            if job.state == JobState.FAILED:
+                self._fail_study(s, study, job.last_error or WORKER_LOST)
+                logger.warning(
+                    "job failed: its worker was lost on the last attempt",
+                    extra={"job_id": job.id, "study_uid": study.study_uid},
                 )
-                job = s.scalars(select(Job).where(due).order_by(Job.id).limit(1)).first()
-                if job is None:
-                    return None
-                seen_state, seen_owner = job.state, job.lease_owner
-                attempts = job.attempts + 1
-                if attempts > job.max_attempts:
-                    won = _rowcount(
-                        s.execute(
-                            update(Job)
-                            .where(Job.id == job.id, Job.state == seen_state)
-                            .values(
-                                state=JobState.FAILED,
-                                finished_at=now,
-                                lease_owner=None,
-                                last_error=(job.last_error or "worker lost (lease expired)"),
-                            )
-                        )
-                    )
-                    if won:
-                        self._fail_study(s, job.study_id, job.last_error or "worker lost")
-                    continue
-                won = _rowcount(
-                    s.execute(
-                        update(Job)
-                        .where(
-                            Job.id == job.id,
-                            Job.state == seen_state,
-                            Job.lease_owner.is_not_distinct_from(seen_owner),
-                        )
-                        .values(
-                            state=JobState.RUNNING,
-                            attempts=attempts,
-                            lease_owner=owner,
-                            lease_expires_at=now + dt.timedelta(seconds=lease_s),
-                        )
-                    )
+                return None
+            if took_over:
+                logger.warning(
+                    "lease expired; job taken over",
+                    extra={"job_id": job.id, "previous_owner": seen[job.id][1], "owner": owner},
                 )
-                if not won:
-                    continue
-                study = s.get(Study, job.study_id)
-                assert study is not None  # noqa: S101 - foreign key guarantees it
-                if study.state == StudyState.QUEUED:
-                    study.state = StudyState.SCORING
-                    study.state_reason = f"attempt {attempts} of {job.max_attempts}"
-                return ClaimedJob(job.id, study.study_uid, job.kind, attempts, job.max_attempts)
-        return None
+            if study.state == StudyState.QUEUED:
+                attempt = f"attempt {job.attempts} of {job.max_attempts}"
+                move(study, StudyState.SCORING, attempt, now)
+            since = job.next_attempt_at if took_over else max(job.created_at, job.next_attempt_at)
+            return ClaimedJob(
+                job.id,
+                study.study_uid,
+                job.kind,
+                job.attempts,
+                job.max_attempts,
+                took_over,
+                max(0.0, (now - since).total_seconds()),
+            )
+
+        return claim_first(self.catalog, candidates, guard, values, won)
 
     def renew(self, job_id: int, owner: str, lease_s: float) -> bool:
         """Extend the lease; False if the job is no longer ours."""
         with self.catalog.session() as s:
-            return bool(
-                _rowcount(
-                    s.execute(
-                        update(Job)
-                        .where(
-                            Job.id == job_id,
-                            Job.lease_owner == owner,
-                            Job.state == JobState.RUNNING,
-                        )
-                        .values(lease_expires_at=utcnow() + dt.timedelta(seconds=lease_s))
-                    )
-                )
+            result = s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.lease_owner == owner, Job.state == JobState.RUNNING)
+                .values(lease_expires_at=utcnow() + dt.timedelta(seconds=lease_s))
             )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    # -- outcomes ---------------------------------------------------------------------
 
     def finish(self, job_id: int, owner: str) -> bool:
         """Mark the job done and its study scored (unless it was reopened meanwhile)."""
@@ -190,8 +215,7 @@ class JobStore:
             job.lease_owner = None
             study = s.get(Study, job.study_id)
             if study is not None and study.state == StudyState.SCORING:
-                study.state = StudyState.SCORED
-                study.state_reason = None
+                move(study, StudyState.SCORED, None, now)
             return True
 
     def fail(
@@ -202,41 +226,89 @@ class JobStore:
         backoff_s: float,
         backoff_max_s: float,
         permanent: bool = False,
-    ) -> str:
+    ) -> tuple[str, float]:
         """Record a failed attempt: retry later with exponential backoff, or give up.
 
         Returns
         -------
-        str
-            ``"retry"`` or ``"failed"``.
+        tuple
+            ``("retry", delay_s)``, ``("failed", 0)`` or ``("lost", 0)`` (not ours any more).
         """
         now = utcnow()
         with self.catalog.session() as s:
             job = s.get(Job, job_id)
             if job is None or job.lease_owner != owner:
-                return "lost"
+                return "lost", 0.0
             job.last_error = error[:2000]
             job.lease_owner = None
             study = s.get(Study, job.study_id)
             if permanent or job.attempts >= job.max_attempts:
                 job.state = JobState.FAILED
                 job.finished_at = now
-                self._fail_study(s, job.study_id, error)
-                return "failed"
+                if study is not None:
+                    self._fail_study(s, study, error)
+                return "failed", 0.0
             delay = min(backoff_max_s, backoff_s * 2 ** (job.attempts - 1))
             job.state = JobState.QUEUED
             job.next_attempt_at = now + dt.timedelta(seconds=delay)
             if study is not None and study.state == StudyState.SCORING:
-                study.state = StudyState.QUEUED
-                study.state_reason = f"retry in {delay:.0f} s after: {error[:200]}"
-            return "retry"
+                move(study, StudyState.QUEUED, f"retry in {delay:.0f} s after: {error[:200]}", now)
+            return "retry", delay
 
     @staticmethod
-    def _fail_study(s: Session, study_id: int, error: str) -> None:
-        study = s.get(Study, study_id)
-        if study is not None and study.state in (StudyState.SCORING, StudyState.QUEUED):
-            study.state = StudyState.FAILED
-            study.state_reason = error[:2000]
+    def _fail_study(s: Session, study: Study, error: str) -> None:
+        if study.state in (StudyState.SCORING, StudyState.QUEUED):
+            move(study, StudyState.FAILED, error, utcnow())
+
+    # -- publication (broker backends) ----------------------------------------------------
+
+    def mark_published(self, job_ids: list[int], now: dt.datetime | None = None) -> None:
+        """Record that messages for these jobs were handed to the broker."""
+        if job_ids:
+            with self.catalog.session() as s:
+                s.execute(
+                    update(Job).where(Job.id.in_(job_ids)).values(published_at=now or utcnow())
+                )
+
+    def unpublished(
+        self, republish_after_s: float, now: dt.datetime | None = None, limit: int = 500
+    ) -> list[int]:
+        """Due jobs that no message a worker will act on announces.
+
+        A job is due when it is queued and past its backoff, or running with an expired
+        lease. It needs a (new) message when it was never published, was last published
+        before it became due (a retry after its backoff; a job whose worker died, after
+        the lease expired: the broker's immediate redelivery found the lease still held),
+        or longer ago than ``republish_after_s`` (the broker lost the message: restarted
+        without persistence).
+        """
+        now = now or utcnow()
+        stale = now - dt.timedelta(seconds=republish_after_s)
+        needs = or_(
+            Job.published_at.is_(None),
+            and_(Job.state == JobState.QUEUED, Job.published_at < Job.next_attempt_at),
+            and_(Job.state == JobState.RUNNING, Job.published_at < Job.lease_expires_at),
+            Job.published_at < stale,
+        )
+        with self.catalog.session() as s:
+            return list(
+                s.scalars(select(Job.id).where(self._due(now), needs).order_by(Job.id).limit(limit))
+            )
+
+    # -- listings -------------------------------------------------------------------------
+
+    def depth(self, now: dt.datetime | None = None) -> tuple[int, float]:
+        """Queued jobs, and the age in seconds of the oldest (0 when none)."""
+        now = now or utcnow()
+        with self.catalog.session() as s:
+            count, oldest = s.execute(
+                select(func.count(), func.min(Job.created_at)).where(Job.state == JobState.QUEUED)
+            ).one()
+        if not count or oldest is None:
+            return 0, 0.0
+        if oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=dt.UTC)
+        return int(count), max(0.0, (now - oldest).total_seconds())
 
     def jobs(self, limit: int = 200) -> list[JobView]:
         """Most recent jobs."""
@@ -258,6 +330,8 @@ class JobStore:
                     j.last_error,
                     j.next_attempt_at,
                     j.updated_at,
+                    j.lease_owner,
+                    j.lease_expires_at,
                 )
                 for j, uid in rows
             ]

@@ -9,6 +9,7 @@ workers then score the study.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -17,9 +18,9 @@ import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..catalog import Catalog, JobStore
+from ..catalog import Catalog
 from ..config import Settings, load_settings
-from ..queue import CatalogSubmitter
+from ..parts import build_core
 from ..receive.store import InstanceStore
 from ..retrieve import RetrieveService
 from ..spool import Spool
@@ -33,15 +34,19 @@ PacsOption = Annotated[str, typer.Option("--pacs", help="Name of a [[pacs]] entr
 
 def _service(config: Path | None) -> tuple[Settings, Catalog, RetrieveService]:
     settings = load_settings(config)
-    catalog = Catalog(settings.catalog.url)
-    spool = Spool(settings.storage.spool_dir, settings.storage.min_free_mb * 2**20)
+    core = build_core(settings)
+    spool = Spool(
+        settings.storage.spool_dir,
+        settings.storage.min_free_mb * 2**20,
+        node=f"{settings.node_name()}-cli-{os.getpid()}",
+    )
     service = RetrieveService(
         settings,
-        catalog,
-        InstanceStore(catalog, spool, settings.dicom.sop_classes),
-        CatalogSubmitter(JobStore(catalog), settings.worker.max_attempts),
+        core.catalog,
+        InstanceStore(core.catalog, spool, settings.dicom.sop_classes),
+        core.lifecycle,
     )
-    return settings, catalog, service
+    return settings, core.catalog, service
 
 
 @handle_errors

@@ -6,9 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from ..config import load_settings
+from ..errors import ConfigError
 from ..logs import configure_logging
+from ..roles import Role, needs, problems
 from .common import console, handle_errors
 
 __all__ = ["config_app", "serve"]
@@ -24,18 +27,35 @@ ConfigOption = Annotated[
 ]
 
 
-@handle_errors
-def serve(config: ConfigOption = None) -> None:
-    """Run the gateway: DICOM listener, completion, scoring workers, outbox.
+RoleOption = Annotated[
+    Role,
+    typer.Option(
+        "--role",
+        envvar="IHGAMP_ROLE",
+        help=(
+            "Which part of the gateway this process runs: all (everything, the default), "
+            "receiver (DICOM listener, retrieve, completion), worker (scoring), dispatcher "
+            "(result delivery) or api (HTTP/FHIR). Split roles share a PostgreSQL catalog, "
+            "a spool and outbox on a shared file system, and with worker.backend = celery "
+            "a broker; see docs/scale-out.md."
+        ),
+        case_sensitive=False,
+    ),
+]
 
-    Stops cleanly on SIGTERM or Ctrl-C: no new associations, running jobs finish or are
-    retried by the next start (their lease expires).
+
+@handle_errors
+def serve(config: ConfigOption = None, role: RoleOption = Role.ALL) -> None:
+    """Run the gateway (or one role of it) until SIGTERM or Ctrl-C.
+
+    Stops cleanly: no new associations, running jobs finish or are retried by another
+    worker once their lease expires.
     """
     from ..service import Gateway
 
     settings = load_settings(config)
     configure_logging(settings.logging.level, settings.logging.format)
-    Gateway(settings).run_forever()
+    Gateway(settings, role=role).run_forever()
 
 
 config_app = typer.Typer(help="Inspect and validate the configuration.", no_args_is_help=True)
@@ -43,8 +63,20 @@ config_app = typer.Typer(help="Inspect and validate the configuration.", no_args
 
 @config_app.command("check")
 @handle_errors
-def check(config: ConfigOption = None) -> None:
-    """Validate the configuration without starting anything; print the effective values."""
+def check(config: ConfigOption = None, role: RoleOption = Role.ALL) -> None:
+    """Validate the configuration for a role without starting anything.
+
+    Prints the effective values (secrets hidden), what the role needs from the rest of
+    the installation, and refuses combinations that cannot work.
+    """
     settings = load_settings(config)
-    console.print_json(settings.model_dump_json())
+    values = settings.model_dump(mode="json")
+    values["worker"]["broker_url"] = settings.worker.broker_redacted()
+    console.print_json(data=values)
+    console.print(f"role [bold]{role}[/] (node {escape(settings.node_name())}) needs:")
+    for item in needs(role, settings):
+        console.print(f"  - {escape(item)}")
+    issues = problems(role, settings)
+    if issues:
+        raise ConfigError(f"role {role} cannot run: " + "; ".join(issues))
     console.print("[green]configuration is valid[/]")

@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..catalog import Catalog, JobState, JobStore, StudySnapshot, StudyState
 from ..catalog.deliveries import DeliveryStore
+from ..catalog.leases import NamedLease
 from ..catalog.schema import DeliveryState
-from ..complete import CompletionMonitor
 from ..config import Settings, load_settings
-from ..errors import CatalogError
-from ..queue import CatalogSubmitter
+from ..parts import LEADER_LEASE, build_core
 from .common import console, handle_errors
 from .serve import ConfigOption
 
@@ -86,7 +86,10 @@ def status(
     _, catalog = _open(config)
     try:
         studies = catalog.studies(states=state, limit=limit)
-        jobs = [j for j in JobStore(catalog).jobs(limit=200) if j.state == JobState.FAILED]
+        recent = JobStore(catalog).jobs(limit=500)
+        jobs = [j for j in recent if j.state == JobState.FAILED]
+        running = [j for j in recent if j.state == JobState.RUNNING]
+        leader = NamedLease(catalog, LEADER_LEASE, "", 0).holder()
         counts = catalog.counts()
         open_deliveries = DeliveryStore(catalog).deliveries(
             states=[DeliveryState.PENDING, DeliveryState.DEAD_LETTER], limit=200
@@ -98,6 +101,19 @@ def status(
             json.dumps(
                 {
                     "counts": counts,
+                    "completion_leader": leader[0] if leader else None,
+                    "running_jobs": [
+                        {
+                            "job_id": j.job_id,
+                            "study_uid": j.study_uid,
+                            "attempt": j.attempts,
+                            "owner": j.lease_owner,
+                            "lease_expires_at": (
+                                j.lease_expires_at.isoformat() if j.lease_expires_at else None
+                            ),
+                        }
+                        for j in running
+                    ],
                     "studies": [_study_json(s) for s in studies],
                     "failed_jobs": [
                         {
@@ -156,6 +172,18 @@ def status(
         )
     console.print(table)
     console.print("  ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "no studies yet")
+    if leader is not None:
+        console.print(f"completion leader: {escape(leader[0])} (lease until {leader[1]:%H:%M:%S})")
+    if running:
+        held = Table(title="Jobs being scored (node:process:token holding the lease)")
+        for column in ("Job", "Study UID", "Attempt", "Worker", "Lease until"):
+            held.add_column(column, overflow="fold")
+        for j in running:
+            until = j.lease_expires_at.strftime("%H:%M:%S") if j.lease_expires_at else "-"
+            held.add_row(
+                str(j.job_id), j.study_uid, str(j.attempts), escape(j.lease_owner or "-"), until
+            )
+        console.print(held)
     if jobs:
         failed = Table(title="Failed jobs")
         for column in ("Job", "Study UID", "Attempts", "Last error"):
@@ -206,17 +234,12 @@ def rescore(
     config: ConfigOption = None,
 ) -> None:
     """Queue a study for scoring again (after a failure, or with a new model)."""
-    settings, catalog = _open(config)
+    core = build_core(load_settings(config))
     try:
-        study = catalog.study(study_uid)
-        if study is None:
-            raise CatalogError(f"no study {study_uid} in the catalog")
-        if study.state in (StudyState.RECEIVING, StudyState.SCORING):
-            raise CatalogError(f"study {study_uid} is {study.state}; wait until it finishes")
-        job_id = JobStore(catalog).enqueue(study_uid, settings.worker.max_attempts, "rescore")
+        core.lifecycle.rescore(study_uid)
     finally:
-        catalog.close()
-    console.print(f"study {study_uid} queued (job {job_id})")
+        core.close()
+    console.print(f"study {study_uid} queued")
 
 
 @handle_errors
@@ -230,18 +253,10 @@ def complete(
     """Force completion of a study that is still receiving, and queue it for scoring."""
     if not force:
         raise typer.BadParameter("add --force to complete a study before its timers do")
-    settings, catalog = _open(config)
+    core = build_core(load_settings(config))
     try:
-        from ..models import target_max_mpp
-
-        monitor = CompletionMonitor(
-            catalog,
-            CatalogSubmitter(JobStore(catalog), settings.worker.max_attempts),
-            settings.completion,
-            target_max_mpp(settings.model.head),
-        )
-        monitor.force(study_uid)
-        final = catalog.study(study_uid)
+        core.lifecycle.force(study_uid)
+        final = core.catalog.study(study_uid)
     finally:
-        catalog.close()
+        core.close()
     console.print(f"study {study_uid}: {final.state if final else '?'}")

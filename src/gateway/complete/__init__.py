@@ -1,5 +1,5 @@
 """Study completion: series/study stability, expected series, forced completion."""
 
-from .completion import CompletionMonitor, Decision, Submitter, decide, scoreable_series
+from .completion import CompletionMonitor, Decision, decide
 
-__all__ = ["CompletionMonitor", "Decision", "Submitter", "decide", "scoreable_series"]
+__all__ = ["CompletionMonitor", "Decision", "decide"]

@@ -19,36 +19,30 @@ completion likewise waits one ``study_stable_s`` after the restart.
 A study on *hold* (a retrieve from a PACS in progress, or one that ended with failed
 instances) is left alone until the retrieve completes it or an operator forces it.
 
-A completed study is queued for scoring when it holds at least one *scoreable* slide
-series: a VL Whole Slide Microscopy series with a VOLUME level at or finer than the
-model's target spacing (0.5 um/px + 10 %). Without one it fails with that reason; a study
-with no whole-slide images at all (e.g. only a structured report) is ``ignored``.
+What happens to a completed study (queued, or failed with nothing scoreable) is
+:class:`~gateway.lifecycle.StudyLifecycle`'s; a study with no whole-slide images at all
+(e.g. only a structured report) is ``ignored``. With several receivers, only the holder
+of the ``completion`` lease acts; another takes over within the lease when it stops.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 from dataclasses import dataclass
-from typing import Protocol
 
 from ..catalog import Catalog, StudySnapshot, StudyState, utcnow
+from ..catalog.leases import NamedLease
 from ..config import CompletionSettings
 from ..errors import CatalogError
+from ..lifecycle import StudyLifecycle, scoreable_series
+from ..loops import PollingLoop
 
-__all__ = ["CompletionMonitor", "Decision", "Submitter", "decide", "scoreable_series"]
+__all__ = ["CompletionMonitor", "Decision", "decide"]
 
 logger = logging.getLogger(__name__)
 
 WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
-
-
-class Submitter(Protocol):
-    """Anything that can queue a study for scoring (the job queue)."""
-
-    def submit(self, study_uid: str, reason: str) -> None:
-        """Queue ``study_uid``."""
 
 
 @dataclass(frozen=True)
@@ -58,19 +52,6 @@ class Decision:
     action: str  # "wait", "complete", "ignore"
     reason: str
     forced: bool = False
-
-
-def scoreable_series(study: StudySnapshot, max_mpp: float | None) -> list[str]:
-    """UIDs of the study's slide series that the model can score."""
-    out = []
-    for series in study.series:
-        if series.sop_class_uid != WSI_SOP_CLASS:
-            continue
-        if max_mpp is None or (
-            series.finest_volume_mpp is not None and series.finest_volume_mpp <= max_mpp
-        ):
-            out.append(series.series_uid)
-    return out
 
 
 def decide(
@@ -116,34 +97,39 @@ def decide(
 
 
 class CompletionMonitor:
-    """Periodically completes studies and submits them for scoring.
+    """Completes studies and hands them to the life cycle, on one node of the cluster.
 
     Parameters
     ----------
     catalog : Catalog
         The catalog.
-    queue : Submitter
-        Where complete studies go.
+    lifecycle : StudyLifecycle
+        Completes, ignores and queues studies.
     settings : CompletionSettings
         The timers.
-    max_mpp : float or None
-        Finest spacing a slide series needs to be scoreable (None: any).
+    leader : NamedLease, optional
+        Cluster-wide lease; the monitor acts only while it holds it (several receivers
+        may run; exactly one completes studies at a time). None: always act.
     """
 
     def __init__(
         self,
         catalog: Catalog,
-        queue: Submitter,
+        lifecycle: StudyLifecycle,
         settings: CompletionSettings,
-        max_mpp: float | None,
+        leader: NamedLease | None = None,
     ) -> None:
         self.catalog = catalog
-        self.queue = queue
+        self.lifecycle = lifecycle
         self.settings = settings
-        self.max_mpp = max_mpp
+        self.leader = leader
         self.since: dt.datetime | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = PollingLoop("completion", self._step, settings.poll_interval_s)
+
+    @property
+    def max_mpp(self) -> float | None:
+        """Finest spacing a slide series needs to be scoreable."""
+        return self.lifecycle.max_mpp
 
     def tick(self, now: dt.datetime | None = None) -> list[tuple[str, Decision]]:
         """Run one pass; return the decisions that changed something."""
@@ -156,88 +142,40 @@ class CompletionMonitor:
             if decision.action == "wait":
                 continue
             try:
-                self.apply(study, decision)
+                acted = self.apply(study, decision)
             except CatalogError as exc:  # e.g. reopened meanwhile; next tick decides again
                 logger.warning(
                     "completion skipped", extra={"study_uid": study.study_uid, "reason": str(exc)}
                 )
                 continue
-            changed.append((study.study_uid, decision))
+            if acted:
+                changed.append((study.study_uid, decision))
         return changed
 
-    def apply(self, study: StudySnapshot, decision: Decision) -> None:
-        """Carry out a decision: ignore, fail (nothing scoreable) or complete and queue."""
-        uid = study.study_uid
-        expect = [StudyState.RECEIVING]
+    def apply(self, study: StudySnapshot, decision: Decision) -> bool:
+        """Carry out a decision: ignore, or complete and queue (or fail: nothing scoreable)."""
         if decision.action == "ignore":
-            self.catalog.transition(uid, StudyState.IGNORED, decision.reason, expect=expect)
-            logger.info("study ignored", extra={"study_uid": uid, "reason": decision.reason})
-            return
-        if not self.catalog.transition(
-            uid, StudyState.COMPLETE, decision.reason, expect=expect, forced=decision.forced
-        ):
-            return
-        logger.info("study complete", extra={"study_uid": uid, "reason": decision.reason})
-        self.queue_if_scoreable(uid)
+            return self.lifecycle.ignore(study.study_uid, decision.reason)
+        return self.lifecycle.complete(study.study_uid, decision.reason, decision.forced)
 
-    def queue_if_scoreable(self, study_uid: str) -> bool:
-        """Queue a complete study, or fail it when no slide series is scoreable."""
-        study = self.catalog.study(study_uid)
-        if study is None:
-            raise CatalogError(f"no study {study_uid} in the catalog")
-        if not scoreable_series(study, self.max_mpp):
-            limit = "" if self.max_mpp is None else f" at or finer than {self.max_mpp:.2f} um/px"
-            reason = f"no whole-slide series with a level{limit} (20x equivalent) to score"
-            self.catalog.transition(study_uid, StudyState.FAILED, reason)
-            logger.warning("study not scoreable", extra={"study_uid": study_uid, "reason": reason})
+    def _step(self) -> bool:
+        if self.leader is not None and not self.leader.acquire():
             return False
-        self.queue.submit(study_uid, "complete")
-        return True
-
-    def force(self, study_uid: str) -> None:
-        """Complete a receiving study now (operator action) and queue it.
-
-        Raises
-        ------
-        CatalogError
-            If the study is unknown or not receiving (use ``ihgamp rescore`` instead).
-        """
-        self.catalog.release(study_uid)
-        if not self.catalog.transition(
-            study_uid,
-            StudyState.COMPLETE,
-            "forced by operator",
-            expect=[StudyState.RECEIVING],
-            forced=True,
-        ):
-            state = self.catalog.study(study_uid)
-            raise CatalogError(
-                f"study {study_uid} is {state.state if state else 'unknown'}, not receiving; "
-                "use `ihgamp rescore` to score it again"
-            )
-        self.queue_if_scoreable(study_uid)
+        self.tick()
+        return False
 
     # -- background thread ---------------------------------------------------------
 
     def start(self) -> None:
-        """Run :meth:`tick` every ``poll_interval_s`` in a daemon thread.
+        """Run :meth:`tick` every ``poll_interval_s`` (while leader) in a daemon thread.
 
         Quiet time counts from now on (:attr:`since`).
         """
         self.since = utcnow()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="completion", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.settings.poll_interval_s):
-            try:
-                self.tick()
-            except Exception:
-                logger.exception("completion pass failed; retrying next interval")
+        self._loop.start()
 
     def stop(self) -> None:
-        """Stop the thread."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        """Stop the thread and hand the leadership on."""
+        self._loop.stop(10)
+        if self.leader is not None:
+            self.leader.release()

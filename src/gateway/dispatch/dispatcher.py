@@ -7,12 +7,14 @@ own thread and its own rows, and scoring never waits for dispatch.
 from __future__ import annotations
 
 import logging
-import threading
+from collections.abc import Callable
 
 from ..catalog import Catalog
 from ..catalog.deliveries import DeliveryStore
 from ..config import Settings
 from ..errors import DispatchError
+from ..loops import PollingLoop
+from ..metrics import DISPATCH_ATTEMPTS
 from .destinations import (
     Destination,
     DicomDestination,
@@ -65,9 +67,13 @@ class Dispatcher:
         self.destinations = (
             destinations if destinations is not None else build_destinations(settings)
         )
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._loops = [
+            PollingLoop(f"dispatch-{d.name}", self._stepper(d), settings.dispatch.poll_interval_s)
+            for d in self.destinations
+        ]
+
+    def _stepper(self, destination: Destination) -> Callable[[], bool]:
+        return lambda: self.run_once(destination)
 
     def run_once(self, destination: Destination) -> bool:
         """Attempt one due delivery for ``destination``; False if none was due."""
@@ -87,6 +93,7 @@ class Dispatcher:
             outcome = self.store.failed(
                 delivery.delivery_id, message, self.settings.backoff_s, self.settings.backoff_max_s
             )
+            DISPATCH_ATTEMPTS.labels(destination.name, outcome).inc()
             logger.log(
                 logging.ERROR if outcome == "dead-letter" else logging.WARNING,
                 "delivery failed",
@@ -100,6 +107,7 @@ class Dispatcher:
             )
             return True
         self.store.delivered(delivery.delivery_id)
+        DISPATCH_ATTEMPTS.labels(destination.name, "delivered").inc()
         logger.info(
             "delivered",
             extra={
@@ -112,36 +120,15 @@ class Dispatcher:
 
     def wake(self) -> None:
         """Look for new deliveries now."""
-        self._wake.set()
+        for loop in self._loops:
+            loop.wake()
 
     def start(self) -> None:
         """One thread per destination."""
-        self._stop.clear()
-        for destination in self.destinations:
-            thread = threading.Thread(
-                target=self._loop,
-                args=(destination,),
-                name=f"dispatch-{destination.name}",
-                daemon=True,
-            )
-            thread.start()
-            self._threads.append(thread)
-
-    def _loop(self, destination: Destination) -> None:
-        while not self._stop.is_set():
-            try:
-                worked = self.run_once(destination)
-            except Exception:
-                logger.exception("dispatch loop error", extra={"destination": destination.name})
-                worked = False
-            if not worked:
-                self._wake.wait(self.settings.poll_interval_s)
-                self._wake.clear()
+        for loop in self._loops:
+            loop.start()
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop the threads (an attempt in progress finishes)."""
-        self._stop.set()
-        self._wake.set()
-        for thread in self._threads:
-            thread.join(timeout=timeout_s)
-        self._threads = []
+        for loop in self._loops:
+            loop.stop(timeout_s)

@@ -1,6 +1,14 @@
-"""The job queue: one small interface, an in-process backend."""
+"""The job queue: one small interface; in-process and Celery backends."""
 
-from .base import CatalogSubmitter, JobQueue
-from .inprocess import InProcessQueue, JobProcessor, PermanentJobError
+from .base import JobQueue
+from .inprocess import InProcessQueue
+from .runner import JobOutcome, JobProcessor, JobRunner, PermanentJobError
 
-__all__ = ["CatalogSubmitter", "InProcessQueue", "JobProcessor", "JobQueue", "PermanentJobError"]
+__all__ = [
+    "InProcessQueue",
+    "JobOutcome",
+    "JobProcessor",
+    "JobQueue",
+    "JobRunner",
+    "PermanentJobError",
+]

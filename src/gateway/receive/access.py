@@ -19,6 +19,7 @@ class AccessDecision:
     accepted: bool
     reason: str | None = None
     transient: bool = False
+    kind: str | None = None  # a gateway.metrics.RefusalReason value
 
 
 def _addresses(host: str) -> set[str]:
@@ -66,10 +67,14 @@ class AccessPolicy:
         ae = calling_ae.strip()
         entry = self._allowed.get(ae)
         if entry is None and not self._settings.accept_any_ae:
-            return AccessDecision(False, f"calling AE {ae!r} is not in dicom.allowed_aes")
+            return AccessDecision(
+                False, f"calling AE {ae!r} is not in dicom.allowed_aes", kind="calling-ae"
+            )
         if entry is not None and entry.host and not self._host_matches(entry.host, peer_host):
             return AccessDecision(
-                False, f"calling AE {ae!r} must connect from {entry.host}, not {peer_host}"
+                False,
+                f"calling AE {ae!r} must connect from {entry.host}, not {peer_host}",
+                kind="host",
             )
         limit = (entry.max_associations if entry and entry.max_associations else None) or (
             self._settings.max_associations_per_ae
@@ -82,6 +87,7 @@ class AccessPolicy:
                     f"the listener already has {total} associations "
                     f"(limit {self._settings.max_associations})",
                     transient=True,
+                    kind="limit",
                 )
             active = self._active.get(ae, 0)
             if active >= limit:
@@ -89,6 +95,7 @@ class AccessPolicy:
                     False,
                     f"calling AE {ae!r} already has {active} associations (limit {limit})",
                     transient=True,
+                    kind="limit",
                 )
             self._active[ae] = active + 1
         return AccessDecision(True)

@@ -37,6 +37,7 @@ from ..errors import (
     SpoolError,
     UidConflictError,
 )
+from ..metrics import INSTANCES_REFUSED
 
 __all__ = [
     "DatasetMismatchError",
@@ -119,6 +120,7 @@ def store_guard(sop_instance_uid: str, calling_ae: str) -> Iterator[StoreOutcome
             outcome.comment = str(exc) or type(exc).__name__
         else:
             outcome.comment = f"internal error ({type(exc).__name__}); retry later"
+        INSTANCES_REFUSED.labels(f"0x{outcome.status:04X}").inc()
         level = logging.ERROR if outcome.status == INTERNAL_ERROR else logging.WARNING
         logger.log(
             level,

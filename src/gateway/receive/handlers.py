@@ -24,6 +24,7 @@ from pydicom.dataset import Dataset
 from pynetdicom.pdu_primitives import A_ASSOCIATE
 
 from ..catalog import Catalog
+from ..metrics import ASSOCIATION_REFUSALS, ASSOCIATIONS, RefusalReason
 from ..spool import Spool
 from .access import AccessPolicy
 from .guard import SUCCESS, store_guard
@@ -103,8 +104,11 @@ class ReceiveHandlers:
 
     # -- connections (called by the gated server) ----------------------------------------
 
-    def connection_refused(self, host: str, port: int, tls: bool, reason: str) -> None:
+    def connection_refused(
+        self, host: str, port: int, tls: bool, reason: str, kind: RefusalReason
+    ) -> None:
         """Audit and log a connection refused before its association request."""
+        ASSOCIATION_REFUSALS.labels(kind).inc()
         now = time.monotonic()
         with self._refusals.lock:
             window = self._refusals.by_host.setdefault(host, _RefusalWindow())
@@ -128,6 +132,7 @@ class ReceiveHandlers:
     def protocol_refused(self, assoc: Any, reason: str) -> None:
         """Record that ``assoc`` was aborted for a protocol violation."""
         state = self._state(assoc)
+        ASSOCIATION_REFUSALS.labels(RefusalReason.PDU).inc()
         logger.warning(
             "association aborted",
             extra={"calling_ae": state.calling_ae if state else "?", "reason": reason},
@@ -187,7 +192,9 @@ class ReceiveHandlers:
         request = assoc.requestor.primitive
         host, port = str(assoc.requestor.address), int(assoc.requestor.port)
         if not isinstance(request, A_ASSOCIATE):  # an undecodable request became an abort
-            self.connection_refused(host, port, self.tls, "association request not understood")
+            self.connection_refused(
+                host, port, self.tls, "association request not understood", RefusalReason.MALFORMED
+            )
             assoc.abort()
             return
         calling = str(request.calling_ae_title).strip()
@@ -195,21 +202,27 @@ class ReceiveHandlers:
         state.calling_ae = calling
         state.audit_id = self.catalog.open_association(calling, called, host, port, self.tls)
         if called != self.called_ae:
-            self._reject(
-                assoc, state, f"called AE {called!r} is not {self.called_ae!r}", (0x01, 0x01, 0x07)
-            )
+            reason = f"called AE {called!r} is not {self.called_ae!r}"
+            self._reject(assoc, state, reason, (0x01, 0x01, 0x07), RefusalReason.CALLED_AE)
             return
         decision = self.policy.admit(calling, host)
         if not decision.accepted:
             # transient, local limit exceeded | permanent, calling AE not recognised
             rsd = (0x02, 0x03, 0x02) if decision.transient else (0x01, 0x01, 0x03)
-            self._reject(assoc, state, decision.reason or "refused", rsd)
+            kind = RefusalReason(decision.kind) if decision.kind else RefusalReason.CALLING_AE
+            self._reject(assoc, state, decision.reason or "refused", rsd, kind)
             return
         state.admitted = True
 
     def _reject(
-        self, assoc: Any, state: _AssocState, reason: str, rsd: tuple[int, int, int]
+        self,
+        assoc: Any,
+        state: _AssocState,
+        reason: str,
+        rsd: tuple[int, int, int],
+        kind: RefusalReason,
     ) -> None:
+        ASSOCIATION_REFUSALS.labels(kind).inc()
         logger.warning(
             "association rejected",
             extra={
@@ -228,6 +241,7 @@ class ReceiveHandlers:
     def on_accepted(self, event: Any) -> None:
         """Record that negotiation succeeded."""
         state = self._state(event.assoc)
+        ASSOCIATIONS.inc()
         if state is not None and state.audit_id is not None:
             self.catalog.set_association_result(state.audit_id, "accepted")
             logger.info(
@@ -239,6 +253,7 @@ class ReceiveHandlers:
         """Record a rejection by pynetdicom itself (presentation contexts, its own limit)."""
         state = self._state(event.assoc)
         if state is not None and state.audit_id is not None:
+            ASSOCIATION_REFUSALS.labels(RefusalReason.STACK).inc()
             reason = "rejected by the DICOM stack: negotiation failure or association limit"
             logger.warning(
                 "association rejected", extra={"calling_ae": state.calling_ae, "reason": reason}

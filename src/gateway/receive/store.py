@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..catalog import Catalog, InstanceRecord
 from ..errors import GatewayError
+from ..metrics import INSTANCES_RECEIVED
 from ..spool import PreparedFile, Spool
 from .guard import DatasetMismatchError
 from .incoming import ReceiveFiles
@@ -107,6 +108,7 @@ class InstanceStore:
         except BaseException:
             self.spool.discard(prepared, final)
             raise
+        INSTANCES_RECEIVED.inc()
         if outcome.duplicate:
             self.spool.discard(prepared, final)
             logger.info(

@@ -40,6 +40,8 @@ from typing import Any, Protocol
 
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
+from ..metrics import ASSOCIATION_REFUSALS, RefusalReason
+
 __all__ = [
     "MAX_ASSOCIATION_RQ",
     "MAX_OTHER_PDU",
@@ -72,15 +74,23 @@ def abort_pdu(reason: int) -> bytes:
 class RefusedConnection(Exception):
     """A connection refused before association; the message is the audited reason."""
 
-    def __init__(self, reason: str, abort_reason: int | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        abort_reason: int | None = None,
+        kind: RefusalReason = RefusalReason.TIMEOUT,
+    ) -> None:
         super().__init__(reason)
         self.abort_reason = abort_reason
+        self.kind = kind
 
 
 class Admission(Protocol):
     """What the server tells the listener's handlers about connections."""
 
-    def connection_refused(self, host: str, port: int, tls: bool, reason: str) -> None:
+    def connection_refused(
+        self, host: str, port: int, tls: bool, reason: str, kind: RefusalReason
+    ) -> None:
         """Audit a connection refused before association."""
 
     def protocol_refused(self, assoc: Any, reason: str) -> None:
@@ -177,10 +187,13 @@ def read_association_request(sock: socket.socket, deadline: float) -> bytes:
         raise RefusedConnection(
             f"first PDU is type 0x{pdu_type:02X}, not an A-ASSOCIATE-RQ",
             abort_reason=0x02 if pdu_type in _PDU_TYPES else 0x01,
+            kind=RefusalReason.MALFORMED,
         )
     if length > MAX_ASSOCIATION_RQ:
         raise RefusedConnection(
-            f"A-ASSOCIATE-RQ of {length} bytes exceeds {MAX_ASSOCIATION_RQ}", abort_reason=0x06
+            f"A-ASSOCIATE-RQ of {length} bytes exceeds {MAX_ASSOCIATION_RQ}",
+            abort_reason=0x06,
+            kind=RefusalReason.PDU,
         )
     return header + _recv_exactly(sock, length, deadline, "association request")
 
@@ -296,7 +309,7 @@ class GatedRequestHandler(RequestHandler):
                 _send_quietly(sock, abort_pdu(exc.abort_reason))
             _close_quietly(sock)
             server.admission.connection_refused(
-                host, port, server.ssl_context is not None, str(exc)
+                host, port, server.ssl_context is not None, str(exc), exc.kind
             )
             return
         except Exception:  # the gate must never take the listener down
@@ -325,17 +338,19 @@ def _tls_handshake(sock: socket.socket, context: ssl.SSLContext, timeout: float)
     try:
         tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
     except (OSError, ValueError) as exc:
-        raise RefusedConnection(f"TLS set-up failed: {exc}") from None
+        raise RefusedConnection(f"TLS set-up failed: {exc}", kind=RefusalReason.TLS) from None
     tls.settimeout(timeout)
     try:
         tls.do_handshake()
     except TimeoutError:
         _close_quietly(tls)
-        raise RefusedConnection("no TLS handshake within the time limit") from None
+        raise RefusedConnection(
+            "no TLS handshake within the time limit", kind=RefusalReason.TLS
+        ) from None
     except (ssl.SSLError, OSError) as exc:
         _close_quietly(tls)
         reason = getattr(exc, "reason", None) or type(exc).__name__
-        raise RefusedConnection(f"TLS handshake failed: {reason}") from None
+        raise RefusedConnection(f"TLS handshake failed: {reason}", kind=RefusalReason.TLS) from None
     tls.settimeout(None)
     return tls
 
@@ -381,6 +396,7 @@ def _thread_excepthook(args: threading.ExceptHookArgs) -> None:
     if sock is not None:
         _send_quietly(sock, abort_pdu(0x06))
         _close_quietly(sock)
+    ASSOCIATION_REFUSALS.labels(RefusalReason.MALFORMED).inc()
     logger.warning(
         "association aborted: malformed input",
         extra={"error": args.exc_type.__name__, "thread_name": thread.name},
@@ -449,7 +465,7 @@ class GatedServer(ThreadedAssociationServer):
         if reason is None:
             return True
         self.admission.connection_refused(
-            host, int(client_address[1]), self.ssl_context is not None, reason
+            host, int(client_address[1]), self.ssl_context is not None, reason, RefusalReason.QUOTA
         )
         return False
 

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 
-from ..catalog import Catalog, JobStore, StudyState, utcnow
+from ..catalog import Catalog, StudyState, utcnow
+from ..catalog.leases import NamedLease
 from ..config import PacsNode, Settings
 from ..errors import GatewayError
+from ..loops import PollingLoop
 from .service import RetrieveService
 
 __all__ = ["AutoPuller"]
@@ -45,17 +46,24 @@ class AutoPuller:
         Find and retrieve.
     model_key : str or None
         The loaded model's key; studies scored with another model are rescored.
+    leader : NamedLease, optional
+        With several receivers, only the lease holder polls (the completion leader).
     """
 
     def __init__(
-        self, settings: Settings, catalog: Catalog, retrieve: RetrieveService, model_key: str | None
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        retrieve: RetrieveService,
+        model_key: str | None,
+        leader: NamedLease | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.retrieve = retrieve
         self.model_key = model_key
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.leader = leader
+        self._loop = PollingLoop("auto-pull", self._step, settings.pull.interval_s)
 
     @property
     def nodes(self) -> list[PacsNode]:
@@ -100,9 +108,7 @@ class AutoPuller:
             and self.model_key is not None
             and study.model_key != self.model_key
         ):
-            JobStore(self.catalog).enqueue(
-                study_uid, self.settings.worker.max_attempts, "rescore: scored with another model"
-            )
+            self.retrieve.lifecycle.rescore(study_uid, "rescore: scored with another model")
             return True
         return False
 
@@ -111,24 +117,16 @@ class AutoPuller:
         for node in self.nodes:
             self.poll(node)
 
+    def _step(self) -> bool:
+        if self.leader is None or self.leader.held:
+            self.poll_all()
+        return False
+
     def start(self) -> None:
         """Poll in a daemon thread, first pass at once."""
-        if not self.nodes:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="auto-pull", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.poll_all()
-            except Exception:
-                logger.exception("auto-pull error; retrying next interval")
-            self._stop.wait(self.settings.pull.interval_s)
+        if self.nodes:
+            self._loop.start()
 
     def stop(self) -> None:
         """Stop the thread (a retrieve in progress finishes)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=60)
+        self._loop.stop(60)

@@ -13,15 +13,17 @@ import logging
 from dataclasses import dataclass, field
 
 from ..catalog import Catalog, StudyState
-from ..complete import CompletionMonitor, Submitter
 from ..config import PacsNode, Settings
 from ..errors import RemoteError
-from ..models import target_max_mpp
+from ..lifecycle import StudyLifecycle
+from ..metrics import PULLS
 from ..receive.store import InstanceStore
 from .dicomweb import dicomweb_find_studies, dicomweb_retrieve_study
 from .dimse import Progress, RetrieveReport, StudyMatch, find_studies, get_study, move_study
 
 __all__ = ["PullOutcome", "RetrieveService"]
+
+_QUEUED_OR_LATER = frozenset({StudyState.QUEUED, StudyState.SCORING, StudyState.SCORED})
 
 logger = logging.getLogger(__name__)
 
@@ -49,20 +51,21 @@ class RetrieveService:
         The catalog.
     store : InstanceStore
         Where C-GET and DICOMweb instances are stored.
-    queue : Submitter
-        Where completed studies are queued.
+    lifecycle : StudyLifecycle
+        Completes and queues a study once every instance arrived.
     """
 
     def __init__(
-        self, settings: Settings, catalog: Catalog, store: InstanceStore, queue: Submitter
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        store: InstanceStore,
+        lifecycle: StudyLifecycle,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.store = store
-        self.queue = queue
-        self.completion = CompletionMonitor(
-            catalog, queue, settings.completion, target_max_mpp(settings.model.head)
-        )
+        self.lifecycle = lifecycle
 
     def find(
         self,
@@ -139,8 +142,10 @@ class RetrieveService:
         try:
             report = self._run(node, how, study_uid, progress)
         except RemoteError as exc:
+            PULLS.labels("failed").inc()
             self.catalog.hold(study_uid, f"retrieve from {pacs} failed: {exc}")
             raise
+        PULLS.labels("complete" if report.complete else "incomplete").inc()
         if not report.complete:
             failed = report.failed_instances or [f"{report.failed} sub-operation(s)"]
             reason = (
@@ -192,11 +197,9 @@ class RetrieveService:
                 False,
                 f"already {snapshot.state}; nothing new arrived",
             )
-        self.catalog.transition(
-            study_uid, StudyState.COMPLETE, f"retrieved from {pacs}", expect=[StudyState.RECEIVING]
-        )
-        queued = self.completion.queue_if_scoreable(study_uid)
+        self.lifecycle.complete(study_uid, f"retrieved from {pacs}")
         final = self.catalog.study(study_uid)
+        queued = final is not None and final.state in _QUEUED_OR_LATER
         logger.info(
             "study retrieved",
             extra={"study_uid": study_uid, "method": report.method, "instances": report.completed},

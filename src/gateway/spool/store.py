@@ -3,7 +3,9 @@ r"""The spool: received instances as durable files, one unique file per accepted
 Layout::
 
     <spool>/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.<token>.dcm
-    <spool>/.incoming/        data sets arriving, and placements not yet recorded
+    <spool>/.incoming/<node>/ data sets arriving, and placements not yet recorded (each
+                              node of a cluster has its own: a restarting node cleans up
+                              only what it left)
     <spool>/.quarantine/      files found at start-up that could not be recorded
 
 ``<token>`` is unique to the transfer, so two transfers never share a file name: a
@@ -104,11 +106,13 @@ class Spool:
         Spool folder (created if needed).
     min_free_bytes : int
         Refuse new data when free space on the spool's file system is below this.
+    node : str, optional
+        This node's name: its data in transit goes to ``.incoming/<node>``.
     """
 
-    def __init__(self, root: Path, min_free_bytes: int = 0) -> None:
+    def __init__(self, root: Path, min_free_bytes: int = 0, node: str | None = None) -> None:
         self.root = Path(root)
-        self.incoming = self.root / ".incoming"
+        self.incoming = self.root / ".incoming" / node if node else self.root / ".incoming"
         self.quarantine_dir = self.root / ".quarantine"
         self.min_free_bytes = min_free_bytes
         try:
@@ -259,10 +263,12 @@ class Spool:
         was never acknowledged.
         """
         removed = 0
-        for path in self.incoming.iterdir():
-            if path.is_file():
-                path.unlink(missing_ok=True)
-                removed += 1
+        folders = {self.incoming, self.root / ".incoming"}  # and the pre-cluster layout's
+        for folder in folders:
+            for path in folder.iterdir():
+                if path.is_file():
+                    path.unlink(missing_ok=True)
+                    removed += 1
         if removed:
             logger.warning(
                 "removed partial files of unacknowledged transfers", extra={"count": removed}

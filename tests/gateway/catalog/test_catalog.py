@@ -144,14 +144,17 @@ def test_retry_with_backoff_then_failure(catalog: Catalog) -> None:
     jobs = _queued(catalog)
     job = jobs.claim("w", 60)
     assert job is not None
-    assert jobs.fail(job.job_id, "w", "disk hiccup", backoff_s=30, backoff_max_s=300) == "retry"
+    assert jobs.fail(job.job_id, "w", "disk hiccup", backoff_s=30, backoff_max_s=300) == (
+        "retry",
+        30,
+    )
     study = catalog.study("1.2.0")
     assert study is not None and study.state == StudyState.QUEUED
     assert "retry in 30 s" in (study.state_reason or "")
     assert jobs.claim("w", 60) is None  # not due yet
     job = jobs.claim("w", 60, now=utcnow() + dt.timedelta(seconds=31))
     assert job is not None and job.attempt == 2
-    assert jobs.fail(job.job_id, "w", "still broken", 30, 300) == "failed"
+    assert jobs.fail(job.job_id, "w", "still broken", 30, 300)[0] == "failed"
     study = catalog.study("1.2.0")
     assert study is not None and study.state == StudyState.FAILED
     assert study.state_reason == "still broken"

@@ -10,6 +10,7 @@ import pytest
 from gateway.catalog import Catalog, InstanceRecord, JobStore, StudyState
 from gateway.complete import CompletionMonitor, decide
 from gateway.config import CompletionSettings
+from gateway.lifecycle import StudyLifecycle
 
 WSI = "1.2.840.10008.5.1.4.1.1.77.1.6"
 SR = "1.2.840.10008.5.1.4.1.1.88.34"
@@ -56,7 +57,7 @@ pytestmark = pytest.mark.unit
 
 def _monitor(cat: Catalog, rules: CompletionSettings = RULES) -> tuple[CompletionMonitor, Queue]:
     queue = Queue(cat)
-    return CompletionMonitor(cat, queue, rules, max_mpp=0.55), queue
+    return CompletionMonitor(cat, StudyLifecycle(cat, queue, max_mpp=0.55), rules), queue
 
 
 def test_waits_while_instances_keep_arriving(cat: Catalog) -> None:
@@ -120,12 +121,12 @@ def test_timers_survive_a_restart(tmp_path: Path) -> None:
 def test_operator_can_force_a_receiving_study_only(cat: Catalog) -> None:
     monitor, queue = _monitor(cat)
     cat.record_instance(rec("1.9.1", "1"), None)
-    monitor.force("1.9")
+    monitor.lifecycle.force("1.9")
     assert queue.submitted == ["1.9"]
     study = cat.study("1.9")
     assert study is not None and study.forced and study.state == StudyState.QUEUED
     with pytest.raises(Exception, match="not receiving"):
-        monitor.force("1.9")
+        monitor.lifecycle.force("1.9")
 
 
 def test_decide_is_pure() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.catalog import Catalog, ClaimedJob, InstanceRecord, JobState, JobStore, StudyState
 from gateway.config import WorkerSettings
-from gateway.queue import InProcessQueue, PermanentJobError
+from gateway.queue import InProcessQueue, JobRunner, PermanentJobError
 
 pytestmark = pytest.mark.unit
 
@@ -53,6 +53,12 @@ def _settings(**kw: float) -> WorkerSettings:
     return WorkerSettings(**{**base, **kw})  # type: ignore[arg-type]
 
 
+def _queue(
+    jobs: JobStore, processor: Callable[[ClaimedJob], None], settings: WorkerSettings
+) -> InProcessQueue:
+    return InProcessQueue(jobs, JobRunner(jobs, processor, settings), settings)
+
+
 def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -77,7 +83,7 @@ def test_transient_failure_is_retried_with_backoff(tmp_path: Path) -> None:
         if len(calls) < 3:
             raise OSError("disk busy")
 
-    queue = InProcessQueue(JobStore(catalog), flaky, _settings())
+    queue = _queue(JobStore(catalog), flaky, _settings())
     queue.submit("1.0", "complete")
     queue.start()
     try:
@@ -97,7 +103,7 @@ def test_permanent_failure_is_not_retried_and_shows_the_reason(tmp_path: Path) -
         calls.append(job)
         raise PermanentJobError("slide 1.0.1 is truncated")
 
-    queue = InProcessQueue(JobStore(catalog), corrupt, _settings())
+    queue = _queue(JobStore(catalog), corrupt, _settings())
     queue.submit("1.0", "complete")
     assert queue.run_once()
     assert len(calls) == 1
@@ -122,7 +128,7 @@ def test_heartbeat_keeps_a_long_job_and_a_dead_worker_is_taken_over(tmp_path: Pa
         if job.study_uid == "1.1":
             release.wait(3.0)  # longer than the lease: only heartbeats keep it ours
 
-    queue = InProcessQueue(jobs, slow, _settings(lease_s=1.0))
+    queue = _queue(jobs, slow, _settings(lease_s=1.0))
     queue.start()
     try:
         _until(

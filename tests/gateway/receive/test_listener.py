@@ -13,7 +13,7 @@ from pydicom.uid import generate_uid
 from pynetdicom import AE
 
 from ihgamp_core.synthetic.samples import SampleCase
-from support.gateway import dataset_bytes, send, storescu, tiny_wsi
+from support.gateway import dataset_bytes, send, storescu, tiny_wsi, wait_for
 from support.listener import Listener, start_listener
 
 pytestmark = pytest.mark.integration
@@ -89,7 +89,12 @@ def test_twenty_concurrent_associations_two_hundred_instances(tmp_path: Path) ->
             )
     studies = listener.catalog.studies()
     assert len(studies) == 20 and all(s.series[0].instance_count == 10 for s in studies)
-    audits = [a for a in listener.catalog.associations() if a["result"] == "released"]
+
+    def released() -> list[dict[str, object]]:
+        done = [a for a in listener.catalog.associations() if a["result"] == "released"]
+        return done if len(done) == 20 else []
+
+    audits = wait_for(released, timeout=10)  # recorded when each association's thread ends
     assert len(audits) == 20 and sum(a["instances_received"] for a in audits) == 200
     listener.server.stop()
 
@@ -262,7 +267,10 @@ def test_tls_requires_a_client_certificate_from_the_ca(tmp_path: Path, pki: Path
                 send(running.port, [file], tls=(client(cert), "127.0.0.1"))
         with pytest.raises(ConnectionError):  # plain TCP to a TLS port
             send(running.port, [file])
-        audit = [a for a in running.catalog.associations() if a["result"] == "released"]
+        audit = wait_for(
+            lambda: [a for a in running.catalog.associations() if a["result"] == "released"],
+            timeout=10,
+        )
         assert len(audit) == 1 and audit[0]["tls"]
     finally:
         running.server.stop()

@@ -292,7 +292,7 @@ def test_partial_failure_holds_the_study_until_forced(
             study = env.gateway.catalog.study(uid)
             assert study is not None and study.state == StudyState.RECEIVING
             assert str(extra.SOPInstanceUID) in (study.hold_reason or "")
-            env.gateway.completion.force(uid)
+            env.gateway.lifecycle.force(uid)
             wait_for(lambda: env.state(uid) == StudyState.SCORED, timeout=180)
         finally:
             env.stop()

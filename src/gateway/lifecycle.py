@@ -1,0 +1,133 @@
+"""The study life cycle's operations: complete, ignore, queue, force, rescore.
+
+The completion leader, the retrieve service, the command line and the HTTP API change a
+study's state only through :class:`StudyLifecycle`; the state machine itself (the only
+writer of ``studies.state``) is :mod:`gateway.catalog.lifecycle`.
+
+A completed study is queued for scoring when it holds at least one *scoreable* slide
+series: a VL Whole Slide Microscopy series with a VOLUME level at or finer than the
+model's target spacing (0.5 um/px + 10 %). Without one it fails with that reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from .catalog import Catalog, StudySnapshot, StudyState
+from .errors import CatalogError
+
+__all__ = ["StudyLifecycle", "Submitter", "scoreable_series"]
+
+logger = logging.getLogger(__name__)
+
+WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
+
+
+class Submitter(Protocol):
+    """Anything that can queue a study for scoring (a job queue backend)."""
+
+    def submit(self, study_uid: str, reason: str) -> None:
+        """Queue ``study_uid`` (durable before returning)."""
+
+
+def scoreable_series(study: StudySnapshot, max_mpp: float | None) -> list[str]:
+    """UIDs of the study's slide series that the model can score."""
+    out = []
+    for series in study.series:
+        if series.sop_class_uid != WSI_SOP_CLASS:
+            continue
+        if max_mpp is None or (
+            series.finest_volume_mpp is not None and series.finest_volume_mpp <= max_mpp
+        ):
+            out.append(series.series_uid)
+    return out
+
+
+class StudyLifecycle:
+    """Owner of the operations that move a study through its life cycle.
+
+    Parameters
+    ----------
+    catalog : Catalog
+        The catalog.
+    queue : Submitter
+        Where scoreable studies are queued.
+    max_mpp : float or None
+        Finest spacing a slide series needs to be scoreable (None: any).
+    """
+
+    def __init__(self, catalog: Catalog, queue: Submitter, max_mpp: float | None) -> None:
+        self.catalog = catalog
+        self.queue = queue
+        self.max_mpp = max_mpp
+
+    def complete(self, study_uid: str, reason: str, forced: bool = False) -> bool:
+        """Complete a receiving study and queue it (or fail it: nothing scoreable).
+
+        Returns
+        -------
+        bool
+            False if the study was no longer receiving (another node acted first).
+        """
+        if not self.catalog.transition(
+            study_uid, StudyState.COMPLETE, reason, expect=[StudyState.RECEIVING], forced=forced
+        ):
+            return False
+        logger.info("study complete", extra={"study_uid": study_uid, "reason": reason})
+        self.queue_if_scoreable(study_uid)
+        return True
+
+    def ignore(self, study_uid: str, reason: str) -> bool:
+        """Close a receiving study that holds nothing to score."""
+        done = self.catalog.transition(
+            study_uid, StudyState.IGNORED, reason, expect=[StudyState.RECEIVING]
+        )
+        if done:
+            logger.info("study ignored", extra={"study_uid": study_uid, "reason": reason})
+        return done
+
+    def queue_if_scoreable(self, study_uid: str) -> bool:
+        """Queue a complete study, or fail it when no slide series is scoreable."""
+        study = self.catalog.study(study_uid)
+        if study is None:
+            raise CatalogError(f"no study {study_uid} in the catalog")
+        if not scoreable_series(study, self.max_mpp):
+            limit = "" if self.max_mpp is None else f" at or finer than {self.max_mpp:.2f} um/px"
+            reason = f"no whole-slide series with a level{limit} (20x equivalent) to score"
+            self.catalog.transition(study_uid, StudyState.FAILED, reason)
+            logger.warning("study not scoreable", extra={"study_uid": study_uid, "reason": reason})
+            return False
+        self.queue.submit(study_uid, "complete")
+        return True
+
+    def force(self, study_uid: str) -> None:
+        """Complete a receiving study now (operator action), held or not, and queue it.
+
+        Raises
+        ------
+        CatalogError
+            If the study is unknown or not receiving (use :meth:`rescore` instead).
+        """
+        self.catalog.release(study_uid)
+        if not self.complete(study_uid, "forced by operator", forced=True):
+            state = self.catalog.study(study_uid)
+            raise CatalogError(
+                f"study {study_uid} is {state.state if state else 'unknown'}, not receiving; "
+                "use `ihgamp rescore` to score it again"
+            )
+
+    def rescore(self, study_uid: str, reason: str = "rescore") -> None:
+        """Queue a finished study for scoring again (after a failure, or a new model).
+
+        Raises
+        ------
+        CatalogError
+            If the study is unknown, still receiving or being scored.
+        """
+        study = self.catalog.study(study_uid)
+        if study is None:
+            raise CatalogError(f"no study {study_uid} in the catalog")
+        if study.state in (StudyState.RECEIVING, StudyState.SCORING):
+            raise CatalogError(f"study {study_uid} is {study.state}; wait until it finishes")
+        self.queue.submit(study_uid, reason)

@@ -1,0 +1,76 @@
+"""The one background-loop shape of the gateway: do a step, wait, repeat, until stopped.
+
+Workers, dispatchers, the completion leader, the sweeper and the auto-puller each run
+their work in a :class:`PollingLoop`: a daemon thread calling ``step()``; when the step
+found nothing to do it waits ``interval_s`` (or until :meth:`PollingLoop.wake`), when it
+did work it goes again at once. An exception in a step is logged (one line with the
+traceback, never a patient identifier: steps log UIDs only) and the loop carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+__all__ = ["PollingLoop"]
+
+logger = logging.getLogger(__name__)
+
+
+class PollingLoop:
+    """A named daemon thread running ``step`` until stopped.
+
+    Parameters
+    ----------
+    name : str
+        Thread name (shown in logs and thread dumps).
+    step : callable
+        Does one unit of work; returns True if there may be more to do right away.
+    interval_s : float
+        Wait after a step that found nothing to do.
+    """
+
+    def __init__(self, name: str, step: Callable[[], bool], interval_s: float) -> None:
+        self.name = name
+        self.step = step
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start the thread (once)."""
+        if self.running:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Skip the current wait."""
+        self._wake.set()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop after the current step; wait up to ``timeout_s`` for it."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout_s)
+        self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self.step()
+            except Exception:
+                logger.exception("background step failed; retrying", extra={"loop": self.name})
+                busy = False
+            if not busy:
+                self._wake.wait(self.interval_s)
+                self._wake.clear()

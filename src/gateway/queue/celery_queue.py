@@ -1,0 +1,201 @@
+"""The Celery backend: a broker carries job ids to scoring workers on other machines.
+
+The catalog's job row stays the truth (state, attempts, lease, error); a message carries
+only the job id. A worker claims the row by id (:meth:`~gateway.catalog.JobStore
+.claim_job`) and runs it with the same :class:`~gateway.queue.runner.JobRunner` as the
+in-process workers, so retries, backoff, dead jobs and leases behave identically. A
+message for a job that is not due (a duplicate, a job still leased by a live worker, one
+already done) is acknowledged and dropped.
+
+Delivery guarantees:
+
+* ``acks_late`` with a prefetch of one: a message is acknowledged only after its job ran,
+  and a worker holds one job at a time; a worker killed mid-job has its message
+  redelivered by the broker (RabbitMQ at once, Redis after its visibility timeout);
+* durable queue, persistent messages (RabbitMQ keeps them across a broker restart);
+* the :class:`~gateway.queue.sweeper.Sweeper` on the completion leader publishes every job
+  that is due and has no live message: retries after their backoff, jobs whose worker
+  died (after the lease expired), and jobs whose message a broker lost.
+
+The worker side runs Celery's own worker (``celery worker``, prefork pool) behind
+``ihgamp serve --role worker``; each pool process loads the model once, at start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from ..catalog import Catalog, JobStore
+from ..config import Settings, WorkerSettings
+from ..metrics import JOB_MESSAGES_SKIPPED, JOBS_PUBLISHED
+from .base import JobQueue
+from .runner import JobRunner
+
+__all__ = ["TASK", "CeleryQueue", "make_celery", "publish", "run_worker"]
+
+logger = logging.getLogger(__name__)
+
+TASK = "ihgamp.score"
+
+
+def make_celery(settings: Settings) -> Celery:
+    """A Celery app for the gateway's broker (JSON messages only, never pickle)."""
+    worker = settings.worker
+    app = Celery("ihgamp", broker=worker.broker_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=worker.queue_name,
+        task_default_delivery_mode="persistent",
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        # Redis: an unacknowledged message comes back after this; the sweeper's
+        # republication window is the longer of the two timeouts that matter.
+        broker_transport_options={
+            "visibility_timeout": int(max(worker.republish_after_s, worker.lease_s) + 60)
+        },
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        worker_send_task_events=False,
+        worker_enable_remote_control=False,
+    )
+    app.task(name=TASK, bind=True)(_score_task)
+    return app
+
+
+def publish(app: Celery, jobs: JobStore, job_ids: list[int], by: str = "submit") -> None:
+    """Send one message per job (only its id) and record the publication."""
+    for job_id in job_ids:
+        app.send_task(TASK, args=[job_id])
+    jobs.mark_published(job_ids)
+    JOBS_PUBLISHED.labels(by).inc(len(job_ids))
+
+
+class CeleryQueue(JobQueue):
+    """Queueing side of the Celery backend (receivers, the API, the command line).
+
+    Parameters
+    ----------
+    jobs : JobStore
+        The catalog's job rows.
+    app : Celery
+        From :func:`make_celery`.
+    settings : WorkerSettings
+        Attempts per job.
+    """
+
+    def __init__(self, jobs: JobStore, app: Celery, settings: WorkerSettings) -> None:
+        self.jobs = jobs
+        self.app = app
+        self.settings = settings
+
+    def submit(self, study_uid: str, reason: str) -> None:
+        """Write the job row (durable), then publish its id.
+
+        A publication that fails (broker down) is logged; the sweeper publishes the job
+        once the broker is back, so the study is never lost.
+        """
+        job_id = self.jobs.enqueue(study_uid, self.settings.max_attempts, reason)
+        try:
+            publish(self.app, self.jobs, [job_id])
+        except Exception as exc:  # noqa: BLE001 - kombu raises many types; the row is safe
+            logger.warning(
+                "broker unavailable; the sweeper will publish the job",
+                extra={"job_id": job_id, "study_uid": study_uid, "error": type(exc).__name__},
+            )
+        logger.info("study queued", extra={"study_uid": study_uid, "job_id": job_id})
+
+    def start(self) -> None:
+        """Nothing to start: the consumers are ``ihgamp serve --role worker`` processes."""
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Nothing to stop."""
+
+
+# -- the worker side ------------------------------------------------------------------------
+
+
+@dataclass
+class _Runtime:
+    catalog: Catalog
+    jobs: JobStore
+    runner: JobRunner
+    owner: str
+    lease_s: float
+
+
+_settings: Settings | None = None
+_runtime: _Runtime | None = None
+
+
+def _build_runtime() -> _Runtime:
+    from ..parts import build_worker_runtime
+
+    assert _settings is not None  # noqa: S101 - set by run_worker before the pool starts
+    catalog, jobs, runner, owner = build_worker_runtime(_settings)
+    return _Runtime(catalog, jobs, runner, owner, _settings.worker.lease_s)
+
+
+def _on_process_init(**_: Any) -> None:
+    """Load the model and open the catalog once per pool process."""
+    global _runtime
+    if _settings is not None:
+        _runtime = _build_runtime()
+
+
+worker_process_init.connect(_on_process_init, weak=False)
+
+
+def _score_task(task: Any, job_id: int) -> str:
+    """Run the job named by a message (skip it when it is not due)."""
+    global _runtime
+    if _runtime is None:  # solo pool: no process-init signal
+        _runtime = _build_runtime()
+    job = _runtime.jobs.claim_job(int(job_id), _runtime.owner, _runtime.lease_s)
+    redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
+    if job is None:
+        JOB_MESSAGES_SKIPPED.labels(str(redelivered).lower()).inc()
+        logger.info(
+            "message for a job that is not due; dropped",
+            extra={"job_id": job_id, "redelivered": redelivered},
+        )
+        return "skipped"
+    return _runtime.runner.run(job, _runtime.owner).outcome
+
+
+def run_worker(settings: Settings, loglevel: str = "INFO") -> None:
+    """Run Celery's worker in this process (blocks until SIGTERM; then finishes its job)."""
+    global _settings
+    _settings = settings
+    app = make_celery(settings)
+    app.worker_main(
+        [
+            "--quiet",
+            "worker",
+            "--loglevel",
+            loglevel,
+            "--pool",
+            "prefork",
+            "--concurrency",
+            str(settings.worker.count),
+            "--hostname",
+            f"{settings.node_name()}@{os.uname().nodename}",
+            "--queues",
+            settings.worker.queue_name,
+            "--without-gossip",
+            "--without-mingle",
+            "-O",
+            "fair",
+        ]
+    )

@@ -1,0 +1,139 @@
+"""Running one claimed job, the same way in every backend.
+
+While the processor runs, a heartbeat renews the job's lease every third of its length;
+a processor that raises fails the attempt (:class:`PermanentJobError`: no retry), and the
+job store schedules the retry with exponential backoff or fails the job and its study
+after ``max_attempts``. A worker process that dies stops renewing; once the lease has
+expired another worker takes the job over (the in-process workers find it by polling,
+Celery workers through the sweeper's re-publication).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..catalog import ClaimedJob, JobStore
+from ..config import WorkerSettings
+from ..errors import GatewayError
+from ..metrics import JOB_LEASE_TAKEOVERS, JOB_QUEUE_SECONDS, JOBS, SCORING_SECONDS
+
+__all__ = ["JobOutcome", "JobProcessor", "JobRunner", "PermanentJobError"]
+
+logger = logging.getLogger(__name__)
+
+JobProcessor = Callable[[ClaimedJob], None]
+
+
+class PermanentJobError(GatewayError):
+    """Raised by a processor when retrying cannot help (bad data, bad model file)."""
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How one attempt ended: ``done``, ``retry`` (after ``delay_s``), ``failed``, ``lost``."""
+
+    outcome: str
+    delay_s: float = 0.0
+    seconds: float = 0.0
+
+
+class JobRunner:
+    """Runs claimed jobs with a lease heartbeat and records their outcome.
+
+    Parameters
+    ----------
+    jobs : JobStore
+        The catalog's job rows.
+    processor : callable
+        Runs one job.
+    settings : WorkerSettings
+        Lease length and backoff.
+    on_outcome : callable, optional
+        Called with the job and its outcome (metrics).
+    """
+
+    def __init__(
+        self,
+        jobs: JobStore,
+        processor: JobProcessor,
+        settings: WorkerSettings,
+        on_outcome: Callable[[ClaimedJob, JobOutcome], None] | None = None,
+    ) -> None:
+        self.jobs = jobs
+        self.processor = processor
+        self.settings = settings
+        self.on_outcome = on_outcome
+
+    def run(self, job: ClaimedJob, owner: str) -> JobOutcome:
+        """Run ``job`` held by ``owner``; return how it ended."""
+        done = threading.Event()
+        interval = self.settings.lease_s / 3.0
+
+        def heartbeat() -> None:
+            while not done.wait(interval):
+                if not self.jobs.renew(job.job_id, owner, self.settings.lease_s):
+                    logger.warning("lease lost", extra={"job_id": job.job_id})
+                    return
+
+        beat = threading.Thread(target=heartbeat, name=f"lease-{job.job_id}", daemon=True)
+        beat.start()
+        JOB_QUEUE_SECONDS.observe(job.queued_s)
+        if job.took_over:
+            JOB_LEASE_TAKEOVERS.inc()
+        logger.info(
+            "job started",
+            extra={
+                "job_id": job.job_id,
+                "study_uid": job.study_uid,
+                "attempt": job.attempt,
+                "owner": owner,
+            },
+        )
+        started = time.perf_counter()
+        try:
+            self.processor(job)
+        except Exception as exc:
+            done.set()
+            permanent = isinstance(exc, PermanentJobError)
+            message = str(exc) if permanent else f"{type(exc).__name__}: {exc}"
+            kind, delay = self.jobs.fail(
+                job.job_id,
+                owner,
+                message,
+                self.settings.backoff_s,
+                self.settings.backoff_max_s,
+                permanent=permanent,
+            )
+            logger.log(
+                logging.ERROR if kind == "failed" else logging.WARNING,
+                "job failed",
+                exc_info=not permanent,
+                extra={
+                    "job_id": job.job_id,
+                    "study_uid": job.study_uid,
+                    "outcome": kind,
+                    "error": message,
+                },
+            )
+            outcome = JobOutcome(kind, delay, time.perf_counter() - started)
+        else:
+            done.set()
+            finished = self.jobs.finish(job.job_id, owner)
+            outcome = JobOutcome("done" if finished else "lost", 0.0, time.perf_counter() - started)
+            logger.info(
+                "job done" if finished else "job finished after its lease was lost",
+                extra={"job_id": job.job_id, "study_uid": job.study_uid},
+            )
+        finally:
+            done.set()
+            beat.join(timeout=5)
+        JOBS.labels(outcome.outcome).inc()
+        if outcome.outcome == "done":
+            SCORING_SECONDS.observe(outcome.seconds)
+        if self.on_outcome is not None:
+            self.on_outcome(job, outcome)
+        return outcome

@@ -1,0 +1,38 @@
+"""Copies of the sample studies under new UIDs: many distinct studies for load tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+from pydicom.uid import generate_uid
+
+_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
+
+
+def relabel(source: Path, target: Path, accession: str | None = None) -> tuple[str, list[Path]]:
+    """Copy every instance under ``source`` with fresh UIDs (consistent within the copy).
+
+    Returns
+    -------
+    tuple
+        The new Study Instance UID and the copied files.
+    """
+    mapping: dict[str, str] = {}
+    target.mkdir(parents=True, exist_ok=True)
+    files = []
+    study = ""
+    for path in sorted(source.rglob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        for keyword in _UIDS:
+            if keyword in ds:
+                old = str(ds.data_element(keyword).value)  # type: ignore[union-attr]
+                ds.data_element(keyword).value = mapping.setdefault(old, generate_uid())  # type: ignore[union-attr]
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        if accession is not None:
+            ds.AccessionNumber = accession
+        study = str(ds.StudyInstanceUID)
+        out = target / f"{ds.SOPInstanceUID}.dcm"
+        ds.save_as(out, enforce_file_format=True)
+        files.append(out)
+    return study, files
