@@ -28,6 +28,7 @@ from support.gateway import (
     wait_for,
 )
 from support.orthanc import Orthanc, orthanc
+from support.postgres import postgres_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -236,11 +237,11 @@ def test_jobs_queued_while_rabbitmq_restarts_are_not_lost(
 
 
 def test_messages_lost_with_a_redis_restart_are_republished_by_the_sweeper(
-    tmp_path: Path, postgres_url: str, samples_root: Path
+    tmp_path: Path, samples_root: Path
 ) -> None:
-    reset_database(postgres_url)
-    with redis() as broker:
-        running = Cluster(tmp_path, postgres_url, broker.url, None)
+    # Its own database: the module's cluster is still running on the shared one.
+    with postgres_server() as url, redis() as broker:
+        running = Cluster(tmp_path, url, broker.url, None)
         worker = {**WORKER, "broker_url": broker.url, "lease_s": 3, "republish_after_s": 3}
         try:
             receiver = GatewayProcess(
