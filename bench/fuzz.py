@@ -55,6 +55,7 @@ class FuzzReport:
     dataset_cases: int = 0
     crashes: list[str] = field(default_factory=list)
     contained: int = 0
+    answered_on_retry: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
@@ -68,6 +69,7 @@ class FuzzReport:
             "crashes": len(self.crashes),
             "crash_examples": self.crashes[:10],
             "contained_reader_errors": self.contained,
+            "no_status_then_answered_on_retry": self.answered_on_retry,
             "store_statuses": dict(sorted(self.statuses.items())),
             "seconds": round(self.seconds, 1),
         }
@@ -206,7 +208,7 @@ def _dataset_batch(port: int, paths: list[Path], report: FuzzReport, lock: threa
     ae = AE(ae_title="SCANNER")
     ae.add_requested_context("1.2.840.10008.5.1.4.1.1.77.1.6", ["1.2.840.10008.1.2.1"])
     ae.add_requested_context("1.2.840.10008.5.1.4.1.1.77.1.6", ["1.2.840.10008.1.2.4.50"])
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
     _config.STORE_SEND_CHUNKED_DATASET = True
     assoc = ae.associate("127.0.0.1", port, ae_title="IHGAMP")
     if not assoc.is_established:
@@ -224,12 +226,22 @@ def _dataset_batch(port: int, paths: list[Path], report: FuzzReport, lock: threa
                     report.statuses[f"not sent ({type(exc).__name__})"] += 1
                 continue
             status = int(rsp.Status) if "Status" in rsp else None
+            retried = False
+            if status is None:  # no answer (a timeout under load?): once more, alone
+                if assoc.is_established:
+                    assoc.abort()
+                assoc = ae.associate("127.0.0.1", port, ae_title="IHGAMP")
+                again = assoc.send_c_store(path) if assoc.is_established else None
+                status = int(again.Status) if again is not None and "Status" in again else None
+                retried = True
             with lock:
                 report.statuses["none" if status is None else f"0x{status:04X}"] += 1
-                if status is None and assoc.is_established:
-                    report.crashes.append(f"{path.name}: no C-STORE status")
-                elif status is not None and status not in CLEAN_STATUSES:
+                if status is None:
+                    report.crashes.append(f"{path.name}: no C-STORE status, twice")
+                elif status not in CLEAN_STATUSES:
                     report.crashes.append(f"{path.name}: status 0x{status:04X}")
+                elif retried:
+                    report.answered_on_retry += 1
     finally:
         if assoc.is_established:
             assoc.release()
