@@ -402,6 +402,8 @@ class PullSettings(_Model):
     lookback_days: int = Field(default=7, ge=0, le=36500)
     modality: str = "SM"
     timeout_s: float = Field(default=60.0, gt=0)
+    max_concurrent: int = Field(default=2, ge=1, le=32)
+    lease_s: float = Field(default=1800.0, gt=0)
 
 
 class LoggingSettings(_Model):

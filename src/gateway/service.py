@@ -23,10 +23,11 @@ from . import metrics
 from .config import QueueBackend, Settings
 from .dispatch.dispatcher import Dispatcher
 from .dispatch.outbox import Outbox
-from .errors import ConfigError, GatewayError
+from .errors import ConfigError
 from .parts import build_core
 from .receive import DicomListener
 from .retrieve import AutoPuller, RetrieveService
+from .retrieve.pulls import PullDesk, PullRunner
 from .roles import Role, problems
 from .score.worker import model_key
 from .spool import Spool
@@ -119,6 +120,12 @@ class Gateway:
                     core.leader,
                 )
 
+        self.pull_runner: PullRunner | None = None
+        if self.retrieve is not None and settings.pacs:
+            self.pull_runner = PullRunner(self.catalog, self.retrieve, settings, core.owner)
+        wake = self.pull_runner.wake if self.pull_runner is not None else None
+        self.pulls = PullDesk(self.catalog, settings, on_queued=wake)
+
         self.http: HttpServer | None = None
         if self._runs(Role.API) and settings.http.enabled:
             app = create_app(
@@ -126,7 +133,8 @@ class Gateway:
                 self.outbox,
                 settings.http.bearer_token(),
                 ready=lambda: not self._stopped.is_set(),
-                pull=self.pull if settings.pacs and self.retrieve is not None else None,
+                pull=self.pulls.request if settings.pacs else None,
+                pull_status=self.pulls.get if settings.pacs else None,
             )
             self.http = HttpServer(app, settings.http.bind_host, settings.http.port)
         self._stopped = threading.Event()
@@ -156,6 +164,8 @@ class Gateway:
         port = self.listener.start() if self.listener is not None else 0
         if self.puller is not None:
             self.puller.start()
+        if self.pull_runner is not None:
+            self.pull_runner.start()
         logger.info(
             "gateway started",
             extra={"role": str(self.role), "node": self.node, "port": port},
@@ -167,6 +177,8 @@ class Gateway:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        if self.pull_runner is not None:
+            self.pull_runner.stop()
         if self.puller is not None:
             self.puller.stop()
         if self.listener is not None:
@@ -183,45 +195,6 @@ class Gateway:
             self.dispatcher.stop()
         self.core.close()
         logger.info("gateway stopped", extra={"role": str(self.role), "node": self.node})
-
-    def pull(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Start pulling the studies of an accession number (HTTP ``POST /api/pull``).
-
-        Parameters
-        ----------
-        request : dict
-            ``accession_number`` (required), ``pacs`` (default: the first configured),
-            ``method`` (default: the PACS's).
-
-        Returns
-        -------
-        dict
-            The PACS and the study UIDs found; the retrieves run in the background.
-
-        Raises
-        ------
-        ConfigError, RemoteError
-            Unknown PACS, unreachable PACS, or no such accession number.
-        """
-        retrieve = self.retrieve
-        if retrieve is None:
-            raise ConfigError("pulls need a receiver role in this process")
-        accession = request.get("accession_number")
-        if not isinstance(accession, str) or not accession.strip():
-            raise ConfigError("accession_number is required")
-        pacs = request.get("pacs") or self.settings.pacs[0].name
-        method = request.get("method")
-        uids = retrieve.study_uids(pacs, accession)
-
-        def run() -> None:
-            for uid in uids:
-                try:
-                    retrieve.retrieve(pacs, uid, method, accession_number=accession)
-                except GatewayError as exc:
-                    logger.warning("pull failed", extra={"study_uid": uid, "error": str(exc)})
-
-        threading.Thread(target=run, name="pull", daemon=True).start()
-        return {"accepted": True, "pacs": pacs, "studies": uids}
 
     def run_forever(self) -> None:
         """Run until SIGTERM or SIGINT, then stop cleanly.

@@ -17,10 +17,12 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -37,6 +39,8 @@ __all__ = [
     "Job",
     "Lease",
     "PullCursor",
+    "PullRequest",
+    "PullState",
     "JobState",
     "Series",
     "Study",
@@ -284,6 +288,51 @@ class StoredObservation(Base):
     code: Mapped[str] = mapped_column(String(64), index=True)
     resource: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=_utc)
+
+
+class PullState(StrEnum):
+    """A pull request's life cycle: queued -> running -> done | failed."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class PullRequest(Base):
+    """A request to pull studies from a PACS (HTTP ``POST /api/pull``), run by a receiver."""
+
+    __tablename__ = "pull_requests"
+    __table_args__ = (
+        # One queued or running request per key: identical requests share it.
+        Index(
+            "ux_pull_requests_active_key",
+            "key",
+            unique=True,
+            sqlite_where=text("state IN ('queued', 'running')"),
+            postgresql_where=text("state IN ('queued', 'running')"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), index=True)
+    state: Mapped[str] = mapped_column(String(16), default=PullState.QUEUED, index=True)
+    pacs: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str | None] = mapped_column(String(16))
+    accession_number: Mapped[str | None] = mapped_column(String(64))
+    study_uid: Mapped[str | None] = mapped_column(String(64))
+    patient_id: Mapped[str | None] = mapped_column(String(64))
+    study_date: Mapped[str | None] = mapped_column(String(17))
+    requested_by: Mapped[str | None] = mapped_column(String(64))
+    studies: Mapped[str | None] = mapped_column(Text)
+    completed: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=_utc)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
 
 
 class PullCursor(Base):

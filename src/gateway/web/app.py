@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import html
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ from ..catalog import Catalog, JobStore
 from ..catalog.deliveries import DeliveryStore, ObservationStore
 from ..dispatch.outbox import Outbox
 from .metrics import render_metrics
+
+#: Largest ``POST /api/pull`` body read (a request names one study or accession).
+MAX_PULL_BODY = 4096
 
 __all__ = ["FHIR_JSON", "create_app"]
 
@@ -52,7 +56,8 @@ def create_app(
     outbox: Outbox,
     token: str | None,
     ready: Callable[[], bool] = lambda: True,
-    pull: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    pull: Callable[[object], dict[str, Any]] | None = None,
+    pull_status: Callable[[int], dict[str, Any] | None] | None = None,
 ) -> FastAPI:
     """Build the FastAPI application.
 
@@ -67,7 +72,9 @@ def create_app(
     ready : callable
         Readiness probe of the running services.
     pull : callable, optional
-        Handler of ``POST /api/pull`` (query/retrieve by accession), when configured.
+        Queues a pull request (``POST /api/pull``), when PACS nodes are configured.
+    pull_status : callable, optional
+        A pull request's state by id (``GET /api/pull/{id}``).
     """
     app = FastAPI(title="IHGAMP gateway", version=__version__, docs_url=None, redoc_url=None)
     observations = ObservationStore(catalog)
@@ -150,23 +157,37 @@ def create_app(
 
         @app.post("/api/pull", dependencies=auth)
         async def api_pull(request: Request) -> Response:
-            from ..errors import ConfigError, GatewayError, RemoteError
+            from ..errors import ConfigError, GatewayError
 
+            declared = request.headers.get("content-length")
+            if declared is None or not declared.isdigit() or int(declared) > MAX_PULL_BODY:
+                raise HTTPException(413, f"declare a body length of at most {MAX_PULL_BODY}")
+            raw = b""
+            async for chunk in request.stream():
+                raw += chunk
+                if len(raw) > MAX_PULL_BODY:
+                    raise HTTPException(413, f"the body is longer than {MAX_PULL_BODY} bytes")
             try:
-                body = await request.json()
+                body = json.loads(raw)
             except ValueError:
                 raise HTTPException(400, "expected a JSON object") from None
-            if not isinstance(body, dict):
-                raise HTTPException(400, "expected a JSON object")
             try:
                 result = await run_in_threadpool(pull_handler, body)
             except ConfigError as exc:
                 raise HTTPException(400, str(exc)) from None
-            except RemoteError as exc:
-                raise HTTPException(404 if "has no study" in str(exc) else 502, str(exc)) from None
             except GatewayError as exc:
-                raise HTTPException(500, str(exc)) from None
+                raise HTTPException(503, str(exc)) from None
             return JSONResponse(result, status_code=202)
+
+    if pull_status is not None:
+        status_handler = pull_status
+
+        @app.get("/api/pull/{pull_id}", dependencies=auth)
+        def api_pull_status(pull_id: int) -> Response:
+            found = status_handler(pull_id)
+            if found is None:
+                raise HTTPException(404, f"no pull request {pull_id}")
+            return JSONResponse(found)
 
     @app.get("/studies/{study_uid}/{name}", dependencies=auth)
     def study_file(study_uid: str, name: str) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -338,7 +339,7 @@ def test_auto_pull_takes_a_new_study_exactly_once_across_restarts(
             env.stop()
 
 
-def test_pull_over_the_http_api(
+def test_pull_over_the_http_api_is_validated_queued_and_deduplicated(
     tmp_path: Path,
     engine: Engine,
     pacs: Orthanc,
@@ -356,19 +357,46 @@ def test_pull_over_the_http_api(
         case = sample_cases["DEMO-001"]
         url = f"http://127.0.0.1:{http_port}/api/pull"
         headers = {"Authorization": f"Bearer {token}"}
-        answer = httpx.post(
-            url,
-            json={"accession_number": case.identity["accession_number"]},
-            headers=headers,
+        body = {"accession_number": case.identity["accession_number"]}
+        with ThreadPoolExecutor(10) as pool:  # a burst of the same request
+            answers = list(
+                pool.map(
+                    lambda _: httpx.post(url, json=body, headers=headers, timeout=60), range(30)
+                )
+            )
+        assert all(a.status_code == 202 for a in answers), [a.text for a in answers]
+        assert len({a.json()["id"] for a in answers}) == 1  # one pull, not thirty
+        pull_id = answers[0].json()["id"]
+        uid = case.identity["study_instance_uid"]
+        wait_for(lambda: env.state(uid) == StudyState.SCORED, timeout=180)
+        done = httpx.get(f"{url}/{pull_id}", headers=headers, timeout=10).json()
+        assert done["state"] == "done" and done["studies"] == [uid], done
+        missing = httpx.post(url, json={"accession_number": "NO-SUCH"}, headers=headers, timeout=60)
+        assert missing.status_code == 202
+        failed = wait_for(
+            lambda: (
+                (r := httpx.get(f"{url}/{missing.json()['id']}", headers=headers).json())["state"]
+                == "failed"
+                and r
+            ),
             timeout=60,
         )
-        assert answer.status_code == 202, answer.text
-        uid = case.identity["study_instance_uid"]
-        assert answer.json()["studies"] == [uid]
-        wait_for(lambda: env.state(uid) == StudyState.SCORED, timeout=180)
-        missing = httpx.post(url, json={"accession_number": "NO-SUCH"}, headers=headers, timeout=60)
-        assert missing.status_code == 404 and "no study with accession" in missing.text
-        assert httpx.post(url, json={}, headers=headers, timeout=10).status_code == 400
+        assert "no study with accession" in failed["error"]
+        for bad in (
+            {},
+            {"accession_number": "*"},
+            {"accession_number": "A", "patient_id": "P"},
+            {"patient_id": "P"},
+            {"study_instance_uid": "1.2.x"},
+            {"accession": "A"},
+        ):
+            refused = httpx.post(url, json=bad, headers=headers, timeout=10)
+            assert refused.status_code == 400, (bad, refused.text)
+        huge = httpx.post(
+            url, content=b"{" + b" " * (200 * 2**20) + b"}", headers=headers, timeout=60
+        )
+        assert huge.status_code == 413
+        assert httpx.get(f"{url}/999999", headers=headers, timeout=10).status_code == 404
         assert httpx.post(url, json={"accession_number": "x"}, timeout=10).status_code == 401
     finally:
         env.stop()
