@@ -15,7 +15,8 @@ from gateway.catalog import HEAD, Catalog, SchemaState, StudyState, schema_statu
 from gateway.catalog.schema import Base
 from gateway.cli.app import app
 from gateway.errors import CatalogError
-from support.gateway import settings_dict, write_toml
+from support.gateway import send, settings_dict, tiny_wsi, write_toml
+from support.listener import start_listener
 
 pytestmark = pytest.mark.integration
 
@@ -68,6 +69,17 @@ def test_the_release_catalog_is_refused_until_upgraded_then_keeps_its_data(
         assert conn.execute(text("SELECT count(*) FROM deliveries")).scalar() == 1
         assert conn.execute(text("SELECT max(version) FROM schema_version")).scalar() == 99
     catalog.close()
+    # And the gateway runs on it: a listener stores into the upgraded catalog.
+    running = start_listener(tmp_path / "gw", catalog={"url": catalog_url})
+    try:
+        study = "1.2.826.0.1.3680043.8.498.1"  # the release's scored study gets a new slide
+        assert send(running.port, [tiny_wsi(tmp_path / "new", study)]) == [0]
+        reopened = running.catalog.study(study)
+        assert reopened is not None and reopened.state == StudyState.RECEIVING
+        assert sum(x.instance_count for x in reopened.series) == 2
+    finally:
+        running.server.stop()
+        running.catalog.close()
 
 
 def test_a_catalog_newer_than_this_gateway_is_refused(catalog_url: str) -> None:
