@@ -48,7 +48,7 @@ class Gateway:
 
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = settings
-        self.catalog = Catalog(settings.catalog.url)
+        self.catalog = Catalog(settings.catalog.connect_url())
         self.jobs = JobStore(self.catalog)
         self.spool = Spool(settings.storage.spool_dir, settings.storage.min_free_mb * 2**20)
         self.spool.clean_incoming()

@@ -33,7 +33,7 @@ PacsOption = Annotated[str, typer.Option("--pacs", help="Name of a [[pacs]] entr
 
 def _service(config: Path | None) -> tuple[Settings, Catalog, RetrieveService]:
     settings = load_settings(config)
-    catalog = Catalog(settings.catalog.url)
+    catalog = Catalog(settings.catalog.connect_url())
     spool = Spool(settings.storage.spool_dir, settings.storage.min_free_mb * 2**20)
     service = RetrieveService(
         settings,

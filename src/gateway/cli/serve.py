@@ -11,7 +11,7 @@ from ..config import load_settings
 from ..logs import configure_logging
 from .common import console, handle_errors
 
-__all__ = ["config_app", "serve"]
+__all__ = ["accelerator_lines", "config_app", "serve"]
 
 ConfigOption = Annotated[
     Path | None,
@@ -44,7 +44,43 @@ config_app = typer.Typer(help="Inspect and validate the configuration.", no_args
 @config_app.command("check")
 @handle_errors
 def check(config: ConfigOption = None) -> None:
-    """Validate the configuration without starting anything; print the effective values."""
+    """Validate the configuration without starting anything; print the effective values.
+
+    Also reports what scoring will run on: the torch build, whether CUDA is available
+    (``torch.cuda.is_available()``; in a container it needs the NVIDIA container toolkit)
+    and the device ``model.device`` resolves to. A device that is not there is an error.
+    """
     settings = load_settings(config)
     console.print_json(settings.model_dump_json())
+    for line in accelerator_lines(settings.model.device):
+        console.print(line, highlight=False)
     console.print("[green]configuration is valid[/]")
+
+
+def accelerator_lines(device: str) -> list[str]:
+    """Describe torch, its CUDA runtime and the resolved scoring device.
+
+    Parameters
+    ----------
+    device : str
+        ``model.device`` (``auto``, ``cpu``, ``cuda`` or ``cuda:N``).
+
+    Raises
+    ------
+    ParameterError
+        If ``device`` names CUDA and none is visible.
+    """
+    import torch
+
+    from ihgamp_core.embed import resolve_device
+
+    available = torch.cuda.is_available()
+    lines = [
+        f"torch {torch.__version__} (CUDA runtime {torch.version.cuda or 'none'}); "
+        f"torch.cuda.is_available(): {available}"
+    ]
+    if available:
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        lines.append(f"CUDA devices: {', '.join(names)}")
+    lines.append(f"model.device {device} -> {resolve_device(device)}")
+    return lines
