@@ -24,7 +24,9 @@ from support.docker import DockerEngine
 
 from .conftest import REPO
 
-pytestmark = pytest.mark.container
+# Building the images (first run: several minutes on 2 busy cores) counts against the
+# first test that needs them.
+pytestmark = [pytest.mark.container, pytest.mark.timeout(2400)]
 
 
 def _wait(what: str, probe: Callable[[], Any], timeout: float = 300) -> Any:

@@ -13,7 +13,9 @@ from gateway.pacs_local import free_port
 from ihgamp_core import __version__
 from support.docker import DockerEngine
 
-pytestmark = pytest.mark.container
+# Building the images (first run: several minutes on 2 busy cores) counts against the
+# first test that needs them.
+pytestmark = [pytest.mark.container, pytest.mark.timeout(2400)]
 
 
 def test_version_and_config_check_run_offline(engine: DockerEngine, gateway_image: str) -> None:
