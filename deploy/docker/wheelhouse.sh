@@ -26,16 +26,22 @@ PY
 
 stamp="$out/.inputs"
 want=$(cat "$reqs" constraints.txt | sha256sum | cut -d' ' -f1)
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && compgen -G "$out/*.whl" >/dev/null; then
   echo "wheelhouse: up to date ($(du -sh "$out" | cut -f1))"
   exit 0
 fi
 echo "wheelhouse: collecting the pinned wheels into $out (several GB the first time)"
 # `pip wheel` saves published wheels as they are and builds the few sdist-only packages
 # (pure Python) into wheels, so the image build needs no compiler and no index.
-"$python" -m pip wheel -q --disable-pip-version-check --prefer-binary -w "$out" \
-  -c constraints.txt -r "$reqs" 2>&1 | grep -v "is ignored" || true
-"$python" - "$out" "$reqs" <<'PY'
+log=$(mktemp)
+trap 'rm -f "$reqs" "$log"' EXIT
+if ! "$python" -m pip wheel -q --disable-pip-version-check --prefer-binary -w "$out" \
+  -c constraints.txt -r "$reqs" >"$log" 2>&1; then
+  grep -v "is ignored" "$log" >&2
+  echo "wheelhouse: pip wheel failed" >&2
+  exit 1
+fi
+"$python" - "$out" <<'PY'
 """Keep the wheels the pins select; refuse any the image (bookworm, x86_64, CPython 3.11) can't use."""
 
 import sys

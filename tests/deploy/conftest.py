@@ -25,6 +25,7 @@ GATEWAY_INPUTS = (
     ".dockerignore",
     "deploy/docker/Dockerfile",
     "deploy/docker/gateway.toml",
+    "deploy/docker/certs",
     "pyproject.toml",
     "README.md",
     "constraints.txt",
