@@ -3,7 +3,7 @@
 #   make test   installs everything (test peers included) and runs the whole check
 # `.ci/run` calls `make test`.
 
-.PHONY: demo test check lint typecheck unit install install-test clean
+.PHONY: demo test check lint typecheck unit install install-test clean image
 
 demo: install
 	.venv/bin/ihgamp demo
@@ -28,5 +28,15 @@ typecheck:
 unit:
 	.venv/bin/python -m pytest -m unit -q
 
+# The gateway image without a registry: offline base, pinned wheelhouse, BuildKit build
+# (docs/deployment.md). Needs a running Docker engine (DOCKER_HOST is honoured). Debian's
+# docker.io client is preferred: it drives the engine's BuildKit without the buildx plug-in.
+DOCKER ?= $(shell [ -x /usr/bin/docker ] && echo /usr/bin/docker || echo docker)
+image:
+	DOCKER=$(DOCKER) deploy/docker/build-base-offline.sh
+	PYTHON=.venv/bin/python deploy/docker/wheelhouse.sh
+	DOCKER_BUILDKIT=1 $(DOCKER) build -f deploy/docker/Dockerfile -t ihgamp/gateway:$$(.venv/bin/python -c 'import ihgamp_core; print(ihgamp_core.__version__)') .
+
 clean:
-	rm -rf .venv sample_data/generated demo-output .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .venv .tools sample_data/generated demo-output .mypy_cache .ruff_cache .pytest_cache
+	rm -f deploy/docker/wheelhouse/*.whl deploy/docker/wheelhouse/.inputs

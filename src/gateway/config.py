@@ -159,9 +159,14 @@ class StorageSettings(_Model):
 
 
 class CatalogSettings(_Model):
-    """The catalog database."""
+    """The catalog database.
+
+    ``password_file`` keeps the PostgreSQL password out of ``url`` (and out of
+    ``ihgamp config check``): a compose or Kubernetes secret mounted as a file.
+    """
 
     url: str = "sqlite:///var/catalog.db"
+    password_file: Path | None = None
 
     @field_validator("url")
     @classmethod
@@ -169,6 +174,25 @@ class CatalogSettings(_Model):
         if not value.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
             raise ValueError("use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")
         return value
+
+    @model_validator(mode="after")
+    def _password_file(self) -> CatalogSettings:
+        if self.password_file is None:
+            return self
+        if not self.url.startswith("postgresql"):
+            raise ValueError("password_file applies to a postgresql:// url only")
+        if not Path(self.password_file).is_file():
+            raise ValueError(f"password_file {self.password_file} does not exist")
+        return self
+
+    def connect_url(self) -> str:
+        """The URL to connect with: ``url`` plus the password from ``password_file``."""
+        if self.password_file is None:
+            return self.url
+        from sqlalchemy.engine import make_url
+
+        password = Path(self.password_file).read_text().strip()
+        return make_url(self.url).set(password=password).render_as_string(hide_password=False)
 
 
 class CompletionSettings(_Model):
@@ -226,7 +250,7 @@ class WorkerSettings(_Model):
         """The broker URL without its password (for logs and ``config check``)."""
         if self.broker_url is None:
             return None
-        return _redact_url(self.broker_url)
+        return redact_url(self.broker_url)
 
 
 class NodeSettings(_Model):
@@ -461,7 +485,7 @@ class Settings(_Model):
         raise ConfigError(f"no PACS named {name!r} in the configuration ([[pacs]]: {known})")
 
 
-def _redact_url(url: str) -> str:
+def redact_url(url: str) -> str:
     """Hide a password in a URL (``scheme://user:***@host``)."""
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
@@ -556,6 +580,7 @@ _PATH_KEYS = {
     ("dicom", "tls", "private_key"),
     ("dicom", "tls", "ca_certificates"),
     ("http", "token_file"),
+    ("catalog", "password_file"),
 }
 
 

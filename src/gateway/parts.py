@@ -58,7 +58,7 @@ def build_core(settings: Settings) -> Core:
     The queue only queues until :meth:`Core.enable_scoring` gives in-process workers
     their processor (roles ``all`` and ``worker``).
     """
-    catalog = Catalog(settings.catalog.url)
+    catalog = Catalog(settings.catalog.connect_url())
     jobs = JobStore(catalog)
     owner = worker_owner(settings.node_name())
     queue: JobQueue
@@ -94,7 +94,7 @@ def make_processor(
 
 def build_worker_runtime(settings: Settings) -> tuple[Catalog, JobStore, JobRunner, str]:
     """What a Celery pool process needs: catalog, job rows, a runner with the model."""
-    catalog = Catalog(settings.catalog.url)
+    catalog = Catalog(settings.catalog.connect_url())
     jobs = JobStore(catalog)
     processor, _ = make_processor(settings, catalog)
     runner = JobRunner(jobs, processor, settings.worker)

@@ -119,3 +119,41 @@ def test_fuzzed_environment_gives_config_errors_only(values: dict[str, str]) -> 
     env.setdefault("IHGAMP__DICOM__ACCEPT_ANY_AE", "true")
     with contextlib.suppress(ConfigError):
         load_settings(None, environ=env, base_dir=Path("/tmp"))
+
+
+def test_catalog_password_from_a_file(tmp_path: Path) -> None:
+    secret = tmp_path / "db_password"
+    secret.write_text("p@ss:w/rd%\n")
+    data = settings_dict(tmp_path)
+    data["catalog"] = {
+        "url": "postgresql+psycopg://ihgamp@postgres:5432/ihgamp",
+        "password_file": "db_password",
+    }
+    s = load_settings(write_toml(tmp_path / "gw.toml", data), environ={})
+    assert s.catalog.password_file == secret.resolve()
+    assert s.catalog.connect_url() == (
+        "postgresql+psycopg://ihgamp:p%40ss%3Aw%2Frd%25@postgres:5432/ihgamp"
+    )
+    assert "p@ss" not in s.model_dump_json()  # `ihgamp config check` never shows it
+
+
+@pytest.mark.parametrize(
+    ("catalog", "message"),
+    [
+        (
+            {"url": "postgresql+psycopg://ihgamp@db/ihgamp", "password_file": "missing"},
+            "catalog: password_file .*missing does not exist",
+        ),
+        (
+            {"url": "sqlite:///cat.db", "password_file": "gw.toml"},
+            "password_file applies to a postgresql:// url only",
+        ),
+    ],
+)
+def test_catalog_password_file_errors(
+    tmp_path: Path, catalog: dict[str, str], message: str
+) -> None:
+    data = settings_dict(tmp_path)
+    data["catalog"] = catalog
+    with pytest.raises(ConfigError, match=message):
+        load_settings(write_toml(tmp_path / "gw.toml", data), environ={})

@@ -107,6 +107,9 @@ def test_twenty_studies_from_four_senders_are_scored_and_delivered_exactly_once(
         .where(Study.study_uid.in_(uids))
     )
     assert len(deliveries) == 20 and all(row == (1, "delivered") for row in deliveries)
+    # Each worker process loaded the model once, however many studies it scored.
+    for worker in ("w1", "w2"):
+        assert (cluster.tmp / f"{worker}.log").read_text().count('"model loaded"') == 1
     # The API node serves the catalog all nodes write.
     listing = httpx.get(f"http://127.0.0.1:{cluster.http_ports['a1']}/health", timeout=10)
     assert listing.status_code == 200

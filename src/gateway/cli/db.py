@@ -28,7 +28,7 @@ db_app = typer.Typer(
 def status(config: ConfigOption = None) -> None:
     """Show the catalog's schema revision and whether this gateway can use it."""
     settings = load_settings(config)
-    engine = create_engine(settings.catalog.url, hide_parameters=True)
+    engine = create_engine(settings.catalog.connect_url(), hide_parameters=True)
     try:
         console.print(schema_status(engine).describe())
     finally:
@@ -40,7 +40,7 @@ def status(config: ConfigOption = None) -> None:
 def upgrade_cmd(config: ConfigOption = None) -> None:
     """Migrate the catalog to this gateway's schema (idempotent)."""
     settings = load_settings(config)
-    engine = create_engine(settings.catalog.url, hide_parameters=True)
+    engine = create_engine(settings.catalog.connect_url(), hide_parameters=True)
     try:
         before, after = upgrade(engine)
     finally:

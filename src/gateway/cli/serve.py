@@ -8,13 +8,13 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from ..config import load_settings
+from ..config import redact_url, load_settings
 from ..errors import ConfigError
 from ..logs import configure_logging
 from ..roles import Role, needs, problems
 from .common import console, handle_errors
 
-__all__ = ["config_app", "serve"]
+__all__ = ["accelerator_lines", "config_app", "serve"]
 
 ConfigOption = Annotated[
     Path | None,
@@ -67,12 +67,20 @@ def check(config: ConfigOption = None, role: RoleOption = Role.ALL) -> None:
     """Validate the configuration for a role without starting anything.
 
     Prints the effective values (secrets hidden), what the role needs from the rest of
-    the installation, and refuses combinations that cannot work.
+    the installation, and what scoring will run on: the torch build, whether CUDA is
+    available (``torch.cuda.is_available()``; in a container it needs the NVIDIA container
+    toolkit) and the device ``model.device`` resolves to. Refuses combinations that cannot
+    work and a device that is not there.
     """
     settings = load_settings(config)
     values = settings.model_dump(mode="json")
     values["worker"]["broker_url"] = settings.worker.broker_redacted()
+    values["catalog"]["url"] = redact_url(settings.catalog.url)
+    if settings.http.token:
+        values["http"]["token"] = "***"
     console.print_json(data=values)
+    for line in accelerator_lines(settings.model.device):
+        console.print(line, highlight=False)
     console.print(f"role [bold]{role}[/] (node {escape(settings.node_name())}) needs:")
     for item in needs(role, settings):
         console.print(f"  - {escape(item)}")
@@ -80,3 +88,32 @@ def check(config: ConfigOption = None, role: RoleOption = Role.ALL) -> None:
     if issues:
         raise ConfigError(f"role {role} cannot run: " + "; ".join(issues))
     console.print("[green]configuration is valid[/]")
+
+
+def accelerator_lines(device: str) -> list[str]:
+    """Describe torch, its CUDA runtime and the resolved scoring device.
+
+    Parameters
+    ----------
+    device : str
+        ``model.device`` (``auto``, ``cpu``, ``cuda`` or ``cuda:N``).
+
+    Raises
+    ------
+    ParameterError
+        If ``device`` names CUDA and none is visible.
+    """
+    import torch
+
+    from ihgamp_core.embed import resolve_device
+
+    available = torch.cuda.is_available()
+    lines = [
+        f"torch {torch.__version__} (CUDA runtime {torch.version.cuda or 'none'}); "
+        f"torch.cuda.is_available(): {available}"
+    ]
+    if available:
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        lines.append(f"CUDA devices: {', '.join(names)}")
+    lines.append(f"model.device {device} -> {resolve_device(device)}")
+    return lines

@@ -29,7 +29,7 @@ __all__ = ["complete", "redispatch", "rescore", "status"]
 
 def _open(config: Path | None) -> tuple[Settings, Catalog]:
     settings = load_settings(config)
-    return settings, Catalog(settings.catalog.url)
+    return settings, Catalog(settings.catalog.connect_url())
 
 
 def _age(when: dt.datetime | None, now: dt.datetime) -> str:
