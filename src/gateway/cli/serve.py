@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from ..config import redact_url, load_settings
+from ..config import load_settings, redact_url
 from ..errors import ConfigError
 from ..logs import configure_logging
 from ..roles import Role, needs, problems
@@ -77,7 +77,7 @@ def check(config: ConfigOption = None, role: RoleOption = Role.ALL) -> None:
     values["worker"]["broker_url"] = settings.worker.broker_redacted()
     values["catalog"]["url"] = redact_url(settings.catalog.url)
     if settings.http.token:
-        values["http"]["token"] = "***"
+        values["http"]["token"] = "***"  # noqa: S105 - the mask, not a password
     console.print_json(data=values)
     for line in accelerator_lines(settings.model.device):
         console.print(line, highlight=False)
