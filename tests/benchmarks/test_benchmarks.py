@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.large_slide import write_large_slide
@@ -31,6 +32,15 @@ def test_large_slide_has_the_tissue_asked_for_in_both_formats(tmp_path: Path) ->
     assert plans[0].n_candidates == plans[1].n_candidates
     with open_slide(svs) as a, open_slide(dicom) as b:
         assert len(a.levels) == len(b.levels) == 4  # every pyramid level converted
+        assert [lv.mpp_x for lv in a.levels] == pytest.approx([lv.mpp_x for lv in b.levels])
+        for index in range(0, plans[0].n_tiles, 7):  # the DICOM frames are the SVS tiles
+            tile = read_encoded_planned_tile(a, plans[0], index)
+            frame = read_encoded_planned_tile(b, plans[1], index)
+            assert tile is not None and frame is not None
+            assert frame[: len(tile)] == tile and not frame[len(tile) :].strip(b"\0")  # padding
+        np.testing.assert_array_equal(
+            a.read_region(1, 300, 200, 256, 256), b.read_region(1, 300, 200, 256, 256)
+        )
     assert (plans[0].level0_xy()[0] == plans[1].level0_xy()[0]).all()
     assert write_large_slide(tmp_path, tissue_tiles=100) == (svs, dicom)  # reused
 

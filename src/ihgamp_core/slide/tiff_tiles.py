@@ -6,8 +6,9 @@ opentile cannot open a file: opentile's tilers load the TurboJPEG library
 we benchmark on, for one) would otherwise lose the compressed path and read every tile
 as decoded pixels through OpenSlide. The tiles handed out are byte for byte what
 opentile hands out for SVS levels: the stored frame with the page's JPEG tables
-inserted before its scan (opentile's own :meth:`opentile.jpeg.Jpeg.add_jpeg_tables`,
-which needs no TurboJPEG).
+(``JPEGTables``, an abbreviated stream ``SOI tables EOI``) inserted before its start of
+scan, as opentile's ``Jpeg.add_jpeg_tables`` does. This module does not import opentile,
+so it works where opentile and its dependencies are not installed either.
 
 Aperio writes damaged tiles in the last column and row of some downsampled levels
 (opentile rebuilds them from the level above); those tiles are not handed out here,
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TiffJpegLevel", "TiffJpegTiler"]
+__all__ = ["TiffJpegLevel", "TiffJpegTiler", "with_jpeg_tables"]
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,6 @@ class TiffJpegLevel:
         ValueError
             If the tile is outside the level.
         """
-        from opentile.jpeg import Jpeg
-
         col, row = position
         if not (0 <= col < self._columns and 0 <= row < self._rows):
             raise ValueError(f"tile ({col}, {row}) is outside the level")
@@ -89,8 +88,21 @@ class TiffJpegLevel:
             handle = self._page.parent.filehandle
             handle.seek(offset)
             data = handle.read(count)
-        tables = self._page.jpegtables
-        return bytes(Jpeg.add_jpeg_tables(data, tables)) if tables else bytes(data)
+        return with_jpeg_tables(bytes(data), self._page.jpegtables)
+
+
+def with_jpeg_tables(frame: bytes, tables: bytes | None) -> bytes:
+    """Complete an abbreviated JPEG ``frame`` with a TIFF page's ``JPEGTables``.
+
+    The tables' segments (without their SOI and EOI markers) go in front of the frame's
+    start-of-scan marker; a frame without tables to add is returned as it is.
+    """
+    if not tables or len(tables) < 4:
+        return frame
+    start_of_scan = frame.find(b"\xff\xda")
+    if start_of_scan < 0:
+        return frame
+    return frame[:start_of_scan] + tables[2:-2] + frame[start_of_scan:]
 
 
 class TiffJpegTiler:
