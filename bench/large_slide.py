@@ -44,6 +44,7 @@ TILE = 256
 DOWNSAMPLES = (1, 4, 16, 64)
 MPP = 0.5
 QUALITY = 80
+CELL = 2048  # px per mosaic cell; smaller cells render faster (the CPU rehearsal's)
 VERSION = "v3"  # v3: Pillow-encoded tiles, DICOM frames = SVS tiles (pydicom)
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,7 +58,7 @@ class Mosaic:
     """Pixels of the large slide at any pyramid level, on demand."""
 
     def __init__(
-        self, tissue_tiles: int, cell: int = 2048, blocks: int = 6, seed: int = 0, workers: int = 1
+        self, tissue_tiles: int, cell: int = CELL, blocks: int = 6, seed: int = 0, workers: int = 1
     ):
         rng = np.random.default_rng(seed)
         self.cell = cell
@@ -147,11 +148,34 @@ def _encoded(tiles: Iterator[NDArray[np.uint8]], pool: ThreadPoolExecutor) -> It
         yield from pool.map(encode_jpeg, chunk)
 
 
-def write_large_svs(path: Path, tissue_tiles: int = 20000, workers: int = 1) -> Path:
+def _allow_encoded_jpeg_tiles(tifffile: Any) -> None:
+    """Let tifffile write JPEG tiles handed to it already encoded, without imagecodecs.
+
+    tifffile writes encoded tiles unchanged but still looks up its JPEG encoder
+    (imagecodecs) first. Where imagecodecs is not installed (the GPU machines), a
+    stand-in that refuses to encode fills that lookup, in tifffile's codec table
+    (``TIFF.COMPRESSORS``, a private cache: tifffile is pinned, and the test that
+    writes a slide without imagecodecs guards this).
+    """
+    codecs = tifffile.TIFF.COMPRESSORS
+    try:
+        codecs[7]  # JPEG
+    except KeyError:
+
+        def refuse(*args: Any, **kwargs: Any) -> bytes:
+            raise TypeError("the large slide's tiles must arrive JPEG-encoded")
+
+        codecs._codecs[7] = refuse
+
+
+def write_large_svs(
+    path: Path, tissue_tiles: int = 20000, workers: int = 1, cell: int = CELL
+) -> Path:
     """Write the mosaic as a pyramidal Aperio-style TIFF; return ``path``."""
     import tifffile
 
-    mosaic = Mosaic(tissue_tiles, workers=workers)
+    _allow_encoded_jpeg_tiles(tifffile)
+    mosaic = Mosaic(tissue_tiles, cell=cell, workers=workers)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tag = f"|AppMag = 20|MPP = {MPP:.4f}"
@@ -297,14 +321,15 @@ def write_large_dicom(svs: Path, out: Path, tissue_tiles: int) -> list[Path]:
 
 
 def write_large_slide(
-    out: Path, tissue_tiles: int = 20000, workers: int | None = None
+    out: Path, tissue_tiles: int = 20000, workers: int | None = None, cell: int = CELL
 ) -> tuple[Path, Path]:
     """The SVS and its DICOM WSI copy under ``out`` (reused when present)."""
     workers = workers or os.cpu_count() or 1
-    svs = out / f"large-{VERSION}-{tissue_tiles}.svs"
+    stem = f"large-{VERSION}-{tissue_tiles}" + (f"-c{cell}" if cell != CELL else "")
+    svs = out / f"{stem}.svs"
     if not svs.exists():
-        write_large_svs(svs, tissue_tiles, workers)
-    dicom = out / f"large-{VERSION}-{tissue_tiles}-dicom"
+        write_large_svs(svs, tissue_tiles, workers, cell)
+    dicom = out / f"{stem}-dicom"
     if not any(dicom.glob("*.dcm")):
         write_large_dicom(svs, dicom, tissue_tiles)
     return svs, dicom
@@ -318,10 +343,11 @@ def main(argv: list[str] | None = None) -> None:
         "--tissue-tiles", type=int, action="append", help="repeat for several slides"
     )
     parser.add_argument("--workers", type=int, default=0, help="0: every core")
+    parser.add_argument("--cell", type=int, default=CELL, help="mosaic cell (px)")
     args = parser.parse_args(argv)
     for tiles in args.tissue_tiles or [20000]:
         started = time.perf_counter()
-        svs, dicom = write_large_slide(args.out, tiles, args.workers or None)
+        svs, dicom = write_large_slide(args.out, tiles, args.workers or None, args.cell)
         mib = (svs.stat().st_size + sum(f.stat().st_size for f in dicom.glob("*.dcm"))) / 2**20
         print(f"{svs} + {dicom}: {mib:.0f} MiB, {time.perf_counter() - started:.1f} s", flush=True)
 

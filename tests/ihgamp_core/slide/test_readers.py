@@ -227,3 +227,18 @@ def test_stored_tile_reader_switch(
     monkeypatch.setenv("IHGAMP_VENDOR_TILES", "turbo")
     with pytest.raises(ParameterError, match="IHGAMP_VENDOR_TILES='turbo' is not one of"):
         open_slide(path)
+
+
+def test_without_opentile_installed_the_tifffile_reader_takes_over(
+    samples_root: Path, sample_cases: dict[str, SampleCase], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "opentile", None)  # `import opentile` fails, as on a GPU box
+    monkeypatch.delenv("IHGAMP_VENDOR_TILES", raising=False)
+    with open_slide(samples_root / sample_cases["DEMO-001"].svs[0]) as slide:
+        assert isinstance(slide, VendorSlide) and slide.tile_reader == "tifffile"
+        plan = plan_tiles(slide, get_preset("paper").with_max_tiles(4).tiling)
+        data = read_encoded_planned_tile(slide, plan, 2)
+        assert data is not None
+        np.testing.assert_array_equal(decode_tile(data), read_planned_tile(slide, plan, 2))
