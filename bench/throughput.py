@@ -361,6 +361,12 @@ def timed(label: str, fn: Runner, n_slides: int, **extra: Any) -> dict[str, Any]
     return row
 
 
+def _error(exc: BaseException) -> str:
+    """One line for the report: the exception's type and the start of its message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
+
+
 def _cpu_name() -> str:
     """The CPU model, from /proc/cpuinfo where there is one."""
     try:
@@ -460,18 +466,30 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     warm = jobs[: min(len(jobs), 2 * batch)]
     run_notebook(warm, model, device)  # model, kernels and caches warm for everyone
     warmup: dict[str, float] = {}
+    failed: dict[str, str] = {}
     for m, engine in engines.items():  # one whole slide: every batch shape (and compiles)
         started = time.perf_counter()
-        run_engine(slides[:1], engine, args.max_tiles, batch, readers)
+        try:
+            run_engine(slides[:1], engine, args.max_tiles, batch, readers)
+        except Exception as exc:  # noqa: BLE001 - one failing variant must not stop the run
+            failed[m] = _error(exc)
         warmup[m] = round(time.perf_counter() - started, 2)
     rows = []
     for m in methods:
-        if m in skipped:
-            rows.append({"method": m, "skipped": skipped[m]})
+        if m in skipped or m in failed:
+            rows.append(
+                {"method": m, "skipped": skipped[m]}
+                if m in skipped
+                else {"method": m, "error": failed[m], "warmup_s": warmup[m]}
+            )
             print(json.dumps(rows[-1]), flush=True)
             continue
         extra = {"warmup_s": warmup[m]} if m in warmup else {}
-        rows.append(timed(m, runners[m], len(slides), **extra))
+        try:
+            rows.append(timed(m, runners[m], len(slides), **extra))
+        except Exception as exc:  # noqa: BLE001 - recorded; the other methods still run
+            rows.append({"method": m, "error": _error(exc)})
+            print(json.dumps(rows[-1]), flush=True)
     by = {r["method"]: r for r in rows if "tiles_per_s" in r}
     ratios = {
         f"{e}/{m}": round(by[e]["tiles_per_s"] / by[m]["tiles_per_s"], 2)
@@ -491,7 +509,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "results": rows,
         "ratios": ratios,
     }
-    if args.profile:
+    if args.profile and args.profile not in failed:
         if args.profile not in engines:
             parser.error(f"--profile {args.profile}: not one of the engine methods run")
         with GpuSampler() as sampler:

@@ -38,11 +38,13 @@ def test_large_slide_has_the_tissue_asked_for_in_both_formats(tmp_path: Path) ->
     with open_slide(svs) as a, open_slide(dicom) as b:
         assert len(a.levels) == len(b.levels) == 4  # every pyramid level converted
         assert [lv.mpp_x for lv in a.levels] == pytest.approx([lv.mpp_x for lv in b.levels])
-        for index in range(0, plans[0].n_tiles, 7):  # the DICOM frames are the SVS tiles
+        lengths = []
+        for index in range(plans[0].n_tiles):  # the DICOM frames are the SVS tiles
             tile = read_encoded_planned_tile(a, plans[0], index)
             frame = read_encoded_planned_tile(b, plans[1], index)
-            assert tile is not None and frame is not None
-            assert frame[: len(tile)] == tile and not frame[len(tile) :].strip(b"\0")  # padding
+            assert tile is not None and frame == tile  # (the frame's even-length pad dropped)
+            lengths.append(len(tile))
+        assert any(n % 2 for n in lengths)  # odd-length tiles, padded in DICOM, were among them
         np.testing.assert_array_equal(
             a.read_region(1, 300, 200, 256, 256), b.read_region(1, 300, 200, 256, 256)
         )

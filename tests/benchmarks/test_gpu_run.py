@@ -63,7 +63,7 @@ def test_dry_run_runs_every_step_and_reports_every_figure(
         "equivalence", "latency",
     ]  # fmt: skip
     assert {s["status"] for s in steps.values()} == {"ok"}, steps
-    assert report["elapsed_s"] <= seconds
+    assert report["elapsed_s"] <= seconds + 1  # the script's clock starts in whole seconds
     assert report["environment"]["torch"] and report["environment"]["cpu_count"] >= 1
     assert report["environment"]["vendor_tile_reader"] == "tifffile"  # as on the GPU box
 
