@@ -20,9 +20,10 @@ py=${PYTHON:-python3}
 out=${OUT:-bench-out}
 mkdir -p "$out"
 export OUT="$out"
-exec > >(tee -a "$out/gpu-run.log") 2>&1
 IHGAMP_GPU_RUN_T0=$(date +%s)
 export IHGAMP_GPU_RUN_T0
+
+main() {
 echo "gpu-run: $(date -u +%FT%TZ) $(uname -n) dry_run=$dry python=$($py -c 'import sys; print(sys.version.split()[0])')"
 
 site=${IHGAMP_GPU_SITE:-/tmp/site}
@@ -60,3 +61,8 @@ if [ $rc -ne 0 ]; then
   exit 3
 fi
 "$py" -m bench.gpu.run "$@"
+}
+
+# Everything printed also goes to the log; tee has finished when the script returns.
+main "$@" 2>&1 | tee -a "$out/gpu-run.log"
+exit "${PIPESTATUS[0]}"

@@ -413,7 +413,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         left = total - (time.time() - t0)
         budget = min(float(config.budgets[name]), left)
-        if budget < MIN_STEP_S:
+        slides = records.get("slides", {}).get("status")
+        if name not in ("environment", "slides") and slides not in (None, "ok"):
+            record = {"step": name, "status": "skipped", "why": f"slides step {slides}"}
+            print(f"[{name}] skipped: the slides step {slides}", flush=True)
+        elif budget < MIN_STEP_S:
             record: dict[str, Any] = {"step": name, "status": "skipped", "why": "no time left"}
             print(f"[{name}] skipped: {left:.0f} s left of the {total:.0f} s budget", flush=True)
         else:

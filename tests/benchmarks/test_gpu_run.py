@@ -189,3 +189,20 @@ def test_closure_tells_carried_device_and_optional_from_missing(tmp_path: Path) 
     assert "imagecodecs" in OPTIONAL and "open-clip-torch" in closure(tmp_path)["imported"]
     (tmp_path / "2.txt").write_text("celery\n")  # installed here, neither carried nor there
     assert closure(tmp_path)["missing"] == ["celery"]
+
+
+def test_steps_after_failed_slides_are_skipped_not_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench.gpu.run import main
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the slide cache should be\n")
+    monkeypatch.setenv("OUT", str(tmp_path / "out"))
+    monkeypatch.delenv("IHGAMP_GPU_RUN_T0", raising=False)
+    assert main(["--dry-run", "--only", "slides,latency", "--cache", str(blocker)]) == 1
+    report = json.loads((tmp_path / "out" / "gpu-run.json").read_text())
+    steps = {s["step"]: s for s in report["steps"]}
+    assert steps["slides"]["status"] == "failed"
+    assert steps["latency"] == {"step": "latency", "status": "skipped", "why": "slides step failed"}
+    assert report["targets"]["latency_s"]["measured"] is None
