@@ -3,7 +3,7 @@
 #   make test   installs everything (test peers included) and runs the whole check
 # `.ci/run` calls `make test`.
 
-.PHONY: demo test check lint typecheck unit install install-test clean image
+.PHONY: demo test check lint typecheck unit install install-test clean image gpu-wheels gpu-run gpu-dry-run
 
 demo: install
 	.venv/bin/ihgamp demo
@@ -37,6 +37,19 @@ image:
 	PYTHON=.venv/bin/python deploy/docker/wheelhouse.sh
 	DOCKER_BUILDKIT=1 $(DOCKER) build -f deploy/docker/Dockerfile -t ihgamp/gateway:$$(.venv/bin/python -c 'import ihgamp_core; print(ihgamp_core.__version__)') .
 
+# The prepared GPU run (docs/benchmarks.md, "GPU run"):
+#   make gpu-wheels    here: the wheels the GPU machine lacks, into .whl/ (carried)
+#   make gpu-run       on the GPU machine: bench/gpu_run.sh (figures into $$OUT or bench-out/)
+#   make gpu-dry-run   here: the same steps on the CPU with a small slide
+gpu-wheels:
+	.venv/bin/python -m bench.gpu.wheels download --dest .whl
+
+gpu-run:
+	bash bench/gpu_run.sh
+
+gpu-dry-run:
+	PYTHON=.venv/bin/python bash bench/gpu_run.sh --dry-run
+
 clean:
-	rm -rf .venv .tools sample_data/generated demo-output .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .venv .tools sample_data/generated demo-output .mypy_cache .ruff_cache .pytest_cache bench-out .whl
 	rm -f deploy/docker/wheelhouse/*.whl deploy/docker/wheelhouse/.inputs

@@ -26,7 +26,13 @@ sys.path.insert(0, str(REPO / "tests"))
 
 
 def measure(
-    workdir: Path, cache: Path, tissue_tiles: int, max_tiles: int, device: str, batch: int
+    workdir: Path,
+    cache: Path,
+    tissue_tiles: int,
+    max_tiles: int,
+    device: str,
+    batch: int,
+    cell: int = 2048,
 ) -> dict[str, Any]:
     """Run the measurement in ``workdir``; return the figures."""
     import pydicom
@@ -35,7 +41,7 @@ def measure(
     from gateway.catalog import Catalog, StudyState
     from support.gateway import GatewayProcess, free_port, send, settings_dict, write_toml
 
-    _, dicom = write_large_slide(cache, tissue_tiles)
+    _, dicom = write_large_slide(cache, tissue_tiles, cell=cell)
     files = sorted(dicom.glob("*.dcm"))
     study_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
     port = free_port()
@@ -89,19 +95,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command-line entry point; returns the figures."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--tissue-tiles", type=int, default=20000, help="large slide size")
+    parser.add_argument("--large-cell", type=int, default=2048, help="its mosaic cell (px)")
     parser.add_argument("--max-tiles", type=int, default=2000, help="per-slide tile cap")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--batch-size", type=int, default=0, help="0: 256 GPU / 8 CPU")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "ihgamp-bench")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the run here")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ihgamp-latency-") as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         figures = measure(
-            workdir, args.cache, args.tissue_tiles, args.max_tiles, args.device, args.batch_size
+            workdir,
+            args.cache,
+            args.tissue_tiles,
+            args.max_tiles,
+            args.device,
+            args.batch_size,
+            args.large_cell,
         )
     print(json.dumps(figures, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return figures
 
 

@@ -21,14 +21,26 @@ cache):
 ``engine-int8``
     The engine with ``precision="int8"`` (CPU runs only): dynamically quantised linear
     layers.
+``engine:PRECISION+compile+cudagraphs+channels-last``
+    Engine variants (:mod:`bench.variants`): bf16, ``torch.compile``, CUDA graphs,
+    channels-last. Each is warmed up (compiled) before it is timed; ``warmup_s`` says
+    how long that took.
+
+Engine rows carry the pipeline's time per stage (``stages``: planning, reading, CPU and
+GPU decoding, preprocessing, backbone). ``--profile METHOD`` runs that engine method once
+more with the GPU synchronised after each stage, so that GPU time lands in its own stage.
 
 The baselines get the engine's tile plans for free (their tissue detection is not timed),
 which favours them. The engine's embeddings are then compared with the reference path
 (slide-library decode + open_clip's own transform) on ``--check-tiles`` tiles per slide:
-mean and minimum cosine similarity, and the worst tiles.
+mean and minimum cosine similarity, and the worst tiles (:mod:`bench.equivalence`).
+
+Slides (``--slides``, comma list): ``samples`` (the bundled sample slides),
+``large-dicom`` and ``large-svs`` (the generated large slide, :mod:`bench.large_slide`,
+each listed ``--repeat`` times, so that a run holds many capped slides, each planned).
 
     python -m bench.throughput --json bench-throughput.json
-    python -m bench.throughput --max-tiles 48 --no-large        # a quick CPU run
+    python -m bench.throughput --max-tiles 48 --slides samples        # a quick CPU run
 
 The report's ``ratios`` divide each engine row's rate by each baseline's, all measured in
 this run; ``equivalence`` (and ``equivalence_int8`` on the CPU) compare embeddings with
@@ -77,30 +89,48 @@ class TileJob:
     out_px: int
 
 
-def sample_slides(include_large: bool, large_tiles: int, cache: Path) -> list[BenchSlide]:
-    """The bundled sample slides (DICOM and SVS) plus, optionally, the large slide."""
+SLIDE_GROUPS = ("samples", "large-dicom", "large-svs")
+
+
+def sample_slides(
+    groups: Sequence[str], large_tiles: int, cache: Path, repeat: int = 1, cell: int = 2048
+) -> list[BenchSlide]:
+    """The slides of ``groups`` (see the module docstring), large ones ``repeat`` times.
+
+    Raises
+    ------
+    ValueError
+        If a group is unknown.
+    """
     from ihgamp_core.synthetic.samples import build_samples, load_cases
 
-    root = REPO / "sample_data" / "generated"
-    build_samples(root)
-    cases = {c.case_id: c for c in load_cases(root)}
+    unknown = set(groups) - set(SLIDE_GROUPS)
+    if unknown:
+        raise ValueError(f"unknown slide groups {sorted(unknown)}; use {', '.join(SLIDE_GROUPS)}")
     slides = []
-    for case_id in ("DEMO-001", "DEMO-002"):
-        case = cases[case_id]
-        folder = root / case.dicom[0]
-        first = sorted(folder.glob("*.dcm"))[0] if folder.is_dir() else folder
-        slides.append(BenchSlide(f"{case_id} DICOM", folder, first))
-        slides.append(BenchSlide(f"{case_id} SVS", root / case.svs[0], root / case.svs[0]))
-    if "CMU-1-SMALL" in cases:
-        cmu = root / cases["CMU-1-SMALL"].svs[0]
-        slides.append(BenchSlide("CMU-1-SMALL SVS", cmu, cmu))
-    if include_large:
+    if "samples" in groups:
+        root = REPO / "sample_data" / "generated"
+        build_samples(root)
+        cases = {c.case_id: c for c in load_cases(root)}
+        for case_id in ("DEMO-001", "DEMO-002"):
+            case = cases[case_id]
+            folder = root / case.dicom[0]
+            first = sorted(folder.glob("*.dcm"))[0] if folder.is_dir() else folder
+            slides.append(BenchSlide(f"{case_id} DICOM", folder, first))
+            slides.append(BenchSlide(f"{case_id} SVS", root / case.svs[0], root / case.svs[0]))
+        if "CMU-1-SMALL" in cases:
+            cmu = root / cases["CMU-1-SMALL"].svs[0]
+            slides.append(BenchSlide("CMU-1-SMALL SVS", cmu, cmu))
+    if "large-dicom" in groups or "large-svs" in groups:
         from bench.large_slide import write_large_slide
 
-        svs, dicom = write_large_slide(cache, large_tiles)
+        svs, dicom = write_large_slide(cache, large_tiles, cell=cell)
         first = sorted(dicom.glob("*.dcm"))[0]
-        slides.append(BenchSlide(f"large ({large_tiles} tissue tiles) DICOM", dicom, first))
-        slides.append(BenchSlide(f"large ({large_tiles} tissue tiles) SVS", svs, svs))
+        for _ in range(repeat):
+            if "large-dicom" in groups:
+                slides.append(BenchSlide(f"large ({large_tiles} tissue tiles) DICOM", dicom, first))
+            if "large-svs" in groups:
+                slides.append(BenchSlide(f"large ({large_tiles} tissue tiles) SVS", svs, svs))
     return slides
 
 
@@ -223,12 +253,17 @@ def run_dataloader(
 
 
 def run_engine(
-    slides: Sequence[BenchSlide], backbone: Any, max_tiles: int, batch_size: int, readers: int
-) -> tuple[int, Any]:
-    """The engine's pipeline, planning included."""
+    slides: Sequence[BenchSlide],
+    backbone: Any,
+    max_tiles: int,
+    batch_size: int,
+    readers: int,
+    profile: bool = False,
+) -> tuple[int, dict[str, Any]]:
+    """The engine's pipeline, planning included; returns tiles and the run's facts."""
     from ihgamp_core.embed.pipeline import PipelineOptions, embed_slides
     from ihgamp_core.params import get_preset
-    from ihgamp_core.slide import open_slide
+    from ihgamp_core.slide import VendorSlide, open_slide
     from ihgamp_core.tiling import plan_tiles
 
     preset = get_preset("paper").with_max_tiles(max_tiles)
@@ -239,12 +274,25 @@ def run_engine(
             lambda slide: plan_tiles(slide, preset.tiling),
             backbone,
             preset.preprocess,
-            PipelineOptions(batch_size=batch_size, readers=readers, prefetch=2 * readers + 2),
+            PipelineOptions(
+                batch_size=batch_size, readers=readers, prefetch=2 * readers + 2, profile=profile
+            ),
         )
+        tile_readers = sorted({str(s.tile_reader) for s in opened if isinstance(s, VendorSlide)})
     finally:
         for slide in opened:
             slide.close()
-    return run.compressed_tiles + run.pixel_tiles, run
+    facts = {
+        "compressed_tiles": run.compressed_tiles,
+        "pixel_tiles": run.pixel_tiles,
+        "gpu_decoded_tiles": run.gpu_decoded_tiles,
+        "stages": run.stages.to_dict(),
+        "vendor_tile_readers": tile_readers,
+    }
+    return run.compressed_tiles + run.pixel_tiles, facts
+
+
+BASELINES = ("notebook", "dataloader", "paper-fp32")
 
 
 class GpuSampler:
@@ -285,16 +333,20 @@ class GpuSampler:
         return round(float(np.mean(self.samples)), 1) if self.samples else None
 
 
-def timed(label: str, fn: Callable[[], int], n_slides: int) -> dict[str, Any]:
-    """Run ``fn`` (returns tiles embedded) and report its rate."""
+Runner = Callable[[], "int | tuple[int, dict[str, Any]]"]
+
+
+def timed(label: str, fn: Runner, n_slides: int, **extra: Any) -> dict[str, Any]:
+    """Run ``fn`` (returns tiles embedded, or tiles and facts) and report its rate."""
     import torch
 
     with GpuSampler() as gpu:
         started = time.perf_counter()
-        tiles = fn()
+        result = fn()
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
+    tiles, facts = result if isinstance(result, tuple) else (result, {})
     row = {
         "method": label,
         "tiles": tiles,
@@ -302,119 +354,17 @@ def timed(label: str, fn: Callable[[], int], n_slides: int) -> dict[str, Any]:
         "tiles_per_s": round(tiles / seconds, 2),
         "slides_per_h": round(n_slides / seconds * 3600, 1),
         "gpu_util_pct": gpu.mean,
+        **extra,
+        **facts,
     }
     print(json.dumps(row), flush=True)
     return row
 
 
-def equivalence(
-    slides: Sequence[BenchSlide],
-    backbone: Any,
-    max_tiles: int,
-    check_tiles: int,
-    batch: int,
-    reference: Any = None,
-) -> dict[str, Any]:
-    """Engine embeddings against the reference path on the first tiles of each slide.
-
-    The reference path runs ``reference`` (default: the same backbone), so that the int8
-    engine is compared with fp32 slide-library decoding and open_clip's transform.
-    """
-    from ihgamp_core.embed import make_preprocessor
-    from ihgamp_core.embed.extract import embed_plan
-    from ihgamp_core.embed.pipeline import PipelineOptions, embed_slides
-    from ihgamp_core.params import get_preset
-    from ihgamp_core.slide import open_slide
-    from ihgamp_core.tiling import plan_tiles
-
-    preset = get_preset("paper").with_max_tiles(min(max_tiles, check_tiles))
-    worst: list[dict[str, Any]] = []
-    cosines = []
-    for s in slides:
-        with open_slide(s.path) as slide:
-            planner = lambda sl: plan_tiles(sl, preset.tiling)  # noqa: E731
-            fast = embed_slides(
-                [slide], planner, backbone, preset.preprocess, PipelineOptions(batch)
-            )
-            emb = fast.embeddings[0]
-            if emb is None or emb.features.shape[0] == 0:
-                continue
-            ref = embed_plan(
-                slide,
-                emb.plan,
-                reference or backbone,
-                make_preprocessor(preset.preprocess),
-                batch,
-            )
-        a, b = emb.features.astype(np.float64), ref.features.astype(np.float64)
-        cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-        cosines.append(cos)
-        x0, y0 = emb.plan.level0_xy()
-        for i in np.argsort(cos)[:3]:
-            worst.append(
-                {
-                    "slide": s.name,
-                    "tile": int(i),
-                    "x0": int(x0[i]),
-                    "y0": int(y0[i]),
-                    "cosine": round(float(cos[i]), 5),
-                    "compressed_path": fast.compressed_tiles > 0,
-                }
-            )
-    every = np.concatenate(cosines) if cosines else np.zeros(0)
-    worst.sort(key=lambda w: w["cosine"])
-    return {
-        "tiles": int(every.size),
-        "mean_cosine": round(float(every.mean()), 6) if every.size else None,
-        "min_cosine": round(float(every.min()), 6) if every.size else None,
-        "worst_tiles": worst[:5],
-    }
-
-
-def case_equivalence(backbone: Any, max_tiles: int) -> dict[str, Any]:
-    """DEMO-001 and DEMO-002 scored by the engine's fast path and by the reference path.
-
-    Uses the DEMO head with the benchmark's own backbone (the head was trained on this
-    random-init backbone; another one is refused); the issue's bound is probabilities
-    equal to 3 decimals, i.e. within 0.0005, and the same call.
-    """
-    from gateway.models import demo_head_path
-    from ihgamp_core.head import load_head
-    from ihgamp_core.scoring import Engine, ScoringOptions
-    from ihgamp_core.slide import open_slide
-    from ihgamp_core.synthetic.samples import load_cases
-
-    root = REPO / "sample_data" / "generated"
-    cases = {c.case_id: c for c in load_cases(root)}
-    engine = Engine(backbone, load_head(demo_head_path()))
-    rows = []
-    for case_id in ("DEMO-001", "DEMO-002"):
-        slides = [open_slide(root / rel) for rel in cases[case_id].dicom]
-        try:
-            fast = engine.score_case(
-                slides, case_id, ScoringOptions(max_tiles=max_tiles, min_tiles=1)
-            )
-            ref = engine.score_case(
-                slides, case_id, ScoringOptions(max_tiles=max_tiles, min_tiles=1, path="reference")
-            )
-        finally:
-            for slide in slides:
-                slide.close()
-        p_fast, p_ref = fast.probability or 0.0, ref.probability or 0.0
-        rows.append(
-            {
-                "case": case_id,
-                "tiles": fast.n_tiles,
-                "probability_fast": round(p_fast, 6),
-                "probability_reference": round(p_ref, 6),
-                "abs_diff": round(abs(p_fast - p_ref), 6),
-                "same_call": fast.call == ref.call,
-            }
-        )
-    return {
-        "cases": rows,
-        "within_bound": all(r["abs_diff"] < 5e-4 and r["same_call"] for r in rows),
-    }
+def _error(exc: BaseException) -> str:
+    """One line for the report: the exception's type and the start of its message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
 
 
 def _cpu_name() -> str:
@@ -432,6 +382,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line; returns the report."""
     import torch
 
+    from bench.equivalence import case_equivalence, equivalence
+    from bench.variants import VariantError, build_backbone, parse_engine_method
     from ihgamp_core.embed import OpenClipBackbone
     from ihgamp_core.params import get_preset
     from ihgamp_core.scoring import auto_batch_size
@@ -441,17 +393,23 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--max-tiles", type=int, default=2000, help="per-slide tile cap")
-    parser.add_argument("--no-large", action="store_true", help="skip the large slide")
+    parser.add_argument("--slides", default=",".join(SLIDE_GROUPS), help="slide groups")
+    parser.add_argument("--no-large", action="store_true", help="--slides samples")
+    parser.add_argument("--repeat", type=int, default=1, help="large slides listed N times")
     parser.add_argument("--large-tiles", type=int, default=20000, help="its tissue tiles")
+    parser.add_argument("--large-cell", type=int, default=2048, help="its mosaic cell (px)")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "ihgamp-bench")
     parser.add_argument("--batch-size", type=int, default=0, help="engine batch (0: auto)")
     parser.add_argument("--readers", type=int, default=0, help="engine readers (0: auto)")
     parser.add_argument("--loader-workers", type=int, default=0, help="DataLoader (0: auto)")
     parser.add_argument("--check-tiles", type=int, default=64, help="equivalence tiles/slide")
+    parser.add_argument("--no-equivalence", action="store_true", help="rates only")
+    parser.add_argument("--compile-backend", default="inductor", help="for +compile")
+    parser.add_argument("--profile", default=None, help="engine method to profile once more")
     parser.add_argument(
         "--methods",
         default="notebook,dataloader,paper-fp32,engine,engine-int8",
-        help="comma list",
+        help="comma list (engine variants: see bench.variants)",
     )
     parser.add_argument("--json", type=Path, default=None, help="write the report here")
     args = parser.parse_args(argv)
@@ -467,13 +425,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not gpu and "paper-fp32" in methods:
         methods.remove("paper-fp32")  # identical to `dataloader` without CUDA
-    if gpu and "engine-int8" in methods:
-        methods.remove("engine-int8")  # int8 is a CPU precision
-    quantised = (
-        OpenClipBackbone(device="cpu", precision="int8") if "engine-int8" in methods else None
-    )
+    try:
+        variants = {m: v for m in methods if (v := parse_engine_method(m)) is not None}
+    except VariantError as exc:
+        parser.error(str(exc))
+    unknown = [m for m in methods if m not in variants and m not in BASELINES]
+    if unknown:
+        parser.error(f"unknown methods {unknown}")
+    skipped = {m: why for m, v in variants.items() if (why := v.unavailable_on(device))}
+    engines = {
+        m: backbone
+        if v == parse_engine_method("engine")
+        else build_backbone(v, device, args.compile_backend)
+        for m, v in variants.items()
+        if m not in skipped
+    }
 
-    slides = sample_slides(not args.no_large, args.large_tiles, args.cache)
+    groups = ["samples"] if args.no_large else args.slides.split(",")
+    slides = sample_slides(groups, args.large_tiles, args.cache, args.repeat, args.large_cell)
     warm_page_cache(slides)
     preset = get_preset("paper").with_max_tiles(args.max_tiles)
     jobs: list[TileJob] = []
@@ -487,28 +456,49 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         )
     print(json.dumps({"slides": plan_rows}), flush=True)
 
-    runners: dict[str, Callable[[], int]] = {
+    runners: dict[str, Runner] = {
         "notebook": lambda: run_notebook(jobs, model, device),
         "dataloader": lambda: run_dataloader(jobs, model, device, workers, amp=True),
         "paper-fp32": lambda: run_dataloader(jobs, model, device, workers, amp=False),
-        "engine": lambda: run_engine(slides, backbone, args.max_tiles, batch, readers)[0],
-        "engine-int8": lambda: run_engine(slides, quantised, args.max_tiles, batch, readers)[0],
     }
+    for m, engine in engines.items():
+        runners[m] = lambda e=engine: run_engine(slides, e, args.max_tiles, batch, readers)
     warm = jobs[: min(len(jobs), 2 * batch)]
     run_notebook(warm, model, device)  # model, kernels and caches warm for everyone
-    run_engine(slides[:1], backbone, min(args.max_tiles, 2 * batch), batch, readers)
-    if quantised is not None:
-        run_engine(slides[:1], quantised, min(args.max_tiles, 2 * batch), batch, readers)
-    rows = [timed(m, runners[m], len(slides)) for m in methods]
-    by = {r["method"]: r for r in rows}
+    warmup: dict[str, float] = {}
+    failed: dict[str, str] = {}
+    for m, engine in engines.items():  # one whole slide: every batch shape (and compiles)
+        started = time.perf_counter()
+        try:
+            run_engine(slides[:1], engine, args.max_tiles, batch, readers)
+        except Exception as exc:  # noqa: BLE001 - one failing variant must not stop the run
+            failed[m] = _error(exc)
+        warmup[m] = round(time.perf_counter() - started, 2)
+    rows = []
+    for m in methods:
+        if m in skipped or m in failed:
+            rows.append(
+                {"method": m, "skipped": skipped[m]}
+                if m in skipped
+                else {"method": m, "error": failed[m], "warmup_s": warmup[m]}
+            )
+            print(json.dumps(rows[-1]), flush=True)
+            continue
+        extra = {"warmup_s": warmup[m]} if m in warmup else {}
+        try:
+            rows.append(timed(m, runners[m], len(slides), **extra))
+        except Exception as exc:  # noqa: BLE001 - recorded; the other methods still run
+            rows.append({"method": m, "error": _error(exc)})
+            print(json.dumps(rows[-1]), flush=True)
+    by = {r["method"]: r for r in rows if "tiles_per_s" in r}
     ratios = {
         f"{e}/{m}": round(by[e]["tiles_per_s"] / by[m]["tiles_per_s"], 2)
         for e in by
-        if e.startswith("engine")
+        if e in variants
         for m in by
-        if not m.startswith("engine") or (e == "engine-int8" and m == "engine")
+        if m not in variants or (e != "engine" and m == "engine")
     }
-    report = {
+    report: dict[str, Any] = {
         "device": torch.cuda.get_device_name(0) if gpu else f"CPU x{cores} ({_cpu_name()})",
         "torch": torch.__version__,
         "max_tiles": args.max_tiles,
@@ -518,13 +508,39 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "slides": plan_rows,
         "results": rows,
         "ratios": ratios,
-        "equivalence": equivalence(slides, backbone, args.max_tiles, args.check_tiles, batch),
     }
-    report["case_equivalence"] = case_equivalence(backbone, args.check_tiles)
-    if quantised is not None:
-        report["equivalence_int8"] = equivalence(
-            slides, quantised, args.max_tiles, args.check_tiles, batch, reference=backbone
+    if args.profile and args.profile not in failed:
+        if args.profile not in engines:
+            parser.error(f"--profile {args.profile}: not one of the engine methods run")
+        with GpuSampler() as sampler:
+            started = time.perf_counter()
+            tiles, facts = run_engine(
+                slides, engines[args.profile], args.max_tiles, batch, readers, profile=True
+            )
+            seconds = time.perf_counter() - started
+        report["profile"] = {
+            "method": args.profile,
+            "synchronised": gpu,
+            "tiles": tiles,
+            "seconds": round(seconds, 3),
+            "gpu_util_pct": sampler.mean,
+            **facts,
+        }
+        print(json.dumps({"profile": report["profile"]}), flush=True)
+    if not args.no_equivalence:
+        report["equivalence"] = equivalence(
+            slides, backbone, args.max_tiles, args.check_tiles, batch
         )
+        report["case_equivalence"] = case_equivalence(backbone, args.check_tiles)
+        if "engine-int8" in engines:
+            report["equivalence_int8"] = equivalence(
+                slides,
+                engines["engine-int8"],
+                args.max_tiles,
+                args.check_tiles,
+                batch,
+                reference=backbone,
+            )
     keys = ("ratios", "equivalence", "case_equivalence", "equivalence_int8")
     summary = {k: report[k] for k in keys if k in report}
     print(json.dumps(summary, indent=2))

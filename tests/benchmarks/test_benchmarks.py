@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.large_slide import write_large_slide
 from bench.throughput import main as throughput
 from ihgamp_core.embed.decode import is_jpeg
-from ihgamp_core.embed.extract import read_encoded_planned_tile
+from ihgamp_core.embed.extract import decode_tile, read_encoded_planned_tile, read_planned_tile
 from ihgamp_core.params import get_preset
 from ihgamp_core.slide import open_slide
 from ihgamp_core.tiling import plan_tiles
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_large_slide_has_the_tissue_asked_for_in_both_formats(tmp_path: Path) -> None:
@@ -31,6 +37,17 @@ def test_large_slide_has_the_tissue_asked_for_in_both_formats(tmp_path: Path) ->
     assert plans[0].n_candidates == plans[1].n_candidates
     with open_slide(svs) as a, open_slide(dicom) as b:
         assert len(a.levels) == len(b.levels) == 4  # every pyramid level converted
+        assert [lv.mpp_x for lv in a.levels] == pytest.approx([lv.mpp_x for lv in b.levels])
+        lengths = []
+        for index in range(plans[0].n_tiles):  # the DICOM frames are the SVS tiles
+            tile = read_encoded_planned_tile(a, plans[0], index)
+            frame = read_encoded_planned_tile(b, plans[1], index)
+            assert tile is not None and frame == tile  # (the frame's even-length pad dropped)
+            lengths.append(len(tile))
+        assert any(n % 2 for n in lengths)  # odd-length tiles, padded in DICOM, were among them
+        np.testing.assert_array_equal(
+            a.read_region(1, 300, 200, 256, 256), b.read_region(1, 300, 200, 256, 256)
+        )
     assert (plans[0].level0_xy()[0] == plans[1].level0_xy()[0]).all()
     assert write_large_slide(tmp_path, tissue_tiles=100) == (svs, dicom)  # reused
 
@@ -72,3 +89,24 @@ def test_latency_bench_measures_ack_to_result_through_the_gateway(tmp_path: Path
     # The result cannot appear before the engine has run.
     assert figures["ack_to_result_s"] >= figures["engine_timings"]["total_s"] > 0
     assert "study scored" in (tmp_path / "run" / "gw.log").read_text()
+
+
+def test_large_slide_is_written_without_imagecodecs(tmp_path: Path) -> None:
+    # The GPU machines have no imagecodecs: tifffile must write the encoded tiles as is.
+    code = (
+        "import sys; sys.modules['imagecodecs'] = None\n"  # `import imagecodecs` fails
+        "import tifffile\n"
+        "assert tifffile.tifffile.imagecodecs.__name__ == 'tifffile._imagecodecs'\n"
+        "from pathlib import Path\n"
+        "from bench.large_slide import write_large_slide\n"
+        f"write_large_slide(Path({str(tmp_path)!r}), 60, workers=1, cell=512)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)
+    (svs,) = tmp_path.glob("*.svs")
+    with open_slide(svs) as slide, open_slide(next(tmp_path.glob("*-dicom"))) as dicom:
+        assert len(slide.levels) == len(dicom.levels) == 4
+        plan = plan_tiles(slide, get_preset("paper").with_max_tiles(4).tiling)
+        data = read_encoded_planned_tile(slide, plan, 0)
+        assert data is not None and is_jpeg(data)
+        np.testing.assert_array_equal(decode_tile(data), read_planned_tile(slide, plan, 0))

@@ -138,12 +138,15 @@ class DicomSlide(Slide):
         if (col + 1) * info.tile_width > info.width or (row + 1) * info.tile_height > info.height:
             return None  # edge tiles are padded in storage; they are never whole tiles
         try:
-            return bytes(self._levels[level].get_encoded_tile(Point(col, row)))
+            data = bytes(self._levels[level].get_encoded_tile(Point(col, row)))
         except Exception as exc:
             raise SlideReadError(
                 f"{self.info.source}: cannot read frame ({col}, {row}) of level {level}: "
                 f"{_describe(exc)}"
             ) from exc
+        if data.endswith(b"\xff\xd9\x00"):  # DICOM pads frames to even length; a JPEG
+            data = data[:-1]  # stream ends at its EOI marker (strict decoders want that)
+        return data
 
     def close(self) -> None:
         """Close the instance files."""

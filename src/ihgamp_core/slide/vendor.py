@@ -2,12 +2,22 @@
 
 Pixels come from OpenSlide. Compressed tiles, where the file format allows handing
 them out unchanged (SVS, generic and Philips TIFF, ...), come from opentile, which
-completes each JPEG tile with its tables so it decodes on its own.
+completes each JPEG tile with its tables so it decodes on its own. Where opentile
+cannot open a file (it needs the TurboJPEG library, ``libturbojpeg``, which not every
+machine has; or the format is one it does not know), tiled JPEG TIFF levels are read
+with tifffile instead (:mod:`.tiff_tiles`), so the compressed path does not depend on
+TurboJPEG.
+
+The environment variable ``IHGAMP_VENDOR_TILES`` chooses the stored-tile reader:
+``auto`` (default: opentile, else tifffile), ``tifffile`` (skip opentile, as on a
+machine without libturbojpeg; the GPU benchmark's CPU rehearsal uses it) or ``none``
+(no compressed path: every tile is read as pixels).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -16,12 +26,31 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import SlideOpenError, SlideReadError
+from ..errors import ParameterError, SlideOpenError, SlideReadError
 from .base import LevelInfo, Slide, SlideInfo
 
-__all__ = ["VendorSlide", "is_vendor_slide"]
+__all__ = ["TILE_READERS", "VendorSlide", "is_vendor_slide", "stored_tile_reader_choice"]
 
 logger = logging.getLogger(__name__)
+
+#: Values of ``IHGAMP_VENDOR_TILES`` (see the module docstring).
+TILE_READERS = ("auto", "tifffile", "none")
+
+
+def stored_tile_reader_choice() -> str:
+    """The stored-tile reader chosen by ``IHGAMP_VENDOR_TILES`` (default ``auto``).
+
+    Raises
+    ------
+    ParameterError
+        If the variable holds another value.
+    """
+    choice = os.environ.get("IHGAMP_VENDOR_TILES", "auto").strip().lower() or "auto"
+    if choice not in TILE_READERS:
+        raise ParameterError(
+            f"IHGAMP_VENDOR_TILES={choice!r} is not one of {', '.join(TILE_READERS)}"
+        )
+    return choice
 
 
 def is_vendor_slide(path: Path) -> bool:
@@ -44,10 +73,17 @@ class VendorSlide(Slide):
     mpp_override : float or None
         Level-0 pixel spacing to use instead of the stored one.
 
+    Attributes
+    ----------
+    tile_reader : {"opentile", "tifffile"} or None
+        Which library hands out the stored tiles (None: no compressed path).
+
     Raises
     ------
     SlideOpenError
         If OpenSlide cannot open the file.
+    ParameterError
+        If ``IHGAMP_VENDOR_TILES`` holds an unknown value.
     """
 
     def __init__(self, path: Path, mpp_override: float | None = None) -> None:
@@ -56,6 +92,7 @@ class VendorSlide(Slide):
         self._path = Path(path)
         self._lock = threading.Lock()
         self._tiler: Any | None = None
+        self.tile_reader: str | None = None
         try:
             self._osr = openslide.OpenSlide(str(path))
         except openslide.OpenSlideUnsupportedFormatError as exc:
@@ -84,7 +121,7 @@ class VendorSlide(Slide):
                         compression=None,
                     )
                 )
-            self._tiler = _open_tiler(self._path)
+            self._tiler, self.tile_reader = _open_tiler(self._path)
             self._tiler_levels = _match_tiler_levels(self._tiler, levels)
             levels = [
                 replace(lvl, compression=self._tiler_levels[i][1])
@@ -120,7 +157,7 @@ class VendorSlide(Slide):
         return rgb
 
     def read_encoded_tile(self, level: int, col: int, row: int) -> bytes | None:
-        """Return a stored tile's complete JPEG, when opentile supports the format."""
+        """Return a stored tile's complete JPEG, where opentile or tifffile hands it out."""
         entry = self._tiler_levels.get(level)
         if entry is None:
             return None
@@ -131,14 +168,15 @@ class VendorSlide(Slide):
             return None
         try:
             with self._lock:
-                return bytes(tiler_level.get_tile((col, row)))
+                tile = tiler_level.get_tile((col, row))
+            return None if tile is None else bytes(tile)
         except Exception as exc:
             raise SlideReadError(
                 f"{self.info.source}: cannot read tile ({col}, {row}) of level {level}: {exc}"
             ) from exc
 
     def close(self) -> None:
-        """Close OpenSlide and opentile handles."""
+        """Close the OpenSlide and stored-tile reader handles."""
         osr = getattr(self, "_osr", None)
         if osr is not None:
             osr.close()
@@ -147,14 +185,26 @@ class VendorSlide(Slide):
             tiler.close()
 
 
-def _open_tiler(path: Path) -> Any | None:
-    """Open ``path`` with opentile, or return None where it has no support."""
-    try:
-        from opentile import OpenTile
+def _open_tiler(path: Path) -> tuple[Any | None, str | None]:
+    """Open ``path`` for its stored tiles: ``(tiler, reader name)``, or ``(None, None)``."""
+    from .tiff_tiles import TiffJpegTiler
 
-        return OpenTile.open(path)
-    except Exception:  # unsupported format or missing optional codec: no fast path
-        return None
+    choice = stored_tile_reader_choice()
+    if choice == "none":
+        return None, None
+    if choice == "auto":
+        try:
+            from opentile import OpenTile
+
+            return OpenTile.open(path), "opentile"
+        except Exception as exc:  # unknown format, no libturbojpeg, missing codec
+            logger.debug("opentile cannot open the slide", extra={"why": str(exc)[:200]})
+    try:
+        tiler = TiffJpegTiler(path)
+    except ValueError as exc:  # not a tiled JPEG TIFF: no compressed path
+        logger.debug("no stored JPEG tiles", extra={"why": str(exc)[:200]})
+        return None, None
+    return tiler, "tifffile"
 
 
 def _match_tiler_levels(tiler: Any | None, levels: list[LevelInfo]) -> dict[int, tuple[Any, str]]:

@@ -112,6 +112,22 @@ def test_fast_path_matches_the_reference_path(
     assert every.min() >= 0.99, every
     assert run.compressed_tiles == 12  # the 20x slide's stored JPEG tiles
     assert run.pixel_tiles == 12 * (len(paths) - 1)
+    stages = run.stages  # where the time went, every stage accounted for
+    assert stages.planning_s == run.planning_s > 0
+    assert stages.read_s > 0 and stages.cpu_decode_s > 0  # CPU decode of the stored tiles
+    assert stages.preprocess_s > 0 and stages.backbone_s > 0
+    assert stages.gpu_decode_s == 0 and run.gpu_decoded_tiles == 0
+    main_thread = stages.wait_s + stages.gpu_decode_s + stages.preprocess_s + stages.backbone_s
+    assert main_thread <= run.wall_s
+    assert set(stages.to_dict()) == {
+        "planning_s",
+        "read_s",
+        "cpu_decode_s",
+        "wait_s",
+        "gpu_decode_s",
+        "preprocess_s",
+        "backbone_s",
+    }
 
 
 def test_case_probabilities_agree_to_three_decimals(

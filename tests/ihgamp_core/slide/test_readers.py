@@ -183,3 +183,62 @@ def test_folder_discovery_groups_series_and_vendor_files(
     assert len(single.paths) == len(list((samples_root / case.dicom[0]).glob("*.dcm")))
     ds = pydicom.dcmread(one, stop_before_pixels=True)
     assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.77.1.6"
+
+
+def test_tifffile_reader_hands_out_the_same_tiles_as_opentile(
+    samples_root: Path, sample_cases: dict[str, SampleCase], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a machine without libturbojpeg (opentile cannot open SVS there) reads.
+    path = samples_root / sample_cases["DEMO-001"].svs[0]
+    plan_with = {}
+    for reader in ("auto", "tifffile"):
+        monkeypatch.setenv("IHGAMP_VENDOR_TILES", reader)
+        with open_slide(path) as slide:
+            assert isinstance(slide, VendorSlide)
+            assert slide.tile_reader == ("opentile" if reader == "auto" else "tifffile")
+            plan = plan_tiles(slide, get_preset("paper").with_max_tiles(12).tiling)
+            plan_with[reader] = [read_encoded_planned_tile(slide, plan, i) for i in range(12)]
+    assert all(t is not None for t in plan_with["tifffile"])
+    assert plan_with["tifffile"] == plan_with["auto"]  # byte for byte
+
+
+def test_a_tiff_opentile_does_not_know_keeps_the_compressed_path(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    image = rng.integers(90, 220, (768, 1024, 3)).astype(np.uint8)
+    path = tmp_path / "generic.tif"
+    tifffile.imwrite(path, image, tile=(256, 256), photometric="rgb", compression="jpeg")
+    with VendorSlide(path, mpp_override=0.5) as slide:  # opentile refuses generic TIFF
+        assert slide.tile_reader == "tifffile"
+        data = slide.read_encoded_tile(0, 3, 2)
+        assert data is not None and data[:2] == b"\xff\xd8"
+        np.testing.assert_array_equal(decode_tile(data), slide.read_region(0, 768, 512, 256, 256))
+
+
+def test_stored_tile_reader_switch(
+    samples_root: Path, sample_cases: dict[str, SampleCase], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ihgamp_core.errors import ParameterError
+
+    path = samples_root / sample_cases["DEMO-001"].svs[0]
+    monkeypatch.setenv("IHGAMP_VENDOR_TILES", "none")
+    with open_slide(path) as slide:
+        assert isinstance(slide, VendorSlide) and slide.tile_reader is None
+        assert slide.read_encoded_tile(0, 1, 1) is None  # pixels only
+    monkeypatch.setenv("IHGAMP_VENDOR_TILES", "turbo")
+    with pytest.raises(ParameterError, match="IHGAMP_VENDOR_TILES='turbo' is not one of"):
+        open_slide(path)
+
+
+def test_without_opentile_installed_the_tifffile_reader_takes_over(
+    samples_root: Path, sample_cases: dict[str, SampleCase], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "opentile", None)  # `import opentile` fails, as on a GPU box
+    monkeypatch.delenv("IHGAMP_VENDOR_TILES", raising=False)
+    with open_slide(samples_root / sample_cases["DEMO-001"].svs[0]) as slide:
+        assert isinstance(slide, VendorSlide) and slide.tile_reader == "tifffile"
+        plan = plan_tiles(slide, get_preset("paper").with_max_tiles(4).tiling)
+        data = read_encoded_planned_tile(slide, plan, 2)
+        assert data is not None
+        np.testing.assert_array_equal(decode_tile(data), read_planned_tile(slide, plan, 2))
