@@ -217,3 +217,27 @@ def test_start_up_records_complete_placements_and_quarantines_broken_ones(
     assert recorded is not None and recorded.series[0].instance_count == 2
     for row in _rows(running):
         assert _sha(Path(row.path)) == row.sha256
+
+
+def test_deflated_data_sets_are_not_offered_nor_stored(listeners: Start, tmp_path: Path) -> None:
+    from pynetdicom import AE
+
+    from gateway.receive.guard import DatasetMismatchError
+    from gateway.receive.validate import read_header
+
+    running = listeners()
+    ae = AE(ae_title="SCANNER")
+    ae.add_requested_context("1.2.840.10008.5.1.4.1.1.77.1.6", ["1.2.840.10008.1.2.1.99"])
+    ae.add_requested_context("1.2.840.10008.1.1")
+    assoc = ae.associate("127.0.0.1", running.port, ae_title="IHGAMP")
+    assert assoc.is_established
+    (rejected,) = assoc.rejected_contexts
+    assert rejected.result == 0x04  # transfer syntaxes not supported: the sender must pick another
+    assoc.release()
+    # A deflated file that arrives another way (DICOMweb, C-GET) is refused before storing.
+    ds = pydicom.dcmread(tiny_wsi(tmp_path / "d", generate_uid()))
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1.99"
+    deflated = tmp_path / "deflated.dcm"
+    ds.save_as(deflated, enforce_file_format=True)
+    with pytest.raises(DatasetMismatchError, match="Deflated"):
+        read_header(deflated, str(ds.SOPClassUID), str(ds.SOPInstanceUID))
