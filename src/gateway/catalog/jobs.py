@@ -51,6 +51,8 @@ class JobView:
     last_error: str | None
     next_attempt_at: dt.datetime
     updated_at: dt.datetime
+    created_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
 
 
 class JobStore:
@@ -102,6 +104,22 @@ class JobStore:
             study.state_reason = reason
             s.flush()
             return int(job.id)
+
+    def requeue(self, study_uid: str, max_attempts: int, reason: str = "rescore") -> int:
+        """Queue a finished study for scoring again (operator: CLI or status page).
+
+        Raises
+        ------
+        CatalogError
+            If the study is unknown, still receiving, or being scored.
+        """
+        with self.catalog.session() as s:
+            state = s.scalars(select(Study.state).where(Study.study_uid == study_uid)).first()
+        if state is None:
+            raise CatalogError(f"no study {study_uid} in the catalog")
+        if state in (StudyState.RECEIVING, StudyState.SCORING):
+            raise CatalogError(f"study {study_uid} is {state}; wait until it finishes")
+        return self.enqueue(study_uid, max_attempts, reason)
 
     def claim(
         self, owner: str, lease_s: float, now: dt.datetime | None = None
@@ -238,15 +256,22 @@ class JobStore:
             study.state = StudyState.FAILED
             study.state_reason = error[:2000]
 
-    def jobs(self, limit: int = 200) -> list[JobView]:
-        """Most recent jobs."""
+    def jobs(
+        self, limit: int = 200, study_uid: str | None = None, states: list[str] | None = None
+    ) -> list[JobView]:
+        """Most recent jobs (of one study, in some states)."""
         with self.catalog.session() as s:
-            rows = s.execute(
+            q = (
                 select(Job, Study.study_uid)
                 .join(Study, Study.id == Job.study_id)
                 .order_by(Job.id.desc())
                 .limit(limit)
-            ).all()
+            )
+            if study_uid is not None:
+                q = q.where(Study.study_uid == study_uid)
+            if states:
+                q = q.where(Job.state.in_(states))
+            rows = s.execute(q).all()
             return [
                 JobView(
                     j.id,
@@ -258,6 +283,8 @@ class JobStore:
                     j.last_error,
                     j.next_attempt_at,
                     j.updated_at,
+                    j.created_at,
+                    j.finished_at,
                 )
                 for j, uid in rows
             ]

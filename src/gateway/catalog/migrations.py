@@ -55,12 +55,19 @@ def _v3_pull(conn: Connection) -> None:
     Base.metadata.create_all(conn, tables=[Base.metadata.tables["pull_cursors"]])
 
 
+def _v4_http(conn: Connection) -> None:
+    """Add FHIR Device/Provenance/ImagingStudy, the HTTP access audit and sessions."""
+    names = ("fhir_resources", "http_access", "http_sessions")
+    Base.metadata.create_all(conn, tables=[Base.metadata.tables[name] for name in names])
+
+
 Migration = tuple[int, str, Callable[[Connection], None]]
 
 MIGRATIONS: list[Migration] = [
     (1, "initial schema: studies, series, instances, associations, jobs", _v1_initial),
     (2, "deliveries and FHIR observations", _v2_results),
     (3, "retrieve holds and auto-pull cursors", _v3_pull),
+    (4, "served FHIR resources, HTTP access audit and sessions", _v4_http),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

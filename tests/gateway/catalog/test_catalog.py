@@ -7,7 +7,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 
 from gateway.catalog import (
     SCHEMA_VERSION,
@@ -19,12 +19,15 @@ from gateway.catalog import (
     current_version,
     utcnow,
 )
+from gateway.catalog.access import AccessLog, SessionStore
+from gateway.catalog.schema import AccessAction
 from gateway.errors import CatalogError
 
 pytestmark = pytest.mark.integration
 
 WSI = "1.2.840.10008.5.1.4.1.1.77.1.6"
 SR = "1.2.840.10008.5.1.4.1.1.88.34"
+V4_TABLES = ("fhir_resources", "http_access", "http_sessions")
 
 
 def rec(
@@ -238,18 +241,60 @@ def test_upgrade_from_version_2_keeps_data(catalog_url: str) -> None:
     first = Catalog(catalog_url)
     first.record_instance(rec(), 1, None)
     first.close()
-    # Turn the database back into what release 2 left: no hold column, no cursors.
+    # Turn the database back into what release 2 left: no hold column, no cursors, and
+    # none of the tables of later versions.
     engine = create_engine(catalog_url)
     with engine.begin() as conn:
         conn.execute(text("ALTER TABLE studies DROP COLUMN hold_reason"))
-        conn.execute(text("DROP TABLE pull_cursors"))
-        conn.execute(text("DELETE FROM schema_version WHERE version = 3"))
+        for table in ("pull_cursors", *V4_TABLES):
+            conn.execute(text(f"DROP TABLE {table}"))
+        conn.execute(text("DELETE FROM schema_version WHERE version >= 3"))
     engine.dispose()
     upgraded = Catalog(catalog_url)
-    assert upgraded.schema_version == SCHEMA_VERSION == 3
+    assert upgraded.schema_version == SCHEMA_VERSION == 4
     study = upgraded.study("1.2.3")
     assert study is not None and study.series[0].instance_count == 1
     with upgraded.engine.connect() as conn:
         conn.execute(text("SELECT hold_reason FROM studies")).all()
         conn.execute(text("SELECT pacs FROM pull_cursors")).all()
+    assert all(inspect(upgraded.engine).has_table(table) for table in V4_TABLES)
     upgraded.close()
+
+
+def test_upgrade_from_version_3_adds_the_http_tables(catalog_url: str) -> None:
+    first = Catalog(catalog_url)
+    first.record_instance(rec(), 1, None)
+    first.close()
+    engine = create_engine(catalog_url)
+    with engine.begin() as conn:
+        for table in V4_TABLES:
+            conn.execute(text(f"DROP TABLE {table}"))
+        conn.execute(text("DELETE FROM schema_version WHERE version = 4"))
+    engine.dispose()
+    upgraded = Catalog(catalog_url)
+    assert upgraded.schema_version == 4
+    assert upgraded.study("1.2.3") is not None
+    AccessLog(upgraded).record("ehr", "10.0.0.1", "GET", "/fhir/x", AccessAction.READ, 200)
+    assert [e.token_name for e in AccessLog(upgraded).entries()] == ["ehr"]
+    upgraded.close()
+
+
+def test_access_log_and_sessions(catalog: Catalog) -> None:
+    log = AccessLog(catalog)
+    ids = [f"Observation/{i}" for i in range(150)]
+    log.record("ehr", "10.0.0.1", "GET", "/fhir/Observation", AccessAction.SEARCH, 200, "Obs", ids)
+    log.record("ops", "10.0.0.2", "POST", "/studies/{uid}/requeue", AccessAction.REQUEUE, 303)
+    newest, oldest = log.entries()
+    assert newest.token_name == "ops" and newest.action == AccessAction.REQUEUE
+    assert oldest.result_count == 150 and len(oldest.resources) == 100
+    assert [e.token_name for e in log.entries(token_name="ehr")] == ["ehr"]
+    sessions = SessionStore(catalog)
+    cookie, view = sessions.create("ops", "10.0.0.2", 3600)
+    assert sessions.get(cookie) == view
+    with catalog.engine.connect() as conn:
+        stored = conn.execute(text("SELECT id_hash FROM http_sessions")).scalars().all()
+    assert cookie not in stored  # only its hash is kept
+    assert sessions.get(cookie, now=view.expires_at) is None
+    assert [v.token_name for v in sessions.live()] == ["ops"]
+    assert sessions.revoke(cookie) and not sessions.revoke(cookie)
+    assert sessions.get(cookie) is None and sessions.live() == []
