@@ -4,7 +4,8 @@
 # dependencies (constraints.txt), and the real sample slide.
 #
 #   scripts/bootstrap.sh demo   # what `make demo` needs (DCMTK as the scanner, Orthanc as the PACS)
-#   scripts/bootstrap.sh test   # plus the test peers: dicom3tools, PostgreSQL, openssl
+#   scripts/bootstrap.sh test   # plus the test peers: dicom3tools, PostgreSQL, openssl,
+#                               # Chromium + chromedriver (status page browser test)
 #
 # Idempotent: re-running skips what is already installed.
 set -euo pipefail
@@ -14,7 +15,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
 apt_demo=(libturbojpeg0 dcmtk orthanc orthanc-dicomweb)
-apt_test=(dicom3tools postgresql iproute2 openssl)
+apt_test=(dicom3tools postgresql iproute2 openssl chromium chromium-driver)
 
 want=("${apt_demo[@]}")
 [ "$profile" = test ] && want+=("${apt_test[@]}")

@@ -8,6 +8,7 @@ SIGTERM/SIGINT.
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 import threading
 from types import FrameType
@@ -25,10 +26,11 @@ from .models import load_engine, target_max_mpp
 from .queue.inprocess import InProcessQueue
 from .receive import DicomListener
 from .report.writer import ReportWriter
+from .resources import http_connection_budget, open_descriptors
 from .retrieve import AutoPuller, RetrieveService
 from .score.worker import ScoreProcessor, model_key
 from .spool import Spool
-from .web import HttpServer, create_app
+from .web import HttpLimits, HttpServer, create_app
 
 __all__ = ["Gateway"]
 
@@ -86,11 +88,20 @@ class Gateway:
             app = create_app(
                 self.catalog,
                 self.outbox,
-                settings.http.bearer_token(),
+                settings,
                 ready=lambda: not self._stopped.is_set(),
                 pull=self.pull if settings.pacs else None,
+                model=engine.model if engine is not None else None,
             )
-            self.http = HttpServer(app, settings.http.bind_host, settings.http.port)
+            h = settings.http
+            soft_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            limits = HttpLimits(
+                http_connection_budget(settings, soft_limit, open_descriptors()),
+                h.header_timeout_s,
+                h.keep_alive_s,
+                h.max_header_bytes,
+            )
+            self.http = HttpServer(app, h.bind_host, h.port, limits, h.access_log)
         self._stopped = threading.Event()
 
     def start(self) -> int:

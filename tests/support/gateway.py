@@ -209,11 +209,24 @@ def wait_for(predicate: Any, timeout: float = 60.0, interval: float = 0.2) -> An
 class GatewayProcess:
     """``ihgamp serve`` as a child process (what an operator runs)."""
 
-    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config: Path,
+        log: Path,
+        env: dict[str, str] | None = None,
+        nofile: tuple[int, int] | None = None,
+    ) -> None:
         self.config = config
         self.log = log
         self.env = {**os.environ, **(env or {})}
+        self.nofile = nofile  # (soft, hard) RLIMIT_NOFILE of the child
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def _limits(self) -> None:
+        import resource
+
+        if self.nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, self.nofile)
 
     def start(self) -> GatewayProcess:
         handle = self.log.open("ab")
@@ -223,6 +236,7 @@ class GatewayProcess:
             stderr=subprocess.STDOUT,
             env=self.env,
             start_new_session=True,
+            preexec_fn=self._limits if self.nofile is not None else None,  # noqa: PLW1509
         )
         return self
 

@@ -29,12 +29,15 @@ def serve(config: ConfigOption = None) -> None:
     """Run the gateway: DICOM listener, completion, scoring workers, outbox.
 
     Stops cleanly on SIGTERM or Ctrl-C: no new associations, running jobs finish or are
-    retried by the next start (their lease expires).
+    retried by the next start (their lease expires). Raises the soft open-files limit to
+    the hard one first (DICOM associations and HTTP connections each hold one).
     """
+    from ..resources import raise_nofile
     from ..service import Gateway
 
     settings = load_settings(config)
     configure_logging(settings.logging.level, settings.logging.format)
+    raise_nofile()
     Gateway(settings).run_forever()
 
 
