@@ -13,6 +13,7 @@ Every key is documented with its default in ``docs/configuration.md``.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import socket
@@ -22,12 +23,21 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
 
 __all__ = [
     "AllowedAE",
+    "ApiToken",
     "DicomNode",
     "DicomWebNode",
     "DispatchSettings",
@@ -47,6 +57,7 @@ __all__ = [
     "Settings",
     "StorageSettings",
     "TlsSettings",
+    "TokenAccess",
     "WorkerSettings",
     "load_settings",
 ]
@@ -313,28 +324,122 @@ class FhirSettings(_Model):
     default_patient_id_system: str = "urn:ihgamp:patient-id"
 
 
+class TokenAccess(StrEnum):
+    """What an API token may do."""
+
+    READ = "read"
+    """Read results: ``/api/studies``, ``/fhir``, heatmap PNGs, the OpenAPI description."""
+    OPERATE = "operate"
+    """Everything ``read`` may, plus the status page (login), requeue, redispatch, audit."""
+
+
+def _expiry(value: dt.datetime | dt.date | None) -> dt.datetime | dt.date | None:
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        raise ValueError("give a UTC offset, e.g. 2027-01-31T00:00:00Z, or a date")
+    return value
+
+
+class ApiToken(_Model):
+    """A named bearer token (one consumer may hold several, for rotation)."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    token: SecretStr | None = Field(default=None, min_length=16)
+    token_file: Path | None = None
+    expires: dt.datetime | dt.date | None = None
+    access: TokenAccess = TokenAccess.READ
+
+    _v_expires = field_validator("expires")(_expiry)
+
+    @field_validator("expires", mode="before")
+    @classmethod
+    def _date_text(cls, value: Any) -> Any:
+        # "2027-01-01" is a date (an environment override arrives as text), not a naive time.
+        if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+            return dt.date.fromisoformat(value.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> ApiToken:
+        if (self.token is None) == (self.token_file is None):
+            raise ValueError(f"token {self.name!r}: give exactly one of token and token_file")
+        return self
+
+    def expires_at(self) -> dt.datetime | None:
+        """When the token stops working (a date means 00:00 UTC of that day)."""
+        if isinstance(self.expires, dt.datetime) or self.expires is None:
+            return self.expires
+        return dt.datetime(self.expires.year, self.expires.month, self.expires.day, tzinfo=dt.UTC)
+
+    def secret(self) -> str:
+        """The token's value (read from ``token_file`` when that is given).
+
+        Raises
+        ------
+        ConfigError
+            If the file cannot be read or holds fewer than 16 characters.
+        """
+        if self.token is not None:
+            return self.token.get_secret_value()
+        assert self.token_file is not None  # noqa: S101 - checked by _one_secret
+        try:
+            value = Path(self.token_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"token {self.name!r}: cannot read {self.token_file}: {exc}"
+            ) from None
+        if len(value) < 16:
+            raise ConfigError(f"token {self.name!r}: {self.token_file} holds < 16 characters")
+        return value
+
+
 class HttpSettings(_Model):
     """The HTTP service: health, metrics, status page, API, FHIR endpoint."""
 
     enabled: bool = True
     bind_host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
-    token: str | None = Field(default=None, min_length=16)
+    token: SecretStr | None = Field(default=None, min_length=16)
     token_file: Path | None = None
+    tokens: tuple[ApiToken, ...] = ()
+    session_max_age_s: float = Field(default=8 * 3600.0, ge=60, le=7 * 86400)
+    cookie_secure: bool = False
+    metrics_auth: bool = False
+    max_connections: int = Field(default=256, ge=4, le=65536)
+    header_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    keep_alive_s: int = Field(default=5, ge=1, le=600)
+    max_header_bytes: int = Field(default=16384, ge=1024, le=1048576)
+    access_log: bool = True
 
     @model_validator(mode="after")
     def _token(self) -> HttpSettings:
         if self.token_file is not None and not Path(self.token_file).is_file():
             raise ValueError(f"token_file {self.token_file} does not exist")
+        for entry in self.tokens:
+            if entry.token_file is not None and not Path(entry.token_file).is_file():
+                raise ValueError(f"token {entry.name!r}: {entry.token_file} does not exist")
+        names = [t.name for t in self.api_tokens()]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"token names must be unique: {duplicates} (http.token is 'default')")
         return self
 
-    def bearer_token(self) -> str | None:
-        """The configured API token (from ``token`` or ``token_file``)."""
-        if self.token:
-            return self.token
-        if self.token_file is not None:
-            return Path(self.token_file).read_text().strip() or None
-        return None
+    def api_tokens(self) -> tuple[ApiToken, ...]:
+        """Every configured token; ``http.token`` / ``token_file`` is the one named ``default``.
+
+        The single token predates named tokens and keeps its meaning: no expiry, and
+        ``operate`` access.
+        """
+        legacy: tuple[ApiToken, ...] = ()
+        if self.token is not None or self.token_file is not None:
+            legacy = (
+                ApiToken(
+                    name="default",
+                    token=self.token,
+                    token_file=None if self.token is not None else self.token_file,
+                    access=TokenAccess.OPERATE,
+                ),
+            )
+        return legacy + self.tokens
 
 
 class DicomNode(_Model):
@@ -592,6 +697,10 @@ def _resolve_paths(data: dict[str, Any], root: Path) -> dict[str, Any]:
         if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
             value = node[keys[-1]]
             node[keys[-1]] = None if value == "" else str((root / value).resolve())
+    http = data.get("http")
+    for entry in http.get("tokens", []) if isinstance(http, dict) else []:
+        if isinstance(entry, dict) and isinstance(entry.get("token_file"), str):
+            entry["token_file"] = str((root / entry["token_file"]).resolve())
     catalog = data.get("catalog")
     if isinstance(catalog, dict) and isinstance(catalog.get("url"), str):
         url = catalog["url"]

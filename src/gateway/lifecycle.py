@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from .catalog import Catalog, StudySnapshot, StudyState
+from .catalog import Catalog, JobStore, StudySnapshot, StudyState
 from .errors import CatalogError
 
-__all__ = ["StudyLifecycle", "Submitter", "scoreable_series"]
+__all__ = ["RowSubmitter", "StudyLifecycle", "Submitter", "scoreable_series"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,22 @@ class Submitter(Protocol):
 
     def submit(self, study_uid: str, reason: str) -> None:
         """Queue ``study_uid`` (durable before returning)."""
+
+
+class RowSubmitter:
+    """Queue by writing the job row only; in-process workers (polling) pick it up.
+
+    For processes without a queue backend of their own (an HTTP app in tests); the
+    gateway's processes use their backend (:func:`gateway.parts.build_core`).
+    """
+
+    def __init__(self, jobs: JobStore, max_attempts: int) -> None:
+        self.jobs = jobs
+        self.max_attempts = max_attempts
+
+    def submit(self, study_uid: str, reason: str) -> None:
+        """Write the job row."""
+        self.jobs.enqueue(study_uid, self.max_attempts, reason)
 
 
 def scoreable_series(study: StudySnapshot, max_mpp: float | None) -> list[str]:

@@ -12,6 +12,7 @@ SIGTERM/SIGINT.
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 import threading
 from types import FrameType
@@ -26,12 +27,13 @@ from .dispatch.outbox import Outbox
 from .errors import ConfigError
 from .parts import build_core
 from .receive import DicomListener
+from .resources import http_connection_budget, open_descriptors
 from .retrieve import AutoPuller, RetrieveService
 from .retrieve.pulls import PullDesk, PullRunner
 from .roles import Role, problems
 from .score.worker import model_key
 from .spool import Spool
-from .web import HttpServer, create_app
+from .web import HttpLimits, HttpServer, create_app
 
 __all__ = ["Gateway"]
 
@@ -131,12 +133,22 @@ class Gateway:
             app = create_app(
                 self.catalog,
                 self.outbox,
-                settings.http.bearer_token(),
+                settings,
                 ready=lambda: not self._stopped.is_set(),
                 pull=self.pulls.request if settings.pacs else None,
                 pull_status=self.pulls.get if settings.pacs else None,
+                rescore=self.lifecycle.rescore,
+                model=self.engine.model if self.engine is not None else None,
             )
-            self.http = HttpServer(app, settings.http.bind_host, settings.http.port)
+            h = settings.http
+            soft_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            limits = HttpLimits(
+                http_connection_budget(settings, soft_limit, open_descriptors()),
+                h.header_timeout_s,
+                h.keep_alive_s,
+                h.max_header_bytes,
+            )
+            self.http = HttpServer(app, h.bind_host, h.port, limits, h.access_log)
         self._stopped = threading.Event()
 
     def _reported(self, _study_uid: str) -> None:

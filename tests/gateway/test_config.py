@@ -157,3 +157,62 @@ def test_catalog_password_file_errors(
     data["catalog"] = catalog
     with pytest.raises(ConfigError, match=message):
         load_settings(write_toml(tmp_path / "gw.toml", data), environ={})
+
+
+def test_named_tokens_from_toml(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "ehr.token").write_text("ehr-token-from-file-0123\n")
+    data = settings_dict(
+        tmp_path,
+        http={
+            "token": "legacy-token-0123456789",
+            "tokens": [
+                {"name": "ehr", "token_file": "ehr.token", "expires": "2027-02-01"},
+                {"name": "ops", "token": "ops-token-0123456789", "access": "operate"},
+            ],
+        },
+    )
+    path = write_toml(tmp_path / "conf" / "gw.toml", data)
+    # TOML dates and times arrive as such when written without quotes.
+    text = path.read_text().replace('expires = "2027-02-01"', "expires = 2027-02-01")
+    path.write_text(text)
+    tokens = load_settings(path, environ={}).http.api_tokens()
+    assert [(t.name, str(t.access)) for t in tokens] == [
+        ("default", "operate"),
+        ("ehr", "read"),
+        ("ops", "operate"),
+    ]
+    ehr = tokens[1]
+    assert ehr.secret() == "ehr-token-from-file-0123"
+    assert (
+        ehr.expires_at() is not None and ehr.expires_at().isoformat() == "2027-02-01T00:00:00+00:00"
+    )  # type: ignore[union-attr]
+    # Secrets never appear in the effective configuration that `config check` prints.
+    dumped = load_settings(path, environ={}).model_dump_json()
+    assert "ops-token" not in dumped and "legacy-token" not in dumped
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"name": "a", "token": "x" * 20, "expires": "2027-01-01T00:00:00"}, "UTC offset"),
+        ({"name": "a"}, "exactly one of token and token_file"),
+        ({"name": "a", "token": "short"}, "at least 16"),
+        ({"name": "a", "token_file": "missing.token"}, "does not exist"),
+        ({"name": "a b", "token": "x" * 20}, "http.tokens.0.name"),
+        ({"name": "a", "token": "x" * 20, "access": "admin"}, "'read' or 'operate'"),
+    ],
+)
+def test_bad_tokens_are_refused_naming_the_key(
+    tmp_path: Path, entry: dict[str, str], message: str
+) -> None:
+    path = write_toml(tmp_path / "gw.toml", settings_dict(tmp_path, http={"tokens": [entry]}))
+    with pytest.raises(ConfigError, match=message):
+        load_settings(path, environ={})
+
+
+def test_duplicate_token_names_are_refused(tmp_path: Path) -> None:
+    tokens = [{"name": "a", "token": "x" * 20}, {"name": "a", "token": "y" * 20}]
+    path = write_toml(tmp_path / "gw.toml", settings_dict(tmp_path, http={"tokens": tokens}))
+    with pytest.raises(ConfigError, match="token names must be unique"):
+        load_settings(path, environ={})

@@ -46,3 +46,11 @@ def test_every_pacs_key_is_documented() -> None:
     text = (REPO / "docs" / "configuration.md").read_text()
     missing = [key for key in PacsNode.model_fields if f"`{key}`" not in text]
     assert not missing, f"undocumented [[pacs]] keys: {missing}"
+
+
+def test_every_token_key_is_documented() -> None:
+    from gateway.config import ApiToken
+
+    text = (REPO / "docs" / "configuration.md").read_text()
+    missing = [key for key in ApiToken.model_fields if f"`{key}`" not in text]
+    assert not missing, f"undocumented [[http.tokens]] keys: {missing}"

@@ -211,13 +211,25 @@ class GatewayProcess:
     """``ihgamp serve`` as a child process (what an operator runs)."""
 
     def __init__(
-        self, config: Path, log: Path, env: dict[str, str] | None = None, role: str = "all"
+        self,
+        config: Path,
+        log: Path,
+        env: dict[str, str] | None = None,
+        nofile: tuple[int, int] | None = None,
+        role: str = "all",
     ) -> None:
         self.config = config
         self.log = log
         self.env = {**os.environ, **(env or {})}
         self.role = role
+        self.nofile = nofile  # (soft, hard) RLIMIT_NOFILE of the child
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def _limits(self) -> None:
+        import resource
+
+        if self.nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, self.nofile)
 
     def start(self) -> GatewayProcess:
         handle = self.log.open("ab")
@@ -228,6 +240,7 @@ class GatewayProcess:
             stderr=subprocess.STDOUT,
             env=self.env,
             start_new_session=True,
+            preexec_fn=self._limits if self.nofile is not None else None,  # noqa: PLW1509
         )
         return self
 

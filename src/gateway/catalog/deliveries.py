@@ -3,7 +3,7 @@
 A delivery is claimed by pushing its ``next_attempt_at`` forward (a short lease), so two
 gateway processes never send the same delivery at once. Failures back off
 exponentially up to a cap; after ``max_attempts`` the delivery is ``dead-letter`` until
-an operator runs ``ihgamp redispatch``.
+an operator runs ``ihgamp redispatch`` (which applies the current ``dispatch.max_attempts``).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class DeliveryView:
     last_error: str | None
     next_attempt_at: dt.datetime
     delivered_at: dt.datetime | None
+    created_at: dt.datetime | None = None
 
 
 def _view(row: Delivery, study_uid: str) -> DeliveryView:
@@ -57,6 +58,7 @@ def _view(row: Delivery, study_uid: str) -> DeliveryView:
         row.last_error,
         row.next_attempt_at,
         row.delivered_at,
+        row.created_at,
     )
 
 
@@ -187,8 +189,20 @@ class DeliveryStore:
         study_uid: str | None = None,
         destination: str | None = None,
         include_delivered: bool = False,
+        max_attempts: int | None = None,
     ) -> int:
-        """Make dead-letter (or, optionally, delivered) deliveries pending again."""
+        """Make dead-letter (or, optionally, delivered) deliveries pending again.
+
+        Parameters
+        ----------
+        study_uid, destination : str, optional
+            Only this study / destination.
+        include_delivered : bool
+            Also send delivered results again.
+        max_attempts : int, optional
+            The attempt budget from now on (the current ``dispatch.max_attempts``); a
+            delivery otherwise keeps the budget it was created with.
+        """
         states = [DeliveryState.DEAD_LETTER]
         if include_delivered:
             states.append(DeliveryState.DELIVERED)
@@ -208,6 +222,8 @@ class DeliveryStore:
                 row.attempts = 0
                 row.next_attempt_at = utcnow()
                 row.delivered_at = None
+                if max_attempts is not None:
+                    row.max_attempts = max_attempts
             return len(rows)
 
     def deliveries(

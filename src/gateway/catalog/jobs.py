@@ -62,6 +62,8 @@ class JobView:
     updated_at: dt.datetime
     lease_owner: str | None = None
     lease_expires_at: dt.datetime | None = None
+    created_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
 
 
 class JobStore:
@@ -310,15 +312,22 @@ class JobStore:
             oldest = oldest.replace(tzinfo=dt.UTC)
         return int(count), max(0.0, (now - oldest).total_seconds())
 
-    def jobs(self, limit: int = 200) -> list[JobView]:
-        """Most recent jobs."""
+    def jobs(
+        self, limit: int = 200, study_uid: str | None = None, states: list[str] | None = None
+    ) -> list[JobView]:
+        """Most recent jobs (of one study, in some states)."""
         with self.catalog.session() as s:
-            rows = s.execute(
+            q = (
                 select(Job, Study.study_uid)
                 .join(Study, Study.id == Job.study_id)
                 .order_by(Job.id.desc())
                 .limit(limit)
-            ).all()
+            )
+            if study_uid is not None:
+                q = q.where(Study.study_uid == study_uid)
+            if states:
+                q = q.where(Job.state.in_(states))
+            rows = s.execute(q).all()
             return [
                 JobView(
                     j.id,
@@ -332,6 +341,8 @@ class JobStore:
                     j.updated_at,
                     j.lease_owner,
                     j.lease_expires_at,
+                    j.created_at,
+                    j.finished_at,
                 )
                 for j, uid in rows
             ]

@@ -29,11 +29,15 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
+    "AccessAction",
     "Association",
     "Base",
     "Delivery",
     "DeliveryState",
     "StoreRefusal",
+    "FhirResource",
+    "HttpAccess",
+    "HttpSession",
     "StoredObservation",
     "Instance",
     "Job",
@@ -344,3 +348,70 @@ class PullCursor(Base):
     last_success_at: Mapped[dt.datetime]
     last_attempt_at: Mapped[dt.datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class FhirResource(Base):
+    """Device, Provenance and ImagingStudy resources served by the FHIR endpoint.
+
+    ``search_key`` is what the resource is searched by: the Device's identifier
+    (``system|value``), the Provenance's target (``Observation/<id>``), the ImagingStudy's
+    Study Instance UID. ImagingStudy names its patient by identifier (protected health
+    information, as in ``observations``).
+    """
+
+    __tablename__ = "fhir_resources"
+
+    resource_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id"), index=True)
+    search_key: Mapped[str] = mapped_column(String(256), index=True)
+    resource: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=_utc, onupdate=_utc)
+
+
+class AccessAction(StrEnum):
+    """What an audited HTTP request did."""
+
+    READ = "read"
+    SEARCH = "search"
+    LOGIN = "login"
+    LOGOUT = "logout"
+    REQUEUE = "requeue"
+    REDISPATCH = "redispatch"
+
+
+class HttpAccess(Base):
+    """Audit record of one HTTP read of results, or one operator action.
+
+    Who (token name), when, from where, what (route, resource type and ids). Query
+    values (patient identifiers in FHIR searches) are never stored; the ids of what was
+    returned are.
+    """
+
+    __tablename__ = "http_access"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=_utc, index=True)
+    token_name: Mapped[str] = mapped_column(String(64), index=True)
+    client: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(8))
+    route: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(16))
+    status: Mapped[int] = mapped_column(Integer)
+    resource_type: Mapped[str | None] = mapped_column(String(32))
+    resources: Mapped[str] = mapped_column(Text, default="[]")
+    result_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class HttpSession(Base):
+    """A status-page session: the cookie is opaque; only its SHA-256 is stored."""
+
+    __tablename__ = "http_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_name: Mapped[str] = mapped_column(String(64), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    client: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=_utc)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+    revoked_at: Mapped[dt.datetime | None]

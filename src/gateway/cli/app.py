@@ -6,6 +6,7 @@ import typer
 
 from ihgamp_core import __version__
 
+from .access import audit, sessions
 from .db import db_app
 from .demo import demo, sample_data
 from .research import embed, evaluate_cmd, import_head, train
@@ -50,6 +51,8 @@ app.command("status")(status)
 app.command("rescore")(rescore)
 app.command("complete")(complete)
 app.command("redispatch")(redispatch)
+app.command("audit")(audit)
+app.command("sessions")(sessions)
 app.command("find")(find)
 app.command("retrieve")(retrieve)
 app.command("embed")(embed)

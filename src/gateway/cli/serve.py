@@ -49,12 +49,15 @@ def serve(config: ConfigOption = None, role: RoleOption = Role.ALL) -> None:
     """Run the gateway (or one role of it) until SIGTERM or Ctrl-C.
 
     Stops cleanly: no new associations, running jobs finish or are retried by another
-    worker once their lease expires.
+    worker once their lease expires. Raises the soft open-files limit to the hard one
+    first (DICOM associations and HTTP connections each hold one).
     """
+    from ..resources import raise_nofile
     from ..service import Gateway
 
     settings = load_settings(config)
     configure_logging(settings.logging.level, settings.logging.format)
+    raise_nofile()
     Gateway(settings, role=role).run_forever()
 
 

@@ -155,23 +155,27 @@ def status(
         "Note",
     ):
         table.add_column(column, overflow="fold")
+    # Every text that a sender or a remote peer chose (UIDs, accession numbers, reasons,
+    # errors) is escaped: "[/]" in an AccessionNumber is text, not rich markup.
     for s in studies:
         style = _STATE_STYLE.get(StudyState(s.state), "")
         table.add_row(
-            s.study_uid,
-            s.accession_number or "-",
-            f"[{style}]{s.state}[/]",
+            escape(s.study_uid),
+            escape(s.accession_number or "-"),
+            f"[{style}]{escape(s.state)}[/]",
             str(len(s.series)),
             str(sum(x.instance_count for x in s.series)),
             _age(s.last_received_at, now),
             _age(s.completed_at, now),
             _age(s.scored_at, now),
-            s.result_call or "-",
+            escape(s.result_call or "-"),
             "-" if s.result_probability is None else f"{s.result_probability:.3f}",
-            s.state_reason or "",
+            escape(s.state_reason or ""),
         )
     console.print(table)
-    console.print("  ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "no studies yet")
+    console.print(
+        escape("  ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "no studies yet")
+    )
     if leader is not None:
         console.print(f"completion leader: {escape(leader[0])} (lease until {leader[1]:%H:%M:%S})")
     if running:
@@ -190,7 +194,10 @@ def status(
             failed.add_column(column, overflow="fold")
         for j in jobs:
             failed.add_row(
-                str(j.job_id), j.study_uid, f"{j.attempts}/{j.max_attempts}", j.last_error or ""
+                str(j.job_id),
+                escape(j.study_uid),
+                f"{j.attempts}/{j.max_attempts}",
+                escape(j.last_error or ""),
             )
         console.print(failed)
     if open_deliveries:
@@ -203,9 +210,14 @@ def status(
             if d.state == DeliveryState.DEAD_LETTER:
                 next_at = "-"
             attempts = f"{d.attempts}/{d.max_attempts}"
-            state_text = f"[{style}]{d.state}[/]"
+            state_text = f"[{style}]{escape(d.state)}[/]"
             pending.add_row(
-                d.study_uid, d.destination, state_text, attempts, next_at, d.last_error or ""
+                escape(d.study_uid),
+                escape(d.destination),
+                state_text,
+                attempts,
+                next_at,
+                escape(d.last_error or ""),
             )
         console.print(pending)
 
@@ -219,10 +231,15 @@ def redispatch(
         bool, typer.Option("--include-delivered", help="Also send delivered results again.")
     ] = False,
 ) -> None:
-    """Send dead-letter deliveries again (same SOP Instance UIDs and FHIR identifiers)."""
-    _, catalog = _open(config)
+    """Send dead-letter deliveries again (same SOP Instance UIDs and FHIR identifiers).
+
+    Each delivery gets the current ``dispatch.max_attempts`` as its new attempt budget.
+    """
+    settings, catalog = _open(config)
     try:
-        count = DeliveryStore(catalog).redispatch(study, destination, include_delivered)
+        count = DeliveryStore(catalog).redispatch(
+            study, destination, include_delivered, settings.dispatch.max_attempts
+        )
     finally:
         catalog.close()
     console.print(f"{count} deliveries pending again; the running gateway sends them")
@@ -239,7 +256,7 @@ def rescore(
         core.lifecycle.rescore(study_uid)
     finally:
         core.close()
-    console.print(f"study {study_uid} queued")
+    console.print(f"study {escape(study_uid)} queued")
 
 
 @handle_errors
@@ -259,4 +276,4 @@ def complete(
         final = core.catalog.study(study_uid)
     finally:
         core.close()
-    console.print(f"study {study_uid}: {final.state if final else '?'}")
+    console.print(f"study {escape(study_uid)}: {final.state if final else '?'}")

@@ -8,6 +8,9 @@ Outbox folder of a study::
     heatmap-<n>.png        heatmap over a thumbnail, for people
     fhir-bundle.json       FHIR R4 transaction Bundle (Device, Observation, Provenance)
 
+The FHIR endpoint's copies (Observation, Device, Provenance, ImagingStudy, with literal
+references between them) are kept in the catalog.
+
 Every file is written atomically. Deliveries reference the files, so a resend sends the
 same SOP Instance UIDs and FHIR identifiers.
 """
@@ -33,10 +36,12 @@ from ihgamp_core.report import (
     output_ids,
 )
 from ihgamp_core.report.codes import LOINC, LOINC_HRD
+from ihgamp_core.report.fhir import DEVICE_SYSTEM, build_imaging_study, resolved_resources
 from ihgamp_core.result import CaseResult, result_to_dict
 
 from ..catalog import Catalog
 from ..catalog.deliveries import DeliveryStore, ObservationStore
+from ..catalog.fhir_resources import FhirResourceStore
 from ..config import Settings
 from ..dispatch.outbox import Outbox
 
@@ -109,6 +114,7 @@ class ReportWriter:
         self.policy = TriagePolicy(not_validated_patterns=settings.triage.not_validated_patterns)
         self.deliveries = DeliveryStore(catalog)
         self.observations = ObservationStore(catalog)
+        self.resources = FhirResourceStore(catalog)
 
     def patient_system(self, issuer: str | None) -> str:
         """FHIR identifier system for a DICOM Issuer of Patient ID."""
@@ -174,9 +180,7 @@ class ReportWriter:
                 study_uid, "fhir-bundle.json", json.dumps(bundle, indent=1).encode()
             )
             names.append("fhir-bundle.json")
-            self._store_observation(
-                study_uid, report, bundle, _chain_identifier(report, supersedes)
-            )
+            self._store_fhir(study_uid, report, context, _chain_identifier(report, supersedes))
         for note in report.notes:
             logger.warning("report incomplete", extra={"study_uid": study_uid, "reason": note})
         summary = report_summary(report, names, supersedes)
@@ -217,24 +221,36 @@ class ReportWriter:
             )
             return None
 
-    def _store_observation(
-        self, study_uid: str, report: CaseReport, bundle: dict[str, Any], identifier: str
+    def _store_fhir(
+        self, study_uid: str, report: CaseReport, context: ReportContext, observation_id: str
     ) -> None:
-        observation = next(
-            e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"
-        )
-        resource = dict(observation)
-        resource["id"] = identifier
-        subject = resource["subject"]["identifier"]
-        self.observations.put(
-            study_uid,
-            identifier,
-            subject["system"],
-            subject["value"],
-            LOINC,
-            LOINC_HRD,
-            resource,
-        )
+        """Keep the resources the gateway's FHIR endpoint serves, references resolved.
+
+        The Observation is stored under ``observation_id``: the first result's identifier
+        when this result supersedes it, so the endpoint amends the same resource.
+        """
+        study = build_imaging_study(context, self.patient_system)
+        for resource in resolved_resources(report.bundle, report.ids, study, observation_id):
+            kind = resource["resourceType"]
+            if kind == "Observation":
+                subject = resource["subject"]["identifier"]
+                self.observations.put(
+                    study_uid,
+                    resource["id"],
+                    subject["system"],
+                    subject["value"],
+                    LOINC,
+                    LOINC_HRD,
+                    resource,
+                )
+            elif kind == "Device":
+                key = f"{DEVICE_SYSTEM}|{report.ids.device_identifier}"
+                self.resources.put(resource, key)
+            elif kind == "Provenance":
+                key = f"Observation/{observation_id}"
+                self.resources.put(resource, key, study_uid)
+            else:
+                self.resources.put(resource, study_uid, study_uid)
 
     def _queue_deliveries(self, study_uid: str, report: CaseReport, dicom_files: list[str]) -> None:
         d = self.settings.dispatch

@@ -11,6 +11,11 @@ so posting it again never duplicates anything:
 The Observation is marked ``meta.security = AIAST`` (AI asserted), names the patient by
 identifier (Patient ID and its issuer from the DICOM), and is ``derivedFrom`` the
 ImagingStudy identified by its Study Instance UID (``urn:dicom:uid``).
+
+A server that stores these resources under their own ids (the gateway's read-only FHIR
+endpoint) serves them through :func:`resolved_resources`: the Bundle's ``urn:uuid``
+references become ``Device/<id>`` and ``Observation/<id>``, and the references to the
+ImagingStudy gain ``ImagingStudy/<Study Instance UID>`` (:func:`build_imaging_study`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.device import Device
+from fhir.resources.R4B.imagingstudy import ImagingStudy
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.provenance import Provenance
 
@@ -36,14 +42,17 @@ __all__ = [
     "PROVENANCE_TAG_SYSTEM",
     "build_bundle",
     "build_device",
+    "build_imaging_study",
     "build_observation",
     "default_patient_system",
+    "resolved_resources",
 ]
 
 DEVICE_SYSTEM = "urn:ihgamp:device"
 OBSERVATION_SYSTEM = "urn:ihgamp:observation"
 PROVENANCE_TAG_SYSTEM = "urn:ihgamp:provenance"
 DICOM_UID_SYSTEM = "urn:dicom:uid"
+DICOM_DCM = "http://dicom.nema.org/resources/ontology/DCM"
 UCUM = "http://unitsofmeasure.org"
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 
@@ -337,3 +346,115 @@ def build_bundle(
             ],
         }
     )
+
+
+def build_imaging_study(
+    context: ReportContext, patient_system: PatientSystem = default_patient_system
+) -> ImagingStudy:
+    """The scored slides' study as a FHIR ImagingStudy (id: the Study Instance UID).
+
+    Only what the result needs to point at: the study and its slide series, the patient
+    by identifier. The hospital's own ImagingStudy (from its PACS) carries the same
+    ``urn:dicom:uid`` identifier.
+
+    Raises
+    ------
+    ValueError
+        If the study has no Patient ID (an ImagingStudy needs a subject).
+    """
+    patient_id = context.patient_id
+    if not patient_id:
+        raise ValueError("the study has no Patient ID; the ImagingStudy needs a subject")
+    slide_microscopy = _coding(DICOM_DCM, "SM", "Slide Microscopy")
+    series = [
+        {
+            "uid": slide.series_uid,
+            "modality": slide_microscopy,
+            "numberOfInstances": len(slide.datasets),
+        }
+        for slide in context.slides
+    ]
+    return ImagingStudy.model_validate(
+        {
+            "resourceType": "ImagingStudy",
+            "id": context.study_uid,
+            "identifier": [{"system": DICOM_UID_SYSTEM, "value": f"urn:oid:{context.study_uid}"}],
+            "status": "available",
+            "modality": [slide_microscopy],
+            "subject": {
+                "type": "Patient",
+                "identifier": {
+                    "system": patient_system(context.issuer_of_patient_id),
+                    "value": patient_id,
+                },
+            },
+            "numberOfSeries": len(series),
+            "numberOfInstances": sum(s["numberOfInstances"] for s in series),
+            "series": series,
+        }
+    )
+
+
+def resolved_resources(
+    bundle: Bundle,
+    ids: OutputIds,
+    imaging_study: ImagingStudy,
+    observation_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """The Bundle's resources as a server stores them: with ids and literal references.
+
+    Device gets ``ids.device_identifier`` as its id, Provenance
+    ``ids.observation_identifier``, Observation ``observation_id`` (default: the same;
+    a superseding result passes the first result's, so the Observation is amended in
+    place); every ``urn:uuid`` reference becomes the relative
+    ``Type/id``, and each reference to the ImagingStudy by identifier gains
+    ``ImagingStudy/<id>``. Returns Device, Observation, Provenance and ImagingStudy as JSON
+    dictionaries, each validated by ``fhir.resources``.
+    """
+    local_ids = {
+        "Device": ids.device_identifier,
+        "Observation": observation_id or ids.observation_identifier,
+        "Provenance": ids.observation_identifier,
+    }
+    study_identifier = f"urn:oid:{imaging_study.id}"
+    references: dict[str, str] = {}
+    resources: list[dict[str, Any]] = []
+    for entry in bundle.entry or []:
+        if entry.resource is None:
+            continue
+        resource = entry.resource.model_dump(mode="json", exclude_none=True)
+        kind = resource["resourceType"]
+        resource["id"] = local_ids[kind]
+        references[str(entry.fullUrl)] = f"{kind}/{local_ids[kind]}"
+        resources.append(resource)
+    study_reference = f"ImagingStudy/{imaging_study.id}"
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, dict):
+            node = {key: rewrite(value) for key, value in node.items()}
+            if node.get("reference") in references:
+                node["reference"] = references[node["reference"]]
+            identifier = node.get("identifier")
+            if (
+                node.get("type") == "ImagingStudy"
+                and isinstance(identifier, dict)
+                and identifier.get("value") == study_identifier
+            ):
+                node["reference"] = study_reference
+            return node
+        if isinstance(node, list):
+            return [rewrite(item) for item in node]
+        return node
+
+    models: dict[str, Any] = {
+        "Device": Device,
+        "Observation": Observation,
+        "Provenance": Provenance,
+    }
+    out = []
+    for resource in resources:
+        resolved = rewrite(resource)
+        models[resolved["resourceType"]].model_validate(resolved)
+        out.append(resolved)
+    out.append(imaging_study.model_dump(mode="json", exclude_none=True))
+    return out

@@ -18,14 +18,14 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset
 
 from .. import __version__
 from ..result import CaseResult, SlideResult
 from . import codes as c
 
-__all__ = ["build_parametric_map", "overlay_png", "tile_grid"]
+__all__ = ["COLOUR_MAP", "build_parametric_map", "overlay_png", "tile_grid"]
 
 Probability = Callable[[NDArray[np.float64]], NDArray[np.float64]]
 
@@ -150,6 +150,33 @@ def build_parametric_map(
     return pm
 
 
+#: Perceptually uniform, readable in grey and by most colour-blind readers.
+COLOUR_MAP = "viridis"
+
+
+def _legend(width: int) -> Image.Image:
+    """A white strip, ``width`` wide: the colour scale from 0 to 1, labelled."""
+    from matplotlib import colormaps
+
+    height = max(36, round(width * 0.12))
+    font = ImageFont.load_default(size=max(8, height // 4))
+    line = round(height / 4 * 1.2)
+    strip = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(strip)
+    caption = "tile-level HRD probability"
+    half_label = round(draw.textlength("0.5", font=font) / 2) + 2
+    x0, x1 = half_label, max(half_label + 2, width - half_label)
+    top, bottom = 2, 2 + round(height * 0.3)
+    ramp = (colormaps[COLOUR_MAP](np.linspace(0.0, 1.0, x1 - x0))[:, :3] * 255).astype(np.uint8)
+    strip.paste(Image.fromarray(np.repeat(ramp[np.newaxis], bottom - top, axis=0)), (x0, top))
+    for value, x in ((0.0, x0), (0.5, (x0 + x1) / 2), (1.0, x1)):
+        label = f"{value:g}"
+        draw.text((x - draw.textlength(label, font=font) / 2, bottom + 1), label, "black", font)
+    text_x = max(0.0, (width - draw.textlength(caption, font=font)) / 2)
+    draw.text((text_x, bottom + 1 + line), caption, "black", font)
+    return strip
+
+
 def overlay_png(
     thumbnail: NDArray[np.uint8],
     slide: SlideResult,
@@ -157,6 +184,10 @@ def overlay_png(
     alpha: float = 0.55,
 ) -> bytes:
     """Render the heatmap over a slide thumbnail for people; return PNG bytes.
+
+    Tile probabilities are coloured with the perceptual ``viridis`` map (0 dark blue,
+    1 yellow) over the scored tiles; a legend strip below the slide shows the scale from
+    0 to 1. The image is no larger than the thumbnail's longer side.
 
     Parameters
     ----------
@@ -177,7 +208,8 @@ def overlay_png(
     tiles = slide.tiles
     assert tiles is not None  # noqa: S101 - tile_grid checked it
     scored[np.rint(tiles.y / size).astype(int), np.rint(tiles.x / size).astype(int)] = True
-    colours = (colormaps["inferno"](grid)[..., :3] * 255).astype(np.uint8)
+    values = np.clip(grid, 0.0, 1.0)
+    colours = (colormaps[COLOUR_MAP](values)[..., :3] * 255).astype(np.uint8)
     # Scale the grid to the thumbnail: each tile covers size/slide.width of the width.
     cell_w = width * size / slide.width
     cell_h = height * size / slide.height
@@ -193,9 +225,17 @@ def overlay_png(
     mask = Image.new("L", base.size)
     mask.paste(mask_img.crop((0, 0, width, height)), (0, 0))
     composed = Image.composite(layer, base, mask)
+    legend = _legend(width)
+    framed = Image.new("RGB", (width, height + legend.height), "white")
+    framed.paste(composed, (0, 0))
+    framed.paste(legend, (0, height))
+    longest = max(width, height)
+    if framed.height > longest:  # keep within the thumbnail's size
+        scale = longest / framed.height
+        framed = framed.resize((max(1, round(width * scale)), longest), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     # A 256-colour palette keeps a 1024 px thumbnail near 200 KB instead of 1 MB.
-    composed.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(
+    framed.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(
         buffer, format="PNG", optimize=True
     )
     return buffer.getvalue()

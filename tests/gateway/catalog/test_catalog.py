@@ -7,6 +7,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from sqlalchemy import text
 
 from gateway.catalog import (
     Catalog,
@@ -16,6 +17,8 @@ from gateway.catalog import (
     StudyState,
     utcnow,
 )
+from gateway.catalog.access import AccessLog, SessionStore
+from gateway.catalog.schema import AccessAction
 from gateway.errors import CatalogError, UidConflictError
 
 pytestmark = pytest.mark.integration
@@ -206,3 +209,24 @@ def test_enqueue_refuses_a_study_still_receiving(catalog: Catalog) -> None:
 def test_naive_timestamps_are_refused(catalog: Catalog) -> None:
     with pytest.raises(Exception, match="timezone-aware"):
         catalog.record_instance(rec(), None, now=dt.datetime(2026, 1, 1))  # noqa: DTZ001
+
+
+def test_access_log_and_sessions(catalog: Catalog) -> None:
+    log = AccessLog(catalog)
+    ids = [f"Observation/{i}" for i in range(150)]
+    log.record("ehr", "10.0.0.1", "GET", "/fhir/Observation", AccessAction.SEARCH, 200, "Obs", ids)
+    log.record("ops", "10.0.0.2", "POST", "/studies/{uid}/requeue", AccessAction.REQUEUE, 303)
+    newest, oldest = log.entries()
+    assert newest.token_name == "ops" and newest.action == AccessAction.REQUEUE
+    assert oldest.result_count == 150 and len(oldest.resources) == 100
+    assert [e.token_name for e in log.entries(token_name="ehr")] == ["ehr"]
+    sessions = SessionStore(catalog)
+    cookie, view = sessions.create("ops", "10.0.0.2", 3600)
+    assert sessions.get(cookie) == view
+    with catalog.engine.connect() as conn:
+        stored = conn.execute(text("SELECT id_hash FROM http_sessions")).scalars().all()
+    assert cookie not in stored  # only its hash is kept
+    assert sessions.get(cookie, now=view.expires_at) is None
+    assert [v.token_name for v in sessions.live()] == ["ops"]
+    assert sessions.revoke(cookie) and not sessions.revoke(cookie)
+    assert sessions.get(cookie) is None and sessions.live() == []

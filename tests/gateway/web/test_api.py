@@ -1,4 +1,4 @@
-"""The HTTP service: auth, health, metrics, status page, and FHIR read/search (fhirpy)."""
+"""The HTTP service: header-only tokens, health, metrics, API, OpenAPI, FHIR with fhirpy."""
 
 from __future__ import annotations
 
@@ -9,37 +9,27 @@ import httpx
 import pytest
 from fhirpy import SyncFHIRClient
 
-from gateway.web import HttpServer, create_app
-from ihgamp_core.scoring import Engine
-from ihgamp_core.synthetic.samples import SampleCase
+from gateway.catalog import Catalog
+from gateway.dispatch.outbox import Outbox
+from gateway.web import create_app
 from support.gateway import make_settings
-from support.reports import Reported, make_reported
+from support.reports import Reported
+
+from .conftest import HTTP, OPERATOR, READER, bearer, running
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-TOKEN = "test-token-0123456789abcdef"
-
 
 @pytest.fixture(scope="module")
-def service(
-    tmp_path_factory: pytest.TempPathFactory,
-    engine: Engine,
-    samples_root: Path,
-    sample_cases: dict[str, SampleCase],
-) -> Iterator[tuple[str, Reported]]:
-    tmp = tmp_path_factory.mktemp("web")
-    reported = make_reported(
-        tmp, engine, samples_root, sample_cases["DEMO-001"], make_settings(tmp)
-    )
-    server = HttpServer(create_app(reported.catalog, reported.outbox, TOKEN), "127.0.0.1", 0)
-    port = server.start()
-    yield f"http://127.0.0.1:{port}", reported
-    server.stop()
+def service(reported: Reported) -> Iterator[tuple[str, Reported]]:
+    app = create_app(reported.catalog, reported.outbox, reported.settings)
+    with running(app) as url:
+        yield url, reported
 
 
 def test_fhirpy_reads_and_searches_the_observation(service: tuple[str, Reported]) -> None:
     url, reported = service
-    client = SyncFHIRClient(f"{url}/fhir", authorization=f"Bearer {TOKEN}")
+    client = SyncFHIRClient(f"{url}/fhir", authorization=f"Bearer {READER}")
     obs_id = reported.report.ids.observation_identifier
     observation = client.reference("Observation", obs_id).to_resource()
     assert observation["id"] == obs_id
@@ -66,11 +56,11 @@ def test_fhir_endpoint_media_type_capability_and_errors(service: tuple[str, Repo
     assert metadata.status_code == 200
     assert metadata.headers["content-type"].startswith("application/fhir+json")
     assert metadata.json()["fhirVersion"] == "4.0.1"
-    headers = {"Authorization": f"Bearer {TOKEN}"}
+    headers = bearer(READER)
     missing = httpx.get(f"{url}/fhir/Observation/nope", headers=headers)
     assert missing.status_code == 404 and missing.json()["resourceType"] == "OperationOutcome"
     bad = httpx.get(f"{url}/fhir/Observation", params={"patient": "x"}, headers=headers)
-    assert bad.status_code == 400 and "unsupported search" in bad.text
+    assert bad.status_code == 400 and "unsupported parameters" in bad.text
     obs_id = reported.report.ids.observation_identifier
     unauthorised = httpx.get(f"{url}/fhir/Observation/{obs_id}")
     assert (
@@ -81,40 +71,71 @@ def test_fhir_endpoint_media_type_capability_and_errors(service: tuple[str, Repo
     assert wrong.status_code == 401
 
 
-def test_health_metrics_api_and_status_page(service: tuple[str, Reported]) -> None:
+def test_health_metrics_api_and_heatmaps(service: tuple[str, Reported]) -> None:
     url, reported = service
     assert httpx.get(f"{url}/health").json()["status"] == "ok"
     assert httpx.get(f"{url}/ready").status_code == 200
     metrics = httpx.get(f"{url}/metrics").text
     assert 'ihgamp_studies{state="complete"} 1.0' in metrics
     assert httpx.get(f"{url}/api/studies").status_code == 401
-    studies = httpx.get(f"{url}/api/studies", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    studies = httpx.get(f"{url}/api/studies", headers=bearer(READER)).json()
     assert studies[0]["study_uid"] == reported.study_uid
-    page = httpx.get(f"{url}/", params={"access_token": TOKEN})
-    assert page.status_code == 200 and "not a companion diagnostic" in page.text
-    assert f"/studies/{reported.study_uid}/heatmap-1.png" in page.text
-    png = httpx.get(
-        f"{url}/studies/{reported.study_uid}/heatmap-1.png", params={"access_token": TOKEN}
-    )
+    detail = httpx.get(f"{url}/api/studies/{reported.study_uid}", headers=bearer(READER)).json()
+    assert detail["result"]["model"]["demo"] is True
+    assert detail["result"]["triage"]["text"] == reported.report.triage.text
+    assert detail["heatmaps"] == [f"/studies/{reported.study_uid}/heatmap-1.png"]
+    png = httpx.get(f"{url}{detail['heatmaps'][0]}", headers=bearer(READER))
     assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (
-        httpx.get(
-            f"{url}/studies/{reported.study_uid}/sr.dcm", params={"access_token": TOKEN}
-        ).status_code
-        == 404
-    )
-    assert "SYNTHETIC" not in page.text  # no patient names on the page
+    sr = httpx.get(f"{url}/studies/{reported.study_uid}/sr.dcm", headers=bearer(READER))
+    assert sr.status_code == 404
+    assert "SYNTHETIC" not in str(detail)  # no patient names in the API
+
+
+def test_a_token_in_the_url_is_refused(service: tuple[str, Reported]) -> None:
+    url, reported = service
+    token = {"access_token": OPERATOR}
+    obs_id = reported.report.ids.observation_identifier
+    assert httpx.get(f"{url}/api/studies", params=token).status_code == 401
+    assert httpx.get(f"{url}/fhir/Observation/{obs_id}", params=token).status_code == 401
+    heatmap = f"{url}/studies/{reported.study_uid}/heatmap-1.png"
+    assert httpx.get(heatmap, params=token).status_code == 401
+    page = httpx.get(f"{url}/", params=token)
+    assert page.status_code == 401 and "Authorization header" in page.json()["detail"]
+
+
+def test_openapi_and_docs_need_a_token(service: tuple[str, Reported]) -> None:
+    url, _ = service
+    assert httpx.get(f"{url}/openapi.json").status_code == 401
+    assert httpx.get(f"{url}/docs").status_code == 401
+    spec = httpx.get(f"{url}/openapi.json", headers=bearer(READER)).json()
+    assert "/api/studies" in spec["paths"] and "/fhir/Observation" in spec["paths"]
+    docs = httpx.get(f"{url}/docs", headers=bearer(READER))
+    assert docs.status_code == 200 and "/api/studies" in docs.text
+    assert "cdn" not in docs.text.lower()  # nothing from outside the gateway
+
+
+def test_metrics_can_require_a_token(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, http={**HTTP, "metrics_auth": True})
+    catalog = Catalog(settings.catalog.url)
+    app = create_app(catalog, Outbox(tmp_path / "o"), settings)
+    try:
+        with running(app) as url:
+            assert httpx.get(f"{url}/metrics").status_code == 401
+            assert httpx.get(f"{url}/metrics", headers=bearer(READER)).status_code == 200
+            assert httpx.get(f"{url}/health").status_code == 200
+    finally:
+        catalog.close()
 
 
 def test_without_a_token_nothing_is_served(tmp_path: Path) -> None:
-    from gateway.catalog import Catalog
-    from gateway.dispatch.outbox import Outbox
-
-    catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
-    server = HttpServer(create_app(catalog, Outbox(tmp_path / "o"), None), "127.0.0.1", 0)
-    port = server.start()
+    settings = make_settings(tmp_path)
+    catalog = Catalog(settings.catalog.url)
+    app = create_app(catalog, Outbox(tmp_path / "o"), settings)
     try:
-        assert httpx.get(f"http://127.0.0.1:{port}/api/studies").status_code == 503
-        assert httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200
+        with running(app) as url:
+            assert httpx.get(f"{url}/api/studies").status_code == 503
+            assert httpx.get(f"{url}/fhir/Observation/x").status_code == 503
+            assert httpx.get(f"{url}/").status_code == 503
+            assert httpx.get(f"{url}/health").status_code == 200
     finally:
-        server.stop()
+        catalog.close()

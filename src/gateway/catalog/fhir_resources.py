@@ -1,0 +1,96 @@
+"""Device, Provenance and ImagingStudy resources kept for the read-only FHIR endpoint.
+
+Observations have their own table (:class:`~gateway.catalog.deliveries.ObservationStore`,
+searched by patient and code); the resources they reference live here, each under the
+one key it is searched by (see :class:`~gateway.catalog.schema.FhirResource`).
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Any, cast
+
+from sqlalchemy import select
+
+from ..errors import CatalogError
+from .catalog import Catalog
+from .schema import FhirResource, Study
+
+__all__ = ["FhirResourceStore", "ServedType"]
+
+
+class ServedType(StrEnum):
+    """Resource types kept in ``fhir_resources``."""
+
+    DEVICE = "Device"
+    PROVENANCE = "Provenance"
+    IMAGING_STUDY = "ImagingStudy"
+
+
+class FhirResourceStore:
+    """The ``fhir_resources`` table.
+
+    Parameters
+    ----------
+    catalog : Catalog
+        The catalog.
+    """
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    def put(
+        self,
+        resource: dict[str, Any],
+        search_key: str,
+        study_uid: str | None = None,
+    ) -> None:
+        """Store (or replace) one resource; its ``resourceType`` and ``id`` are its key.
+
+        Raises
+        ------
+        CatalogError
+            If the type is not kept here, the resource has no id, or the study is unknown.
+        """
+        try:
+            kind = ServedType(str(resource.get("resourceType")))
+        except ValueError:
+            raise CatalogError(f"{resource.get('resourceType')} is not kept here") from None
+        resource_id = resource.get("id")
+        if not isinstance(resource_id, str) or not resource_id:
+            raise CatalogError(f"a stored {kind} needs an id")
+        with self.catalog.session() as s:
+            study_id = None
+            if study_uid is not None:
+                study = s.scalars(select(Study).where(Study.study_uid == study_uid)).first()
+                if study is None:
+                    raise CatalogError(f"no study {study_uid} in the catalog")
+                study_id = study.id
+            row = s.get(FhirResource, (str(kind), resource_id))
+            if row is None:
+                row = FhirResource(resource_type=str(kind), id=resource_id)
+                s.add(row)
+            if study_id is not None:
+                row.study_id = study_id
+            row.search_key = search_key
+            row.resource = json.dumps(resource)
+
+    def get(self, kind: ServedType, resource_id: str) -> dict[str, Any] | None:
+        """One resource by type and id."""
+        with self.catalog.session() as s:
+            row = s.get(FhirResource, (str(kind), resource_id))
+            return None if row is None else cast(dict[str, Any], json.loads(row.resource))
+
+    def search(self, kind: ServedType, search_key: str, limit: int = 100) -> list[dict[str, Any]]:
+        """Resources of one type stored under ``search_key``, newest first."""
+        with self.catalog.session() as s:
+            rows = s.scalars(
+                select(FhirResource)
+                .where(
+                    FhirResource.resource_type == str(kind), FhirResource.search_key == search_key
+                )
+                .order_by(FhirResource.updated_at.desc())
+                .limit(limit)
+            )
+            return [cast(dict[str, Any], json.loads(r.resource)) for r in rows]

@@ -1,0 +1,278 @@
+"""What the API and the status page show of a study: one read model, two serialisers.
+
+A study's result summary (call, triage text, model identity with its DEMO flag) is read
+from its ``result.json`` in the outbox, cached by file modification time so that a page
+refresh does not parse every result again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ..catalog import Catalog, JobStore, JobView, StudySnapshot
+from ..catalog.deliveries import DeliveryStore, DeliveryView
+from ..dispatch.outbox import Outbox
+from ..spool import valid_uid
+
+__all__ = [
+    "HEATMAP_RE",
+    "InvalidStudyUid",
+    "ModelSummary",
+    "ResultSummary",
+    "StudyDetail",
+    "TimelineEvent",
+    "checked_study_uid",
+    "detail_dict",
+    "heatmaps",
+    "result_summary",
+    "study_detail",
+    "study_row",
+]
+
+HEATMAP_RE = re.compile(r"^heatmap-[1-9][0-9]{0,3}\.png$")
+
+
+class InvalidStudyUid(ValueError):
+    """A path parameter that is not a DICOM UID."""
+
+
+def checked_study_uid(study_uid: str) -> str:
+    """``study_uid`` if it is a syntactically valid DICOM UID.
+
+    Raises
+    ------
+    InvalidStudyUid
+        Otherwise (answered with 422 by the API, 404 by the page).
+    """
+    if not valid_uid(study_uid):
+        raise InvalidStudyUid("study_uid: not a DICOM UID (digits and dots, at most 64)")
+    return study_uid
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """Which model produced a result (or is loaded), for people."""
+
+    display_name: str
+    version: str
+    backbone: str
+    demo: bool
+    intended_use: str
+
+
+@dataclass(frozen=True)
+class ResultSummary:
+    """The parts of ``result.json`` an operator reads."""
+
+    call: str | None
+    probability: float | None
+    threshold: float | None
+    qc_flags: tuple[str, ...]
+    triage_category: str | None
+    triage_text: str | None
+    triage_statement: str | None
+    histology: str | None
+    model: ModelSummary | None
+    notes: tuple[str, ...] = ()
+
+
+def _model(m: dict[str, Any]) -> ModelSummary:
+    backbone = m.get("backbone") or {}
+    return ModelSummary(
+        str(m.get("display_name", "?")),
+        str(m.get("head_version", "?")),
+        f"{backbone.get('architecture', '?')} {backbone.get('weights', '')}".strip(),
+        bool(m.get("demo", False)),
+        str(m.get("intended_use", "")),
+    )
+
+
+@lru_cache(maxsize=512)
+def _read_summary(path: str, _mtime_ns: int) -> ResultSummary | None:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    triage = data.get("triage") or {}
+    return ResultSummary(
+        data.get("call"),
+        data.get("probability"),
+        data.get("threshold"),
+        tuple(data.get("qc_flags") or ()),
+        triage.get("category"),
+        triage.get("text"),
+        triage.get("statement"),
+        triage.get("histology"),
+        _model(data["model"]) if isinstance(data.get("model"), dict) else None,
+        tuple(data.get("notes") or ()),
+    )
+
+
+def result_summary(study: StudySnapshot, outbox: Outbox) -> ResultSummary | None:
+    """The study's result summary, if it has a readable ``result.json``.
+
+    The catalog's ``result_path`` when recorded, else the study's outbox folder.
+    """
+    path = study.result_path or str(
+        outbox.root / checked_study_uid(study.study_uid) / "result.json"
+    )
+    try:
+        mtime = Path(path).stat().st_mtime_ns
+    except OSError:
+        return None
+    return _read_summary(path, mtime)
+
+
+def heatmaps(outbox: Outbox, study_uid: str) -> list[str]:
+    """Names of the study's heatmap PNGs in the outbox."""
+    if not valid_uid(study_uid):
+        return []
+    folder = outbox.root / study_uid
+    if not folder.is_dir():
+        return []
+    names = [p.name for p in folder.glob("heatmap-*.png") if HEATMAP_RE.match(p.name)]
+    return sorted(names, key=lambda n: int(n[len("heatmap-") : -len(".png")]))
+
+
+@dataclass(frozen=True)
+class TimelineEvent:
+    """One dated event in a study's life."""
+
+    at: dt.datetime
+    event: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class StudyDetail:
+    """Everything the study page and ``GET /api/studies/{uid}`` show."""
+
+    study: StudySnapshot
+    result: ResultSummary | None
+    jobs: list[JobView]
+    deliveries: list[DeliveryView]
+    heatmaps: list[str]
+    timeline: list[TimelineEvent] = field(default_factory=list)
+
+
+def _timeline(
+    study: StudySnapshot, jobs: list[JobView], deliveries: list[DeliveryView]
+) -> list[TimelineEvent]:
+    events = [
+        TimelineEvent(study.first_received_at, "first instance received"),
+        TimelineEvent(study.last_received_at, "last instance received"),
+    ]
+    if study.completed_at:
+        reason = "forced" if study.forced else "timers"
+        events.append(TimelineEvent(study.completed_at, "complete", reason))
+    for job in jobs:
+        if job.created_at:
+            events.append(TimelineEvent(job.created_at, f"job {job.job_id} queued", job.kind))
+        if job.finished_at:
+            detail = (job.last_error or "") if job.state == "failed" else ""
+            events.append(TimelineEvent(job.finished_at, f"job {job.job_id} {job.state}", detail))
+    if study.scored_at:
+        events.append(TimelineEvent(study.scored_at, "scored", study.result_call or ""))
+    for d in deliveries:
+        if d.created_at:
+            events.append(TimelineEvent(d.created_at, f"delivery to {d.destination} queued"))
+        if d.delivered_at:
+            events.append(TimelineEvent(d.delivered_at, f"delivered to {d.destination}"))
+        elif d.state == "dead-letter":
+            events.append(
+                TimelineEvent(
+                    d.next_attempt_at,
+                    f"delivery to {d.destination} dead-letter",
+                    f"{d.attempts}/{d.max_attempts} attempts: {d.last_error or ''}",
+                )
+            )
+    return sorted(events, key=lambda e: e.at)
+
+
+def study_detail(catalog: Catalog, outbox: Outbox, study_uid: str) -> StudyDetail | None:
+    """The study's detail, or None if the catalog does not know it."""
+    study = catalog.study(checked_study_uid(study_uid))
+    if study is None:
+        return None
+    jobs = JobStore(catalog).jobs(limit=50, study_uid=study_uid)
+    deliveries = DeliveryStore(catalog).deliveries(study_uid=study_uid, limit=100)
+    return StudyDetail(
+        study,
+        result_summary(study, outbox),
+        jobs,
+        deliveries,
+        heatmaps(outbox, study_uid),
+        _timeline(study, jobs, deliveries),
+    )
+
+
+def _iso(when: dt.datetime | None) -> str | None:
+    return when.isoformat() if when else None
+
+
+def study_row(study: StudySnapshot, deliveries: list[DeliveryView]) -> dict[str, Any]:
+    """A study as ``GET /api/studies`` lists it."""
+    return {
+        "study_uid": study.study_uid,
+        "accession_number": study.accession_number,
+        "state": study.state,
+        "reason": study.state_reason,
+        "call": study.result_call,
+        "probability": study.result_probability,
+        "last_received_at": study.last_received_at.isoformat(),
+        "scored_at": _iso(study.scored_at),
+        "deliveries": [
+            {
+                "destination": d.destination,
+                "state": d.state,
+                "attempts": d.attempts,
+                "max_attempts": d.max_attempts,
+                "error": d.last_error,
+            }
+            for d in deliveries
+        ],
+    }
+
+
+def detail_dict(detail: StudyDetail) -> dict[str, Any]:
+    """A study as ``GET /api/studies/{uid}`` shows it."""
+    out = study_row(detail.study, detail.deliveries)
+    r = detail.result
+    out["result"] = None
+    if r is not None:
+        out["result"] = {
+            "call": r.call,
+            "probability": r.probability,
+            "threshold": r.threshold,
+            "qc_flags": list(r.qc_flags),
+            "triage": {"category": r.triage_category, "text": r.triage_text},
+            "model": None
+            if r.model is None
+            else {
+                "name": r.model.display_name,
+                "version": r.model.version,
+                "demo": r.model.demo,
+            },
+        }
+    out["jobs"] = [
+        {
+            "job_id": j.job_id,
+            "kind": j.kind,
+            "state": j.state,
+            "attempts": j.attempts,
+            "max_attempts": j.max_attempts,
+            "error": j.last_error,
+        }
+        for j in detail.jobs
+    ]
+    out["heatmaps"] = [f"/studies/{detail.study.study_uid}/{name}" for name in detail.heatmaps]
+    out["timeline"] = [
+        {"at": e.at.isoformat(), "event": e.event, "detail": e.detail} for e in detail.timeline
+    ]
+    return out

@@ -1,0 +1,217 @@
+"""Named tokens (access, expiry, rotation), status-page sessions (cookie, expiry,
+revocation), CSRF and origin checks, and the audit of HTTP reads (catalog, API, CLI)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from gateway.catalog import Catalog, JobState, JobStore
+from gateway.catalog.access import AccessLog, SessionStore
+from gateway.catalog.schema import AccessAction
+from gateway.cli.app import app as cli
+from gateway.dispatch.outbox import Outbox
+from gateway.errors import ConfigError
+from gateway.web import TokenRegistry, create_app
+from support.gateway import make_settings
+from support.reports import Reported
+
+from .conftest import HTTP, OPERATOR, READER, bearer, running
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@pytest.fixture(scope="module")
+def url(reported: Reported) -> Iterator[str]:
+    app = create_app(reported.catalog, reported.outbox, reported.settings)
+    with running(app) as base:
+        yield base
+
+
+def _login(url: str, token: str = OPERATOR) -> httpx.Client:
+    client = httpx.Client(base_url=url)
+    response = client.post("/login", data={"token": token, "next": "/"})
+    assert response.status_code == 303, response.text
+    return client
+
+
+def _csrf(page: httpx.Response) -> str:
+    match = CSRF_RE.search(page.text)
+    assert match, "no CSRF field on the page"
+    return match.group(1)
+
+
+def test_login_sets_an_opaque_httponly_strict_cookie(url: str) -> None:
+    response = httpx.post(f"{url}/login", data={"token": OPERATOR, "next": "/"})
+    assert response.status_code == 303 and response.headers["location"] == "/"
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith("ihgamp_session=")
+    attributes = {a.strip().split("=")[0].lower() for a in cookie.split(";")[1:]}
+    assert {"httponly", "samesite", "max-age", "path"} <= attributes
+    assert "samesite=strict" in cookie.lower()
+    value = cookie.split(";")[0].split("=", 1)[1]
+    assert OPERATOR not in value and len(value) >= 40
+    page = httpx.get(f"{url}/", cookies={"ihgamp_session": value})
+    assert page.status_code == 200 and "signed in as <b>operator</b>" in page.text
+
+
+def test_login_refuses_unknown_and_read_only_tokens(url: str) -> None:
+    wrong = httpx.post(f"{url}/login", data={"token": "not-a-token-at-all"})
+    assert wrong.status_code == 401 and "set-cookie" not in wrong.headers
+    reader = httpx.post(f"{url}/login", data={"token": READER})
+    assert reader.status_code == 403 and "set-cookie" not in reader.headers
+    assert httpx.get(f"{url}/").status_code == 303  # to the login form
+    login = httpx.get(f"{url}/studies/1.2.3")
+    assert login.headers["location"] == "/login?next=%2Fstudies%2F1.2.3"
+    # After logging in, the browser goes where it was going, and nowhere else.
+    off_site = httpx.post(f"{url}/login", data={"token": OPERATOR, "next": "//evil.example/"})
+    assert off_site.headers["location"] == "/"
+
+
+def test_forms_need_the_session_csrf_token_and_the_same_origin(
+    url: str, reported: Reported
+) -> None:
+    client = _login(url)
+    page = client.get(f"/studies/{reported.study_uid}")
+    token = _csrf(page)
+    action = f"/studies/{reported.study_uid}/redispatch"
+    assert client.post(action, data={"other": "1"}).status_code == 403
+    assert client.post(action, data={"csrf": "forged"}).status_code == 403
+    foreign = client.post(action, data={"csrf": token}, headers={"Origin": "http://evil.example"})
+    assert foreign.status_code == 403
+    done = client.post(action, data={"csrf": token}, headers={"Origin": url})
+    assert done.status_code == 303 and done.headers["location"].endswith("done=redispatched")
+    # Another session's CSRF token is worth nothing here.
+    other = _login(url)
+    assert other.post(action, data={"csrf": token}).status_code == 403
+
+
+def test_requeue_from_the_page_queues_a_job(url: str, reported: Reported) -> None:
+    client = _login(url)
+    token = _csrf(client.get("/"))
+    before = len(JobStore(reported.catalog).jobs(study_uid=reported.study_uid))
+    response = client.post(f"/studies/{reported.study_uid}/requeue", data={"csrf": token})
+    assert response.status_code == 303
+    jobs = JobStore(reported.catalog).jobs(study_uid=reported.study_uid)
+    assert len(jobs) == before + 1 and jobs[0].state == JobState.QUEUED
+    assert jobs[0].max_attempts == reported.settings.worker.max_attempts
+
+
+def test_logout_and_revocation_end_sessions_on_the_server(url: str, reported: Reported) -> None:
+    client = _login(url)
+    cookie = client.cookies["ihgamp_session"]
+    token = _csrf(client.get("/"))
+    assert client.post("/logout", data={"csrf": token}).status_code == 303
+    assert httpx.get(f"{url}/", cookies={"ihgamp_session": cookie}).status_code == 303
+    # An operator revokes every session (e.g. after a token leaked).
+    first, second = _login(url), _login(url)
+    assert first.get("/").status_code == 200
+    assert SessionStore(reported.catalog).revoke_all("operator") >= 2
+    assert first.get("/").status_code == 303 and second.get("/").status_code == 303
+
+
+def test_sessions_expire(reported: Reported) -> None:
+    store = SessionStore(reported.catalog)
+    cookie, view = store.create("operator", "127.0.0.1", 60)
+    assert store.get(cookie) is not None
+    assert store.get(cookie, now=view.expires_at) is None
+    assert store.get(cookie + "x") is None
+
+
+def test_a_session_ends_when_its_token_leaves_the_configuration(
+    reported: Reported, tmp_path: Path
+) -> None:
+    with running(create_app(reported.catalog, reported.outbox, reported.settings)) as url:
+        cookie = _login(url).cookies["ihgamp_session"]
+    rotated = TokenRegistry.single("a-new-operator-token-0123")  # "operator" is gone
+    app = create_app(reported.catalog, reported.outbox, reported.settings, tokens=rotated)
+    with running(app) as url:
+        assert httpx.get(f"{url}/", cookies={"ihgamp_session": cookie}).status_code == 303
+
+
+def test_named_tokens_expire_and_rotate(tmp_path: Path) -> None:
+    now = dt.datetime.now(dt.UTC)
+    http = {
+        "tokens": [
+            {"name": "ehr-2025", "token": "old-ehr-token-0123456789", "expires": now},
+            {"name": "ehr-2026", "token": "new-ehr-token-0123456789"},
+            {"name": "ops", "token": OPERATOR, "access": "operate"},
+        ]
+    }
+    settings = make_settings(tmp_path, http=http)
+    catalog = Catalog(settings.catalog.url)
+    try:
+        with running(create_app(catalog, Outbox(tmp_path / "o"), settings)) as url:
+            old = httpx.get(f"{url}/api/studies", headers=bearer("old-ehr-token-0123456789"))
+            assert old.status_code == 401
+            new = httpx.get(f"{url}/api/studies", headers=bearer("new-ehr-token-0123456789"))
+            assert new.status_code == 200
+            audit = httpx.get(f"{url}/api/audit", headers=bearer(OPERATOR)).json()
+            assert [e["token"] for e in audit] == ["ehr-2026"]
+            refused = httpx.get(f"{url}/api/audit", headers=bearer("new-ehr-token-0123456789"))
+            assert refused.status_code == 403
+    finally:
+        catalog.close()
+
+
+def test_reads_are_audited_by_token_without_patient_identifiers(
+    url: str, reported: Reported, tmp_path: Path
+) -> None:
+    since = dt.datetime.now(dt.UTC)
+    obs_id = reported.report.ids.observation_identifier
+    patient = "SYN-0001"
+    httpx.get(f"{url}/fhir/Observation/{obs_id}", headers=bearer(READER))
+    httpx.get(
+        f"{url}/fhir/Observation",
+        params={"subject:identifier": f"urn:ihgamp:issuer:IHGAMP-DEMO|{patient}"},
+        headers=bearer(READER),
+    )
+    httpx.get(f"{url}/api/studies/{reported.study_uid}", headers=bearer(READER))
+    rows = [e for e in AccessLog(reported.catalog).entries(since=since) if e.token_name == "ehr"]
+    by_route = {e.route: e for e in rows}
+    read = by_route["/fhir/Observation/{resource_id}"]
+    assert read.action == AccessAction.READ and read.resources == (f"Observation/{obs_id}",)
+    assert read.client == "127.0.0.1" and read.at >= since and read.status == 200
+    search = by_route["/fhir/Observation"]
+    assert search.action == AccessAction.SEARCH and search.resources == (f"Observation/{obs_id}",)
+    assert by_route["/api/studies/{study_uid}"].resources == (reported.study_uid,)
+    assert patient not in json.dumps([e.to_dict() for e in rows])
+    # Operators see the audit with the API and the CLI.
+    api = httpx.get(f"{url}/api/audit", params={"token": "ehr"}, headers=bearer(OPERATOR))
+    assert {e["route"] for e in api.json()} >= set(by_route)
+    config = reported.folder.parents[1] / "gateway.toml"
+    result = CliRunner().invoke(cli, ["audit", "--config", str(config), "--json", "--token", "ehr"])
+    assert result.exit_code == 0, result.output
+    shown: list[dict[str, Any]] = json.loads(result.output)
+    assert {e["route"] for e in shown} >= set(by_route)
+    table = CliRunner().invoke(cli, ["audit", "--config", str(config)])
+    assert table.exit_code == 0 and "ehr" in table.output
+
+
+def test_the_sessions_command_lists_and_revokes(url: str, reported: Reported) -> None:
+    client = _login(url)
+    config = str(reported.folder.parents[1] / "gateway.toml")
+    listed = CliRunner().invoke(cli, ["sessions", "--config", config])
+    assert listed.exit_code == 0 and "operator" in listed.output
+    revoked = CliRunner().invoke(cli, ["sessions", "--config", config, "--revoke"])
+    assert revoked.exit_code == 0 and "sessions revoked" in revoked.output
+    assert client.get("/").status_code == 303
+
+
+def test_the_http_settings_keep_the_single_token_as_default(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, http={"token": "legacy-token-0123456789", **HTTP})
+    names = [(t.name, str(t.access)) for t in settings.http.api_tokens()]
+    assert names == [("default", "operate"), ("operator", "operate"), ("ehr", "read")]
+    same = make_settings(tmp_path, http={"token": OPERATOR, **HTTP})
+    with pytest.raises(ConfigError, match="same value"):
+        TokenRegistry(same.http.api_tokens())
