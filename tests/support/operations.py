@@ -25,7 +25,6 @@ def received_study(catalog: Catalog, study_uid: str, accession: str) -> None:
             size=10,
             sha256="a" * 64,
         ),
-        1,
         None,
     )
     catalog.transition(study_uid, StudyState.COMPLETE)
@@ -38,7 +37,7 @@ def failed_study(catalog: Catalog, study_uid: str, accession: str, error: str) -
     job_id = jobs.enqueue(study_uid, 1)
     claimed = jobs.claim("test-worker", 30)
     assert claimed is not None and claimed.job_id == job_id
-    assert jobs.fail(job_id, "test-worker", error, 0, 0, permanent=True) == "failed"
+    assert jobs.fail(job_id, "test-worker", error, 0, 0, permanent=True)[0] == "failed"
     return job_id
 
 
