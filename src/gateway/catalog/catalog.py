@@ -160,9 +160,22 @@ class Catalog:
         self.engine.dispose()
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """Yield a session in a transaction, committed on success."""
+    def session(self, write: bool = False) -> Iterator[Session]:
+        """Yield a session in a transaction, committed on success.
+
+        Parameters
+        ----------
+        write : bool
+            The transaction reads, then writes what it read (on SQLite: take the write
+            lock at the start; on PostgreSQL the unique constraints arbitrate and the
+            loser retries).
+        """
         with self._sessions() as session, session.begin():
+            if write and self.engine.dialect.name == "sqlite":
+                # The driver starts a deferred transaction only at the first write, so
+                # the reads before it could be stale; take the write lock first instead
+                # (waiting up to busy_timeout for other writers).
+                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
             yield session
 
     # -- associations ---------------------------------------------------------------
@@ -304,7 +317,7 @@ class Catalog:
         now = now or utcnow()
         return self._retrying(lambda: self._record_instance(rec, assoc_id, now))
 
-    def _retrying(self, write: Callable[[], _T], attempts: int = 6) -> _T:
+    def _retrying(self, write: Callable[[], _T], attempts: int = 12) -> _T:
         """Run a write transaction, retrying when a concurrent writer won a race."""
         for attempt in range(attempts):
             try:
@@ -317,13 +330,14 @@ class Catalog:
                     raise CatalogError(f"catalog unavailable: {_db_reason(exc)}") from None
             except DBAPIError as exc:
                 raise CatalogError(f"catalog refused the write: {_db_reason(exc)}") from None
-            time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))  # noqa: S311 - jitter
+            delay = min(0.5, 0.01 * 2**attempt)
+            time.sleep(random.uniform(delay / 2, delay))  # noqa: S311 - jitter
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _record_instance(
         self, rec: InstanceRecord, assoc_id: int | None, now: dt.datetime
     ) -> RecordOutcome:
-        with self.session() as s:
+        with self.session(write=True) as s:
             existing = s.execute(
                 select(Instance, Series.series_uid, Study.study_uid)
                 .join(Series, Series.id == Instance.series_id)
