@@ -86,8 +86,13 @@ def configure_pynetdicom() -> None:
     * malformed input that raises inside pynetdicom's threads aborts the association
       with one log line (:func:`.transport.install_thread_hook`).
     """
+    import warnings
+
     import pydicom.config
 
+    # pydicom warns (to stderr, outside the logs) about what it finds in malformed data
+    # sets; the refusal that follows says what matters, in the log.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\..*)?$")
     with _configured:
         pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
         _config.STORE_RECV_CHUNKED_DATASET = True
