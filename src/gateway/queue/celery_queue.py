@@ -17,8 +17,11 @@ Delivery guarantees:
   that is due and has no live message: retries after their backoff, jobs whose worker
   died (after the lease expired), and jobs whose message a broker lost.
 
-The worker side runs Celery's own worker (``celery worker``, prefork pool) behind
-``ihgamp serve --role worker``; each pool process loads the model once, at start-up.
+The worker side runs Celery's own worker (``celery worker``) behind ``ihgamp serve --role
+worker`` with its thread pool: one process per worker node loads the model once, before
+the first message, and ``worker.count`` threads share it (one per GPU is the usual
+count). Keeping the tasks in the worker's own process also keeps its Prometheus metrics
+in the process that serves them (``node.metrics_port``).
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
 
 from ..catalog import Catalog, JobStore
 from ..config import Settings, WorkerSettings
@@ -135,33 +137,20 @@ class _Runtime:
     lease_s: float
 
 
-_settings: Settings | None = None
 _runtime: _Runtime | None = None
 
 
-def _build_runtime() -> _Runtime:
+def _build_runtime(settings: Settings) -> _Runtime:
     from ..parts import build_worker_runtime
 
-    assert _settings is not None  # noqa: S101 - set by run_worker before the pool starts
-    catalog, jobs, runner, owner = build_worker_runtime(_settings)
-    return _Runtime(catalog, jobs, runner, owner, _settings.worker.lease_s)
-
-
-def _on_process_init(**_: Any) -> None:
-    """Load the model and open the catalog once per pool process."""
-    global _runtime
-    if _settings is not None:
-        _runtime = _build_runtime()
-
-
-worker_process_init.connect(_on_process_init, weak=False)
+    catalog, jobs, runner, owner = build_worker_runtime(settings)
+    return _Runtime(catalog, jobs, runner, owner, settings.worker.lease_s)
 
 
 def _score_task(task: Any, job_id: int) -> str:
     """Run the job named by a message (skip it when it is not due)."""
-    global _runtime
-    if _runtime is None:  # solo pool: no process-init signal
-        _runtime = _build_runtime()
+    if _runtime is None:
+        raise RuntimeError("the worker runtime is not loaded (run_worker loads it first)")
     job = _runtime.jobs.claim_job(int(job_id), _runtime.owner, _runtime.lease_s)
     redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
     if job is None:
@@ -175,9 +164,12 @@ def _score_task(task: Any, job_id: int) -> str:
 
 
 def run_worker(settings: Settings, loglevel: str = "INFO") -> None:
-    """Run Celery's worker in this process (blocks until SIGTERM; then finishes its job)."""
-    global _settings
-    _settings = settings
+    """Load the model, then run Celery's worker in this process until SIGTERM.
+
+    On SIGTERM the worker stops taking messages and finishes the jobs it runs.
+    """
+    global _runtime
+    _runtime = _build_runtime(settings)
     app = make_celery(settings)
     app.worker_main(
         [
@@ -186,7 +178,7 @@ def run_worker(settings: Settings, loglevel: str = "INFO") -> None:
             "--loglevel",
             loglevel,
             "--pool",
-            "prefork",
+            "threads",
             "--concurrency",
             str(settings.worker.count),
             "--hostname",
