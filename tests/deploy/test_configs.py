@@ -44,5 +44,6 @@ def test_the_compose_and_kubernetes_configurations_are_valid(
     local.write_text(text.replace(secrets, f"{tmp_path}/"))
     s = load_settings(local, environ={})
     assert s.catalog.connect_url().startswith("postgresql+psycopg://ihgamp:pw@")
-    assert s.http.bearer_token() == "t" * 32
+    (token,) = s.http.api_tokens()
+    assert token.secret() == "t" * 32
     assert s.dicom.allowed_aes and not s.dicom.accept_any_ae
