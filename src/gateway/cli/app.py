@@ -7,6 +7,7 @@ import typer
 from ihgamp_core import __version__
 
 from .demo import demo, sample_data
+from .her2 import her2_app
 from .research import embed, evaluate_cmd, import_head, train
 from .retrieve import find, retrieve
 from .score import score
@@ -56,6 +57,7 @@ app.command("train")(train)
 app.command("evaluate")(evaluate_cmd)
 app.command("import-head")(import_head)
 app.add_typer(config_app, name="config")
+app.add_typer(her2_app, name="her2")
 app.command("score")(score)
 app.command("demo")(demo)
 app.command("sample-data")(sample_data)
