@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 _SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+_CACHE_BYTES = 512 * 1024 * 1024
 #: Written by the synthetic generator next to HE/ and IHC/: seed and physical patch size.
 SYNTHETIC_MARKER = "ihgamp-synthetic.json"
 _SCORE = re.compile(r"_(0|1\+|2\+|3\+)$")
@@ -212,8 +213,8 @@ class PairDataset(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
         Random flips and 90-degree rotations, the same for both images of a pair.
     seed : int
         Seed of the augmentation.
-    cache : bool
-        Keep decoded images in memory (small sets; the default for fewer than 5000 pairs).
+    cache : bool or None
+        Keep decoded, resized images in memory; by default when they fit in 512 MiB.
     """
 
     def __init__(
@@ -228,7 +229,8 @@ class PairDataset(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
         self.input_px = input_px
         self.augment = augment
         self.rng = np.random.default_rng(seed)
-        self.cache = len(self.items) < 5000 if cache is None else cache
+        pair_bytes = 2 * 3 * input_px * input_px
+        self.cache = len(self.items) * pair_bytes <= _CACHE_BYTES if cache is None else cache
         self._memory: dict[int, tuple[NDArray[np.uint8], NDArray[np.uint8]]] = {}
 
     def __len__(self) -> int:
