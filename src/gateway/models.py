@@ -1,4 +1,4 @@
-"""Finding and loading the model files an operator points to (or the demo model)."""
+"""Finding and loading the model files an operator points to (or the DEMO models)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,21 @@ from pathlib import Path
 
 from ihgamp_core.embed import OpenClipBackbone, resolve_device
 from ihgamp_core.embed.openclip import Precision
-from ihgamp_core.errors import ArtifactError
+from ihgamp_core.errors import ArtifactError, CheckpointError
 from ihgamp_core.head import HeadArtifact, load_head
+from ihgamp_core.her2.model import Her2Model, load_her2
 from ihgamp_core.scoring import Engine
 
-__all__ = ["DEMO_HEAD_ENV", "demo_head_path", "load_engine", "repo_root", "target_max_mpp"]
+__all__ = [
+    "DEMO_HEAD_ENV",
+    "HER2_DEMO_ENV",
+    "demo_head_path",
+    "her2_demo_path",
+    "load_engine",
+    "load_her2_model",
+    "repo_root",
+    "target_max_mpp",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -110,3 +120,45 @@ def target_max_mpp(head: Path | None) -> float | None:
     if tiling.target_mpp is None:
         return None
     return tiling.target_mpp * (1.0 + tiling.mpp_tolerance) + 1e-9  # as choose_level
+
+
+#: Environment variable naming the DEMO HER2 checkpoint (overrides the repository copy).
+HER2_DEMO_ENV = "IHGAMP_HER2_DEMO"
+
+
+def her2_demo_path() -> Path:
+    """Return where the shipped DEMO HER2 checkpoint lives.
+
+    Raises
+    ------
+    CheckpointError
+        If it cannot be found (e.g. a wheel install without the repository).
+    """
+    configured = os.environ.get(HER2_DEMO_ENV)
+    path = (
+        Path(configured)
+        if configured
+        else repo_root() / "sample_data" / "her2_demo" / "her2-demo.safetensors"
+    )
+    if not path.is_file():
+        raise CheckpointError(
+            f"no HER2 model given and the DEMO model is not at {path}; pass a checkpoint or "
+            f"set {HER2_DEMO_ENV} to sample_data/her2_demo/her2-demo.safetensors"
+        )
+    return path
+
+
+def load_her2_model(checkpoint: Path | None = None, device: str = "auto") -> Her2Model:
+    """Load a HER2 checkpoint, or the DEMO model when none is given.
+
+    Raises
+    ------
+    CheckpointError
+        With a message saying which file to pass.
+    """
+    model = load_her2(checkpoint or her2_demo_path(), resolve_device(device))
+    logger.info(
+        "HER2 model loaded",
+        extra={"model": model.info.display_name, "device": str(model.device)},
+    )
+    return model

@@ -16,7 +16,8 @@ to a person and carry on. The messages say what went wrong *and* what to do.
     │   ├── CheckpointError         backbone checkpoint missing or unloadable
     │   ├── ArtifactError           head artifact malformed, tampered or unsupported
     │   └── BackboneMismatchError   head trained on another backbone's embeddings
-    └── ParameterError              an invalid engine parameter (tiling, preset, option)
+    ├── ParameterError              an invalid engine parameter (tiling, preset, option)
+    └── PairingError                H&E and IHC slides that do not belong together
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "IhgampError",
     "ModelError",
     "NoUsableLevelError",
+    "PairingError",
     "ParameterError",
     "PixelSpacingError",
     "SlideError",
@@ -78,3 +80,7 @@ class BackboneMismatchError(ModelError):
 
 class ParameterError(IhgampError, ValueError):
     """An engine parameter is outside its valid range."""
+
+
+class PairingError(IhgampError):
+    """An H&E and an IHC slide given as a pair do not show the same tissue block."""

@@ -9,6 +9,7 @@ from ihgamp_core import __version__
 from .access import audit, sessions
 from .db import db_app
 from .demo import demo, sample_data
+from .her2 import her2_app
 from .research import embed, evaluate_cmd, import_head, train
 from .retrieve import find, retrieve
 from .score import score
@@ -61,6 +62,7 @@ app.command("evaluate")(evaluate_cmd)
 app.command("import-head")(import_head)
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
+app.add_typer(her2_app, name="her2")
 app.command("score")(score)
 app.command("demo")(demo)
 app.command("sample-data")(sample_data)

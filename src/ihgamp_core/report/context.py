@@ -24,6 +24,7 @@ __all__ = [
     "ReportContext",
     "SlideHeaders",
     "Supersedes",
+    "derive_output_ids",
     "model_key",
     "output_ids",
 ]
@@ -226,25 +227,46 @@ class OutputIds:
     device_identifier: str
 
 
-def output_ids(result: CaseResult) -> OutputIds:
-    """Compute the stable identifiers of a result's outputs."""
-    study = result.slides[0].info.study_instance_uid or result.case_id
-    inputs = sorted(uid for s in result.slides for uid in s.info.sop_instance_uids)
-    tiling = repr(sorted(result.tiling.items()))
-    key = hashlib.sha256("\n".join([study, model_key(result), tiling, *inputs]).encode())
+def derive_output_ids(
+    study: str, model: str, parameters: str, inputs: Sequence[str], n_maps: int
+) -> OutputIds:
+    """Stable identifiers from the study, the model, its parameters and the input instances.
+
+    Parameters
+    ----------
+    study : str
+        Study Instance UID (or the case id when there is none).
+    model : str
+        The model key (which model, which weights).
+    parameters : str
+        Everything else that changes the result (tiling, analysis name...).
+    inputs : sequence of str
+        SOP Instance UIDs of the inputs (sorted here).
+    n_maps : int
+        Heatmap objects to name (one per slide with a map).
+    """
+    key = hashlib.sha256("\n".join([study, model, parameters, *sorted(inputs)]).encode())
     digest = key.hexdigest()
 
     def uid(*parts: str) -> str:
         return derived_uid("ihgamp-output", digest, *parts)
 
-    device_digest = hashlib.sha256(model_key(result).encode()).hexdigest()[:32]
+    device_digest = hashlib.sha256(model.encode()).hexdigest()[:32]
     return OutputIds(
         key=digest,
         sr_series_uid=uid("sr-series"),
         sr_sop_uid=uid("sr"),
         pm_series_uid=uid("pm-series"),
-        pm_sop_uids=tuple(uid("pm", str(i)) for i in range(len(result.slides))),
+        pm_sop_uids=tuple(uid("pm", str(i)) for i in range(n_maps)),
         device_uid=derived_uid("ihgamp-device", device_digest),
         observation_identifier=digest[:40],
         device_identifier=device_digest,
     )
+
+
+def output_ids(result: CaseResult) -> OutputIds:
+    """Compute the stable identifiers of an HRD result's outputs."""
+    study = result.slides[0].info.study_instance_uid or result.case_id
+    inputs = [uid for s in result.slides for uid in s.info.sop_instance_uids]
+    tiling = repr(sorted(result.tiling.items()))
+    return derive_output_ids(study, model_key(result), tiling, inputs, len(result.slides))

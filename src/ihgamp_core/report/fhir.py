@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fhir.resources.R4B.bundle import Bundle
@@ -44,8 +44,14 @@ __all__ = [
     "build_device",
     "build_imaging_study",
     "build_observation",
+    "coding",
     "default_patient_system",
     "resolved_resources",
+    "device_resource",
+    "local_coding",
+    "observation_frame",
+    "quantity",
+    "transaction_bundle",
 ]
 
 DEVICE_SYSTEM = "urn:ihgamp:device"
@@ -74,41 +80,133 @@ def _uuid(ids: OutputIds, kind: str) -> str:
     return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'urn:ihgamp:{kind}:{ids.key}')}"
 
 
-def _coding(system: str, code: str, display: str) -> dict[str, str]:
+def coding(system: str, code: str, display: str) -> dict[str, str]:
+    """A FHIR Coding."""
     return {"system": system, "code": code, "display": display}
 
 
-def _local(code: Any) -> dict[str, str]:
-    return _coding(c.FHIR_LOCAL, code.value, code.meaning)
+def local_coding(code: Any) -> dict[str, str]:
+    """A Coding in the local code system from a pydicom Code of ``99IHGAMP``."""
+    return coding(c.FHIR_LOCAL, code.value, code.meaning)
 
 
-def build_device(result: CaseResult, ids: OutputIds) -> Device:
-    """The model as a FHIR Device (name, version, backbone identity, intended use)."""
-    m = result.model
+def device_resource(
+    ids: OutputIds,
+    display_name: str,
+    model_number: str,
+    type_text: str,
+    version: str,
+    properties: Sequence[tuple[str, str]],
+    note: str,
+) -> Device:
+    """A model as a FHIR Device (name, version, properties, intended use as a note)."""
     return Device.model_validate(
         {
             "resourceType": "Device",
             "identifier": [{"system": DEVICE_SYSTEM, "value": ids.device_identifier}],
             "status": "active",
             "manufacturer": "IHGAMP pathology gateway",
-            "deviceName": [{"name": m.display_name, "type": "model-name"}],
-            "modelNumber": m.head_name,
-            "type": {"text": "AI software: HRD estimate from H&E whole-slide image morphology"},
-            "version": [{"value": m.head_version}],
+            "deviceName": [{"name": display_name, "type": "model-name"}],
+            "modelNumber": model_number,
+            "type": {"text": type_text},
+            "version": [{"value": version}],
             "property": [
-                {
-                    "type": {"text": "backbone"},
-                    "valueCode": [{"text": f"{m.backbone.architecture} {m.backbone.weights}"}],
-                },
-                {"type": {"text": "preset"}, "valueCode": [{"text": m.preset}]},
-                {"type": {"text": "endpoint"}, "valueCode": [{"text": m.endpoint}]},
+                {"type": {"text": name}, "valueCode": [{"text": value}]}
+                for name, value in properties
             ],
-            "note": [{"text": m.intended_use}],
+            "note": [{"text": note}],
         }
     )
 
 
-def _quantity(value: float, code: str, unit: str) -> dict[str, Any]:
+def build_device(result: CaseResult, ids: OutputIds) -> Device:
+    """The model as a FHIR Device (name, version, backbone identity, intended use)."""
+    m = result.model
+    return device_resource(
+        ids,
+        m.display_name,
+        m.head_name,
+        "AI software: HRD estimate from H&E whole-slide image morphology",
+        m.head_version,
+        [
+            ("backbone", f"{m.backbone.architecture} {m.backbone.weights}"),
+            ("preset", m.preset),
+            ("endpoint", m.endpoint),
+        ],
+        m.intended_use,
+    )
+
+
+def observation_frame(
+    ids: OutputIds,
+    context: ReportContext,
+    device_ref: str,
+    device_display: str,
+    effective: str,
+    notes: Sequence[str],
+    patient_system: PatientSystem,
+    issued: dt.datetime,
+    supersedes: Supersedes | None = None,
+) -> dict[str, Any]:
+    """The parts every analysis' Observation shares.
+
+    AIAST security label, identifier, status, categories (laboratory, imaging), the
+    patient by identifier, times, the device, the notes and ``derivedFrom`` the
+    ImagingStudy. The caller adds ``code``, ``method``, the value and the components.
+    With ``supersedes`` the identifier of the replaced result comes first and the status
+    is ``amended``.
+
+    Raises
+    ------
+    ValueError
+        If the source study has no Patient ID (a result needs a subject).
+    """
+    patient_id = context.patient_id
+    if not patient_id:
+        raise ValueError("the study has no Patient ID; the Observation needs a subject")
+    return {
+        "resourceType": "Observation",
+        "meta": {"security": [coding(c.V3_OBSERVATION_VALUE, *c.V3_AIAST)]},
+        "identifier": [
+            {"system": OBSERVATION_SYSTEM, "value": value}
+            for value in dict.fromkeys(
+                [
+                    *([supersedes.observation_identifier] if supersedes else []),
+                    ids.observation_identifier,
+                ]
+            )
+        ],
+        "status": "amended" if supersedes is not None else "final",
+        "category": [
+            {"coding": [coding(OBSERVATION_CATEGORY, "laboratory", "Laboratory")]},
+            {"coding": [coding(OBSERVATION_CATEGORY, "imaging", "Imaging")]},
+        ],
+        "subject": {
+            "type": "Patient",
+            "identifier": {
+                "system": patient_system(context.issuer_of_patient_id),
+                "value": patient_id,
+            },
+        },
+        "effectiveDateTime": effective,
+        "issued": issued.isoformat(timespec="seconds"),
+        "device": {"reference": device_ref, "display": device_display},
+        "note": [{"text": text} for text in notes],
+        "derivedFrom": [
+            {
+                "type": "ImagingStudy",
+                "identifier": {
+                    "system": DICOM_UID_SYSTEM,
+                    "value": f"urn:oid:{context.study_uid}",
+                },
+                "display": f"DICOM study (SR {ids.sr_sop_uid})",
+            }
+        ],
+    }
+
+
+def quantity(value: float, code: str, unit: str) -> dict[str, Any]:
+    """A UCUM Quantity rounded to 6 decimals."""
     return {"value": round(float(value), 6), "unit": unit, "system": UCUM, "code": code}
 
 
@@ -132,35 +230,44 @@ def build_observation(
     ValueError
         If the source study has no Patient ID (a result needs a subject).
     """
-    patient_id = context.patient_id
-    if not patient_id:
-        raise ValueError("the study has no Patient ID; the Observation needs a subject")
+    issued = issued or dt.datetime.now(dt.UTC)
+    frame = observation_frame(
+        ids,
+        context,
+        device_ref,
+        result.model.display_name,
+        result.created,
+        (triage.text, triage.statement),
+        patient_system,
+        issued,
+        supersedes,
+    )
     components: list[dict[str, Any]] = []
     if result.probability is not None:
         components.append(
             {
-                "code": {"coding": [_local(c.HRD_PROBABILITY)]},
-                "valueQuantity": _quantity(result.probability, "1", "probability"),
+                "code": {"coding": [local_coding(c.HRD_PROBABILITY)]},
+                "valueQuantity": quantity(result.probability, "1", "probability"),
             }
         )
     if result.score is not None:
         components.append(
             {
-                "code": {"coding": [_local(c.HRD_SCORE)]},
-                "valueQuantity": _quantity(result.score, "{score}", "score"),
+                "code": {"coding": [local_coding(c.HRD_SCORE)]},
+                "valueQuantity": quantity(result.score, "{score}", "score"),
             }
         )
     components.append(
         {
-            "code": {"coding": [_local(c.OPERATING_THRESHOLD)]},
-            "valueQuantity": _quantity(result.threshold, "1", "probability"),
+            "code": {"coding": [local_coding(c.OPERATING_THRESHOLD)]},
+            "valueQuantity": quantity(result.threshold, "1", "probability"),
         }
     )
     components.append(
         {
-            "code": {"coding": [_local(c.TRIAGE)]},
+            "code": {"coding": [local_coding(c.TRIAGE)]},
             "valueCodeableConcept": {
-                "coding": [_local(c.TRIAGE_CODES[triage.category])],
+                "coding": [local_coding(c.TRIAGE_CODES[triage.category])],
                 "text": triage.text,
             },
         }
@@ -168,35 +275,19 @@ def build_observation(
     for flag in result.qc_flags:
         components.append(
             {
-                "code": {"coding": [_local(c.QC_FLAG)]},
-                "valueCodeableConcept": {"coding": [_local(c.QC_FLAGS[flag])]},
+                "code": {"coding": [local_coding(c.QC_FLAG)]},
+                "valueCodeableConcept": {"coding": [local_coding(c.QC_FLAGS[flag])]},
             }
         )
     interp_code, interp_display = _INTERPRETATION[result.call]
     call_code = c.CALL_CODES[result.call]
-    issued = issued or dt.datetime.now(dt.UTC)
     return Observation.model_validate(
         {
-            "resourceType": "Observation",
-            "meta": {"security": [_coding(c.V3_OBSERVATION_VALUE, *c.V3_AIAST)]},
-            "identifier": [
-                {"system": OBSERVATION_SYSTEM, "value": value}
-                for value in dict.fromkeys(
-                    [
-                        *([supersedes.observation_identifier] if supersedes else []),
-                        ids.observation_identifier,
-                    ]
-                )
-            ],
-            "status": "amended" if supersedes is not None else "final",
-            "category": [
-                {"coding": [_coding(OBSERVATION_CATEGORY, "laboratory", "Laboratory")]},
-                {"coding": [_coding(OBSERVATION_CATEGORY, "imaging", "Imaging")]},
-            ],
+            **frame,
             "code": {
                 "coding": [
-                    _coding(c.LOINC, c.LOINC_HRD, c.LOINC_HRD_DISPLAY),
-                    _coding(
+                    coding(c.LOINC, c.LOINC_HRD, c.LOINC_HRD_DISPLAY),
+                    coding(
                         c.FHIR_LOCAL,
                         "HRD-EST-IMAGE",
                         "HRD status, AI estimate from H&E whole-slide image morphology",
@@ -204,19 +295,9 @@ def build_observation(
                 ],
                 "text": "HRD status: AI estimate from H&E morphology (not a molecular test)",
             },
-            "subject": {
-                "type": "Patient",
-                "identifier": {
-                    "system": patient_system(context.issuer_of_patient_id),
-                    "value": patient_id,
-                },
-            },
-            "effectiveDateTime": result.created,
-            "issued": issued.isoformat(timespec="seconds"),
-            "device": {"reference": device_ref, "display": result.model.display_name},
             "method": {
                 "coding": [
-                    _coding(
+                    coding(
                         c.FHIR_LOCAL,
                         "AI-HE-WSI",
                         "AI estimate from H&E whole-slide image morphology",
@@ -227,47 +308,52 @@ def build_observation(
                     f"{result.model.backbone.describe()}); not a molecular assay"
                 ),
             },
-            "valueCodeableConcept": {"coding": [_local(call_code)], "text": call_code.meaning},
+            "valueCodeableConcept": {
+                "coding": [local_coding(call_code)],
+                "text": call_code.meaning,
+            },
             "interpretation": [
-                {"coding": [_coding(c.FHIR_INTERPRETATION, interp_code, interp_display)]}
-            ],
-            "note": [{"text": triage.text}, {"text": triage.statement}],
-            "derivedFrom": [
-                {
-                    "type": "ImagingStudy",
-                    "identifier": {
-                        "system": DICOM_UID_SYSTEM,
-                        "value": f"urn:oid:{context.study_uid}",
-                    },
-                    "display": f"DICOM study (SR {ids.sr_sop_uid})",
-                }
+                {"coding": [coding(c.FHIR_INTERPRETATION, interp_code, interp_display)]}
             ],
             "component": components,
         }
     )
 
 
-def build_bundle(
-    result: CaseResult,
-    triage: Triage,
-    context: ReportContext,
+def transaction_bundle(
     ids: OutputIds,
-    patient_system: PatientSystem = default_patient_system,
-    issued: dt.datetime | None = None,
+    device: Device,
+    observation_for: Callable[[str], Observation],
+    context: ReportContext,
+    activity: str,
+    issued: dt.datetime,
     supersedes: Supersedes | None = None,
 ) -> Bundle:
-    """The transaction Bundle: Device, Observation and Provenance, conditionally created.
+    """Device, Observation and Provenance in a transaction Bundle, conditionally created.
 
     A result that supersedes an earlier one updates that Observation in place
     (conditional ``PUT Observation?identifier=...`` on the earlier identifier), so the
     EHR holds one Observation, ``amended``, with the new values.
+
+    Parameters
+    ----------
+    ids : OutputIds
+        Stable identifiers (the Bundle's full URLs derive from ``ids.key``).
+    device : Device
+        The model.
+    observation_for : callable
+        Builds the Observation given the Device's full URL.
+    context : ReportContext
+        Source headers (the ImagingStudy).
+    activity : str
+        What the Provenance records as the activity.
+    issued : datetime
+        Time recorded in the Provenance.
+    supersedes : Supersedes, optional
+        The earlier result this one replaces.
     """
-    issued = issued or dt.datetime.now(dt.UTC)
     device_url, obs_url, prov_url = (_uuid(ids, k) for k in ("device", "observation", "prov"))
-    device = build_device(result, ids)
-    observation = build_observation(
-        result, triage, context, ids, device_url, patient_system, issued, supersedes
-    )
+    observation = observation_for(device_url)
     provenance = Provenance.model_validate(
         {
             "resourceType": "Provenance",
@@ -276,12 +362,12 @@ def build_bundle(
             },
             "target": [{"reference": obs_url}],
             "recorded": issued.isoformat(timespec="seconds"),
-            "activity": {"text": "HRD estimation from H&E whole-slide images (IHGAMP)"},
+            "activity": {"text": activity},
             "agent": [
                 {
                     "type": {
                         "coding": [
-                            _coding(
+                            coding(
                                 "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
                                 "performer",
                                 "Performer",
@@ -365,7 +451,7 @@ def build_imaging_study(
     patient_id = context.patient_id
     if not patient_id:
         raise ValueError("the study has no Patient ID; the ImagingStudy needs a subject")
-    slide_microscopy = _coding(DICOM_DCM, "SM", "Slide Microscopy")
+    slide_microscopy = coding(DICOM_DCM, "SM", "Slide Microscopy")
     series = [
         {
             "uid": slide.series_uid,
@@ -458,3 +544,30 @@ def resolved_resources(
         out.append(resolved)
     out.append(imaging_study.model_dump(mode="json", exclude_none=True))
     return out
+
+
+def build_bundle(
+    result: CaseResult,
+    triage: Triage,
+    context: ReportContext,
+    ids: OutputIds,
+    patient_system: PatientSystem = default_patient_system,
+    issued: dt.datetime | None = None,
+    supersedes: Supersedes | None = None,
+) -> Bundle:
+    """The transaction Bundle: Device, Observation and Provenance, conditionally created.
+
+    With ``supersedes`` the Observation amends the earlier result's in place.
+    """
+    issued = issued or dt.datetime.now(dt.UTC)
+    return transaction_bundle(
+        ids,
+        build_device(result, ids),
+        lambda device_url: build_observation(
+            result, triage, context, ids, device_url, patient_system, issued, supersedes
+        ),
+        context,
+        "HRD estimation from H&E whole-slide images (IHGAMP)",
+        issued,
+        supersedes,
+    )

@@ -25,9 +25,56 @@ from .. import __version__
 from ..result import CaseResult, SlideResult
 from . import codes as c
 
-__all__ = ["COLOUR_MAP", "build_parametric_map", "overlay_png", "tile_grid"]
+__all__ = [
+    "COLOUR_MAP",
+    "build_parametric_map",
+    "compose_overlay",
+    "grid_geometry",
+    "overlay_png",
+    "place_on_grid",
+    "tile_grid",
+]
 
 Probability = Callable[[NDArray[np.float64]], NDArray[np.float64]]
+
+
+def place_on_grid(
+    x: NDArray[np.int64],
+    y: NDArray[np.int64],
+    size: float,
+    width: int,
+    height: int,
+    values: NDArray[Any],
+    dtype: Any = np.float32,
+) -> tuple[NDArray[Any], NDArray[np.bool_]]:
+    """Lay per-tile values out on the slide's tile grid.
+
+    Parameters
+    ----------
+    x, y : numpy.ndarray
+        Tile upper-left corners in level-0 pixels (on a grid of pitch ``size``).
+    size : float
+        Tile side in level-0 pixels.
+    width, height : int
+        Level-0 size of the slide.
+    values : numpy.ndarray
+        One value per tile.
+    dtype : numpy dtype
+        Grid type; cells without a tile are 0.
+
+    Returns
+    -------
+    tuple
+        ``(grid, scored)``: the ``(rows, cols)`` grid and where a tile was placed.
+    """
+    cols = np.rint(x / size).astype(int)
+    rows = np.rint(y / size).astype(int)
+    shape = (int(np.ceil(height / size)), int(np.ceil(width / size)))
+    grid = np.zeros(shape, dtype=dtype)
+    scored = np.zeros(shape, dtype=bool)
+    grid[rows, cols] = values
+    scored[rows, cols] = True
+    return grid, scored
 
 
 def tile_grid(slide: SlideResult, probability: Probability) -> tuple[NDArray[np.float32], float]:
@@ -42,14 +89,53 @@ def tile_grid(slide: SlideResult, probability: Probability) -> tuple[NDArray[np.
     tiles = slide.tiles
     if tiles is None or len(tiles) == 0:
         raise ValueError("the slide has no scored tiles")
-    size = tiles.size
-    cols = np.rint(tiles.x / size).astype(int)
-    rows = np.rint(tiles.y / size).astype(int)
-    grid = np.zeros(
-        (int(np.ceil(slide.height / size)), int(np.ceil(slide.width / size))), dtype=np.float32
+    values = probability(tiles.score).astype(np.float32)
+    grid, _ = place_on_grid(tiles.x, tiles.y, tiles.size, slide.width, slide.height, values)
+    return grid, tiles.size
+
+
+def grid_geometry(source: Dataset, size: float) -> tuple[Any, Any, Any]:
+    """Plane position, orientation and pixel measures of a tile grid over ``source``.
+
+    One grid pixel per tile: pixel spacing = tile side; the first pixel's centre is the
+    centre of the first tile, in the slide coordinate system of ``source`` (the slide's
+    level-0 VOLUME instance), so a WSI viewer overlays the grid on the slide.
+
+    Returns
+    -------
+    tuple
+        ``(PlanePositionSequence, PlaneOrientationSequence, PixelMeasuresSequence)``.
+    """
+    import highdicom as hd
+
+    mpp_mm = float(
+        source.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing[0]
     )
-    grid[rows, cols] = probability(tiles.score).astype(np.float32)
-    return grid, size
+    spacing_mm = size * mpp_mm
+    # Slide coordinates of the centre of the first tile (source pixel (size/2, size/2)).
+    transformer = hd.spatial.ImageToReferenceTransformer.for_image(
+        source, for_total_pixel_matrix=True
+    )
+    center = transformer(np.array([[size / 2.0, size / 2.0]]))[0]
+    position = hd.PlanePositionSequence(
+        coordinate_system=hd.CoordinateSystemNames.SLIDE,
+        image_position=(float(center[0]), float(center[1]), float(center[2])),
+        pixel_matrix_position=(1, 1),
+    )
+    orientation = hd.PlaneOrientationSequence(
+        coordinate_system=hd.CoordinateSystemNames.SLIDE,
+        image_orientation=[float(v) for v in source.ImageOrientationSlide],
+    )
+    measures = hd.PixelMeasuresSequence(
+        pixel_spacing=(spacing_mm, spacing_mm),
+        slice_thickness=float(
+            source.SharedFunctionalGroupsSequence[0]
+            .PixelMeasuresSequence[0]
+            .get("SliceThickness", 0.001)
+            or 0.001
+        ),
+    )
+    return position, orientation, measures
 
 
 def build_parametric_map(
@@ -85,33 +171,7 @@ def build_parametric_map(
     import highdicom as hd
 
     grid, size = tile_grid(slide, probability)
-    mpp_mm = float(
-        source.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing[0]
-    )
-    spacing_mm = size * mpp_mm
-    # Slide coordinates of the centre of the first tile (source pixel (size/2, size/2)).
-    transformer = hd.spatial.ImageToReferenceTransformer.for_image(
-        source, for_total_pixel_matrix=True
-    )
-    center = transformer(np.array([[size / 2.0, size / 2.0]]))[0]
-    position = hd.PlanePositionSequence(
-        coordinate_system=hd.CoordinateSystemNames.SLIDE,
-        image_position=(float(center[0]), float(center[1]), float(center[2])),
-        pixel_matrix_position=(1, 1),
-    )
-    orientation = hd.PlaneOrientationSequence(
-        coordinate_system=hd.CoordinateSystemNames.SLIDE,
-        image_orientation=[float(v) for v in source.ImageOrientationSlide],
-    )
-    measures = hd.PixelMeasuresSequence(
-        pixel_spacing=(spacing_mm, spacing_mm),
-        slice_thickness=float(
-            source.SharedFunctionalGroupsSequence[0]
-            .PixelMeasuresSequence[0]
-            .get("SliceThickness", 0.001)
-            or 0.001
-        ),
-    )
+    position, orientation, measures = grid_geometry(source, size)
     mapping = hd.pm.RealWorldValueMapping(
         lut_label="HRD_P",
         lut_explanation="Tile-level HRD probability (image-based estimate)",
@@ -203,27 +263,66 @@ def overlay_png(
     from matplotlib import colormaps
 
     grid, size = tile_grid(slide, probability)
-    height, width = thumbnail.shape[:2]
-    scored = np.zeros(grid.shape, dtype=bool)
     tiles = slide.tiles
     assert tiles is not None  # noqa: S101 - tile_grid checked it
-    scored[np.rint(tiles.y / size).astype(int), np.rint(tiles.x / size).astype(int)] = True
+    _, scored = place_on_grid(
+        tiles.x, tiles.y, size, slide.width, slide.height, np.ones(len(tiles), dtype=bool), bool
+    )
     values = np.clip(grid, 0.0, 1.0)
     colours = (colormaps[COLOUR_MAP](values)[..., :3] * 255).astype(np.uint8)
-    # Scale the grid to the thumbnail: each tile covers size/slide.width of the width.
-    cell_w = width * size / slide.width
-    cell_h = height * size / slide.height
-    out_w = int(round(grid.shape[1] * cell_w))
-    out_h = int(round(grid.shape[0] * cell_h))
+    thumb_w = thumbnail.shape[1]
+    return compose_overlay(
+        thumbnail, colours, scored, size, slide.width, slide.height, alpha, _legend(thumb_w)
+    )
+
+
+def compose_overlay(
+    thumbnail: NDArray[np.uint8],
+    colours: NDArray[np.uint8],
+    scored: NDArray[np.bool_],
+    size: float,
+    width: int,
+    height: int,
+    alpha: float = 0.55,
+    legend: Image.Image | None = None,
+) -> bytes:
+    """Paint a coloured tile grid over a slide thumbnail; return PNG bytes.
+
+    With a ``legend`` (an image as wide as the thumbnail), it goes below the slide and
+    the whole is kept within the thumbnail's longer side.
+
+    Parameters
+    ----------
+    thumbnail : numpy.ndarray
+        ``(H, W, 3)`` uint8 image of the whole slide (any resolution).
+    colours : numpy.ndarray
+        ``(rows, cols, 3)`` uint8 colour of each grid cell.
+    scored : numpy.ndarray
+        ``(rows, cols)`` cells to paint.
+    size : float
+        Tile side in level-0 pixels.
+    width, height : int
+        Level-0 size of the slide.
+    alpha : float
+        Opacity of the colour over painted cells.
+    legend : PIL.Image.Image, optional
+        A colour scale to show below the slide.
+    """
+    thumb_h, thumb_w = thumbnail.shape[:2]
+    # Scale the grid to the thumbnail: each tile covers size/width of the width.
+    cell_w = thumb_w * size / width
+    cell_h = thumb_h * size / height
+    out_w = int(round(colours.shape[1] * cell_w))
+    out_h = int(round(colours.shape[0] * cell_h))
     colour_img = Image.fromarray(colours).resize((out_w, out_h), Image.Resampling.NEAREST)
     mask_img = Image.fromarray((scored * int(alpha * 255)).astype(np.uint8)).resize(
         (out_w, out_h), Image.Resampling.NEAREST
     )
     base = Image.fromarray(thumbnail).convert("RGB")
     layer = Image.new("RGB", base.size)
-    layer.paste(colour_img.crop((0, 0, width, height)), (0, 0))
+    layer.paste(colour_img.crop((0, 0, thumb_w, thumb_h)), (0, 0))
     mask = Image.new("L", base.size)
-    mask.paste(mask_img.crop((0, 0, width, height)), (0, 0))
+    mask.paste(mask_img.crop((0, 0, thumb_w, thumb_h)), (0, 0))
     composed = Image.composite(layer, base, mask)
     legend = _legend(width)
     framed = Image.new("RGB", (width, height + legend.height), "white")

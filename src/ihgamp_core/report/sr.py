@@ -25,6 +25,7 @@ Sequence.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import highdicom as hd
@@ -53,7 +54,14 @@ from . import codes as c
 from .context import OutputIds, ReportContext, Supersedes
 from .triage import Triage
 
-__all__ = ["MANUFACTURER", "algorithm_parameters", "build_sr"]
+__all__ = [
+    "MANUFACTURER",
+    "add_comments",
+    "algorithm_parameters",
+    "build_sr",
+    "device_observation_context",
+    "measurement_report_sr",
+]
 
 MANUFACTURER = "IHGAMP pathology gateway"
 SR_SERIES_NUMBER = 9001
@@ -81,12 +89,27 @@ def algorithm_parameters(result: CaseResult) -> list[str]:
     ]
 
 
-def _observation_context(result: CaseResult, context: ReportContext, ids: OutputIds) -> Any:
+def device_observation_context(
+    device_name: str, model_name: str, device_uid: str, context: ReportContext
+) -> ObservationContext:
+    """Observer = the algorithm as a device; subject = the first slide's specimen.
+
+    Parameters
+    ----------
+    device_name : str
+        Device Observer Name (the model's name).
+    model_name : str
+        Device Observer Model Name (name and version).
+    device_uid : str
+        Device Observer UID (derived from the model).
+    context : ReportContext
+        Source headers (the first slide's specimen is the subject).
+    """
     device = DeviceObserverIdentifyingAttributes(
-        uid=ids.device_uid,
-        name=result.model.head_name[:64],
+        uid=device_uid,
+        name=device_name[:64],
         manufacturer_name=MANUFACTURER,
-        model_name=f"{result.model.head_name} {result.model.head_version}"[:64],
+        model_name=model_name[:64],
     )
     observer = ObserverContext(
         observer_type=codes.DCM.Device, observer_identifying_attributes=device
@@ -103,6 +126,72 @@ def _observation_context(result: CaseResult, context: ReportContext, ids: Output
             ),
         )
     return ObservationContext(observer_device_context=observer, subject_context=subject)
+
+
+def add_comments(group: MeasurementsAndQualitativeEvaluations, texts: Sequence[str]) -> None:
+    """Append TEXT comments (DCM 121106, at most 1024 characters each) to a group."""
+    container = group[0]
+    for text in texts:
+        container.ContentSequence.append(
+            TextContentItem(
+                name=c.DCM_COMMENT,
+                value=text[:1024],
+                relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+            )
+        )
+
+
+def measurement_report_sr(
+    group: MeasurementsAndQualitativeEvaluations,
+    procedure: Any,
+    observation_context: ObservationContext,
+    context: ReportContext,
+    ids: OutputIds,
+    series_description: str,
+    model_name: str,
+    software_versions: str,
+    supersedes: Supersedes | None = None,
+) -> Comprehensive3DSR:
+    """A TID 1500 Measurement Report with one group in a Comprehensive 3D SR.
+
+    The image library and the evidence are the case's slides; the SR joins the slides'
+    study as a new series with the UIDs of ``ids``. An SR that replaces an earlier
+    result of the study lists that SR in its Predecessor Documents Sequence.
+    """
+    bases = [slide.base for slide in context.slides]
+    report = MeasurementReport(
+        observation_context=observation_context,
+        procedure_reported=procedure,
+        imaging_measurements=[group],
+        referenced_images=bases,
+    )
+    evidence = [ds for slide in context.slides for ds in slide.datasets]
+    previous = None
+    if supersedes is not None:
+        earlier = Dataset()
+        earlier.StudyInstanceUID = supersedes.sr_study_uid
+        earlier.SeriesInstanceUID = supersedes.sr_series_uid
+        earlier.SOPClassUID = supersedes.sr_sop_class_uid
+        earlier.SOPInstanceUID = supersedes.sr_sop_uid
+        previous = [earlier]
+    sr = Comprehensive3DSR(
+        evidence=evidence,
+        content=report[0],
+        series_instance_uid=ids.sr_series_uid,
+        series_number=SR_SERIES_NUMBER,
+        sop_instance_uid=ids.sr_sop_uid,
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        is_complete=True,
+        is_final=True,
+        is_verified=False,
+        previous_versions=previous,
+    )
+    sr.SeriesDescription = series_description[:64]
+    sr.ManufacturerModelName = model_name[:64]
+    sr.SoftwareVersions = software_versions[:64]
+    sr.CodingSchemeIdentificationSequence = [c.coding_scheme_identification()]
+    return sr
 
 
 def build_sr(
@@ -172,47 +261,18 @@ def build_sr(
         qualitative_evaluations=evaluations,
         source_images=[SourceImageForMeasurementGroup.from_source_image(ds) for ds in bases],
     )
-    container = group[0]
-    for text in (triage.text, triage.statement):
-        container.ContentSequence.append(
-            TextContentItem(
-                name=c.DCM_COMMENT,
-                value=text[:1024],
-                relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
-            )
-        )
-    report = MeasurementReport(
-        observation_context=_observation_context(result, context, ids),
-        procedure_reported=c.PROCEDURE,
-        imaging_measurements=[group],
-        referenced_images=bases,
+    add_comments(group, (triage.text, triage.statement))
+    m = result.model
+    return measurement_report_sr(
+        group,
+        c.PROCEDURE,
+        device_observation_context(
+            m.head_name, f"{m.head_name} {m.head_version}", ids.device_uid, context
+        ),
+        context,
+        ids,
+        "IHGAMP HRD estimate (AI)" + (" DEMO" if m.demo else ""),
+        m.head_name,
+        f"ihgamp {__version__}; head {m.head_version}",
+        supersedes,
     )
-    evidence = [ds for slide in context.slides for ds in slide.datasets]
-    previous = None
-    if supersedes is not None:
-        earlier = Dataset()
-        earlier.StudyInstanceUID = supersedes.sr_study_uid
-        earlier.SeriesInstanceUID = supersedes.sr_series_uid
-        earlier.SOPClassUID = supersedes.sr_sop_class_uid
-        earlier.SOPInstanceUID = supersedes.sr_sop_uid
-        previous = [earlier]
-    sr = Comprehensive3DSR(
-        evidence=evidence,
-        content=report[0],
-        series_instance_uid=ids.sr_series_uid,
-        series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=ids.sr_sop_uid,
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        is_complete=True,
-        is_final=True,
-        is_verified=False,
-        previous_versions=previous,
-    )
-    sr.SeriesDescription = ("IHGAMP HRD estimate (AI)" + (" DEMO" if result.model.demo else ""))[
-        :64
-    ]
-    sr.ManufacturerModelName = result.model.head_name[:64]
-    sr.SoftwareVersions = f"ihgamp {__version__}; head {result.model.head_version}"[:64]
-    sr.CodingSchemeIdentificationSequence = [c.coding_scheme_identification()]
-    return sr

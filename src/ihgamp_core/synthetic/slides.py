@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -172,10 +173,64 @@ def _uid_generator(*namespace: str) -> Callable[[], str]:
     return lambda: deterministic_uid(*namespace, str(next(counter)))
 
 
-def dicomize(svs_path: Path, out_dir: Path, identity: SyntheticIdentity) -> list[Path]:
+def _sample_origin(block: str | None, body_part: str | None) -> dict[str, Any]:
+    """``sampled_from`` (part -> block) and ``anatomical_sites`` of a slide sample."""
+    from pydicom.sr.coding import Code
+    from wsidicom.conceptcode import (
+        AnatomicPathologySpecimenTypesCode,
+        ContainerTypeCode,
+        SpecimenSamplingProcedureCode,
+    )
+    from wsidicom.metadata import Sample, Specimen
+
+    origin: dict[str, Any] = {}
+    if block:
+        part = Specimen(
+            identifier=block.rsplit(" ", 1)[0] if " " in block else f"{block}-part",
+            type=AnatomicPathologySpecimenTypesCode("Gross specimen"),
+        )
+        cassette = Sample(
+            identifier=block,
+            sampled_from=[part.sample(method=SpecimenSamplingProcedureCode("Dissection"))],
+            type=AnatomicPathologySpecimenTypesCode("tissue specimen"),
+            container=ContainerTypeCode("Tissue cassette"),
+        )
+        origin["sampled_from"] = cassette.sample(
+            method=SpecimenSamplingProcedureCode("Block sectioning")
+        )
+    if body_part == "BREAST":
+        origin["anatomical_sites"] = [Code("76752008", "SCT", "Breast")]
+    return origin
+
+
+def dicomize(
+    svs_path: Path,
+    out_dir: Path,
+    identity: SyntheticIdentity,
+    stain: str | None = None,
+    block: str | None = None,
+    body_part: str | None = None,
+    series_description: str | None = None,
+) -> list[Path]:
     """Convert a synthetic SVS to a DICOM WSI series carrying ``identity``.
 
     UIDs are derived from the identity, so the same input gives the same instances.
+
+    Parameters
+    ----------
+    svs_path, out_dir : Path
+        Input file and output folder.
+    identity : SyntheticIdentity
+        Synthetic patient, study and specimen data.
+    stain : str or None
+        Free-text staining substance (e.g. an IHC antibody); None writes the H&E codes.
+    block : str or None
+        Identifier of the tissue block the slide was cut from: the specimen description
+        then records the chain part -> block -> slide sample.
+    body_part : str or None
+        Body Part Examined (``BREAST`` also codes the specimen's anatomic structure).
+    series_description : str or None
+        Series Description.
     """
     from pydicom.dataset import Dataset
     from pydicom.uid import UID
@@ -203,7 +258,9 @@ def dicomize(svs_path: Path, out_dir: Path, identity: SyntheticIdentity) -> list
             accession_number=identity.accession_number,
             description=identity.study_description,
         ),
-        series=Series(uid=UID(identity.series_instance_uid), number=1),
+        series=Series(
+            uid=UID(identity.series_instance_uid), number=1, description=series_description
+        ),
         patient=Patient(
             name=identity.patient_name,
             identifier=identity.patient_id,
@@ -219,7 +276,9 @@ def dicomize(svs_path: Path, out_dir: Path, identity: SyntheticIdentity) -> list
         slide=Slide(
             identifier=identity.container_identifier,
             stainings=[
-                Staining(
+                Staining(substances=stain)
+                if stain
+                else Staining(
                     substances=[
                         SpecimenStainsCode("hematoxylin stain"),
                         SpecimenStainsCode("water soluble eosin stain"),
@@ -231,6 +290,7 @@ def dicomize(svs_path: Path, out_dir: Path, identity: SyntheticIdentity) -> list
                     identifier=identity.specimen_identifier,
                     uid=UID(deterministic_uid(identity.specimen_identifier, "specimen")),
                     short_description=identity.histology[:64],
+                    **_sample_origin(block, body_part),
                 )
             ],
         ),
@@ -238,6 +298,8 @@ def dicomize(svs_path: Path, out_dir: Path, identity: SyntheticIdentity) -> list
     )
     extra = Dataset()
     extra.IssuerOfPatientID = identity.issuer_of_patient_id
+    if body_part:
+        extra.BodyPartExamined = body_part
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("*.dcm"):
         old.unlink()

@@ -1,0 +1,66 @@
+"""Analyses: the contract every model behind the gateway follows, and routing.
+
+* :mod:`.contract`: :class:`Analysis`, :class:`Applicability`, :class:`AnalysisRequest`,
+  :class:`AnalysisReport`, :class:`AnalysisOutcome` and the value sets.
+* :mod:`.metadata`: reading stain, body part and block from DICOM headers, vendor
+  metadata and site rules (:class:`SeriesMetadata`).
+* :mod:`.routing`: :func:`route`, the pure function from a study's slides to requests,
+  refusals and "no analysis applies".
+* :mod:`.hrd`: :class:`HrdAnalysis`, the HRD model under the contract.
+
+The HER2 analysis lives in :mod:`ihgamp_core.her2`.
+"""
+
+from .contract import (
+    Analysis,
+    AnalysisName,
+    AnalysisOutcome,
+    AnalysisReport,
+    AnalysisRequest,
+    AnalysisSpec,
+    Applicability,
+    HeatmapObject,
+    InputKind,
+    ModalityPath,
+    ReportOptions,
+    SlideRef,
+    SlideRole,
+    Stain,
+)
+from .metadata import (
+    MetadataRules,
+    SeriesMetadata,
+    StainRule,
+    classify_stain,
+    series_metadata_from_dataset,
+    series_metadata_from_properties,
+)
+from .routing import Refusal, RefusalKind, RoutingDecision, Skip, route
+
+__all__ = [
+    "Analysis",
+    "AnalysisName",
+    "AnalysisOutcome",
+    "AnalysisReport",
+    "AnalysisRequest",
+    "AnalysisSpec",
+    "Applicability",
+    "HeatmapObject",
+    "InputKind",
+    "MetadataRules",
+    "ModalityPath",
+    "Refusal",
+    "RefusalKind",
+    "ReportOptions",
+    "RoutingDecision",
+    "SeriesMetadata",
+    "SlideRef",
+    "SlideRole",
+    "Skip",
+    "Stain",
+    "StainRule",
+    "classify_stain",
+    "route",
+    "series_metadata_from_dataset",
+    "series_metadata_from_properties",
+]

@@ -1,0 +1,389 @@
+"""The analysis contract: what an analysis applies to, what it needs, what it returns.
+
+An *analysis* is one model behind the gateway (HRD today, HER2 next). It declares
+
+* which slides it applies to (:class:`Applicability`: modality, stains, body part,
+  optional series-description patterns) and what it needs (:class:`InputKind`: every
+  slide of the case, or an H&E slide with an optional HER2 IHC slide of the same block);
+* how to run on the slides a :class:`AnalysisRequest` names, returning its own typed
+  result;
+* how to turn that result into reports (:class:`AnalysisReport`: triage, DICOM SR,
+  heatmap objects, FHIR Bundle, the ``result.json`` document) and into a catalog
+  summary (:class:`AnalysisOutcome`).
+
+The gateway never looks inside an analysis' result: it routes
+(:func:`~ihgamp_core.analysis.routing.route`), opens the named slides, calls
+:meth:`Analysis.run` and :meth:`Analysis.report`, and stores what the report holds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import ParameterError
+from ..slide.base import Slide
+
+__all__ = [
+    "Analysis",
+    "AnalysisName",
+    "AnalysisOutcome",
+    "AnalysisReport",
+    "AnalysisRequest",
+    "AnalysisSpec",
+    "Applicability",
+    "HeatmapObject",
+    "InputKind",
+    "ModalityPath",
+    "ReportOptions",
+    "SlideRef",
+    "SlideRole",
+    "Stain",
+]
+
+
+class AnalysisName(StrEnum):
+    """The analyses the engine knows."""
+
+    HRD = "hrd"
+    HER2 = "her2"
+
+
+class Stain(StrEnum):
+    """What a slide is stained with, as far as routing needs to know."""
+
+    HE = "he"
+    """Haematoxylin and eosin."""
+    IHC_HER2 = "ihc-her2"
+    """Immunohistochemistry for HER2 (ERBB2)."""
+    IHC_OTHER = "ihc-other"
+    """Immunohistochemistry for another marker."""
+    UNKNOWN = "unknown"
+    """Nothing in the headers, the vendor metadata or the configured rules says."""
+
+
+class InputKind(StrEnum):
+    """What an analysis needs from a case."""
+
+    SLIDES = "slides"
+    """Every slide of the case with an accepted stain, scored together (HRD)."""
+    HE_WITH_OPTIONAL_IHC = "he-with-optional-ihc"
+    """Per tissue block: an H&E slide, with the block's HER2 IHC slide when there is one."""
+
+
+class SlideRole(StrEnum):
+    """The part a slide plays in a request."""
+
+    HE = "he"
+    IHC = "ihc"
+
+
+class ModalityPath(StrEnum):
+    """Which modalities an H&E + optional IHC analysis was run with."""
+
+    DUAL = "dual"
+    """Real H&E and real IHC of the same block."""
+    HE_ONLY = "he-only-synthesised-ihc"
+    """H&E only; the IHC is synthesised inside the model (never emitted)."""
+    IHC_ONLY = "ihc-only"
+    """IHC only; the H&E is synthesised inside the model (never emitted)."""
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ParameterError(message)
+
+
+@dataclass(frozen=True)
+class Applicability:
+    """Which slides an analysis applies to, and what it needs from them.
+
+    Parameters
+    ----------
+    stains : frozenset of Stain
+        Stains the analysis reads; never :attr:`Stain.UNKNOWN`.
+    inputs : InputKind
+        What the analysis needs from a case.
+    modalities : frozenset of str
+        DICOM Modality values (``SM`` = slide microscopy).
+    body_parts : frozenset of str or None
+        DICOM Body Part Examined terms (``BREAST``); ``None`` accepts any, including
+        an unknown one. A slide whose body part is unknown never matches a set.
+    series_description_patterns : tuple of str
+        Case-insensitive regular expressions; when given, only slides whose Series
+        Description matches one are used.
+    """
+
+    stains: frozenset[Stain]
+    inputs: InputKind = InputKind.SLIDES
+    modalities: frozenset[str] = frozenset({"SM"})
+    body_parts: frozenset[str] | None = None
+    series_description_patterns: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _require(bool(self.stains), "an analysis must accept at least one stain")
+        _require(Stain.UNKNOWN not in self.stains, "an analysis cannot accept an unknown stain")
+        _require(bool(self.modalities), "an analysis must accept at least one modality")
+        if self.inputs is InputKind.HE_WITH_OPTIONAL_IHC:
+            _require(
+                self.stains <= {Stain.HE, Stain.IHC_HER2},
+                "an H&E + optional IHC analysis reads H&E and HER2 IHC slides only",
+            )
+        if self.body_parts is not None:
+            _require(bool(self.body_parts), "body_parts must be None (any) or non-empty")
+            _require(
+                all(p == p.upper() for p in self.body_parts),
+                "body parts are DICOM Body Part Examined terms (upper case)",
+            )
+        for pattern in self.series_description_patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ParameterError(f"bad series-description pattern {pattern!r}: {exc}") from exc
+
+    def accepts_description(self, description: str | None) -> bool:
+        """Whether a Series Description passes the patterns (always, without patterns)."""
+        if not self.series_description_patterns:
+            return True
+        return any(
+            re.search(p, description or "", flags=re.IGNORECASE)
+            for p in self.series_description_patterns
+        )
+
+    def accepts_body_part(self, body_part: str | None) -> bool:
+        """Whether a slide's body part passes (any, when no set is declared)."""
+        return self.body_parts is None or (body_part is not None and body_part in self.body_parts)
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    """An analysis' name and applicability: all that routing needs."""
+
+    name: AnalysisName
+    applicability: Applicability
+
+
+@dataclass(frozen=True)
+class SlideRef:
+    """One slide named by a request.
+
+    Parameters
+    ----------
+    key : str
+        The slide's key in the study (Series Instance UID, or the vendor file's path).
+    role : SlideRole
+        H&E or IHC.
+    block : str or None
+        The tissue block the slide was cut from, when known.
+    """
+
+    key: str
+    role: SlideRole
+    block: str | None = None
+
+
+@dataclass(frozen=True)
+class AnalysisRequest:
+    """One job for one analysis: the slides to run on, and how.
+
+    Parameters
+    ----------
+    analysis : AnalysisName
+        Which analysis.
+    slides : tuple of SlideRef
+        The slides, H&E first.
+    path : ModalityPath or None
+        For H&E + optional IHC analyses: which modalities are present.
+    pairing : str or None
+        How H&E and IHC were paired: ``block`` (same block identifier) or
+        ``single-pair`` (one H&E and one IHC slide in the study, no block identifiers;
+        the engine's tissue registration then checks that they match).
+    """
+
+    analysis: AnalysisName
+    slides: tuple[SlideRef, ...]
+    path: ModalityPath | None = None
+    pairing: str | None = None
+
+    def __post_init__(self) -> None:
+        _require(bool(self.slides), "a request needs at least one slide")
+        keys = [s.key for s in self.slides]
+        _require(len(set(keys)) == len(keys), "a request names each slide once")
+
+    @property
+    def job_key(self) -> str:
+        """Stable identity of the job within the study: analysis, plus the block if any."""
+        blocks = sorted({s.block for s in self.slides if s.block})
+        return f"{self.analysis}:{blocks[0]}" if len(blocks) == 1 else str(self.analysis)
+
+    def slide_keys(self, role: SlideRole | None = None) -> tuple[str, ...]:
+        """Keys of the request's slides (of one role, when given)."""
+        return tuple(s.key for s in self.slides if role is None or s.role is role)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (for the catalog and logs; no patient data)."""
+        return {
+            "analysis": str(self.analysis),
+            "job_key": self.job_key,
+            "path": str(self.path) if self.path else None,
+            "pairing": self.pairing,
+            "slides": [{"key": s.key, "role": str(s.role), "block": s.block} for s in self.slides],
+        }
+
+
+@dataclass(frozen=True)
+class AnalysisOutcome:
+    """What the catalog and the status page need to know about a result.
+
+    Parameters
+    ----------
+    analysis : AnalysisName
+        Which analysis.
+    call : str
+        The case-level call (``hrd-likely``, ``her2-2+``, ``no-call``...).
+    value : float or None
+        The headline number (HRD probability; probability of the HER2 category).
+    qc_flags : tuple of str
+        QC flags; a result with flags is a ``no-call``.
+    model_key : str
+        Which model produced it (re-scoring with another model gives new outputs).
+    demo : bool
+        Whether the DEMO model produced it.
+    path : ModalityPath or None
+        The modality path, for H&E + optional IHC analyses.
+    """
+
+    analysis: AnalysisName
+    call: str
+    value: float | None
+    qc_flags: tuple[str, ...]
+    model_key: str
+    demo: bool
+    path: ModalityPath | None = None
+
+
+@dataclass(frozen=True)
+class HeatmapObject:
+    """A DICOM heatmap object registered to one slide, with its PNG for people.
+
+    Parameters
+    ----------
+    series_uid : str
+        The slide it is registered to.
+    dataset : pydicom.dataset.Dataset
+        Parametric Map (HRD) or Segmentation (HER2 class map).
+    png : bytes or None
+        The same map over a slide thumbnail.
+    """
+
+    series_uid: str
+    dataset: Any
+    png: bytes | None
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """What report building needs besides the result and the headers.
+
+    Parameters
+    ----------
+    thumbnails : mapping
+        Slide thumbnails by slide key, for the PNG overlays.
+    patient_system : callable or None
+        DICOM Issuer of Patient ID -> FHIR identifier system; ``None`` for the default.
+    not_validated_patterns : tuple of str or None
+        Histology patterns an analysis is not validated for (HRD's triage); ``None``
+        keeps the analysis' default.
+    """
+
+    thumbnails: Mapping[str, NDArray[np.uint8]] = field(default_factory=dict)
+    patient_system: Callable[[str | None], str] | None = None
+    not_validated_patterns: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class AnalysisReport:
+    """Everything the gateway stores and sends for one analysis result.
+
+    Parameters
+    ----------
+    analysis : AnalysisName
+        Which analysis.
+    outcome : AnalysisOutcome
+        The catalog summary.
+    document : dict
+        The ``result.json`` content (result, triage, notes, output identifiers).
+    triage : Triage
+        The triage outcome (category, text, intended-use statement).
+    key : str
+        The result key (deliveries are idempotent on it).
+    sr : pydicom.dataset.Dataset
+        The DICOM SR.
+    heatmaps : tuple of HeatmapObject
+        Heatmap objects, one per slide with a map.
+    bundle : fhir.resources.R4B.bundle.Bundle or None
+        The FHIR transaction Bundle; None when the study has no Patient ID.
+    observation_identifier : str
+        The Observation's identifier value (``urn:ihgamp:observation``).
+    observation_code : tuple of str
+        ``(system, code)`` of the Observation's standard code, for the FHIR endpoint's
+        ``code`` search.
+    notes : tuple of str
+        Why an output is missing.
+    """
+
+    analysis: AnalysisName
+    outcome: AnalysisOutcome
+    document: dict[str, Any]
+    triage: Any
+    key: str
+    sr: Any
+    heatmaps: tuple[HeatmapObject, ...]
+    bundle: Any
+    observation_identifier: str
+    observation_code: tuple[str, str]
+    notes: tuple[str, ...] = ()
+
+
+R = TypeVar("R")
+
+
+class Analysis(Protocol[R]):
+    """One model behind the gateway.
+
+    Implementations: :class:`~ihgamp_core.analysis.hrd.HrdAnalysis`,
+    :class:`~ihgamp_core.her2.analysis.Her2Analysis`.
+    """
+
+    @property
+    def spec(self) -> AnalysisSpec:
+        """Name and applicability (what routing reads)."""
+
+    @property
+    def model_key(self) -> str:
+        """Which model this is (head/weights/version)."""
+
+    def run(self, request: AnalysisRequest, slides: Mapping[str, Slide], case_id: str) -> R:
+        """Run on the request's slides (opened by the caller, keyed by :attr:`SlideRef.key`).
+
+        Raises
+        ------
+        IhgampError
+            For unusable slides or inputs (permanent: retrying cannot help).
+        """
+
+    def outcome(self, result: R) -> AnalysisOutcome:
+        """The catalog summary of a result."""
+
+    def report(self, result: R, context: Any, options: ReportOptions) -> AnalysisReport:
+        """Build triage, SR, heatmaps, FHIR and the ``result.json`` document.
+
+        ``context`` is the :class:`~ihgamp_core.report.ReportContext` of the request's
+        slides, in the order of :attr:`AnalysisRequest.slides`.
+        """

@@ -1,0 +1,157 @@
+"""HRD as an analysis under the contract: the existing engine and reports, unchanged.
+
+:class:`HrdAnalysis` adds nothing to the HRD model: :meth:`~HrdAnalysis.run` is
+:meth:`~ihgamp_core.scoring.Engine.score_case` on the request's H&E slides, and
+:meth:`~HrdAnalysis.report` is :func:`~ihgamp_core.report.build_reports`. The tests prove
+that results, SR and FHIR are identical to calling those directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import ParameterError
+from ..report import CaseReport, ReportContext, TriagePolicy, build_reports
+from ..report.codes import LOINC, LOINC_HRD
+from ..report.fhir import default_patient_system
+from ..result import CaseResult, result_to_dict
+from ..scoring import Engine, ScoringOptions
+from ..slide.base import Slide
+from .contract import (
+    AnalysisName,
+    AnalysisOutcome,
+    AnalysisReport,
+    AnalysisRequest,
+    AnalysisSpec,
+    Applicability,
+    HeatmapObject,
+    InputKind,
+    ReportOptions,
+    Stain,
+)
+
+__all__ = ["HRD_APPLICABILITY", "HrdAnalysis", "hrd_document"]
+
+#: HRD reads every H&E slide of a case, of any organ (the model is pan-cancer).
+HRD_APPLICABILITY = Applicability(stains=frozenset({Stain.HE}), inputs=InputKind.SLIDES)
+
+
+def hrd_document(report: CaseReport) -> dict[str, Any]:
+    """The ``result.json`` content of an HRD report (without the file list).
+
+    The engine result (``ihgamp-result/1``) plus ``triage``, ``notes`` and ``outputs``
+    (the identifiers of the SR, heatmaps and Observation).
+    """
+    data = result_to_dict(report.result)
+    data["triage"] = {
+        "category": report.triage.category,
+        "text": report.triage.text,
+        "statement": report.triage.statement,
+        "histology": report.triage.histology,
+    }
+    data["notes"] = list(report.notes)
+    data["outputs"] = {
+        "key": report.ids.key,
+        "sr_sop_instance_uid": report.ids.sr_sop_uid,
+        "sr_series_instance_uid": report.ids.sr_series_uid,
+        "heatmap_series_instance_uid": report.ids.pm_series_uid,
+        "observation_identifier": report.ids.observation_identifier,
+    }
+    return data
+
+
+class HrdAnalysis:
+    """The IHGAMP HRD model as an analysis.
+
+    Parameters
+    ----------
+    engine : Engine
+        Backbone and head.
+    options : ScoringOptions, optional
+        Run-time options (tile cap, batch size, pipeline).
+    applicability : Applicability, optional
+        Overrides :data:`HRD_APPLICABILITY` (e.g. series-description patterns).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        options: ScoringOptions | None = None,
+        applicability: Applicability | None = None,
+    ) -> None:
+        self.engine = engine
+        self.options = options or ScoringOptions()
+        self._spec = AnalysisSpec(AnalysisName.HRD, applicability or HRD_APPLICABILITY)
+
+    @property
+    def spec(self) -> AnalysisSpec:
+        """Name and applicability."""
+        return self._spec
+
+    @property
+    def model_key(self) -> str:
+        """Head, version, backbone weights and preset."""
+        return self.engine.model.key
+
+    def run(
+        self, request: AnalysisRequest, slides: Mapping[str, Slide], case_id: str
+    ) -> CaseResult:
+        """Score the request's slides as one case with :meth:`Engine.score_case`.
+
+        Raises
+        ------
+        ParameterError
+            If the request is not an HRD request or names a slide not given.
+        SlideReadError
+            If a slide's pixels cannot be read.
+        """
+        if request.analysis is not AnalysisName.HRD:
+            raise ParameterError(f"an {request.analysis} request given to the HRD analysis")
+        missing = [k for k in request.slide_keys() if k not in slides]
+        if missing:
+            raise ParameterError(f"slides named by the request were not opened: {missing}")
+        ordered = [slides[k] for k in request.slide_keys()]
+        return self.engine.score_case(ordered, case_id, self.options)
+
+    def outcome(self, result: CaseResult) -> AnalysisOutcome:
+        """Call, probability, QC flags, model."""
+        return AnalysisOutcome(
+            analysis=AnalysisName.HRD,
+            call=str(result.call),
+            value=result.probability,
+            qc_flags=tuple(str(f) for f in result.qc_flags),
+            model_key=result.model.key,
+            demo=result.model.demo,
+        )
+
+    def report(
+        self, result: CaseResult, context: ReportContext, options: ReportOptions
+    ) -> AnalysisReport:
+        """Triage, SR, Parametric Maps, FHIR: :func:`build_reports` as before."""
+        policy = (
+            TriagePolicy(not_validated_patterns=options.not_validated_patterns)
+            if options.not_validated_patterns is not None
+            else None
+        )
+        report = build_reports(
+            result,
+            context,
+            self.engine.head.probability,
+            options.thumbnails,
+            policy,
+            options.patient_system or default_patient_system,
+        )
+        return AnalysisReport(
+            analysis=AnalysisName.HRD,
+            outcome=self.outcome(result),
+            document=hrd_document(report),
+            triage=report.triage,
+            key=report.ids.key,
+            sr=report.sr,
+            heatmaps=tuple(HeatmapObject(s, pm, png) for s, pm, png in report.heatmaps),
+            bundle=report.bundle,
+            observation_identifier=report.ids.observation_identifier,
+            observation_code=(LOINC, LOINC_HRD),
+            notes=report.notes,
+        )

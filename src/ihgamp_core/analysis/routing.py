@@ -1,0 +1,293 @@
+"""Routing: which analyses apply to a study, on which slides, and what is refused.
+
+:func:`route` is a pure function of the study's slide metadata and the enabled
+analyses' declarations; it opens no file. Its :class:`RoutingDecision` lists
+
+* **requests**: one per job (per analysis, and per tissue block for H&E + optional IHC
+  analyses), each naming its slides and modality path;
+* **refusals**: slides or pairs that cannot be used, each with a typed reason and a
+  message for people (nothing is dropped silently);
+* **skipped**: analyses that do not apply, and why (informational);
+* **ignored**: series that are not slides (not an error).
+
+A study that matches nothing is ``no_analysis_applies``: a normal outcome, not an error.
+
+Pairing rules for H&E + optional IHC analyses (HER2):
+
+1. Slides with an unknown stain are refused (``unknown-stain``) and never scored.
+2. When every H&E and HER2-IHC slide names its block: per block, H&E + IHC ->
+   ``dual``; H&E alone -> ``he-only-synthesised-ihc``; IHC alone -> ``ihc-only`` if the
+   study holds no H&E slide at all, otherwise refused (``unpaired-ihc``), except that one
+   H&E block without IHC plus one IHC block without H&E are refused together as
+   ``mismatched-blocks`` (most likely the same case mislabelled, never to be scored as
+   if the IHC were missing). Two H&E or two IHC slides of one block are refused
+   (``ambiguous-pairing``): the engine does not choose between them.
+3. When block identifiers are missing: exactly one H&E and one IHC slide -> ``dual``
+   with pairing ``single-pair`` (the engine's tissue registration then refuses
+   sections that do not match); H&E slides only -> one ``he-only`` request each; IHC
+   slides only -> one ``ihc-only`` request each; any other mix is refused
+   (``ambiguous-pairing``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from .contract import (
+    AnalysisName,
+    AnalysisRequest,
+    AnalysisSpec,
+    InputKind,
+    ModalityPath,
+    SlideRef,
+    SlideRole,
+    Stain,
+)
+from .metadata import SeriesMetadata
+
+__all__ = ["Refusal", "RefusalKind", "RoutingDecision", "Skip", "route"]
+
+
+class RefusalKind(StrEnum):
+    """Why slides cannot be scored."""
+
+    UNKNOWN_STAIN = "unknown-stain"
+    UNPAIRED_IHC = "unpaired-ihc"
+    MISMATCHED_BLOCKS = "mismatched-blocks"
+    AMBIGUOUS_PAIRING = "ambiguous-pairing"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Slides that cannot be scored, and why.
+
+    Parameters
+    ----------
+    kind : RefusalKind
+        The reason.
+    slides : tuple of str
+        Keys of the slides concerned.
+    message : str
+        One line for people: what is wrong and what to do.
+    analysis : AnalysisName or None
+        The analysis concerned (None: every analysis).
+    """
+
+    kind: RefusalKind
+    slides: tuple[str, ...]
+    message: str
+    analysis: AnalysisName | None = None
+
+
+@dataclass(frozen=True)
+class Skip:
+    """An analysis that does not apply to the study, and why."""
+
+    analysis: AnalysisName
+    reason: str
+
+
+@dataclass(frozen=True)
+class RoutingDecision:
+    """The outcome of routing one study (see the module docstring)."""
+
+    requests: tuple[AnalysisRequest, ...]
+    refusals: tuple[Refusal, ...] = ()
+    skipped: tuple[Skip, ...] = ()
+    ignored: tuple[str, ...] = ()
+
+    @property
+    def no_analysis_applies(self) -> bool:
+        """Nothing to run and nothing refused: the study is not for these analyses."""
+        return not self.requests and not self.refusals
+
+    def for_analysis(self, name: AnalysisName) -> tuple[AnalysisRequest, ...]:
+        """The requests of one analysis."""
+        return tuple(r for r in self.requests if r.analysis is name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (catalog, logs, status page; no patient data)."""
+        return {
+            "no_analysis_applies": self.no_analysis_applies,
+            "requests": [r.to_dict() for r in self.requests],
+            "refusals": [
+                {
+                    "kind": str(r.kind),
+                    "analysis": str(r.analysis) if r.analysis else None,
+                    "slides": list(r.slides),
+                    "message": r.message,
+                }
+                for r in self.refusals
+            ],
+            "skipped": [{"analysis": str(s.analysis), "reason": s.reason} for s in self.skipped],
+            "ignored": list(self.ignored),
+        }
+
+
+def _role(stain: Stain) -> SlideRole:
+    return SlideRole.HE if stain is Stain.HE else SlideRole.IHC
+
+
+def _ref(meta: SeriesMetadata) -> SlideRef:
+    return SlideRef(meta.key, _role(meta.stain), meta.block)
+
+
+def _names(slides: Sequence[SeriesMetadata]) -> str:
+    return ", ".join(
+        f"{s.series_description or s.key}" + (f" (block {s.block})" if s.block else "")
+        for s in slides
+    )
+
+
+def route(slides: Sequence[SeriesMetadata], analyses: Sequence[AnalysisSpec]) -> RoutingDecision:
+    """Decide which analyses run on which slides of one study.
+
+    Parameters
+    ----------
+    slides : sequence of SeriesMetadata
+        One entry per series of the study (slides and anything else).
+    analyses : sequence of AnalysisSpec
+        The enabled analyses, in the order their requests should be listed.
+
+    Returns
+    -------
+    RoutingDecision
+    """
+    modalities = {m for a in analyses for m in a.applicability.modalities}
+    wsi = [s for s in slides if (s.modality or "SM") in modalities]
+    ignored = tuple(s.key for s in slides if s not in wsi)
+    refusals: list[Refusal] = []
+    unknown = [s for s in wsi if s.stain is Stain.UNKNOWN]
+    for s in unknown:
+        refusals.append(
+            Refusal(
+                RefusalKind.UNKNOWN_STAIN,
+                (s.key,),
+                f"slide {_names([s])}: stain unknown (no staining step in the DICOM specimen "
+                "description, no vendor metadata, no configured stain rule); configure a "
+                "stain rule or a default stain to have it scored",
+            )
+        )
+    known = [s for s in wsi if s.stain is not Stain.UNKNOWN]
+    requests: list[AnalysisRequest] = []
+    skipped: list[Skip] = []
+    for spec in analyses:
+        a = spec.applicability
+        usable = [
+            s
+            for s in known
+            if (s.modality or "SM") in a.modalities
+            and s.stain in a.stains
+            and a.accepts_description(s.series_description)
+        ]
+        in_scope = [s for s in usable if a.accepts_body_part(s.body_part)]
+        if not in_scope:
+            if usable:
+                parts = sorted({s.body_part or "unknown" for s in usable})
+                reason = f"body part {', '.join(parts)} is not among {sorted(a.body_parts or [])}"
+            else:
+                reason = "no slide with a stain it reads (" + ", ".join(sorted(a.stains)) + ")"
+            skipped.append(Skip(spec.name, reason))
+            continue
+        if a.inputs is InputKind.SLIDES:
+            requests.append(AnalysisRequest(spec.name, tuple(_ref(s) for s in in_scope)))
+            continue
+        made, refused = _pair(spec.name, in_scope)
+        requests.extend(made)
+        refusals.extend(refused)
+    return RoutingDecision(tuple(requests), tuple(refusals), tuple(skipped), ignored)
+
+
+def _pair(
+    name: AnalysisName, slides: Sequence[SeriesMetadata]
+) -> tuple[list[AnalysisRequest], list[Refusal]]:
+    he = sorted((s for s in slides if s.stain is Stain.HE), key=lambda s: s.key)
+    ihc = sorted((s for s in slides if s.stain is Stain.IHC_HER2), key=lambda s: s.key)
+    if all(s.block for s in he + ihc):
+        return _pair_by_block(name, he, ihc)
+    requests: list[AnalysisRequest] = []
+    if len(he) == 1 and len(ihc) == 1:
+        pair = (_ref(he[0]), _ref(ihc[0]))
+        return [AnalysisRequest(name, pair, ModalityPath.DUAL, "single-pair")], []
+    if not ihc:
+        requests = [AnalysisRequest(name, (_ref(s),), ModalityPath.HE_ONLY) for s in he]
+        return requests, []
+    if not he:
+        requests = [AnalysisRequest(name, (_ref(s),), ModalityPath.IHC_ONLY) for s in ihc]
+        return requests, []
+    refusal = Refusal(
+        RefusalKind.AMBIGUOUS_PAIRING,
+        tuple(s.key for s in he + ihc),
+        f"{len(he)} H&E and {len(ihc)} HER2 IHC slides without block identifiers: cannot tell "
+        "which belong together; record the block in the specimen description or configure "
+        "routing.block_pattern",
+        name,
+    )
+    return [], [refusal]
+
+
+def _pair_by_block(
+    name: AnalysisName, he: Sequence[SeriesMetadata], ihc: Sequence[SeriesMetadata]
+) -> tuple[list[AnalysisRequest], list[Refusal]]:
+    by_block: dict[str, tuple[list[SeriesMetadata], list[SeriesMetadata]]] = defaultdict(
+        lambda: ([], [])
+    )
+    for s in he:
+        by_block[str(s.block)][0].append(s)
+    for s in ihc:
+        by_block[str(s.block)][1].append(s)
+    requests: list[AnalysisRequest] = []
+    refusals: list[Refusal] = []
+    he_alone = [b for b, (h, i) in by_block.items() if h and not i]
+    ihc_alone = [b for b, (h, i) in by_block.items() if i and not h]
+    mismatched = bool(he) and len(he_alone) == 1 and len(ihc_alone) == 1
+    if mismatched:
+        h_slides, i_slides = by_block[he_alone[0]][0], by_block[ihc_alone[0]][1]
+        refusals.append(
+            Refusal(
+                RefusalKind.MISMATCHED_BLOCKS,
+                tuple(s.key for s in h_slides + i_slides),
+                f"H&E slide {_names(h_slides)} and HER2 IHC slide {_names(i_slides)} come from "
+                "different blocks: not scored (neither as a pair nor as if the IHC were "
+                "missing); check the slide labels or send the slides of the same block",
+                name,
+            )
+        )
+    for block in sorted(by_block):
+        h_slides, i_slides = by_block[block]
+        if mismatched and block in (he_alone[0], ihc_alone[0]):
+            continue
+        if len(h_slides) > 1 or len(i_slides) > 1:
+            refusals.append(
+                Refusal(
+                    RefusalKind.AMBIGUOUS_PAIRING,
+                    tuple(s.key for s in h_slides + i_slides),
+                    f"block {block} has {len(h_slides)} H&E and {len(i_slides)} HER2 IHC slides: "
+                    "the engine does not choose between them; keep one slide per stain and "
+                    "rescore",
+                    name,
+                )
+            )
+        elif h_slides and i_slides:
+            pair = (_ref(h_slides[0]), _ref(i_slides[0]))
+            requests.append(AnalysisRequest(name, pair, ModalityPath.DUAL, "block"))
+        elif h_slides:
+            requests.append(AnalysisRequest(name, (_ref(h_slides[0]),), ModalityPath.HE_ONLY))
+        elif not he:
+            requests.append(AnalysisRequest(name, (_ref(i_slides[0]),), ModalityPath.IHC_ONLY))
+        else:
+            refusals.append(
+                Refusal(
+                    RefusalKind.UNPAIRED_IHC,
+                    tuple(s.key for s in i_slides),
+                    f"HER2 IHC slide {_names(i_slides)} has no H&E slide of block {block} in "
+                    "this study: not scored; send the H&E of that block, or the IHC alone in "
+                    "its own study",
+                    name,
+                )
+            )
+    return requests, refusals
