@@ -57,6 +57,7 @@ def hrd_document(report: CaseReport) -> dict[str, Any]:
         "sr_series_instance_uid": report.ids.sr_series_uid,
         "heatmap_series_instance_uid": report.ids.pm_series_uid,
         "observation_identifier": report.ids.observation_identifier,
+        "fhir_observation_identifier": report.ids.observation_identifier,
     }
     return data
 

@@ -324,17 +324,19 @@ def compose_overlay(
     mask = Image.new("L", base.size)
     mask.paste(mask_img.crop((0, 0, thumb_w, thumb_h)), (0, 0))
     composed = Image.composite(layer, base, mask)
-    legend = _legend(width)
-    framed = Image.new("RGB", (width, height + legend.height), "white")
-    framed.paste(composed, (0, 0))
-    framed.paste(legend, (0, height))
-    longest = max(width, height)
-    if framed.height > longest:  # keep within the thumbnail's size
-        scale = longest / framed.height
-        framed = framed.resize((max(1, round(width * scale)), longest), Image.Resampling.LANCZOS)
+    if legend is not None:
+        framed = Image.new("RGB", (thumb_w, thumb_h + legend.height), "white")
+        framed.paste(composed, (0, 0))
+        framed.paste(legend, (0, thumb_h))
+        longest = max(thumb_w, thumb_h)
+        if framed.height > longest:  # keep within the thumbnail's size
+            scale = longest / framed.height
+            size_px = (max(1, round(thumb_w * scale)), longest)
+            framed = framed.resize(size_px, Image.Resampling.LANCZOS)
+        composed = framed
     buffer = io.BytesIO()
     # A 256-colour palette keeps a 1024 px thumbnail near 200 KB instead of 1 MB.
-    framed.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(
+    composed.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(
         buffer, format="PNG", optimize=True
     )
     return buffer.getvalue()
