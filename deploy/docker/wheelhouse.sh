@@ -41,6 +41,53 @@ if ! "$python" -m pip wheel -q --disable-pip-version-check --prefer-binary -w "$
   echo "wheelhouse: pip wheel failed" >&2
   exit 1
 fi
+# The markers pip evaluated are the host interpreter's; the image runs bookworm's Python
+# 3.11.2, which needs a few more (redis wants async-timeout below 3.11.3). Add what the
+# image's interpreter needs until the folder is closed under its requirements.
+for _ in 1 2 3 4 5; do
+  missing=$("$python" - "$out" <<'PY'
+"""Print the requirements the image's interpreter needs that no wheel in the folder meets."""
+
+import sys
+import zipfile
+from email.parser import Parser
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+# Debian bookworm's python3 (3.11.2) on x86_64 Linux.
+ENV = {
+    "python_version": "3.11", "python_full_version": "3.11.2", "implementation_name": "cpython",
+    "implementation_version": "3.11.2", "platform_python_implementation": "CPython",
+    "platform_system": "Linux", "platform_machine": "x86_64", "sys_platform": "linux",
+    "os_name": "posix", "platform_release": "", "platform_version": "", "extra": "",
+}
+have = {}
+for wheel in Path(sys.argv[1]).glob("*.whl"):
+    name = canonicalize_name(parse_wheel_filename(wheel.name)[0])
+    with zipfile.ZipFile(wheel) as zf:
+        meta = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        have[name] = Parser().parsestr(zf.read(meta).decode("utf-8", "replace"))
+for name, meta in have.items():
+    for line in meta.get_all("Requires-Dist") or []:
+        req = Requirement(line)
+        if req.marker is not None and not req.marker.evaluate(ENV):
+            continue
+        if canonicalize_name(req.name) not in have:
+            print(f"{req.name}{req.specifier}")
+PY
+)
+  [ -z "$missing" ] && break
+  echo "wheelhouse: adding what bookworm's Python 3.11.2 needs besides:" $missing
+  # shellcheck disable=SC2086 # one argument per requirement
+  if ! "$python" -m pip wheel -q --disable-pip-version-check --prefer-binary -w "$out" \
+    -c constraints.txt $missing >"$log" 2>&1; then
+    grep -v "is ignored" "$log" >&2
+    echo "wheelhouse: pip wheel failed" >&2
+    exit 1
+  fi
+done
 "$python" - "$out" <<'PY'
 """Keep the wheels the pins select; refuse any the image (bookworm, x86_64, CPython 3.11) can't use."""
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ihgamp_core.embed import OpenClipBackbone, resolve_device
 from ihgamp_core.embed.openclip import Precision
 from ihgamp_core.errors import ArtifactError, CheckpointError
 from ihgamp_core.head import HeadArtifact, load_head
-from ihgamp_core.her2.model import Her2Model, load_her2
 from ihgamp_core.scoring import Engine
+
+if TYPE_CHECKING:  # the HER2 model imports torch: only a scoring worker pays for it
+    from ihgamp_core.her2.model import Her2Model
 
 __all__ = [
     "DEMO_HEAD_ENV",
@@ -156,6 +159,8 @@ def load_her2_model(checkpoint: Path | None = None, device: str = "auto") -> Her
     CheckpointError
         With a message saying which file to pass.
     """
+    from ihgamp_core.her2.model import load_her2
+
     model = load_her2(checkpoint or her2_demo_path(), resolve_device(device))
     logger.info(
         "HER2 model loaded",

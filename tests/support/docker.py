@@ -136,9 +136,16 @@ def _run(
         cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
     )
     if check and done.returncode != 0:
+        # A build's last lines repeat the failed command; its error lines say why.
+        errors = [
+            line
+            for line in (done.stdout + done.stderr).splitlines()
+            if "ERROR" in line or "error:" in line.lower()
+        ]
         raise AssertionError(
             f"{' '.join(cmd[:4])} ... failed ({done.returncode}):\n"
-            f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+            + "\n".join(line[:400] for line in errors[:20])
+            + f"\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         )
     return done
 

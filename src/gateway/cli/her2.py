@@ -28,13 +28,11 @@ from rich.table import Table
 from ihgamp_core.embed import file_sha256, resolve_device
 from ihgamp_core.errors import ParameterError
 from ihgamp_core.her2.config import CONFIGS, get_config
-from ihgamp_core.her2.data import scan_bci
-from ihgamp_core.her2.model import load_her2, save_her2
-from ihgamp_core.her2.report_files import write_training_report
-from ihgamp_core.her2.synthetic import write_bci_folder
-from ihgamp_core.her2.train import EVAL_PATHS, TrainOptions, evaluate_her2, train_her2
 
 from .common import console, err_console, handle_errors, setup_logging
+
+# The training modules import torch (about a second and 600 MB): only the commands that
+# need them load them, so `ihgamp serve --role receiver` stays small.
 
 __all__ = ["her2_app"]
 
@@ -118,6 +116,8 @@ def synth(
     setup_logging()
     if out.exists() and any(out.iterdir()):
         raise ParameterError(f"{out} is not empty; give a new folder")
+    from ihgamp_core.her2.synthetic import write_bci_folder
+
     write_bci_folder(out, train_pairs, test_pairs, seed, size_px, mpp)
     console.print(
         f"{train_pairs} training and {test_pairs} test pairs written to {out} "
@@ -168,6 +168,11 @@ def train(
     Prints accuracy, macro-F1, HER2-low recall and the confusion matrix per path.
     """
     setup_logging()
+    from ihgamp_core.her2.data import scan_bci
+    from ihgamp_core.her2.model import save_her2
+    from ihgamp_core.her2.report_files import write_training_report
+    from ihgamp_core.her2.train import TrainOptions, train_her2
+
     chosen = get_config(config)
     found = scan_bci(data)
     size = patch_um if patch_um is not None else found.patch_um
@@ -230,6 +235,11 @@ def evaluate(
     setup_logging()
     if split not in ("test", "train"):
         raise typer.BadParameter("--split must be test or train")
+    from ihgamp_core.her2.data import scan_bci
+    from ihgamp_core.her2.model import load_her2
+    from ihgamp_core.her2.report_files import write_training_report
+    from ihgamp_core.her2.train import EVAL_PATHS, evaluate_her2
+
     loaded = load_her2(model, resolve_device(device))
     found = scan_bci(data, splits=(split,))
     results = evaluate_her2(loaded, found.split(split), EVAL_PATHS)

@@ -59,3 +59,16 @@ def test_every_command_is_wrapped_by_handle_errors() -> None:
     assert len(commands) > 10
     for name, callback in commands:
         assert getattr(callback, "__code__", None) is wrapper_code, name
+
+
+def test_the_command_line_and_the_service_load_without_torch() -> None:
+    """A receiver/dispatcher/api node never imports torch (600 MB it would not use)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gateway.cli.app, gateway.cli.serve, gateway.service; "
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout[:300]
