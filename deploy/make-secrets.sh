@@ -6,6 +6,7 @@
 #
 #   api_token     the bearer token of the gateway's HTTP API
 #   db_password   the PostgreSQL password of the catalog
+#   broker_password  the RabbitMQ password of the scale-out roles' job broker
 #   tls.crt/.key  a self-signed DICOM TLS pair for trying TLS out (replace with the
 #                 hospital's certificate and key; dicom.tls in gateway.toml)
 # Existing files are kept. As root they are given to the gateway's group (GID 10001, mode
@@ -18,11 +19,12 @@ cd "$dir"
 new() { [ ! -s "$1" ]; }
 if new api_token; then openssl rand -hex 32 >api_token; fi
 if new db_password; then openssl rand -hex 24 >db_password; fi
+if new broker_password; then openssl rand -hex 24 >broker_password; fi
 if new tls.key || new tls.crt; then
   openssl req -x509 -newkey rsa:3072 -sha256 -days 825 -nodes -subj "/CN=ihgamp-gateway" \
     -keyout tls.key -out tls.crt 2>/dev/null
 fi
-files=(api_token db_password tls.crt tls.key)
+files=(api_token db_password broker_password tls.crt tls.key)
 if [ "$(id -u)" = 0 ]; then
   chgrp 10001 "${files[@]}"
   chmod 0640 "${files[@]}"

@@ -241,6 +241,7 @@ class WorkerSettings(_Model):
     backoff_max_s: float = Field(default=1800.0, ge=0)
     poll_interval_s: float = Field(default=1.0, gt=0)
     broker_url: str | None = None
+    broker_password_file: Path | None = None
     queue_name: str = Field(default="ihgamp-score", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     republish_after_s: float = Field(default=600.0, gt=0)
     sweep_interval_s: float = Field(default=10.0, gt=0)
@@ -255,7 +256,32 @@ class WorkerSettings(_Model):
                 )
             if not self.broker_url.startswith(("amqp://", "amqps://", "redis://", "rediss://")):
                 raise ValueError("broker_url must be amqp(s):// (RabbitMQ) or redis(s):// (Redis)")
+        if self.broker_password_file is not None:
+            if not self.broker_url:
+                raise ValueError("broker_password_file needs broker_url")
+            if not Path(self.broker_password_file).is_file():
+                raise ValueError(f"broker_password_file {self.broker_password_file} does not exist")
         return self
+
+    def broker_connect_url(self) -> str | None:
+        """The URL to connect with: ``broker_url`` plus the password from its file.
+
+        ``broker_password_file`` keeps the broker's password out of the configuration (a
+        compose or Kubernetes secret mounted as a file), as ``catalog.password_file`` does.
+        """
+        if self.broker_url is None or self.broker_password_file is None:
+            return self.broker_url
+        from urllib.parse import quote, urlsplit, urlunsplit
+
+        password = quote(Path(self.broker_password_file).read_text().strip(), safe="")
+        parts = urlsplit(self.broker_url)
+        user = quote(parts.username or "", safe="")
+        host = parts.hostname or ""
+        if ":" in host:  # IPv6 literal
+            host = f"[{host}]"
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+        return urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
 
     def broker_redacted(self) -> str | None:
         """The broker URL without its password (for logs and ``config check``)."""
@@ -686,6 +712,7 @@ _PATH_KEYS = {
     ("dicom", "tls", "ca_certificates"),
     ("http", "token_file"),
     ("catalog", "password_file"),
+    ("worker", "broker_password_file"),
 }
 
 

@@ -8,7 +8,7 @@ the shared catalog when scraped: studies, jobs and deliveries by state, queue de
 the age of the oldest queued job, dead-letter deliveries, and the spool's free space.
 
 Every process exposes them: the ``api`` and ``all`` roles at ``/metrics``, other roles
-on ``node.metrics_port`` (:func:`serve_metrics`).
+on ``node.metrics_port`` (:mod:`gateway.probes`, with ``/health`` and ``/ready``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Histogram,
-    start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
@@ -47,7 +46,6 @@ __all__ = [
     "SCORING_SECONDS",
     "observe",
     "render",
-    "serve_metrics",
 ]
 
 logger = logging.getLogger(__name__)
@@ -196,11 +194,3 @@ def render(catalog: Any = None) -> tuple[bytes, str]:
     if catalog is not None:
         observe(catalog)
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
-
-
-def serve_metrics(host: str, port: int) -> int:
-    """Expose the metrics on ``host:port`` (roles without the HTTP service); return the port."""
-    server, _thread = start_http_server(port, addr=host, registry=REGISTRY)
-    bound = int(server.server_address[1])
-    logger.info("metrics served", extra={"host": host, "port": bound})
-    return bound

@@ -26,6 +26,7 @@ from .dispatch.dispatcher import Dispatcher
 from .dispatch.outbox import Outbox
 from .errors import ConfigError
 from .parts import build_core
+from .probes import NodeEndpoint
 from .receive import DicomListener
 from .resources import http_connection_budget, open_descriptors
 from .retrieve import AutoPuller, RetrieveService
@@ -150,6 +151,11 @@ class Gateway:
             )
             self.http = HttpServer(app, h.bind_host, h.port, limits, h.access_log)
         self._stopped = threading.Event()
+        self._started = threading.Event()
+        self.node_endpoint: NodeEndpoint | None = None
+        if self.http is None and settings.node.metrics_port:
+            node = settings.node
+            self.node_endpoint = NodeEndpoint(node.metrics_host, node.metrics_port, self._ready)
 
     def _reported(self, _study_uid: str) -> None:
         if self.dispatcher is not None:
@@ -161,8 +167,8 @@ class Gateway:
     def start(self) -> int:
         """Start the role's parts; return the DICOM port (0 without a listener)."""
         metrics.observe(self.catalog, self.spool)
-        if self.http is None and self.settings.node.metrics_port:
-            metrics.serve_metrics(self.settings.node.metrics_host, self.settings.node.metrics_port)
+        if self.node_endpoint is not None:
+            self.node_endpoint.start()
         if self.dispatcher is not None:
             self.dispatcher.start()
         if self.scores_here:
@@ -178,11 +184,19 @@ class Gateway:
             self.puller.start()
         if self.pull_runner is not None:
             self.pull_runner.start()
+        self._started.set()
         logger.info(
             "gateway started",
             extra={"role": str(self.role), "node": self.node, "port": port},
         )
         return port
+
+    def _ready(self) -> bool:
+        """Readiness of a node without HTTP: started, not stopping, and the catalog answers."""
+        if not self._started.is_set() or self._stopped.is_set():
+            return False
+        self.catalog.counts()
+        return True
 
     def stop(self) -> None:
         """Stop in reverse order: no new associations, no new completions, then workers."""
@@ -205,6 +219,8 @@ class Gateway:
             self.queue.stop()
         if self.dispatcher is not None:
             self.dispatcher.stop()
+        if self.node_endpoint is not None:
+            self.node_endpoint.stop()
         self.core.close()
         logger.info("gateway stopped", extra={"role": str(self.role), "node": self.node})
 
@@ -218,11 +234,15 @@ class Gateway:
             from .queue.celery_queue import run_worker
 
             metrics.observe(self.catalog)
-            if self.settings.node.metrics_port:
-                node = self.settings.node
-                metrics.serve_metrics(node.metrics_host, node.metrics_port)
-            run_worker(self.settings, self.settings.logging.level)
-            self.core.close()
+            if self.node_endpoint is not None:
+                self.node_endpoint.start()
+            self._started.set()  # Celery's worker takes over: ready while the catalog answers
+            try:
+                run_worker(self.settings, self.settings.logging.level)
+            finally:
+                if self.node_endpoint is not None:
+                    self.node_endpoint.stop()
+                self.core.close()
             return
         wake = threading.Event()
 

@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 GATEWAY_TAG = "ihgamp/gateway:test"
 POSTGRES_TAG = "ihgamp/postgres:15"
 ORTHANC_TAG = "ihgamp/demo-orthanc:1.10"
+RABBITMQ_TAG = "ihgamp/rabbitmq:3.10"
 #: What the gateway image is built from: the Dockerfile, and what .dockerignore lets in.
 GATEWAY_INPUTS = (
     ".dockerignore",
@@ -81,9 +82,10 @@ def gateway_image(engine: DockerEngine, base_image: str) -> str:
 
 @pytest.fixture(scope="session")
 def helper_images(engine: DockerEngine, base_image: str) -> dict[str, str]:
-    """The compose stack's PostgreSQL and demo Orthanc images."""
-    for tag, folder in ((POSTGRES_TAG, "postgres"), (ORTHANC_TAG, "orthanc")):
+    """The compose stack's PostgreSQL, RabbitMQ and demo Orthanc images."""
+    helpers = ((POSTGRES_TAG, "postgres"), (ORTHANC_TAG, "orthanc"), (RABBITMQ_TAG, "rabbitmq"))
+    for tag, folder in helpers:
         context = REPO / "deploy/docker" / folder
         digest = tree_digest(REPO, [str(context.relative_to(REPO))], extra=[base_image])
         engine.ensure_image(tag, context, digest, timeout=900)
-    return {"postgres": POSTGRES_TAG, "orthanc": ORTHANC_TAG}
+    return {"postgres": POSTGRES_TAG, "orthanc": ORTHANC_TAG, "rabbitmq": RABBITMQ_TAG}

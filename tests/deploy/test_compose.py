@@ -3,6 +3,8 @@
 deploy/compose/ is copied to a temporary folder (with the helper images' build folders, as
 compose.yaml expects them) and given fresh secrets by deploy/make-secrets.sh; the only
 change to its gateway.toml is a 16-tile cap so the DEMO model scores in seconds on a CPU.
+Two profiles run: `cpu` (one gateway process) and `scale-out` (one container per role,
+RabbitMQ as the Celery broker).
 """
 
 from __future__ import annotations
@@ -45,14 +47,19 @@ def _wait(what: str, probe: Callable[[], Any], timeout: float = 300) -> Any:
 
 @pytest.fixture()
 def stack(
-    tmp_path: Path, engine: DockerEngine, gateway_image: str, helper_images: dict[str, str]
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    engine: DockerEngine,
+    gateway_image: str,
+    helper_images: dict[str, str],
 ) -> Any:
+    profile = getattr(request, "param", "cpu")
     root = tmp_path / "deploy"
     shutil.copytree(
         REPO / "deploy/compose", root / "compose", ignore=shutil.ignore_patterns(".env")
     )
     shutil.rmtree(root / "compose/secrets")
-    for folder in ("postgres", "orthanc"):
+    for folder in ("postgres", "orthanc", "rabbitmq"):
         shutil.copytree(REPO / "deploy/docker" / folder, root / "docker" / folder)
     import subprocess
 
@@ -67,8 +74,11 @@ def stack(
     config.write_text(text.replace('device = "auto"\n', 'device = "auto"\nmax_tiles = 16\n'))
     ports = {name: free_port() for name in ("dicom", "http", "pacs_http", "pacs_dicom")}
     env = {
-        "COMPOSE_PROFILES": "cpu,demo",
+        "COMPOSE_PROFILES": f"{profile},demo",
         "IHGAMP_IMAGE": gateway_image,
+        "IHGAMP_POSTGRES_IMAGE": helper_images["postgres"],
+        "IHGAMP_RABBITMQ_IMAGE": helper_images["rabbitmq"],
+        "IHGAMP_ORTHANC_IMAGE": helper_images["orthanc"],
         "IHGAMP_DICOM_PUBLISH": f"127.0.0.1:{ports['dicom']}",
         "IHGAMP_HTTP_PUBLISH": f"127.0.0.1:{ports['http']}",
         "IHGAMP_PACS_HTTP_PUBLISH": f"127.0.0.1:{ports['pacs_http']}",
@@ -154,3 +164,49 @@ def test_study_sent_to_the_stack_comes_back_as_an_sr_and_survives_down_up(
     ]
     assert json.loads(compose("exec", "-T", "gateway", "cat", result_file)) == result
     assert len(_sr_series(ports, study_uid)) == 1
+
+
+def _node(compose: Callable[..., str], service: str, path: str) -> str:
+    """GET a path of a role's node port (9464) from inside its container."""
+    code = (
+        "import sys, urllib.request; "
+        f"print(urllib.request.urlopen('http://127.0.0.1:9464{path}', timeout=5).read().decode())"
+    )
+    return compose("exec", "-T", service, "python", "-c", code)
+
+
+@pytest.mark.parametrize("stack", ["scale-out"], indirect=True)
+def test_scale_out_roles_receive_score_and_deliver_through_the_broker(
+    stack: Any, samples_root: Path, sample_cases: dict[str, SampleCase]
+) -> None:
+    """Receiver, worker, dispatcher and api in their own containers, jobs through RabbitMQ."""
+    compose, ports, token, _project = stack
+    case = sample_cases["DEMO-001"]
+    study_uid = str(case.identity["study_instance_uid"])
+
+    compose("up", "-d")
+    _wait("the api role", lambda: _studies(ports, token) == [], timeout=240)
+    running = set(compose("ps", "--services", "--filter", "status=running").split())
+    assert {"receiver", "worker", "dispatcher", "api", "rabbitmq", "postgres"} <= running
+    assert "gateway" not in running
+    for role in ("receiver", "worker", "dispatcher"):
+        _wait(f"{role} ready", lambda role=role: '"ready": true' in _node(compose, role, "/ready"))
+
+    send_with_storescu(samples_root / "dicom" / case.case_id, ports["dicom"])
+    scored = _wait(
+        "the study to be scored and delivered",
+        lambda: [
+            s
+            for s in _studies(ports, token)
+            if s["study_uid"] == study_uid
+            and s["state"] == "scored"
+            and [d["state"] for d in s["deliveries"]] == ["delivered"]
+        ],
+    )[0]
+    assert 0.0 <= scored["probability"] <= 1.0
+    series = _wait("the SR in the demo Orthanc", lambda: _sr_series(ports, study_uid))
+    assert len(series) == 1 and series[0]["MainDicomTags"]["SeriesDescription"].endswith("DEMO")
+    # The job ran in the worker container (its counter), not in the receiver.
+    assert 'ihgamp_jobs_total{outcome="done"} 1.0' in _node(compose, "worker", "/metrics")
+    assert 'ihgamp_jobs_total{outcome="done"}' not in _node(compose, "receiver", "/metrics")
+    assert "ihgamp_instances_received_total" in _node(compose, "receiver", "/metrics")

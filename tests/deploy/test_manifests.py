@@ -29,6 +29,7 @@ DOCKERFILES = [
     REPO / "deploy/docker/Dockerfile",
     REPO / "deploy/docker/postgres/Dockerfile",
     REPO / "deploy/docker/orthanc/Dockerfile",
+    REPO / "deploy/docker/rabbitmq/Dockerfile",
 ]
 #: The checkov checks the manifests skip, each with its reason in the manifest.
 JUSTIFIED = {"CKV_K8S_43", "CKV_K8S_15"}
@@ -153,9 +154,23 @@ def test_the_roles_of_scale_out(rendered: dict[str, Path]) -> None:
         if o["kind"] == "PersistentVolumeClaim"
     }
     assert claims["ihgamp-spool"] == ["ReadWriteMany"]
-    # It must say plainly that no release runs it yet.
-    header = (REPO / "deploy/k8s/overlays/scale-out/kustomization.yaml").read_text()
-    assert "NOT RUNNABLE WITH ANY RELEASE YET" in header
+    for role, container in roles.items():
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["IHGAMP__WORKER__BACKEND"] == "celery", role
+        assert env["IHGAMP__WORKER__BROKER_URL"].startswith("amqp://ihgamp@ihgamp-rabbitmq:"), role
+        assert env["IHGAMP__WORKER__BROKER_PASSWORD_FILE"].startswith("/run/secrets/ihgamp/"), role
+        # Roles without HTTP are probed on their node port (gateway.probes), the api on HTTP.
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        probe_port = "http" if role == "api" else "node"
+        assert ports[probe_port] == (8080 if role == "api" else 9464), role
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            assert container[probe]["httpGet"]["port"] == probe_port, (role, probe)
+        assert ("dicom" in ports) == (role == "receiver"), role
+    broker = pods["ihgamp-rabbitmq"]["containers"][0]
+    assert {e["name"] for e in broker["env"]} >= {"RABBITMQ_DEFAULT_PASS_FILE"}
+    assert any(
+        o["kind"] == "Service" and o["metadata"]["name"] == "ihgamp-rabbitmq" for o in objects
+    )
 
 
 def _checkov(*args: str) -> dict[str, Any]:

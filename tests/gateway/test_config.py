@@ -159,6 +159,23 @@ def test_catalog_password_file_errors(
         load_settings(write_toml(tmp_path / "gw.toml", data), environ={})
 
 
+def test_broker_password_from_a_file(tmp_path: Path) -> None:
+    (tmp_path / "broker_password").write_text("s3cr:t/@%\n")
+    data = settings_dict(tmp_path)
+    data["worker"] = {
+        "backend": "celery",
+        "broker_url": "amqp://ihgamp:old@rabbitmq:5672//",
+        "broker_password_file": "broker_password",
+    }
+    s = load_settings(write_toml(tmp_path / "gw.toml", data), environ={})
+    assert s.worker.broker_connect_url() == "amqp://ihgamp:s3cr%3At%2F%40%25@rabbitmq:5672//"
+    assert "s3cr" not in s.model_dump_json()
+    assert s.worker.broker_redacted() == "amqp://ihgamp:***@rabbitmq:5672//"
+    data["worker"]["broker_password_file"] = "missing"
+    with pytest.raises(ConfigError, match="worker: broker_password_file .*missing does not exist"):
+        load_settings(write_toml(tmp_path / "gw.toml", data), environ={})
+
+
 def test_named_tokens_from_toml(tmp_path: Path) -> None:
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "ehr.token").write_text("ehr-token-from-file-0123\n")

@@ -49,7 +49,7 @@ TASK = "ihgamp.score"
 def make_celery(settings: Settings) -> Celery:
     """A Celery app for the gateway's broker (JSON messages only, never pickle)."""
     worker = settings.worker
-    app = Celery("ihgamp", broker=worker.broker_url, set_as_current=False)
+    app = Celery("ihgamp", broker=worker.broker_connect_url(), set_as_current=False)
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
