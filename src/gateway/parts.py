@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ihgamp_core.scoring import Engine
 
 from .catalog import Catalog, JobStore
-from .catalog.leases import NamedLease
+from .catalog.leases import LEADER_LEASE, NamedLease
 from .config import QueueBackend, Settings
 from .lifecycle import StudyLifecycle
 from .models import load_engine, target_max_mpp
@@ -21,9 +21,6 @@ from .queue.inprocess import InProcessQueue, worker_owner
 from .queue.runner import JobProcessor, JobRunner
 
 __all__ = ["Core", "build_core", "build_worker_runtime", "make_processor"]
-
-#: The lease the completion monitor, the sweeper and the auto-puller act under.
-LEADER_LEASE = "completion"
 
 
 @dataclass

@@ -24,9 +24,12 @@ from sqlalchemy.orm import Session
 from .catalog import Catalog, utcnow
 from .schema import Lease
 
-__all__ = ["NamedLease", "claim_first"]
+__all__ = ["LEADER_LEASE", "NamedLease", "claim_first"]
 
 logger = logging.getLogger(__name__)
+
+#: The lease the completion monitor, the sweeper and the auto-puller act under.
+LEADER_LEASE = "completion"
 
 _T = TypeVar("_T")
 _Row = TypeVar("_Row")

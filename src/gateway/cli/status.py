@@ -17,10 +17,10 @@ from rich.table import Table
 
 from ..catalog import Catalog, JobState, JobStore, StudySnapshot, StudyState
 from ..catalog.deliveries import DeliveryStore
-from ..catalog.leases import NamedLease
+from ..catalog.leases import LEADER_LEASE, NamedLease
 from ..catalog.schema import DeliveryState
 from ..config import Settings, load_settings
-from ..parts import LEADER_LEASE, build_core
+from ..parts import build_core
 from .common import console, handle_errors
 from .serve import ConfigOption
 

@@ -22,6 +22,7 @@ from ihgamp_core.result import ModelIdentity
 
 from ..catalog import Catalog, JobState, JobStore, StudySnapshot, StudyState
 from ..catalog.deliveries import DeliveryStore, DeliveryView
+from ..catalog.leases import LEADER_LEASE, NamedLease
 from ..catalog.schema import AccessAction, DeliveryState
 from ..config import TokenAccess
 from ..dispatch.outbox import Outbox
@@ -151,6 +152,8 @@ def pages_router(
             counts=[(str(s), counts.get(s, 0)) for s in StudyState],
             rows=rows,
             failed_jobs=jobs.jobs(limit=100, states=[JobState.FAILED]),
+            running_jobs=jobs.jobs(limit=100, states=[JobState.RUNNING]),
+            leader=NamedLease(catalog, LEADER_LEASE, "", 0).holder(),
             dead_letters=deliveries.deliveries(states=[DeliveryState.DEAD_LETTER], limit=100),
         )
 

@@ -107,6 +107,30 @@ def test_requeue_from_the_page_queues_a_job(url: str, reported: Reported) -> Non
     assert jobs[0].max_attempts == reported.settings.worker.max_attempts
 
 
+def test_the_page_shows_which_node_leads_and_which_holds_each_job(
+    url: str, reported: Reported
+) -> None:
+    """Scale-out: the completion leader and the node scoring each job, as `ihgamp status`."""
+    from gateway.catalog.leases import LEADER_LEASE, NamedLease
+
+    client = _login(url)
+    assert "no job being scored" in client.get("/").text
+    jobs = JobStore(reported.catalog)
+    job_id = jobs.enqueue(reported.study_uid, 3, reason="rescore")
+    claimed = jobs.claim_job(job_id, "gpu-node-7:4242:abcd", 60)
+    assert claimed is not None
+    leader = NamedLease(reported.catalog, LEADER_LEASE, "receiver-2-11112", 30)
+    assert leader.acquire()
+    try:
+        page = client.get("/").text
+        row = page[page.index('<table id="running-jobs">') :].split("</table>")[0]
+        assert f"<td>{job_id}</td>" in row and "gpu-node-7:4242:abcd" in row
+        assert 'Completion leader: <span class="node">receiver-2-11112</span>' in page
+    finally:
+        leader.release()
+        jobs.finish(job_id, "gpu-node-7:4242:abcd")
+
+
 def test_logout_and_revocation_end_sessions_on_the_server(url: str, reported: Reported) -> None:
     client = _login(url)
     cookie = client.cookies["ihgamp_session"]
