@@ -37,6 +37,7 @@ from .errors import ConfigError
 
 __all__ = [
     "AllowedAE",
+    "AnalysesSettings",
     "ApiToken",
     "DicomNode",
     "DicomWebNode",
@@ -55,6 +56,7 @@ __all__ = [
     "NodeSettings",
     "QueueBackend",
     "Settings",
+    "StainRuleSettings",
     "StorageSettings",
     "TlsSettings",
     "TokenAccess",
@@ -325,6 +327,72 @@ class ModelSettings(_Model):
         return self
 
 
+class StainRuleSettings(_Model):
+    """A site stain rule: ``pattern`` found in ``fields`` means ``stain``."""
+
+    pattern: str = Field(min_length=1, max_length=200)
+    stain: Literal["he", "ihc-her2", "ihc-other"]
+    fields: tuple[
+        Literal["series_description", "study_description", "container_identifier", "source"],
+        ...,
+    ] = ("series_description", "container_identifier")
+    overrides: bool = False
+
+    @field_validator("pattern")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"{value!r} is not a regular expression: {exc}") from None
+        return value
+
+
+class AnalysesSettings(_Model):
+    """Which analyses run, their model files, and how slide metadata is read for routing.
+
+    The default (``enabled = ["hrd"]``, ``default_stain = "he"``) is the gateway before
+    analyses existed: every slide without stain information is an H&E slide for HRD.
+    """
+
+    enabled: tuple[Literal["hrd", "her2"], ...] = ("hrd",)
+    her2_model: Path | None = None
+    her2_device: str = "auto"
+    her2_max_tiles: int | None = Field(default=None, ge=1)
+    default_stain: Literal["he", "ihc-her2", "ihc-other"] | None = "he"
+    default_body_part: str | None = Field(default=None, pattern=r"^[A-Z_ ]{1,16}$")
+    block_pattern: str | None = None
+    stain_rules: tuple[StainRuleSettings, ...] = ()
+
+    @field_validator("enabled")
+    @classmethod
+    def _some(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("enable at least one analysis (hrd, her2)")
+        if len(set(value)) != len(value):
+            raise ValueError("each analysis is enabled once")
+        return value
+
+    @field_validator("her2_model")
+    @classmethod
+    def _exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"{value} does not exist")
+        return value
+
+    @field_validator("block_pattern")
+    @classmethod
+    def _block(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                compiled = re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"{value!r} is not a regular expression: {exc}") from None
+            if "block" not in compiled.groupindex:
+                raise ValueError("the block pattern needs a group named 'block': (?P<block>...)")
+        return value
+
+
 class TriageSettings(_Model):
     """Triage policy: histologies the model is not validated for, and histology sources."""
 
@@ -577,6 +645,7 @@ class Settings(_Model):
     completion: CompletionSettings = CompletionSettings()
     worker: WorkerSettings = WorkerSettings()
     model: ModelSettings = ModelSettings()
+    analyses: AnalysesSettings = AnalysesSettings()
     triage: TriageSettings = TriageSettings()
     fhir: FhirSettings = FhirSettings()
     http: HttpSettings = HttpSettings()

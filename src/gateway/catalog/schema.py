@@ -30,6 +30,7 @@ from sqlalchemy.types import TypeDecorator
 
 __all__ = [
     "AccessAction",
+    "AnalysisResult",
     "Association",
     "Base",
     "Delivery",
@@ -132,6 +133,7 @@ class Study(Base):
     result_probability: Mapped[float | None] = mapped_column(Float)
     model_key: Mapped[str | None] = mapped_column(String(160))
     hold_reason: Mapped[str | None] = mapped_column(Text)
+    routing: Mapped[str | None] = mapped_column(Text)
 
     series: Mapped[list[Series]] = relationship(back_populates="study")
 
@@ -214,13 +216,35 @@ class StoreRefusal(Base):
 
 
 class Job(Base):
-    """A unit of queued work (scoring one study) with its lease and retry state."""
+    """A unit of queued work (one analysis of one study) with its lease and retry state.
+
+    ``job_key`` is the routing request's key (``hrd``, ``her2``, ``her2:<block>``);
+    ``request`` its JSON (slides, roles, modality path); ``batch`` groups the jobs one
+    routing of the study created, so the study is scored (or failed) when the last of
+    them ends. Jobs from before analyses existed are HRD jobs without a request (every
+    slide of the study).
+    """
 
     __tablename__ = "jobs"
+    __table_args__ = (
+        # One queued job per study and analysis request: queuing again reuses it.
+        Index(
+            "ux_jobs_queued_key",
+            "study_id",
+            "job_key",
+            unique=True,
+            sqlite_where=text("state = 'queued'"),
+            postgresql_where=text("state = 'queued'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
     kind: Mapped[str] = mapped_column(String(16), default="score")
+    analysis: Mapped[str] = mapped_column(String(16), default="hrd", server_default="hrd")
+    job_key: Mapped[str] = mapped_column(String(64), default="hrd", server_default="hrd")
+    request: Mapped[str | None] = mapped_column(Text)
+    batch: Mapped[str | None] = mapped_column(String(32))
     state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
@@ -232,6 +256,29 @@ class Job(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=_utc, onupdate=_utc)
     finished_at: Mapped[dt.datetime | None]
     published_at: Mapped[dt.datetime | None]
+
+
+class AnalysisResult(Base):
+    """The latest result of one analysis request of a study (its outbox folder, call).
+
+    One row per study and ``job_key``; a newer result replaces the row (and names the
+    earlier one as its predecessor in the SR and the Observation).
+    """
+
+    __tablename__ = "analysis_results"
+    __table_args__ = (UniqueConstraint("study_id", "job_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    job_key: Mapped[str] = mapped_column(String(64))
+    analysis: Mapped[str] = mapped_column(String(16))
+    result_path: Mapped[str] = mapped_column(Text)
+    call: Mapped[str | None] = mapped_column(String(32))
+    value: Mapped[float | None] = mapped_column(Float)
+    modality_path: Mapped[str | None] = mapped_column(String(32))
+    model_key: Mapped[str | None] = mapped_column(String(160))
+    demo: Mapped[bool] = mapped_column(Boolean, default=False)
+    scored_at: Mapped[dt.datetime] = mapped_column(default=_utc)
 
 
 class Lease(Base):

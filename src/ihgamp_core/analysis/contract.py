@@ -300,11 +300,15 @@ class ReportOptions:
     not_validated_patterns : tuple of str or None
         Histology patterns an analysis is not validated for (HRD's triage); ``None``
         keeps the analysis' default.
+    supersedes : Supersedes or None
+        The earlier result of the same analysis (and block) that this one replaces: the
+        SR names it as its predecessor, the Observation amends it in place.
     """
 
     thumbnails: Mapping[str, NDArray[np.uint8]] = field(default_factory=dict)
     patient_system: Callable[[str | None], str] | None = None
     not_validated_patterns: tuple[str, ...] | None = None
+    supersedes: Any = None
 
 
 @dataclass(frozen=True)
@@ -336,6 +340,8 @@ class AnalysisReport:
         ``code`` search.
     notes : tuple of str
         Why an output is missing.
+    ids : OutputIds or None
+        Every output identifier (SR, heatmaps, Observation, Device).
     """
 
     analysis: AnalysisName
@@ -349,6 +355,7 @@ class AnalysisReport:
     observation_identifier: str
     observation_code: tuple[str, str]
     notes: tuple[str, ...] = ()
+    ids: Any = None
 
 
 R = TypeVar("R")

@@ -142,6 +142,7 @@ class HrdAnalysis:
             options.thumbnails,
             policy,
             options.patient_system or default_patient_system,
+            supersedes=options.supersedes,
         )
         return AnalysisReport(
             analysis=AnalysisName.HRD,
@@ -155,4 +156,5 @@ class HrdAnalysis:
             observation_identifier=report.ids.observation_identifier,
             observation_code=(LOINC, LOINC_HRD),
             notes=report.notes,
+            ids=report.ids,
         )

@@ -18,11 +18,9 @@ from ..analysis.contract import (
     AnalysisSpec,
     Applicability,
     HeatmapObject,
-    InputKind,
     ModalityPath,
     ReportOptions,
     SlideRole,
-    Stain,
 )
 from ..errors import ParameterError
 from ..report.codes import LOINC, LOINC_HER2_IHC
@@ -33,15 +31,9 @@ from .infer import Her2Options, score_her2
 from .model import Her2Model
 from .reports import Her2Report, build_her2_reports, missing_note
 from .result import Her2Result, her2_result_to_dict
+from .spec import HER2_APPLICABILITY
 
 __all__ = ["HER2_APPLICABILITY", "Her2Analysis", "her2_document"]
-
-#: HER2 reads breast H&E slides with the HER2 IHC slide of the same block when present.
-HER2_APPLICABILITY = Applicability(
-    stains=frozenset({Stain.HE, Stain.IHC_HER2}),
-    inputs=InputKind.HE_WITH_OPTIONAL_IHC,
-    body_parts=frozenset({"BREAST"}),
-)
 
 
 def her2_document(report: Her2Report) -> dict[str, Any]:
@@ -152,6 +144,7 @@ class Her2Analysis:
             context,
             options.thumbnails,
             options.patient_system or default_patient_system,
+            options.supersedes,
         )
         return AnalysisReport(
             analysis=AnalysisName.HER2,
@@ -165,4 +158,5 @@ class Her2Analysis:
             observation_identifier=report.ids.observation_identifier,
             observation_code=(LOINC, LOINC_HER2_IHC),
             notes=report.notes,
+            ids=report.ids,
         )

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,7 @@ from numpy.typing import NDArray
 from .. import __version__
 from ..analysis.contract import ModalityPath
 from ..report import codes as c
-from ..report.context import OutputIds, ReportContext, derive_output_ids
+from ..report.context import OutputIds, ReportContext, Supersedes, derive_output_ids
 from ..report.fhir import (
     coding,
     default_patient_system,
@@ -110,9 +110,17 @@ def algorithm_parameters(result: Her2Result) -> list[str]:
 
 
 def build_her2_sr(
-    result: Her2Result, triage: Triage, context: ReportContext, ids: OutputIds
+    result: Her2Result,
+    triage: Triage,
+    context: ReportContext,
+    ids: OutputIds,
+    supersedes: Supersedes | None = None,
 ) -> Any:
-    """The SR of one HER2 result (see the module docstring)."""
+    """The SR of one HER2 result (see the module docstring).
+
+    With ``supersedes`` the SR lists the earlier HER2 SR of the same block in its
+    Predecessor Documents Sequence.
+    """
     m = result.model
     algorithm = AlgorithmIdentification(
         name="IHGAMP HER2", version=m.version[:64], parameters=algorithm_parameters(result)
@@ -163,6 +171,7 @@ def build_her2_sr(
         description + (" DEMO" if m.demo else ""),
         m.name,
         f"ihgamp {__version__}; her2 {m.version}",
+        supersedes,
     )
 
 
@@ -258,8 +267,12 @@ def build_her2_bundle(
     ids: OutputIds,
     patient_system: PatientSystem = default_patient_system,
     issued: dt.datetime | None = None,
+    supersedes: Supersedes | None = None,
 ) -> Any:
     """Device, Observation and Provenance of a HER2 result (see the module docstring).
+
+    With ``supersedes`` the Observation amends the earlier one in place (conditional
+    update on its identifier).
 
     Raises
     ------
@@ -295,6 +308,7 @@ def build_her2_bundle(
             [triage.text, triage.statement, *([note] if note else [])],
             patient_system,
             issued,
+            supersedes,
         )
         components: list[dict[str, Any]] = []
         for label, value in zip(CLASS_LABELS, result.probabilities or (), strict=False):
@@ -396,6 +410,7 @@ def build_her2_bundle(
         context,
         "HER2 IHC score estimation from whole-slide images (IHGAMP HER2)",
         issued,
+        supersedes,
     )
 
 
@@ -417,14 +432,19 @@ def build_her2_reports(
     context: ReportContext,
     thumbnails: Mapping[str, NDArray[np.uint8]] | None = None,
     patient_system: PatientSystem = default_patient_system,
+    supersedes: Supersedes | None = None,
 ) -> Her2Report:
     """Triage, SR, class-map Segmentation (+ PNG) and FHIR Bundle of a HER2 result.
 
     ``context`` holds the headers of the result's slides, reference slide first.
+    ``supersedes`` names the earlier result this one replaces (the triage text says so,
+    the SR references it, the Observation amends it).
     """
     ids = her2_output_ids(result)
     triage = her2_triage(result, context.histology)
-    sr = build_her2_sr(result, triage, context, ids)
+    if supersedes is not None:
+        triage = replace(triage, text=f"{triage.text} {supersedes.note()}")
+    sr = build_her2_sr(result, triage, context, ids, supersedes)
     heatmaps: list[tuple[str, Any, bytes | None]] = []
     notes: list[str] = []
     reference = context.slide(result.slides[0].info.series_instance_uid)
@@ -435,7 +455,9 @@ def build_her2_reports(
         heatmaps.append((reference.series_uid, seg, png))
     bundle = None
     if context.patient_id:
-        bundle = build_her2_bundle(result, triage, context, ids, patient_system)
+        bundle = build_her2_bundle(
+            result, triage, context, ids, patient_system, supersedes=supersedes
+        )
     else:
         notes.append("no FHIR Observation: the study has no Patient ID")
     return Her2Report(result, triage, ids, sr, tuple(heatmaps), bundle, tuple(notes))
