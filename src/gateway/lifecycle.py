@@ -7,15 +7,26 @@ writer of ``studies.state``) is :mod:`gateway.catalog.lifecycle`.
 A completed study is queued for scoring when it holds at least one *scoreable* slide
 series: a VL Whole Slide Microscopy series with a VOLUME level at or finer than the
 model's target spacing (0.5 um/px + 10 %). Without one it fails with that reason.
+
+With a router (:class:`gateway.routing.StudyRouter`, the enabled analyses) the study is
+routed first and the decision stored: one job per request; a study no analysis applies
+to is ``ignored`` with the reason "no analysis applies" (not an error); a study whose
+slides were all refused (unknown stain, IHC without its H&E, mismatched blocks) is
+``failed`` with the refusals' messages, its files kept for a rescore.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from .catalog import Catalog, JobStore, StudySnapshot, StudyState
+from .catalog import AnalysisStore, Catalog, JobStore, StudySnapshot, StudyState
 from .errors import CatalogError
+
+if TYPE_CHECKING:
+    from ihgamp_core.analysis import RoutingDecision
+
+    from .routing import StudyRouter
 
 __all__ = ["RowSubmitter", "StudyLifecycle", "Submitter", "scoreable_series"]
 
@@ -43,8 +54,8 @@ class RowSubmitter:
         self.max_attempts = max_attempts
 
     def submit(self, study_uid: str, reason: str) -> None:
-        """Write the job row."""
-        self.jobs.enqueue(study_uid, self.max_attempts, reason)
+        """Write the job rows."""
+        self.jobs.enqueue_all(study_uid, self.max_attempts, reason)
 
 
 def scoreable_series(study: StudySnapshot, max_mpp: float | None) -> list[str]:
@@ -71,12 +82,23 @@ class StudyLifecycle:
         Where scoreable studies are queued.
     max_mpp : float or None
         Finest spacing a slide series needs to be scoreable (None: any).
+    router : StudyRouter, optional
+        Routes studies over the enabled analyses; without one every slide of a study is
+        scored by HRD in one job.
     """
 
-    def __init__(self, catalog: Catalog, queue: Submitter, max_mpp: float | None) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        queue: Submitter,
+        max_mpp: float | None,
+        router: StudyRouter | None = None,
+    ) -> None:
         self.catalog = catalog
         self.queue = queue
         self.max_mpp = max_mpp
+        self.router = router
+        self.analyses = AnalysisStore(catalog)
 
     def complete(self, study_uid: str, reason: str, forced: bool = False) -> bool:
         """Complete a receiving study and queue it (or fail it: nothing scoreable).
@@ -114,7 +136,35 @@ class StudyLifecycle:
             self.catalog.transition(study_uid, StudyState.FAILED, reason)
             logger.warning("study not scoreable", extra={"study_uid": study_uid, "reason": reason})
             return False
-        self.queue.submit(study_uid, "complete")
+        return self._route_and_queue(study_uid, "complete")
+
+    def _route_and_queue(self, study_uid: str, reason: str) -> bool:
+        """Route the study (when a router is set), store the decision, queue its jobs."""
+        if self.router is None:
+            self.analyses.set_routing(study_uid, None)
+            self.queue.submit(study_uid, reason)
+            return True
+        decision = self.router.decide(study_uid)
+        self.analyses.set_routing(study_uid, decision.to_dict())
+        logger.info(
+            "study routed",
+            extra={
+                "study_uid": study_uid,
+                "jobs": [r.job_key for r in decision.requests],
+                "refusals": [str(r.kind) for r in decision.refusals],
+            },
+        )
+        if decision.no_analysis_applies:
+            skipped = "; ".join(f"{s.analysis}: {s.reason}" for s in decision.skipped)
+            why = "no analysis applies" + (f" ({skipped})" if skipped else "")
+            self.catalog.transition(study_uid, StudyState.IGNORED, why)
+            return False
+        refused = _refusals(decision)
+        if not decision.requests:
+            self.catalog.transition(study_uid, StudyState.FAILED, f"not scored: {refused}")
+            logger.warning("every slide refused", extra={"study_uid": study_uid, "reason": refused})
+            return False
+        self.queue.submit(study_uid, f"{reason}; refused: {refused}" if refused else reason)
         return True
 
     def force(self, study_uid: str) -> None:
@@ -146,4 +196,12 @@ class StudyLifecycle:
             raise CatalogError(f"no study {study_uid} in the catalog")
         if study.state in (StudyState.RECEIVING, StudyState.SCORING):
             raise CatalogError(f"study {study_uid} is {study.state}; wait until it finishes")
-        self.queue.submit(study_uid, reason)
+        self._route_and_queue(study_uid, reason)
+
+
+def _refusals(decision: RoutingDecision) -> str:
+    """One line naming each refusal (kind, analysis, message)."""
+    return "; ".join(
+        f"{r.kind}" + (f" ({r.analysis})" if r.analysis else "") + f": {r.message}"
+        for r in decision.refusals
+    )

@@ -19,6 +19,7 @@ from .models import load_engine, target_max_mpp
 from .queue.base import JobQueue
 from .queue.inprocess import InProcessQueue, worker_owner
 from .queue.runner import JobProcessor, JobRunner
+from .routing import StudyRouter
 
 __all__ = ["Core", "build_core", "build_worker_runtime", "make_processor"]
 
@@ -66,7 +67,8 @@ def build_core(settings: Settings) -> Core:
     else:
         runner = JobRunner(jobs, _no_processor, settings.worker)
         queue = InProcessQueue(jobs, runner, settings.worker, settings.node_name())
-    lifecycle = StudyLifecycle(catalog, queue, target_max_mpp(settings.model.head))
+    router = StudyRouter(catalog, settings.analyses)
+    lifecycle = StudyLifecycle(catalog, queue, target_max_mpp(settings.model.head), router)
     leader = NamedLease(catalog, LEADER_LEASE, owner, settings.completion.leader_lease_s)
     return Core(settings, catalog, jobs, queue, lifecycle, leader, owner)
 
@@ -85,7 +87,12 @@ def make_processor(
     m = settings.model
     engine = engine or load_engine(m.head, m.backbone_checkpoint, m.device, m.precision)
     reports = ReportWriter(catalog, Outbox(settings.storage.outbox_dir), settings)
-    processor = ScoreProcessor(catalog, engine, reports, settings.model, on_reported=on_reported)
+    from .score.worker import AnalysisModels
+
+    analyses = AnalysisModels(settings.analyses, m.device)
+    processor = ScoreProcessor(
+        catalog, engine, reports, settings.model, on_reported=on_reported, analyses=analyses
+    )
     return processor, engine
 
 

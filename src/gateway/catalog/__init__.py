@@ -1,5 +1,6 @@
 """The catalog database: studies, series, instances, associations, jobs (SQLAlchemy 2)."""
 
+from .analyses import AnalysisResultView, AnalysisStore
 from .catalog import (
     ALLOWED_TRANSITIONS,
     Catalog,
@@ -9,13 +10,17 @@ from .catalog import (
     StudySnapshot,
     utcnow,
 )
-from .jobs import ClaimedJob, JobStore, JobView
+from .jobs import LEGACY_REQUEST, ClaimedJob, JobRequest, JobStore, JobView
 from .migrations import HEAD, SchemaState, SchemaStatus, schema_status, upgrade
 from .schema import JobState, StudyState
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
     "HEAD",
+    "LEGACY_REQUEST",
+    "AnalysisResultView",
+    "AnalysisStore",
+    "JobRequest",
     "Catalog",
     "ClaimedJob",
     "InstanceRecord",

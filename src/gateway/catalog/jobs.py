@@ -5,15 +5,23 @@ workers poll these rows; with Celery a message carries only the job id and the w
 claims the row by id (:meth:`JobStore.claim_job`), so a duplicate or stale message is
 harmless. Claims go through :func:`~gateway.catalog.leases.claim_first`, so two workers
 never both win a job. A job whose worker died (lease expired) is claimed again and the
-lost attempt counts; after ``max_attempts`` the job and its study fail with the last
-error visible in ``ihgamp status``. Study states change only through
+lost attempt counts; after ``max_attempts`` the job fails with the last error visible in
+``ihgamp status``. Study states change only through
 :func:`~gateway.catalog.lifecycle.move`.
+
+One study may have several jobs: one per request of its routing decision
+(``studies.routing``, one per analysis and, for HER2, per tissue block). The jobs one
+queuing created share a ``batch``; the study is ``scoring`` while any runs, and when the
+last of the batch ends it is ``scored``, or ``failed`` if any of them failed (the others'
+results stay and are delivered).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +34,30 @@ from .leases import claim_first
 from .lifecycle import move
 from .schema import Job, JobState, Study, StudyState
 
-__all__ = ["ClaimedJob", "JobStore", "JobView"]
+__all__ = ["ClaimedJob", "JobRequest", "JobStore", "JobView", "LEGACY_REQUEST"]
 
 logger = logging.getLogger(__name__)
 
 #: How a worker that lost its lease left its job (for ``ihgamp status``).
 WORKER_LOST = "worker lost (lease expired)"
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What one job runs: an analysis on the slides of a routing request.
+
+    ``request`` is :meth:`ihgamp_core.analysis.AnalysisRequest.to_dict`; ``None`` means
+    every slide of the study with HRD (jobs from before routing, and studies queued
+    without a routing decision).
+    """
+
+    job_key: str
+    analysis: str
+    request: dict[str, Any] | None = None
+
+
+#: HRD on every slide of the study (the gateway before analyses existed).
+LEGACY_REQUEST = JobRequest("hrd", "hrd", None)
 
 
 @dataclass(frozen=True)
@@ -45,6 +71,9 @@ class ClaimedJob:
     max_attempts: int
     took_over: bool = False  # the previous holder's lease had expired
     queued_s: float = 0.0  # how long it waited for a worker since it became due
+    analysis: str = "hrd"
+    job_key: str = "hrd"
+    request: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +93,8 @@ class JobView:
     lease_expires_at: dt.datetime | None = None
     created_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
+    analysis: str = "hrd"
+    job_key: str = "hrd"
 
 
 class JobStore:
@@ -79,39 +110,62 @@ class JobStore:
         self.catalog = catalog
 
     def enqueue(self, study_uid: str, max_attempts: int, reason: str = "complete") -> int:
-        """Queue a scoring job for a study and move the study to ``queued``.
+        """Queue a study's jobs (:meth:`enqueue_all`); return the first job's id."""
+        return self.enqueue_all(study_uid, max_attempts, reason)[0]
 
-        An existing queued job for the study is reused (no duplicates).
+    def enqueue_all(self, study_uid: str, max_attempts: int, reason: str = "complete") -> list[int]:
+        """Queue one job per request of the study's routing decision; study -> ``queued``.
+
+        Without a routing decision (``studies.routing`` empty) the study gets one HRD job
+        on every slide (:data:`LEGACY_REQUEST`). An existing queued job of the same study
+        and key is reused (no duplicates).
 
         Raises
         ------
         CatalogError
-            If the study is unknown or cannot be queued from its state.
+            If the study is unknown, cannot be queued from its state, or its routing
+            decision has no request.
         """
         with self.catalog.session() as s:
             study = s.scalars(select(Study).where(Study.study_uid == study_uid)).first()
             if study is None:
                 raise CatalogError(f"no study {study_uid} in the catalog")
-            active = s.scalars(
-                select(Job).where(Job.study_id == study.id, Job.state == JobState.QUEUED)
-            ).first()
-            if active is not None:
-                return int(active.id)
+            requests = _requests(study.routing)
+            if not requests:
+                raise CatalogError(f"study {study_uid}: its routing decision runs no analysis")
+            queued = {
+                j.job_key: j
+                for j in s.scalars(
+                    select(Job).where(Job.study_id == study.id, Job.state == JobState.QUEUED)
+                )
+            }
+            if all(r.job_key in queued for r in requests):
+                return [int(queued[r.job_key].id) for r in requests]
             if study.state == StudyState.RECEIVING:
                 raise CatalogError(
                     f"study {study_uid} is still receiving; wait or force completion"
                 )
-            job = Job(
-                study_id=study.id,
-                kind="score",
-                state=JobState.QUEUED,
-                max_attempts=max_attempts,
-                next_attempt_at=utcnow(),
-            )
-            s.add(job)
+            batch = uuid.uuid4().hex
+            jobs: list[Job] = []
+            for r in requests:
+                job = queued.get(r.job_key)
+                if job is None:
+                    job = Job(
+                        study_id=study.id,
+                        kind="score",
+                        analysis=r.analysis,
+                        job_key=r.job_key,
+                        request=None if r.request is None else json.dumps(r.request),
+                        state=JobState.QUEUED,
+                        max_attempts=max_attempts,
+                        next_attempt_at=utcnow(),
+                    )
+                    s.add(job)
+                job.batch = batch
+                jobs.append(job)
             move(study, StudyState.QUEUED, reason, utcnow())
             s.flush()
-            return int(job.id)
+            return [int(j.id) for j in jobs]
 
     # -- claiming ---------------------------------------------------------------------
 
@@ -166,7 +220,7 @@ class JobStore:
             assert study is not None  # noqa: S101 - foreign key guarantees it
             took_over = seen[job.id][0] == JobState.RUNNING
             if job.state == JobState.FAILED:
-                self._fail_study(s, study, job.last_error or WORKER_LOST)
+                self._settle(s, study, job, now)
                 logger.warning(
                     "job failed: its worker was lost on the last attempt",
                     extra={"job_id": job.id, "study_uid": study.study_uid},
@@ -189,6 +243,9 @@ class JobStore:
                 job.max_attempts,
                 took_over,
                 max(0.0, (now - since).total_seconds()),
+                job.analysis,
+                job.job_key,
+                None if job.request is None else json.loads(job.request),
             )
 
         return claim_first(self.catalog, candidates, guard, values, won)
@@ -216,8 +273,9 @@ class JobStore:
             job.finished_at = now
             job.lease_owner = None
             study = s.get(Study, job.study_id)
-            if study is not None and study.state == StudyState.SCORING:
-                move(study, StudyState.SCORED, None, now)
+            if study is not None:
+                s.flush()
+                self._settle(s, study, job, now)
             return True
 
     def fail(
@@ -244,23 +302,70 @@ class JobStore:
             job.last_error = error[:2000]
             job.lease_owner = None
             study = s.get(Study, job.study_id)
-            if permanent or job.attempts >= job.max_attempts:
+            twin = s.scalars(
+                select(Job.id).where(
+                    Job.study_id == job.study_id,
+                    Job.job_key == job.job_key,
+                    Job.state == JobState.QUEUED,
+                    Job.id != job.id,
+                )
+            ).first()
+            if permanent or job.attempts >= job.max_attempts or twin is not None:
+                # (a newer queued job of the same study and key replaces this one's retry)
                 job.state = JobState.FAILED
                 job.finished_at = now
                 if study is not None:
-                    self._fail_study(s, study, error)
+                    s.flush()
+                    self._settle(s, study, job, now)
                 return "failed", 0.0
             delay = min(backoff_max_s, backoff_s * 2 ** (job.attempts - 1))
             job.state = JobState.QUEUED
             job.next_attempt_at = now + dt.timedelta(seconds=delay)
             if study is not None and study.state == StudyState.SCORING:
-                move(study, StudyState.QUEUED, f"retry in {delay:.0f} s after: {error[:200]}", now)
+                running = s.scalars(
+                    select(Job.id).where(
+                        Job.study_id == job.study_id,
+                        Job.state == JobState.RUNNING,
+                        Job.id != job.id,
+                    )
+                ).first()
+                if running is None:
+                    reason = f"retry in {delay:.0f} s after: {error[:200]}"
+                    move(study, StudyState.QUEUED, reason, now)
             return "retry", delay
 
     @staticmethod
-    def _fail_study(s: Session, study: Study, error: str) -> None:
-        if study.state in (StudyState.SCORING, StudyState.QUEUED):
-            move(study, StudyState.FAILED, error, utcnow())
+    def _settle(s: Session, study: Study, job: Job, now: dt.datetime) -> None:
+        """Move the study once the last active job of ``job``'s batch has ended.
+
+        Scored when every job of the batch is done; failed (with the first failure's
+        error, named by its analysis) when any failed. While other jobs of the study are
+        queued or running, the study stays as it is.
+        """
+        if study.state not in (StudyState.SCORING, StudyState.QUEUED):
+            return
+        active = s.scalars(
+            select(Job.id).where(
+                Job.study_id == study.id, Job.state.in_([JobState.QUEUED, JobState.RUNNING])
+            )
+        ).first()
+        if active is not None:
+            return
+        batch = (
+            [job]
+            if job.batch is None
+            else list(
+                s.scalars(select(Job).where(Job.study_id == study.id, Job.batch == job.batch))
+            )
+        )
+        failed = [j for j in batch if j.state == JobState.FAILED]
+        if failed:
+            first = min(failed, key=lambda j: j.id)
+            error = first.last_error or WORKER_LOST
+            prefix = f"{first.job_key}: " if len(batch) > 1 else ""
+            move(study, StudyState.FAILED, prefix + error, now)
+        elif study.state == StudyState.SCORING:
+            move(study, StudyState.SCORED, None, now)
 
     # -- publication (broker backends) ----------------------------------------------------
 
@@ -343,6 +448,19 @@ class JobStore:
                     j.lease_expires_at,
                     j.created_at,
                     j.finished_at,
+                    j.analysis,
+                    j.job_key,
                 )
                 for j, uid in rows
             ]
+
+
+def _requests(routing: str | None) -> list[JobRequest]:
+    """The jobs a stored routing decision asks for (:data:`LEGACY_REQUEST` without one)."""
+    if not routing:
+        return [LEGACY_REQUEST]
+    decision = json.loads(routing)
+    return [
+        JobRequest(str(r["job_key"]), str(r["analysis"]), dict(r))
+        for r in decision.get("requests", [])
+    ]

@@ -4,9 +4,11 @@
 
     receiving ──▶ complete ──▶ queued ──▶ scoring ──▶ scored
         │             │           ▲  │        │
-        │             └─▶ failed  └──┼── retry (backoff) ◀┘
-        └─▶ ignored (no WSI)         └─▶ failed (max attempts / permanent error)
-    any finished state ──(new WSI instance)──▶ receiving   scored/failed ──(rescore)──▶ queued
+        │             ├─▶ failed  └──┼── retry (backoff) ◀┘
+        │             │  (refused)   └─▶ failed (max attempts / permanent error)
+        └─▶ ignored ◀─┘ (no WSI; no analysis applies)
+    any finished state ──(new WSI instance)──▶ receiving
+    scored/failed/ignored ──(rescore)──▶ queued, or failed (refused) / ignored (nothing applies)
 
 Every change of a study's state, wherever it is decided (an instance arriving, the
 completion leader, a worker claiming or finishing a job, an operator), goes through
@@ -28,12 +30,12 @@ __all__ = ["ALLOWED_TRANSITIONS", "move"]
 S = StudyState
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     S.RECEIVING: frozenset({S.COMPLETE, S.IGNORED, S.FAILED}),
-    S.COMPLETE: frozenset({S.QUEUED, S.FAILED, S.RECEIVING}),
+    S.COMPLETE: frozenset({S.QUEUED, S.FAILED, S.RECEIVING, S.IGNORED}),
     S.QUEUED: frozenset({S.SCORING, S.FAILED, S.RECEIVING, S.QUEUED}),
     S.SCORING: frozenset({S.SCORED, S.FAILED, S.QUEUED, S.RECEIVING}),
-    S.SCORED: frozenset({S.QUEUED, S.RECEIVING}),
-    S.FAILED: frozenset({S.QUEUED, S.RECEIVING}),
-    S.IGNORED: frozenset({S.RECEIVING, S.QUEUED}),
+    S.SCORED: frozenset({S.QUEUED, S.RECEIVING, S.FAILED, S.IGNORED}),
+    S.FAILED: frozenset({S.QUEUED, S.RECEIVING, S.FAILED, S.IGNORED}),
+    S.IGNORED: frozenset({S.RECEIVING, S.QUEUED, S.FAILED, S.IGNORED}),
 }
 
 

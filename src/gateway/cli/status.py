@@ -15,7 +15,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..catalog import Catalog, JobState, JobStore, StudySnapshot, StudyState
+from ..catalog import (
+    AnalysisResultView,
+    AnalysisStore,
+    Catalog,
+    JobState,
+    JobStore,
+    StudySnapshot,
+    StudyState,
+)
 from ..catalog.deliveries import DeliveryStore
 from ..catalog.leases import LEADER_LEASE, NamedLease
 from ..catalog.schema import DeliveryState
@@ -54,7 +62,18 @@ _STATE_STYLE = {
 }
 
 
-def _study_json(s: StudySnapshot) -> dict[str, object]:
+def _analyses_text(results: list[AnalysisResultView]) -> str:
+    """``her2:A1 her2-2+ (dual, DEMO); hrd hrd-unlikely`` for the table."""
+    parts = []
+    for r in results:
+        extra = ", ".join(x for x in (r.modality_path, "DEMO" if r.demo else None) if x)
+        parts.append(f"{r.job_key} {r.call or '-'}" + (f" ({extra})" if extra else ""))
+    return "; ".join(parts) or "-"
+
+
+def _study_json(
+    s: StudySnapshot, results: list[AnalysisResultView] | None = None
+) -> dict[str, object]:
     return {
         "study_uid": s.study_uid,
         "accession_number": s.accession_number,
@@ -70,6 +89,18 @@ def _study_json(s: StudySnapshot) -> dict[str, object]:
         "call": s.result_call,
         "probability": s.result_probability,
         "result": s.result_path,
+        "analyses": [
+            {
+                "job_key": r.job_key,
+                "analysis": r.analysis,
+                "call": r.call,
+                "value": r.value,
+                "modality_path": r.modality_path,
+                "demo": r.demo,
+                "result": r.result_path,
+            }
+            for r in results or []
+        ],
     }
 
 
@@ -86,6 +117,8 @@ def status(
     _, catalog = _open(config)
     try:
         studies = catalog.studies(states=state, limit=limit)
+        store = AnalysisStore(catalog)
+        results = {x.study_uid: store.results(x.study_uid) for x in studies}
         recent = JobStore(catalog).jobs(limit=500)
         jobs = [j for j in recent if j.state == JobState.FAILED]
         running = [j for j in recent if j.state == JobState.RUNNING]
@@ -114,7 +147,7 @@ def status(
                         }
                         for j in running
                     ],
-                    "studies": [_study_json(s) for s in studies],
+                    "studies": [_study_json(s, results[s.study_uid]) for s in studies],
                     "failed_jobs": [
                         {
                             "job_id": j.job_id,
@@ -152,6 +185,7 @@ def status(
         "Scored",
         "Call",
         "P(HRD)",
+        "Analyses",
         "Note",
     ):
         table.add_column(column, overflow="fold")
@@ -170,6 +204,7 @@ def status(
             _age(s.scored_at, now),
             escape(s.result_call or "-"),
             "-" if s.result_probability is None else f"{s.result_probability:.3f}",
+            escape(_analyses_text(results[s.study_uid])),
             escape(s.state_reason or ""),
         )
     console.print(table)

@@ -9,6 +9,7 @@ sees a half-written result::
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -17,7 +18,16 @@ from ihgamp_core.result import CaseResult, result_to_json
 from ..errors import DispatchError
 from ..spool import valid_uid
 
-__all__ = ["Outbox", "atomic_write"]
+__all__ = ["Outbox", "atomic_write", "job_folder"]
+
+_PART = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
+_NAME = re.compile(rf"(?:{_PART}/)?{_PART}")
+
+
+def job_folder(job_key: str) -> str:
+    """The outbox sub-folder of an analysis request (``her2``, ``her2-A1``)."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", job_key.replace(":", "-"))
+    return name[:100] if name[:1].isalnum() else f"x{name}"[:100]
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -66,8 +76,12 @@ class Outbox:
         return self.root / study_uid
 
     def write_file(self, study_uid: str, name: str, data: bytes) -> Path:
-        """Atomically write one file into the study's folder."""
-        if "/" in name or name.startswith("."):
+        """Atomically write one file into the study's folder.
+
+        ``name`` is a file name, or ``<analysis folder>/<file name>`` for the outputs of
+        an analysis other than HRD (one folder per analysis request).
+        """
+        if not _NAME.fullmatch(name):
             raise DispatchError(f"invalid outbox file name {name!r}")
         path = self.folder(study_uid) / name
         atomic_write(path, data)

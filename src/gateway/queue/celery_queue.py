@@ -103,20 +103,20 @@ class CeleryQueue(JobQueue):
         self.settings = settings
 
     def submit(self, study_uid: str, reason: str) -> None:
-        """Write the job row (durable), then publish its id.
+        """Write the job rows (durable, one per analysis request), then publish their ids.
 
-        A publication that fails (broker down) is logged; the sweeper publishes the job
+        A publication that fails (broker down) is logged; the sweeper publishes the jobs
         once the broker is back, so the study is never lost.
         """
-        job_id = self.jobs.enqueue(study_uid, self.settings.max_attempts, reason)
+        job_ids = self.jobs.enqueue_all(study_uid, self.settings.max_attempts, reason)
         try:
-            publish(self.app, self.jobs, [job_id])
+            publish(self.app, self.jobs, job_ids)
         except Exception as exc:  # noqa: BLE001 - kombu raises many types; the row is safe
             logger.warning(
-                "broker unavailable; the sweeper will publish the job",
-                extra={"job_id": job_id, "study_uid": study_uid, "error": type(exc).__name__},
+                "broker unavailable; the sweeper will publish the jobs",
+                extra={"job_ids": job_ids, "study_uid": study_uid, "error": type(exc).__name__},
             )
-        logger.info("study queued", extra={"study_uid": study_uid, "job_id": job_id})
+        logger.info("study queued", extra={"study_uid": study_uid, "job_ids": job_ids})
 
     def start(self) -> None:
         """Nothing to start: the consumers are ``ihgamp serve --role worker`` processes."""

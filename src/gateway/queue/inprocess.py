@@ -62,9 +62,9 @@ class InProcessQueue(JobQueue):
         return lambda: self.run_once(owner)
 
     def submit(self, study_uid: str, reason: str) -> None:
-        """Queue a study (a durable job row) and wake the workers."""
-        job_id = self.jobs.enqueue(study_uid, self.settings.max_attempts, reason)
-        logger.info("study queued", extra={"study_uid": study_uid, "job_id": job_id})
+        """Queue a study (durable job rows, one per analysis request) and wake the workers."""
+        job_ids = self.jobs.enqueue_all(study_uid, self.settings.max_attempts, reason)
+        logger.info("study queued", extra={"study_uid": study_uid, "job_ids": job_ids})
         for loop in self._loops:
             loop.wake()
 

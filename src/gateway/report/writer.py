@@ -8,6 +8,10 @@ Outbox folder of a study::
     heatmap-<n>.png        heatmap over a thumbnail, for people
     fhir-bundle.json       FHIR R4 transaction Bundle (Device, Observation, Provenance)
 
+Every other analysis request (HER2, per block) has its own folder in the study's folder,
+``<study>/<job folder>/`` (``her2``, ``her2-A1``), holding the same files: its
+``result.json``, ``sr.dcm``, ``heatmap-<n>.dcm``/``.png`` and ``fhir-bundle.json``.
+
 The FHIR endpoint's copies (Observation, Device, Provenance, ImagingStudy, with literal
 references between them) are kept in the catalog.
 
@@ -27,6 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydicom.filebase import DicomBytesIO
 
+from ihgamp_core.analysis import Analysis, AnalysisReport, ReportOptions
 from ihgamp_core.report import (
     CaseReport,
     ReportContext,
@@ -39,11 +44,11 @@ from ihgamp_core.report.codes import LOINC, LOINC_HRD
 from ihgamp_core.report.fhir import DEVICE_SYSTEM, build_imaging_study, resolved_resources
 from ihgamp_core.result import CaseResult, result_to_dict
 
-from ..catalog import Catalog
+from ..catalog import AnalysisStore, Catalog
 from ..catalog.deliveries import DeliveryStore, ObservationStore
 from ..catalog.fhir_resources import FhirResourceStore
 from ..config import Settings
-from ..dispatch.outbox import Outbox
+from ..dispatch.outbox import Outbox, job_folder
 
 __all__ = ["ReportWriter", "report_summary"]
 
@@ -115,6 +120,7 @@ class ReportWriter:
         self.deliveries = DeliveryStore(catalog)
         self.observations = ObservationStore(catalog)
         self.resources = FhirResourceStore(catalog)
+        self.analyses = AnalysisStore(catalog)
 
     def patient_system(self, issuer: str | None) -> str:
         """FHIR identifier system for a DICOM Issuer of Patient ID."""
@@ -180,27 +186,138 @@ class ReportWriter:
                 study_uid, "fhir-bundle.json", json.dumps(bundle, indent=1).encode()
             )
             names.append("fhir-bundle.json")
-            self._store_fhir(study_uid, report, context, _chain_identifier(report, supersedes))
+            self._store_fhir(
+                study_uid,
+                report.bundle,
+                report.ids,
+                (LOINC, LOINC_HRD),
+                context,
+                _chain_identifier(report, supersedes),
+            )
         for note in report.notes:
             logger.warning("report incomplete", extra={"study_uid": study_uid, "reason": note})
         summary = report_summary(report, names, supersedes)
         path = self.outbox.write_file(
             study_uid, "result.json", (json.dumps(summary, indent=2) + "\n").encode()
         )
-        self._queue_deliveries(study_uid, report, dicom_files)
+        self._queue_deliveries(study_uid, report.ids.key, report.bundle is not None, dicom_files)
         return report, path
 
-    def predecessor(self, study_uid: str, key: str) -> Supersedes | None:
-        """The study's earlier result, when a result with another key replaces it.
+    def write_analysis(
+        self,
+        study_uid: str,
+        job_key: str,
+        analysis: Analysis[Any],
+        result: Any,
+        files_by_series: Mapping[str, list[str]],
+        thumbnails: Mapping[str, NDArray[np.uint8]] | None = None,
+    ) -> tuple[AnalysisReport, Path]:
+        """Report one analysis request's result into its own outbox folder.
+
+        ``files_by_series`` holds the request's slides in the request's order (reference
+        slide first). A result that replaces an earlier one of the same request (another
+        key) names it: SR predecessor, Observation amended in place.
+
+        Returns
+        -------
+        tuple
+            The report and the path of its ``result.json``.
+        """
+        context = ReportContext.from_files(files_by_series)
+        context = ReportContext(context.slides, self.histology(context))
+        options = ReportOptions(thumbnails or {}, self.patient_system)
+        report = analysis.report(result, context, options)
+        supersedes = self.predecessor(study_uid, report.key, job_key)
+        if supersedes is not None:
+            options = ReportOptions(thumbnails or {}, self.patient_system, supersedes=supersedes)
+            report = analysis.report(result, context, options)
+            logger.info(
+                "result supersedes an earlier one",
+                extra={
+                    "study_uid": study_uid,
+                    "job": job_key,
+                    "previous_sr": supersedes.sr_sop_uid,
+                },
+            )
+        folder = job_folder(job_key)
+        names: list[str] = ["sr.dcm"]
+        self.outbox.write_file(study_uid, f"{folder}/sr.dcm", _dicom_bytes(report.sr))
+        dicom_files = ["sr.dcm"]
+        for index, heatmap in enumerate(report.heatmaps, 1):
+            name = f"heatmap-{index}.dcm"
+            self.outbox.write_file(study_uid, f"{folder}/{name}", _dicom_bytes(heatmap.dataset))
+            names.append(name)
+            dicom_files.append(name)
+            if heatmap.png is not None:
+                png = f"heatmap-{index}.png"
+                self.outbox.write_file(study_uid, f"{folder}/{png}", heatmap.png)
+                names.append(png)
+        observation_id = (
+            supersedes.observation_identifier if supersedes else report.observation_identifier
+        )
+        if report.bundle is not None:
+            bundle = report.bundle.model_dump(mode="json", exclude_none=True)
+            data = json.dumps(bundle, indent=1).encode()
+            self.outbox.write_file(study_uid, f"{folder}/fhir-bundle.json", data)
+            names.append("fhir-bundle.json")
+            self._store_fhir(
+                study_uid,
+                report.bundle,
+                report.ids,
+                report.observation_code,
+                context,
+                observation_id,
+            )
+        for note in report.notes:
+            logger.warning(
+                "report incomplete", extra={"study_uid": study_uid, "job": job_key, "reason": note}
+            )
+        document = dict(report.document)
+        document["job_key"] = job_key
+        document["outputs"] = {
+            **document.get("outputs", {}),
+            "fhir_observation_identifier": observation_id,
+            "files": names,
+            "folder": folder,
+        }
+        if supersedes is not None:
+            document["supersedes"] = {
+                "sr_sop_instance_uid": supersedes.sr_sop_uid,
+                "observation_identifier": supersedes.observation_identifier,
+                "created": supersedes.created,
+                "slides": supersedes.slides,
+            }
+        path = self.outbox.write_file(
+            study_uid,
+            f"{folder}/result.json",
+            (json.dumps(document, indent=2, default=str) + "\n").encode(),
+        )
+        self._queue_deliveries(
+            study_uid,
+            report.key,
+            report.bundle is not None,
+            [f"{folder}/{f}" for f in dicom_files],
+            f"{folder}/fhir-bundle.json",
+        )
+        return report, path
+
+    def predecessor(self, study_uid: str, key: str, job_key: str = "hrd") -> Supersedes | None:
+        """The earlier result of the same request, when a result with another key replaces it.
 
         The same inputs give the same key (a re-score of the same slides with the same
-        model): that is the same result again, not a replacement.
+        model): that is the same result again, not a replacement. HRD's earlier result is
+        the study's (``studies.result_path``); other analyses' are their request's row.
         """
-        study = self.catalog.study(study_uid)
-        if study is None or not study.result_path:
+        if job_key == "hrd":
+            study = self.catalog.study(study_uid)
+            result_path = study.result_path if study is not None else None
+        else:
+            row = self.analyses.result(study_uid, job_key)
+            result_path = row.result_path if row is not None else None
+        if not result_path:
             return None
         try:
-            previous = json.loads(Path(study.result_path).read_text())
+            previous = json.loads(Path(result_path).read_text())
             outputs = previous["outputs"]
             if outputs["key"] == key:
                 return None
@@ -222,7 +339,13 @@ class ReportWriter:
             return None
 
     def _store_fhir(
-        self, study_uid: str, report: CaseReport, context: ReportContext, observation_id: str
+        self,
+        study_uid: str,
+        bundle: Any,
+        ids: Any,
+        code: tuple[str, str],
+        context: ReportContext,
+        observation_id: str,
     ) -> None:
         """Keep the resources the gateway's FHIR endpoint serves, references resolved.
 
@@ -230,7 +353,7 @@ class ReportWriter:
         when this result supersedes it, so the endpoint amends the same resource.
         """
         study = build_imaging_study(context, self.patient_system)
-        for resource in resolved_resources(report.bundle, report.ids, study, observation_id):
+        for resource in resolved_resources(bundle, ids, study, observation_id):
             kind = resource["resourceType"]
             if kind == "Observation":
                 subject = resource["subject"]["identifier"]
@@ -239,12 +362,12 @@ class ReportWriter:
                     resource["id"],
                     subject["system"],
                     subject["value"],
-                    LOINC,
-                    LOINC_HRD,
+                    code[0],
+                    code[1],
                     resource,
                 )
             elif kind == "Device":
-                key = f"{DEVICE_SYSTEM}|{report.ids.device_identifier}"
+                key = f"{DEVICE_SYSTEM}|{ids.device_identifier}"
                 self.resources.put(resource, key)
             elif kind == "Provenance":
                 key = f"Observation/{observation_id}"
@@ -252,14 +375,21 @@ class ReportWriter:
             else:
                 self.resources.put(resource, study_uid, study_uid)
 
-    def _queue_deliveries(self, study_uid: str, report: CaseReport, dicom_files: list[str]) -> None:
+    def _queue_deliveries(
+        self,
+        study_uid: str,
+        key: str,
+        has_bundle: bool,
+        dicom_files: list[str],
+        bundle_file: str = "fhir-bundle.json",
+    ) -> None:
         d = self.settings.dispatch
         targets = [(n.name, "dicom", dicom_files) for n in d.dicom]
         targets += [(n.name, "dicomweb", dicom_files) for n in d.dicomweb]
-        if report.bundle is not None:
-            targets += [(n.name, "fhir", ["fhir-bundle.json"]) for n in d.fhir]
+        if has_bundle:
+            targets += [(n.name, "fhir", [bundle_file]) for n in d.fhir]
         for name, kind, files in targets:
-            self.deliveries.create(study_uid, report.ids.key, name, kind, files, d.max_attempts)
+            self.deliveries.create(study_uid, key, name, kind, files, d.max_attempts)
         if targets:
             names = [t[0] for t in targets]
             logger.info("deliveries queued", extra={"study_uid": study_uid, "destinations": names})

@@ -1,28 +1,46 @@
-"""Scoring one queued study: spool files -> engine -> reports in the outbox -> catalog.
+"""Scoring one job: spool files -> analysis -> reports in the outbox -> catalog.
 
-One study is one case: every whole-slide series of the study is a slide of the case.
-Slide and model errors are permanent (retrying cannot fix a corrupt slide); anything
-else (I/O, database) is retried by the queue with backoff.
+A job is one request of the study's routing decision (:mod:`gateway.routing`): an
+analysis on named slides. HRD jobs score their H&E slides as one case with
+:meth:`Engine.score_case` and report exactly as before analyses existed (the study's
+``result.json`` at the root of its outbox folder); a job from before routing (no
+request) scores every slide of the study with HRD. Other analyses (HER2) go through the
+analysis contract into their own outbox folder. The HER2 model is loaded when the first
+HER2 job arrives, never at start-up.
+
+Slide, model and pairing errors are permanent (retrying cannot fix a corrupt slide or
+two sections of different blocks); anything else (I/O, database) is retried by the
+queue with backoff.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
-from ihgamp_core.errors import IhgampError
+from ihgamp_core.analysis import (
+    Analysis,
+    AnalysisName,
+    AnalysisRequest,
+    ModalityPath,
+    SlideRef,
+    SlideRole,
+)
+from ihgamp_core.errors import IhgampError, PairingError
 from ihgamp_core.scoring import Engine, ScoringOptions
 from ihgamp_core.slide import SlideSource
 from ihgamp_core.slide.resample import read_thumbnail
 
-from ..catalog import Catalog, ClaimedJob
-from ..config import ModelSettings
+from ..catalog import AnalysisStore, Catalog, ClaimedJob
+from ..config import AnalysesSettings, ModelSettings
 from ..queue.inprocess import PermanentJobError
 from ..report.writer import ReportWriter
 
-__all__ = ["ScoreProcessor", "model_key"]
+__all__ = ["AnalysisModels", "ScoreProcessor", "model_key", "request_from_dict"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +48,78 @@ logger = logging.getLogger(__name__)
 def model_key(engine: Engine) -> str:
     """Identify head + backbone, to know whether a study was scored with this model."""
     return engine.model.key[:160]
+
+
+def request_from_dict(data: Mapping[str, Any]) -> AnalysisRequest:
+    """The :class:`AnalysisRequest` a job row carries (:meth:`AnalysisRequest.to_dict`)."""
+    return AnalysisRequest(
+        AnalysisName(data["analysis"]),
+        tuple(
+            SlideRef(str(s["key"]), SlideRole(s["role"]), s.get("block")) for s in data["slides"]
+        ),
+        ModalityPath(data["path"]) if data.get("path") else None,
+        data.get("pairing"),
+    )
+
+
+class AnalysisModels:
+    """The analyses a worker runs, each loaded on first use (the HER2 model imports torch).
+
+    Parameters
+    ----------
+    settings : AnalysesSettings
+        Model files and options of the analyses.
+    device : str
+        Compute device (``auto``, ``cpu``, ``cuda``...) when the analysis names none.
+    loader : callable, optional
+        Loads the HER2 model from a checkpoint path (None: the DEMO model) and a
+        device; :func:`gateway.models.load_her2_model` by default.
+    """
+
+    def __init__(
+        self,
+        settings: AnalysesSettings,
+        device: str = "auto",
+        loader: Callable[[Path | None, str], Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.device = device
+        self.loader = loader
+        self._lock = threading.Lock()
+        self._loaded: dict[str, Analysis[Any]] = {}
+
+    def get(self, name: str) -> Analysis[Any]:
+        """The analysis ``name``, loading its model the first time.
+
+        Raises
+        ------
+        PermanentJobError
+            For an analysis this gateway does not run (not enabled any more, or unknown).
+        """
+        with self._lock:
+            if name not in self._loaded:
+                self._loaded[name] = self._load(name)
+            return self._loaded[name]
+
+    def _load(self, name: str) -> Analysis[Any]:
+        if name != AnalysisName.HER2:
+            raise PermanentJobError(f"analysis {name!r} is not run by these workers")
+        from ihgamp_core.her2.analysis import Her2Analysis
+        from ihgamp_core.her2.infer import Her2Options
+
+        if self.loader is None:
+            from ..models import load_her2_model
+
+            loader: Callable[[Path | None, str], Any] = load_her2_model
+        else:
+            loader = self.loader
+        device = self.settings.her2_device if self.settings.her2_device != "auto" else self.device
+        try:
+            model = loader(self.settings.her2_model, device)
+        except IhgampError as exc:
+            raise PermanentJobError(f"HER2 model: {exc}") from exc
+        options = Her2Options(max_tiles=self.settings.her2_max_tiles or 2000)
+        return Her2Analysis(model, options)
 
 
 class ScoreProcessor:
@@ -40,13 +130,15 @@ class ScoreProcessor:
     catalog : Catalog
         Source of the study's files; receives the result summary.
     engine : Engine
-        Loaded backbone and head.
+        Loaded backbone and head (HRD).
     reports : ReportWriter
         Builds SR, heatmaps and FHIR into the outbox and queues deliveries.
     settings : ModelSettings
         Scoring options (tile cap, minimum tiles, batch size).
     on_reported : callable, optional
         Called with the study UID once its reports are written (wakes the dispatcher).
+    analyses : AnalysisModels, optional
+        The other analyses (loaded on first use); default: from default settings.
     """
 
     def __init__(
@@ -56,11 +148,14 @@ class ScoreProcessor:
         reports: ReportWriter,
         settings: ModelSettings,
         on_reported: Callable[[str], None] | None = None,
+        analyses: AnalysisModels | None = None,
     ) -> None:
         self.catalog = catalog
         self.engine = engine
         self.reports = reports
         self.on_reported = on_reported
+        self.analyses = analyses or AnalysisModels(AnalysesSettings(), settings.device)
+        self.results = AnalysisStore(catalog)
         self.options = ScoringOptions(
             max_tiles=settings.max_tiles,
             min_tiles=settings.min_tiles,
@@ -70,13 +165,34 @@ class ScoreProcessor:
         )
 
     def __call__(self, job: ClaimedJob) -> None:
-        """Score the job's study and write its result."""
+        """Run the job's analysis on its slides and write its result."""
         files = self.catalog.wsi_files(job.study_uid)
         if not files:
             raise PermanentJobError("the study holds no whole-slide image files")
+        if job.request is not None:
+            request = request_from_dict(job.request)
+            missing = [k for k in request.slide_keys() if k not in files]
+            if missing:
+                raise PermanentJobError(
+                    f"{len(missing)} slide series of the request are no longer in the study; "
+                    "rescore it"
+                )
+            files = {k: files[k] for k in request.slide_keys()}
+        if job.analysis == AnalysisName.HRD:
+            self._hrd(job, files)
+        else:
+            if job.request is None:
+                raise PermanentJobError(f"a {job.analysis} job without a request")
+            self._analysis(job, request_from_dict(job.request), files)
+        if self.on_reported is not None:
+            self.on_reported(job.study_uid)
+
+    def _hrd(self, job: ClaimedJob, files: Mapping[str, list[str]]) -> None:
+        """HRD on the job's slides: the engine and reports of before, unchanged."""
+        files = dict(sorted(files.items()))
         sources = [
             SlideSource("dicom", tuple(Path(p) for p in paths), label=series_uid)
-            for series_uid, paths in sorted(files.items())
+            for series_uid, paths in files.items()
         ]
         try:
             with ExitStack() as stack:
@@ -91,18 +207,75 @@ class ScoreProcessor:
             )
         except IhgampError as exc:
             raise PermanentJobError(str(exc)) from exc
+        key = model_key(self.engine)
         self.catalog.record_result(
-            job.study_uid, str(path), str(result.call), result.probability, model_key(self.engine)
+            job.study_uid, str(path), str(result.call), result.probability, key
+        )
+        self.results.record(
+            job.study_uid,
+            job.job_key,
+            AnalysisName.HRD,
+            str(path),
+            str(result.call),
+            result.probability,
+            None,
+            key,
+            result.model.demo,
         )
         logger.info(
             "study scored",
             extra={
                 "study_uid": job.study_uid,
+                "analysis": "hrd",
                 "call": str(result.call),
                 "tiles": result.n_tiles,
                 "qc_flags": [str(f) for f in result.qc_flags],
                 "seconds": round(result.timings.total_s, 2),
             },
         )
-        if self.on_reported is not None:
-            self.on_reported(job.study_uid)
+
+    def _analysis(
+        self, job: ClaimedJob, request: AnalysisRequest, files: Mapping[str, list[str]]
+    ) -> None:
+        """Another analysis through the contract, into its own outbox folder."""
+        analysis = self.analyses.get(job.analysis)
+        try:
+            with ExitStack() as stack:
+                slides = {
+                    key: stack.enter_context(
+                        SlideSource("dicom", tuple(Path(p) for p in paths), label=key).open()
+                    )
+                    for key, paths in files.items()
+                }
+                result = analysis.run(request, slides, job.study_uid)
+                thumbnails = {key: read_thumbnail(slide) for key, slide in slides.items()}
+            report, path = self.reports.write_analysis(
+                job.study_uid, job.job_key, analysis, result, files, thumbnails
+            )
+        except PairingError as exc:
+            raise PermanentJobError(f"mismatched-blocks: {exc}") from exc
+        except IhgampError as exc:
+            raise PermanentJobError(str(exc)) from exc
+        outcome = report.outcome
+        self.results.record(
+            job.study_uid,
+            job.job_key,
+            str(outcome.analysis),
+            str(path),
+            outcome.call,
+            outcome.value,
+            str(outcome.path) if outcome.path else None,
+            outcome.model_key,
+            outcome.demo,
+        )
+        logger.info(
+            "analysis scored",
+            extra={
+                "study_uid": job.study_uid,
+                "analysis": str(outcome.analysis),
+                "job": job.job_key,
+                "call": outcome.call,
+                "path": str(outcome.path) if outcome.path else None,
+                "qc_flags": list(outcome.qc_flags),
+            },
+        )

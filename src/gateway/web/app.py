@@ -113,10 +113,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
 
-def _row_rescore(catalog: Catalog, max_attempts: int) -> Callable[[str, str], None]:
-    """Rescore by writing a job row (when no queue backend is given: in-process workers)."""
-    lifecycle = StudyLifecycle(catalog, RowSubmitter(JobStore(catalog), max_attempts), None)
-    return lifecycle.rescore
+def _row_rescore(catalog: Catalog, settings: Settings) -> Callable[[str, str], None]:
+    """Rescore by writing job rows (when no queue backend is given: in-process workers)."""
+    from ..routing import StudyRouter
+
+    submitter = RowSubmitter(JobStore(catalog), settings.worker.max_attempts)
+    router = StudyRouter(catalog, settings.analyses)
+    return StudyLifecycle(catalog, submitter, None, router).rescore
 
 
 def create_app(
@@ -220,7 +223,7 @@ def create_app(
             outbox,
             auth,
             model,
-            rescore or _row_rescore(catalog, settings.worker.max_attempts),
+            rescore or _row_rescore(catalog, settings),
             settings.dispatch.max_attempts,
             app.openapi,
         )

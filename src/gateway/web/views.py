@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..catalog import Catalog, JobStore, JobView, StudySnapshot
+from ..catalog import AnalysisResultView, AnalysisStore, Catalog, JobStore, JobView, StudySnapshot
 from ..catalog.deliveries import DeliveryStore, DeliveryView
 from ..dispatch.outbox import Outbox
 from ..spool import valid_uid
@@ -27,6 +27,7 @@ __all__ = [
     "ResultSummary",
     "StudyDetail",
     "TimelineEvent",
+    "analysis_row",
     "checked_study_uid",
     "detail_dict",
     "heatmaps",
@@ -159,6 +160,31 @@ class StudyDetail:
     deliveries: list[DeliveryView]
     heatmaps: list[str]
     timeline: list[TimelineEvent] = field(default_factory=list)
+    routing: dict[str, Any] | None = None
+    analyses: list[dict[str, Any]] = field(default_factory=list)
+
+
+def analysis_row(row: AnalysisResultView) -> dict[str, Any]:
+    """One analysis result of a study (its ``result.json``'s triage and model, if readable)."""
+    out: dict[str, Any] = {
+        "job_key": row.job_key,
+        "analysis": row.analysis,
+        "call": row.call,
+        "value": row.value,
+        "modality_path": row.modality_path,
+        "demo": row.demo,
+        "scored_at": row.scored_at.isoformat(),
+        "triage": None,
+        "notes": [],
+    }
+    try:
+        data = json.loads(Path(row.result_path).read_text())
+    except (OSError, ValueError):
+        return out
+    triage = data.get("triage") or {}
+    out["triage"] = {"category": triage.get("category"), "text": triage.get("text")}
+    out["notes"] = list(data.get("notes") or [])
+    return out
 
 
 def _timeline(
@@ -173,7 +199,7 @@ def _timeline(
         events.append(TimelineEvent(study.completed_at, "complete", reason))
     for job in jobs:
         if job.created_at:
-            events.append(TimelineEvent(job.created_at, f"job {job.job_id} queued", job.kind))
+            events.append(TimelineEvent(job.created_at, f"job {job.job_id} queued", job.job_key))
         if job.finished_at:
             detail = (job.last_error or "") if job.state == "failed" else ""
             events.append(TimelineEvent(job.finished_at, f"job {job.job_id} {job.state}", detail))
@@ -202,6 +228,7 @@ def study_detail(catalog: Catalog, outbox: Outbox, study_uid: str) -> StudyDetai
         return None
     jobs = JobStore(catalog).jobs(limit=50, study_uid=study_uid)
     deliveries = DeliveryStore(catalog).deliveries(study_uid=study_uid, limit=100)
+    store = AnalysisStore(catalog)
     return StudyDetail(
         study,
         result_summary(study, outbox),
@@ -209,6 +236,8 @@ def study_detail(catalog: Catalog, outbox: Outbox, study_uid: str) -> StudyDetai
         deliveries,
         heatmaps(outbox, study_uid),
         _timeline(study, jobs, deliveries),
+        store.routing(study_uid),
+        [analysis_row(r) for r in store.results(study_uid)],
     )
 
 
@@ -264,6 +293,8 @@ def detail_dict(detail: StudyDetail) -> dict[str, Any]:
         {
             "job_id": j.job_id,
             "kind": j.kind,
+            "analysis": j.analysis,
+            "job_key": j.job_key,
             "state": j.state,
             "attempts": j.attempts,
             "max_attempts": j.max_attempts,
@@ -271,6 +302,8 @@ def detail_dict(detail: StudyDetail) -> dict[str, Any]:
         }
         for j in detail.jobs
     ]
+    out["routing"] = detail.routing
+    out["analyses"] = detail.analyses
     out["heatmaps"] = [f"/studies/{detail.study.study_uid}/{name}" for name in detail.heatmaps]
     out["timeline"] = [
         {"at": e.at.isoformat(), "event": e.event, "detail": e.detail} for e in detail.timeline

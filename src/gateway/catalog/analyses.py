@@ -1,0 +1,131 @@
+"""Routing decisions and per-analysis results in the catalog.
+
+A study's routing decision (:meth:`AnalysisStore.set_routing`) says which analyses run on
+which slides, what was refused and why, or that no analysis applies; the job store
+creates one job per request of it. Each request's latest result is one
+``analysis_results`` row (its ``result.json``, call, headline value, modality path), which
+the next result of the same request supersedes. Study states are not written here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from ..errors import CatalogError
+from .catalog import Catalog, utcnow
+from .schema import AnalysisResult, Study
+
+__all__ = ["AnalysisResultView", "AnalysisStore"]
+
+
+@dataclass(frozen=True)
+class AnalysisResultView:
+    """The latest result of one analysis request of a study."""
+
+    job_key: str
+    analysis: str
+    result_path: str
+    call: str | None
+    value: float | None
+    modality_path: str | None
+    model_key: str | None
+    demo: bool
+    scored_at: dt.datetime
+
+
+class AnalysisStore:
+    """Routing decisions and analysis results of studies.
+
+    Parameters
+    ----------
+    catalog : Catalog
+        The catalog.
+    """
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    def _study(self, s: Any, study_uid: str) -> Study:
+        study = s.scalars(select(Study).where(Study.study_uid == study_uid)).first()
+        if study is None:
+            raise CatalogError(f"no study {study_uid} in the catalog")
+        return study  # type: ignore[no-any-return]
+
+    def set_routing(self, study_uid: str, decision: dict[str, Any] | None) -> None:
+        """Store the study's routing decision (``None``: every slide with HRD)."""
+        with self.catalog.session() as s:
+            study = self._study(s, study_uid)
+            study.routing = None if decision is None else json.dumps(decision, sort_keys=True)
+
+    def routing(self, study_uid: str) -> dict[str, Any] | None:
+        """The study's routing decision, if it was routed."""
+        with self.catalog.session() as s:
+            text = self._study(s, study_uid).routing
+        return None if not text else dict(json.loads(text))
+
+    def record(
+        self,
+        study_uid: str,
+        job_key: str,
+        analysis: str,
+        result_path: str,
+        call: str | None,
+        value: float | None,
+        modality_path: str | None,
+        model_key: str | None,
+        demo: bool,
+    ) -> None:
+        """Store (or replace) the latest result of one request."""
+        with self.catalog.session() as s:
+            study = self._study(s, study_uid)
+            row = s.scalars(
+                select(AnalysisResult).where(
+                    AnalysisResult.study_id == study.id, AnalysisResult.job_key == job_key
+                )
+            ).first()
+            if row is None:
+                row = AnalysisResult(study_id=study.id, job_key=job_key)
+                s.add(row)
+            row.analysis = analysis
+            row.result_path = result_path
+            row.call = None if call is None else call[:32]
+            row.value = value
+            row.modality_path = modality_path
+            row.model_key = None if model_key is None else model_key[:160]
+            row.demo = demo
+            row.scored_at = utcnow()
+
+    def results(self, study_uid: str) -> list[AnalysisResultView]:
+        """The study's latest results, one per request, by key."""
+        with self.catalog.session() as s:
+            study = s.scalars(select(Study).where(Study.study_uid == study_uid)).first()
+            if study is None:
+                return []
+            rows = s.scalars(
+                select(AnalysisResult)
+                .where(AnalysisResult.study_id == study.id)
+                .order_by(AnalysisResult.job_key)
+            ).all()
+            return [
+                AnalysisResultView(
+                    r.job_key,
+                    r.analysis,
+                    r.result_path,
+                    r.call,
+                    r.value,
+                    r.modality_path,
+                    r.model_key,
+                    r.demo,
+                    r.scored_at,
+                )
+                for r in rows
+            ]
+
+    def result(self, study_uid: str, job_key: str) -> AnalysisResultView | None:
+        """The latest result of one request, if any."""
+        return next((r for r in self.results(study_uid) if r.job_key == job_key), None)

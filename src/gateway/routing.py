@@ -1,0 +1,97 @@
+"""Routing a complete study to the enabled analyses (``[analyses]`` settings).
+
+The receiver side of :func:`ihgamp_core.analysis.route`: it reads one header per slide
+series from the spool (never the pixels), applies the site's metadata rules, and
+returns the decision the life cycle stores and queues. It imports no model code (no
+torch): the analyses' declarations are plain data.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pydicom
+
+from ihgamp_core.analysis import (
+    AnalysisName,
+    AnalysisSpec,
+    MetadataRules,
+    RoutingDecision,
+    SeriesMetadata,
+    Stain,
+    StainRule,
+    route,
+    series_metadata_from_dataset,
+)
+from ihgamp_core.analysis.hrd import HRD_APPLICABILITY
+from ihgamp_core.her2.spec import HER2_APPLICABILITY
+
+from .catalog import Catalog
+from .config import AnalysesSettings
+
+__all__ = ["StudyRouter", "enabled_specs", "metadata_rules"]
+
+logger = logging.getLogger(__name__)
+
+_APPLICABILITY = {AnalysisName.HRD: HRD_APPLICABILITY, AnalysisName.HER2: HER2_APPLICABILITY}
+
+
+def enabled_specs(settings: AnalysesSettings) -> list[AnalysisSpec]:
+    """The enabled analyses' declarations, in the configured order."""
+    return [
+        AnalysisSpec(AnalysisName(n), _APPLICABILITY[AnalysisName(n)]) for n in settings.enabled
+    ]
+
+
+def metadata_rules(settings: AnalysesSettings) -> MetadataRules:
+    """The site's rules for reading stain, body part and block."""
+    return MetadataRules(
+        stain_rules=tuple(
+            StainRule(r.pattern, Stain(r.stain), r.fields, r.overrides)
+            for r in settings.stain_rules
+        ),
+        block_pattern=settings.block_pattern,
+        default_stain=Stain(settings.default_stain) if settings.default_stain else None,
+        default_body_part=settings.default_body_part,
+    )
+
+
+class StudyRouter:
+    """Decides which analyses run on which slides of a complete study.
+
+    Parameters
+    ----------
+    catalog : Catalog
+        Where the study's slide files are.
+    settings : AnalysesSettings
+        Enabled analyses and metadata rules.
+    """
+
+    def __init__(self, catalog: Catalog, settings: AnalysesSettings) -> None:
+        self.catalog = catalog
+        self.specs = enabled_specs(settings)
+        self.rules = metadata_rules(settings)
+
+    def slides(self, study_uid: str) -> list[SeriesMetadata]:
+        """Routing metadata of each slide series, by Series Instance UID.
+
+        A series whose header cannot be read is given an unknown stain: routing then
+        refuses it with a message rather than the study failing.
+        """
+        out = []
+        for series_uid, paths in sorted(self.catalog.wsi_files(study_uid).items()):
+            try:
+                ds = pydicom.dcmread(Path(paths[0]), stop_before_pixels=True)
+                out.append(series_metadata_from_dataset(ds, self.rules, key=series_uid))
+            except (OSError, ValueError, pydicom.errors.InvalidDicomError) as exc:
+                logger.warning(
+                    "slide header unreadable for routing",
+                    extra={"study_uid": study_uid, "series_uid": series_uid, "error": str(exc)},
+                )
+                out.append(SeriesMetadata(series_uid, "SM", Stain.UNKNOWN))
+        return out
+
+    def decide(self, study_uid: str) -> RoutingDecision:
+        """Route the study's slides over the enabled analyses."""
+        return route(self.slides(study_uid), self.specs)
