@@ -145,7 +145,7 @@ class StudyLifecycle:
             self.queue.submit(study_uid, reason)
             return True
         decision = self.router.decide(study_uid)
-        self.analyses.set_routing(study_uid, decision.to_dict())
+        self.analyses.set_routing(study_uid, self.router.to_dict(decision))
         logger.info(
             "study routed",
             extra={

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pydicom
 
 from ihgamp_core.analysis import (
     AnalysisName,
+    AnalysisRequest,
     AnalysisSpec,
+    InputKind,
     MetadataRules,
     RoutingDecision,
     SeriesMetadata,
@@ -95,3 +98,21 @@ class StudyRouter:
     def decide(self, study_uid: str) -> RoutingDecision:
         """Route the study's slides over the enabled analyses."""
         return route(self.slides(study_uid), self.specs)
+
+    def job_key(self, request: AnalysisRequest) -> str:
+        """The job's key in the study.
+
+        The analysis for whole-case analyses (HRD: one job per study, whatever blocks its
+        slides come from), else the request's key (``her2:<block>``).
+        """
+        spec = next(s for s in self.specs if s.name is request.analysis)
+        if spec.applicability.inputs is InputKind.SLIDES:
+            return str(request.analysis)
+        return request.job_key
+
+    def to_dict(self, decision: RoutingDecision) -> dict[str, Any]:
+        """The decision as the catalog stores it, with the gateway's job keys."""
+        data = decision.to_dict()
+        for request, entry in zip(decision.requests, data["requests"], strict=True):
+            entry["job_key"] = self.job_key(request)
+        return data
