@@ -1,0 +1,261 @@
+"""Several analyses behind one gateway, with real peers (pynetdicom SCU, Orthanc, FHIR).
+
+A gateway process with HRD and HER2 enabled receives five breast studies over DICOM
+and routes each when it completes:
+
+* H&E + HER2 IHC of one block -> an HRD job (the H&E) and a HER2 ``dual`` job;
+* H&E alone -> HRD and HER2 ``he-only-synthesised-ihc`` (IHC missing, said everywhere);
+* the HER2 IHC alone -> HER2 ``ihc-only`` only (HRD reads no IHC);
+* a Ki-67 IHC (a configured stain rule) -> "no analysis applies", recorded, not failed;
+* H&E of one block + HER2 IHC of another -> HER2 refused (``mismatched-blocks``) with
+  its message recorded, HRD still scores the H&E.
+
+Each analysis' SR arrives in the PACS; each has its own outbox folder and Observation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+
+from gateway.catalog import AnalysisStore, Catalog, JobStore, StudyState
+from ihgamp_core.her2.samples import Her2SampleCase, build_her2_samples, load_her2_cases
+from ihgamp_core.synthetic.slides import deterministic_uid
+from support.fhir_peer import FhirPeer, fhir_server
+from support.gateway import GatewayProcess, free_port, send, settings_dict, wait_for, write_toml
+from support.orthanc import Orthanc, orthanc
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+OBSERVATION_SYSTEM = "urn:ihgamp:observation"
+FINISHED = (StudyState.SCORED, StudyState.FAILED, StudyState.IGNORED)
+
+
+@pytest.fixture(scope="module")
+def her2_cases(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Her2SampleCase]]:
+    root = tmp_path_factory.mktemp("her2")
+    build_her2_samples(root)
+    return root, {c.case_id: c for c in load_her2_cases(root)}
+
+
+@pytest.fixture(scope="module")
+def peers() -> Iterator[tuple[Orthanc, FhirPeer]]:
+    with orthanc() as pacs, fhir_server() as ehr:
+        yield pacs, ehr
+
+
+def _files(root: Path, case: Her2SampleCase, role: str) -> list[Path]:
+    return sorted((root / case.slides[role]).glob("*.dcm"))
+
+
+def _copy(files: list[Path], out: Path, study: str, **changes: str) -> list[Path]:
+    """The slide again in another study (new study, series and instance UIDs)."""
+    out.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.StudyInstanceUID = deterministic_uid(study, "study")
+        ds.SeriesInstanceUID = deterministic_uid(study, str(out), "series")
+        ds.SOPInstanceUID = deterministic_uid(study, str(out), str(ds.SOPInstanceUID))
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        for keyword, value in changes.items():
+            setattr(ds, keyword, value)
+        target = out / path.name
+        ds.save_as(target, enforce_file_format=True)
+        copies.append(target)
+    return copies
+
+
+def _state(url: str, uid: str) -> tuple[str, str | None] | None:
+    catalog = Catalog(url)
+    try:
+        study = catalog.study(uid)
+    finally:
+        catalog.close()
+    if study is None or study.state not in FINISHED:
+        return None
+    return study.state, study.state_reason
+
+
+def test_each_study_is_routed_to_the_analyses_that_apply_with_one_sr_each(
+    tmp_path: Path,
+    her2_cases: tuple[Path, dict[str, Her2SampleCase]],
+    peers: tuple[Orthanc, FhirPeer],
+) -> None:
+    root, cases = her2_cases
+    pacs, ehr = peers
+    pair, alone = cases["HER2-DEMO-01"], cases["HER2-DEMO-02"]
+    studies = {
+        "pair": (
+            pair.identity["study_instance_uid"],
+            _files(root, pair, "he") + _files(root, pair, "ihc"),
+        ),
+        "he-only": (alone.identity["study_instance_uid"], _files(root, alone, "he")),
+        "ihc-only": (
+            deterministic_uid("ihc-only", "study"),
+            _copy(_files(root, pair, "ihc"), tmp_path / "ihc-only", "ihc-only"),
+        ),
+        "ki67": (
+            deterministic_uid("ki67", "study"),
+            _copy(
+                _files(root, pair, "ihc"),
+                tmp_path / "ki67",
+                "ki67",
+                SeriesDescription="Ki-67 (MIB-1)",
+            ),
+        ),
+        "mismatched": (
+            deterministic_uid("mismatched", "study"),
+            _copy(_files(root, alone, "he"), tmp_path / "mm-he", "mismatched")
+            + _copy(_files(root, pair, "ihc"), tmp_path / "mm-ihc", "mismatched"),
+        ),
+    }
+    port = free_port()
+    data = settings_dict(
+        tmp_path,
+        dicom={"port": port},
+        analyses={
+            "enabled": ["hrd", "her2"],
+            "her2_max_tiles": 24,
+            "her2_device": "cpu",
+            "stain_rules": [
+                {
+                    "pattern": r"ki-?67",
+                    "stain": "ihc-other",
+                    "fields": ["series_description"],
+                    "overrides": True,
+                }
+            ],
+        },
+        dispatch={
+            "dicom": [
+                {"name": "pacs", "ae_title": pacs.aet, "host": "127.0.0.1", "port": pacs.dicom_port}
+            ],
+            "fhir": [{"name": "ehr", "url": ehr.url}],
+            "backoff_s": 0.5,
+            "poll_interval_s": 0.2,
+        },
+    )
+    config = write_toml(tmp_path / "gateway.toml", data)
+    url = data["catalog"]["url"]
+    log = tmp_path / "gateway.log"
+    gw = GatewayProcess(config, log).start()
+    try:
+        gw.wait_listening(port)
+        for _uid, files in studies.values():
+            assert send(port, files) == [0] * len(files)
+        states = {
+            name: wait_for(lambda uid=uid: _state(url, uid), timeout=300)
+            for name, (uid, _) in studies.items()
+        }
+        srs = _expected_srs(url, studies)
+        for sop in srs:
+            wait_for(lambda sop=sop: pacs.find_instance(sop), timeout=90)
+    finally:
+        assert gw.stop() == 0
+
+    catalog = Catalog(url)
+    store, jobs = AnalysisStore(catalog), JobStore(catalog)
+    try:
+
+        def keys(name: str) -> set[str]:
+            return {j.job_key for j in jobs.jobs(study_uid=studies[name][0])}
+
+        def results(name: str) -> dict[str, Any]:
+            return {r.job_key: r for r in store.results(studies[name][0])}
+
+        block_a = f"her2:{pair.block}"
+        # H&E breast + IHC: HRD on the H&E, HER2 on the pair.
+        assert states["pair"][0] == StudyState.SCORED
+        assert keys("pair") == {"hrd", block_a}
+        pair_results = results("pair")
+        assert pair_results[block_a].modality_path == "dual" and pair_results[block_a].demo
+        assert pair_results[block_a].call.startswith("her2-")
+        assert pair_results["hrd"].analysis == "hrd"
+        hrd_doc = json.loads(Path(pair_results["hrd"].result_path).read_text())
+        assert [s["series_instance_uid"] for s in hrd_doc["slides"]] == [
+            str(
+                pydicom.dcmread(
+                    _files(root, pair, "he")[0], stop_before_pixels=True
+                ).SeriesInstanceUID
+            )
+        ]  # HRD read the H&E only
+        her2_doc = json.loads(Path(pair_results[block_a].result_path).read_text())
+        assert Path(pair_results[block_a].result_path).parent.name == "her2-" + pair.block.replace(
+            " ", "_"
+        )
+        assert her2_doc["path"] == "dual" and her2_doc["ihc_missing"] is False
+        # H&E alone: both analyses; HER2 says the IHC is missing.
+        assert states["he-only"][0] == StudyState.SCORED
+        assert keys("he-only") == {"hrd", f"her2:{alone.block}"}
+        he_only = results("he-only")[f"her2:{alone.block}"]
+        assert he_only.modality_path == "he-only-synthesised-ihc"
+        he_doc = json.loads(Path(he_only.result_path).read_text())
+        assert he_doc["ihc_missing"] is True and "IHC" in he_doc["triage"]["text"]
+        # IHC alone: HER2 only.
+        assert states["ihc-only"][0] == StudyState.SCORED
+        assert {r.job_key: r.modality_path for r in store.results(studies["ihc-only"][0])} == {
+            f"her2:{pair.block}": "ihc-only"
+        }
+        routing = store.routing(studies["ihc-only"][0])
+        assert routing is not None and [s["analysis"] for s in routing["skipped"]] == ["hrd"]
+        # Ki-67: no analysis applies, recorded, no job, not a failure.
+        assert states["ki67"] == (StudyState.IGNORED, states["ki67"][1])
+        assert (states["ki67"][1] or "").startswith("no analysis applies")
+        assert keys("ki67") == set()
+        ki67 = store.routing(studies["ki67"][0])
+        assert ki67 is not None and ki67["no_analysis_applies"] is True
+        # Mismatched blocks: HER2 refused with its message, HRD scored the H&E.
+        assert states["mismatched"][0] == StudyState.SCORED
+        assert keys("mismatched") == {"hrd"}
+        refusals = store.routing(studies["mismatched"][0])["refusals"]  # type: ignore[index]
+        assert [(r["kind"], r["analysis"]) for r in refusals] == [("mismatched-blocks", "her2")]
+        assert "different blocks" in refusals[0]["message"]
+    finally:
+        catalog.close()
+
+    # One SR per analysis in the PACS, each the right kind; HER2 DEMO labelled.
+    descriptions = {}
+    for sop in srs:
+        ds = pydicom.dcmread(
+            pydicom.filebase.DicomBytesIO(pacs.instance_file(pacs.find_instance(sop)))
+        )  # type: ignore[arg-type]
+        descriptions[sop] = str(ds.SeriesDescription)
+    her2_srs = [d for d in descriptions.values() if "HER2" in d]
+    assert len(her2_srs) == 3 and all("DEMO" in d for d in her2_srs)
+    assert any("no IHC" in d for d in her2_srs)
+    assert len(descriptions) == 6  # 3 HRD (pair, he-only, mismatched) + 3 HER2
+    # The EHR got one Observation per analysis result.
+    for sop_doc in _documents(url, studies):
+        chain = sop_doc["outputs"]["fhir_observation_identifier"]
+        wait_for(
+            lambda chain=chain: ehr.search("Observation", f"{OBSERVATION_SYSTEM}|{chain}"),
+            timeout=60,
+        )
+    # No patient data in the log.
+    text = log.read_text()
+    for case in (pair, alone):
+        assert case.identity["patient_id"] not in text
+        assert case.identity["patient_name"] not in text
+
+
+def _documents(url: str, studies: dict[str, tuple[str, list[Path]]]) -> list[dict[str, Any]]:
+    catalog = Catalog(url)
+    try:
+        store = AnalysisStore(catalog)
+        return [
+            json.loads(Path(r.result_path).read_text())
+            for uid, _ in studies.values()
+            for r in store.results(uid)
+        ]
+    finally:
+        catalog.close()
+
+
+def _expected_srs(url: str, studies: dict[str, tuple[str, list[Path]]]) -> list[str]:
+    return [d["outputs"]["sr_sop_instance_uid"] for d in _documents(url, studies)]
