@@ -22,6 +22,7 @@ from typing import Any
 
 import pydicom
 import pytest
+from pydicom.filebase import DicomBytesIO
 
 from gateway.catalog import AnalysisStore, Catalog, JobStore, StudyState
 from ihgamp_core.her2.samples import Her2SampleCase, build_her2_samples, load_her2_cases
@@ -259,3 +260,93 @@ def _documents(url: str, studies: dict[str, tuple[str, list[Path]]]) -> list[dic
 
 def _expected_srs(url: str, studies: dict[str, tuple[str, list[Path]]]) -> list[str]:
     return [d["outputs"]["sr_sop_instance_uid"] for d in _documents(url, studies)]
+
+
+def _her2_result(url: str, uid: str, key: str) -> dict[str, Any] | None:
+    catalog = Catalog(url)
+    try:
+        study = catalog.study(uid)
+        row = AnalysisStore(catalog).result(uid, key)
+    finally:
+        catalog.close()
+    if study is None or study.state != StudyState.SCORED or row is None:
+        return None
+    return dict(json.loads(Path(row.result_path).read_text()))
+
+
+def test_a_her2_result_without_ihc_is_superseded_when_the_ihc_arrives(
+    tmp_path: Path,
+    her2_cases: tuple[Path, dict[str, Her2SampleCase]],
+    peers: tuple[Orthanc, FhirPeer],
+) -> None:
+    root, cases = her2_cases
+    pacs, ehr = peers
+    pair = cases["HER2-DEMO-01"]
+    uid = deterministic_uid("supersede", "study")
+    he = _copy(_files(root, pair, "he"), tmp_path / "he", "supersede")
+    ihc = _copy(_files(root, pair, "ihc"), tmp_path / "ihc", "supersede")
+    port = free_port()
+    data = settings_dict(
+        tmp_path,
+        dicom={"port": port},
+        analyses={"enabled": ["hrd", "her2"], "her2_max_tiles": 24, "her2_device": "cpu"},
+        dispatch={
+            "dicom": [
+                {"name": "pacs", "ae_title": pacs.aet, "host": "127.0.0.1", "port": pacs.dicom_port}
+            ],
+            "fhir": [{"name": "ehr", "url": ehr.url}],
+            "backoff_s": 0.5,
+            "poll_interval_s": 0.2,
+        },
+    )
+    config = write_toml(tmp_path / "gateway.toml", data)
+    url = data["catalog"]["url"]
+    key = f"her2:{pair.block}"
+    gw = GatewayProcess(config, tmp_path / "gateway.log").start()
+    try:
+        gw.wait_listening(port)
+        assert send(port, he) == [0] * len(he)
+        first = wait_for(lambda: _her2_result(url, uid, key), timeout=180)
+        assert first["path"] == "he-only-synthesised-ihc"
+        first_sr = first["outputs"]["sr_sop_instance_uid"]
+        chain = first["outputs"]["fhir_observation_identifier"]
+        wait_for(lambda: pacs.find_instance(first_sr), timeout=60)
+        wait_for(lambda: ehr.search("Observation", f"{OBSERVATION_SYSTEM}|{chain}"), timeout=60)
+        hrd_first = _documents(url, {"s": (uid, [])})
+        assert send(port, ihc) == [0] * len(ihc)  # the IHC comes late: the study reopens
+
+        def superseded() -> dict[str, Any] | None:
+            r = _her2_result(url, uid, key)
+            return r if r and "supersedes" in r else None
+
+        second = wait_for(superseded, timeout=180)
+        second_sr = second["outputs"]["sr_sop_instance_uid"]
+        remote = wait_for(lambda: pacs.find_instance(second_sr), timeout=60)
+
+        def amended() -> list[dict[str, Any]]:
+            found = ehr.search("Observation", f"{OBSERVATION_SYSTEM}|{chain}")
+            return [o for o in found if o.get("status") == "amended"]
+
+        (observation,) = wait_for(amended, timeout=60)
+    finally:
+        assert gw.stop() == 0
+    assert second["path"] == "dual" and second_sr != first_sr
+    assert second["supersedes"]["sr_sop_instance_uid"] == first_sr
+    assert "replaces an earlier one" in second["triage"]["text"]
+    sr = pydicom.dcmread(DicomBytesIO(pacs.instance_file(remote)))
+    (earlier,) = sr.PredecessorDocumentsSequence
+    assert earlier.ReferencedSeriesSequence[0].ReferencedSOPSequence[
+        0
+    ].ReferencedSOPInstanceUID == (first_sr)
+    assert {i["value"] for i in observation["identifier"]} == {  # type: ignore[index]
+        chain,
+        second["outputs"]["observation_identifier"],
+    }
+    assert len(ehr.search("Observation", f"{OBSERVATION_SYSTEM}|{chain}")) == 1
+    # HRD read the same H&E both times: the same result again, not a replacement.
+    hrd = [d for d in _documents(url, {"s": (uid, [])}) if d.get("analysis") != "her2"]
+    hrd_before = [d for d in hrd_first if d.get("analysis") != "her2"]
+    assert len(hrd) == 1 and "supersedes" not in hrd[0]
+    assert (
+        hrd[0]["outputs"]["sr_sop_instance_uid"] == hrd_before[0]["outputs"]["sr_sop_instance_uid"]
+    )
