@@ -93,3 +93,70 @@ def test_a_catalog_newer_than_this_gateway_is_refused(catalog_url: str) -> None:
     engine.dispose()
     with pytest.raises(CatalogError, match="newer than this gateway"):
         Catalog(catalog_url)
+
+
+def test_0006_gives_existing_jobs_and_results_the_hrd_analysis(catalog_url: str) -> None:
+    from alembic import command
+
+    from gateway.catalog import AnalysisStore, JobStore
+    from gateway.catalog.migrations import _config
+
+    engine = create_engine(catalog_url)
+    config = _config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0005")  # the catalog as the release before analyses left it
+    now = "2026-11-28 06:10:41"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO studies (id, study_uid, state, forced, first_received_at, "
+                "last_received_at, updated_at, result_path, result_call, result_probability, "
+                "model_key, scored_at) VALUES (1, '1.2.3.1', 'scored', false, :t, :t, :t, "
+                "'/outbox/1.2.3.1/result.json', 'hrd-negative', 0.25, 'model-key', :t), "
+                "(2, '1.2.3.2', 'queued', false, :t, :t, :t, NULL, NULL, NULL, NULL, NULL)"
+            ),
+            {"t": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO jobs (id, study_id, kind, state, attempts, max_attempts, "
+                "next_attempt_at, created_at, updated_at) VALUES "
+                "(1, 1, 'score', 'done', 1, 3, :t, :t, :t), "
+                "(2, 2, 'score', 'queued', 0, 3, :t, :t, :t)"
+            ),
+            {"t": now},
+        )
+    with pytest.raises(CatalogError, match="run `ihgamp db upgrade"):
+        Catalog(catalog_url)
+    before, after = upgrade(engine)
+    assert before.revision == "0005" and after.revision == HEAD == "0006"
+    catalog = Catalog(catalog_url)
+    try:
+        views = JobStore(catalog).jobs()
+        assert {(j.job_id, j.analysis, j.job_key) for j in views} == {
+            (1, "hrd", "hrd"),
+            (2, "hrd", "hrd"),
+        }
+        (result,) = AnalysisStore(catalog).results("1.2.3.1")
+        assert (result.job_key, result.analysis, result.call) == ("hrd", "hrd", "hrd-negative")
+        assert result.value == pytest.approx(0.25) and not result.demo
+        assert AnalysisStore(catalog).routing("1.2.3.1") is None  # routed before analyses
+        # The queued job is the study's one queued HRD job: queuing again reuses it ...
+        assert JobStore(catalog).enqueue("1.2.3.2", 3) == 2
+        # ... and the database itself refuses a second one.
+        with catalog.engine.begin() as conn, pytest.raises(Exception, match="(?i)unique"):
+            conn.execute(
+                text(
+                    "INSERT INTO jobs (study_id, kind, analysis, job_key, state, attempts, "
+                    "max_attempts, next_attempt_at, created_at, updated_at) VALUES "
+                    "(2, 'score', 'hrd', 'hrd', 'queued', 0, 3, :t, :t, :t)"
+                ),
+                {"t": now},
+            )
+        # The claimed legacy job carries no request: every slide with HRD, as before.
+        claimed = JobStore(catalog).claim("w", 30)
+        assert claimed is not None and (claimed.analysis, claimed.request) == ("hrd", None)
+    finally:
+        catalog.close()
+        engine.dispose()
