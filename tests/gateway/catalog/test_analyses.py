@@ -1,0 +1,122 @@
+"""Several jobs per study (one per analysis request): queuing, claiming, the study's state."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.catalog import AnalysisStore, Catalog, InstanceRecord, JobStore, StudyState, utcnow
+
+pytestmark = pytest.mark.integration
+
+WSI = "1.2.840.10008.5.1.4.1.1.77.1.6"
+UID = "1.2.3"
+
+
+def _routed(catalog: Catalog, *keys: str) -> JobStore:
+    """A complete study whose routing decision asks for ``keys`` (``hrd``, ``her2:A1``...)."""
+    catalog.record_instance(
+        InstanceRecord(
+            study_uid=UID,
+            series_uid="1.2.3.4",
+            sop_instance_uid="1.2.3.4.5",
+            sop_class_uid=WSI,
+            transfer_syntax_uid="1.2.840.10008.1.2.1",
+            modality="SM",
+            accession_number=None,
+            image_flavor="VOLUME",
+            pixel_spacing_um=0.5,
+            path="/spool/x.dcm",
+            size=1,
+            sha256="a",
+        ),
+        None,
+    )
+    catalog.transition(UID, StudyState.COMPLETE)
+    requests = [
+        {
+            "analysis": k.split(":")[0],
+            "job_key": k,
+            "path": None,
+            "pairing": None,
+            "slides": [{"key": "1.2.3.4", "role": "he", "block": None}],
+        }
+        for k in keys
+    ]
+    AnalysisStore(catalog).set_routing(UID, {"requests": requests, "refusals": []})
+    return JobStore(catalog)
+
+
+def _state(catalog: Catalog) -> tuple[str, str | None]:
+    study = catalog.study(UID)
+    assert study is not None
+    return study.state, study.state_reason
+
+
+def test_one_job_per_request_and_the_study_is_scored_when_the_last_ends(catalog: Catalog) -> None:
+    jobs = _routed(catalog, "hrd", "her2:A1")
+    ids = jobs.enqueue_all(UID, 3)
+    assert len(ids) == 2 and jobs.enqueue_all(UID, 3) == ids  # queued again: the same jobs
+    assert {(j.analysis, j.job_key) for j in jobs.jobs()} == {("hrd", "hrd"), ("her2", "her2:A1")}
+    first, second = jobs.claim("w1", 60), jobs.claim("w2", 60)
+    assert first is not None and second is not None
+    assert {first.analysis, second.analysis} == {"hrd", "her2"}
+    assert second.request is not None and second.request["job_key"] in ("hrd", "her2:A1")
+    assert _state(catalog)[0] == StudyState.SCORING
+    assert jobs.finish(first.job_id, "w1")
+    assert _state(catalog)[0] == StudyState.SCORING  # the other is still running
+    assert jobs.finish(second.job_id, "w2")
+    assert _state(catalog)[0] == StudyState.SCORED
+
+
+def test_a_failed_analysis_fails_the_study_once_the_others_have_ended(catalog: Catalog) -> None:
+    jobs = _routed(catalog, "hrd", "her2:A1")
+    jobs.enqueue_all(UID, 3)
+    a, b = jobs.claim("w1", 60), jobs.claim("w2", 60)
+    assert a is not None and b is not None
+    owner = {a.job_id: "w1", b.job_id: "w2"}
+    her2, hrd = (a, b) if a.analysis == "her2" else (b, a)
+    outcome = jobs.fail(her2.job_id, owner[her2.job_id], "bad slide", 0.1, 1, permanent=True)
+    assert outcome == ("failed", 0.0)
+    assert _state(catalog)[0] == StudyState.SCORING  # HRD still runs; its result counts
+    assert jobs.finish(hrd.job_id, owner[hrd.job_id])
+    state, reason = _state(catalog)
+    assert state == StudyState.FAILED and reason == "her2:A1: bad slide"
+
+
+def test_a_retry_does_not_requeue_the_study_while_another_job_runs(catalog: Catalog) -> None:
+    jobs = _routed(catalog, "hrd", "her2:A1")
+    jobs.enqueue_all(UID, 3)
+    a, b = jobs.claim("w1", 60), jobs.claim("w2", 60)
+    assert a is not None and b is not None
+    kind, _ = jobs.fail(a.job_id, "w1", "I/O error", 0.0, 0.0)
+    assert kind == "retry" and _state(catalog)[0] == StudyState.SCORING
+    assert jobs.finish(b.job_id, "w2")
+    assert _state(catalog)[0] == StudyState.SCORING  # the retry is still to come
+    again = jobs.claim("w3", 60, now=utcnow())
+    assert again is not None and again.job_id == a.job_id and again.attempt == 2
+    assert jobs.finish(again.job_id, "w3")
+    assert _state(catalog)[0] == StudyState.SCORED
+
+
+def test_a_study_without_a_routing_decision_gets_one_hrd_job_on_every_slide(
+    catalog: Catalog,
+) -> None:
+    jobs = _routed(catalog, "hrd")
+    AnalysisStore(catalog).set_routing(UID, None)
+    (job_id,) = jobs.enqueue_all(UID, 3)
+    claimed = jobs.claim("w", 60)
+    assert claimed is not None and claimed.job_id == job_id
+    assert (claimed.analysis, claimed.job_key, claimed.request) == ("hrd", "hrd", None)
+
+
+def test_results_are_kept_per_request_and_replaced_by_the_next(catalog: Catalog) -> None:
+    _routed(catalog, "her2:A1")
+    store = AnalysisStore(catalog)
+    he_only = "he-only-synthesised-ihc"
+    store.record(UID, "her2:A1", "her2", "/o/a.json", "her2-2+", 0.6, he_only, "m", True)
+    store.record(UID, "hrd", "hrd", "/o/r.json", "hrd-negative", 0.1, None, "h", False)
+    store.record(UID, "her2:A1", "her2", "/o/b.json", "her2-1+", 0.7, "dual", "m", True)
+    rows = {r.job_key: r for r in store.results(UID)}
+    assert set(rows) == {"her2:A1", "hrd"}
+    assert (rows["her2:A1"].result_path, rows["her2:A1"].modality_path) == ("/o/b.json", "dual")
+    assert store.result(UID, "missing") is None
