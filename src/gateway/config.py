@@ -359,7 +359,7 @@ class AnalysesSettings(_Model):
     her2_model: Path | None = None
     her2_device: str = "auto"
     her2_max_tiles: int | None = Field(default=None, ge=1)
-    default_stain: Literal["he", "ihc-her2", "ihc-other"] | None = "he"
+    default_stain: Literal["he", "ihc-her2", "ihc-other", "none"] = "he"
     default_body_part: str | None = Field(default=None, pattern=r"^[A-Z_ ]{1,16}$")
     block_pattern: str | None = None
     stain_rules: tuple[StainRuleSettings, ...] = ()

@@ -1,9 +1,11 @@
 """The network demo: scanner -> gateway -> PACS and EHR, all on loopback.
 
 DCMTK's ``storescu`` plays the scanner, a local Orthanc plays the PACS. The gateway
-receives each sample study, completes and scores it, writes SR, heatmaps and FHIR to its
-outbox, stores SR and heatmap into the PACS by C-STORE, and serves the Observation on its
-FHIR endpoint; the demo then reads both back.
+receives each sample study, completes and routes it to the analyses that apply (HRD on
+every H&E slide; HER2 on the breast cases: an H&E + HER2 IHC pair, and an H&E alone),
+scores each, writes SR, heatmaps and FHIR to its outbox (one folder per HER2 request),
+stores SRs and heatmaps into the PACS by C-STORE, and serves the Observations on its FHIR
+endpoint; the demo then reads them back. Every model is a DEMO model.
 """
 
 from __future__ import annotations
@@ -17,20 +19,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ihgamp_core.result import CaseResult, result_from_dict
 from ihgamp_core.synthetic.samples import SampleCase
 
-from .catalog import StudyState
+from .catalog import AnalysisResultView, AnalysisStore, StudyState
 from .catalog.deliveries import DeliveryStore
 from .config import Settings
 from .errors import GatewayError
 from .pacs_local import Orthanc, free_port, orthanc_available
 from .service import Gateway
 
+if TYPE_CHECKING:  # the HER2 sample generator imports torch
+    from ihgamp_core.her2.samples import Her2SampleCase
+
 __all__ = [
+    "DEMO_HER2_MAX_TILES",
     "DEMO_SCANNER_AE",
+    "DemoAnalysis",
     "DemoOutcome",
     "demo_settings",
     "run_network_demo",
@@ -39,6 +46,23 @@ __all__ = [
 
 DEMO_SCANNER_AE = "DEMO-SCANNER"
 _DONE = {StudyState.SCORED, StudyState.FAILED, StudyState.IGNORED}
+
+#: HER2 tiles per slide in the demo (the DEMO HER2 model reads 64 px tiles: fast on a CPU).
+DEMO_HER2_MAX_TILES = 64
+
+
+@dataclass(frozen=True)
+class DemoAnalysis:
+    """One analysis result of a demo study other than HRD (HER2, per block)."""
+
+    job_key: str
+    call: str | None
+    value: float | None
+    modality_path: str | None
+    demo: bool
+    triage: str | None = None
+    sr_in_pacs: str | None = None
+    observation: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +78,7 @@ class DemoOutcome:
     triage: str | None = None
     sr_in_pacs: str | None = None
     observation: dict[str, Any] | None = None
+    analyses: tuple[DemoAnalysis, ...] = ()
 
 
 def demo_settings(
@@ -94,6 +119,7 @@ def demo_settings(
             },
             "worker": {"count": 1, "lease_s": 300, "poll_interval_s": 0.5},
             "model": {"max_tiles": max_tiles, "device": device},
+            "analyses": {"enabled": ["hrd", "her2"], "her2_max_tiles": DEMO_HER2_MAX_TILES},
         }
     )
 
@@ -155,6 +181,8 @@ def run_network_demo(
     device: str,
     report: Callable[[str], None],
     timeout_s: float = 900.0,
+    her2_root: Path | None = None,
+    her2_cases: list[Her2SampleCase] | None = None,
 ) -> list[DemoOutcome]:
     """Run the gateway, send each case, wait until every study is scored, stop.
 
@@ -174,6 +202,10 @@ def run_network_demo(
         Receives one line per step.
     timeout_s : float
         Give up waiting after this long.
+    her2_root : Path, optional
+        Folder of the generated HER2 breast cases.
+    her2_cases : list of Her2SampleCase, optional
+        The breast cases to send (scored by HER2 and by HRD on their H&E).
     """
     if workdir.exists():
         shutil.rmtree(workdir)
@@ -205,6 +237,16 @@ def run_network_demo(
                 f"{case.case_id}: sent {len(case.dicom)} slide(s) with storescu in "
                 f"{time.perf_counter() - started:.1f} s"
             )
+        for her2_case in her2_cases or []:
+            assert her2_root is not None  # noqa: S101 - given together
+            started = time.perf_counter()
+            send_with_storescu(her2_root / "dicom" / her2_case.case_id, port)
+            uids[her2_case.case_id] = str(her2_case.identity["study_instance_uid"])
+            roles = " + ".join("H&E" if r == "he" else "HER2 IHC" for r in her2_case.slides)
+            report(
+                f"{her2_case.case_id}: sent {roles} (breast, block {her2_case.block}) with "
+                f"storescu in {time.perf_counter() - started:.1f} s"
+            )
         deadline = time.monotonic() + timeout_s
         seen: dict[str, str] = {}
         while time.monotonic() < deadline:
@@ -234,7 +276,12 @@ def run_network_demo(
             outcome = DemoOutcome(cid, uid, snap.state, snap.state_reason, result, folder)
             if summary is not None:
                 outcome = _arrivals(outcome, summary, pacs, http, token)
-            outcomes.append(outcome)
+            others = [
+                _analysis_arrivals(r, pacs, http, token)
+                for r in AnalysisStore(gateway.catalog).results(uid)
+                if r.analysis != "hrd"
+            ]
+            outcomes.append(replace(outcome, analyses=tuple(others)))
         return outcomes
     finally:
         gateway.stop()
@@ -253,10 +300,10 @@ def _wait_delivered(gateway: Gateway, deadline: float, report: Callable[[str], N
     raise GatewayError("the results were not delivered to the demo PACS in time")
 
 
-def _arrivals(
-    outcome: DemoOutcome, summary: dict[str, Any], pacs: Orthanc | None, http: int, token: str
-) -> DemoOutcome:
-    """Look the SR up in the PACS and read the Observation over the gateway's FHIR API."""
+def _lookups(
+    summary: dict[str, Any], pacs: Orthanc | None, http: int, token: str
+) -> tuple[str | None, dict[str, Any] | None]:
+    """The SR as the PACS holds it, and the Observation from the gateway's FHIR API."""
     import httpx
 
     outputs = summary.get("outputs", {})
@@ -275,5 +322,34 @@ def _arrivals(
         )
         if response.status_code == 200:
             observation = response.json()
+    return sr_in_pacs, observation
+
+
+def _arrivals(
+    outcome: DemoOutcome, summary: dict[str, Any], pacs: Orthanc | None, http: int, token: str
+) -> DemoOutcome:
+    """Look the SR up in the PACS and read the Observation over the gateway's FHIR API."""
+    sr_in_pacs, observation = _lookups(summary, pacs, http, token)
     triage = summary.get("triage", {}).get("text")
     return replace(outcome, triage=triage, sr_in_pacs=sr_in_pacs, observation=observation)
+
+
+def _analysis_arrivals(
+    row: AnalysisResultView, pacs: Orthanc | None, http: int, token: str
+) -> DemoAnalysis:
+    """Another analysis' result, with its SR in the PACS and its Observation."""
+    try:
+        summary = json.loads(Path(row.result_path).read_text())
+    except (OSError, ValueError):
+        summary = {}
+    sr_in_pacs, observation = _lookups(summary, pacs, http, token)
+    return DemoAnalysis(
+        row.job_key,
+        row.call,
+        row.value,
+        row.modality_path,
+        row.demo,
+        summary.get("triage", {}).get("text"),
+        sr_in_pacs,
+        observation,
+    )

@@ -55,7 +55,7 @@ def metadata_rules(settings: AnalysesSettings) -> MetadataRules:
             for r in settings.stain_rules
         ),
         block_pattern=settings.block_pattern,
-        default_stain=Stain(settings.default_stain) if settings.default_stain else None,
+        default_stain=None if settings.default_stain == "none" else Stain(settings.default_stain),
         default_body_part=settings.default_body_part,
     )
 

@@ -14,6 +14,7 @@ from ihgamp_core.scoring import ScoringOptions
 from ihgamp_core.slide import discover_slides
 from ihgamp_core.synthetic.samples import SampleCase, build_samples
 
+from ..demo import DemoOutcome
 from ..models import load_engine, repo_root
 from .common import (
     console,
@@ -68,11 +69,13 @@ def demo(
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
-    """Run the gateway end to end on the bundled sample cases with the DEMO model.
+    """Run the gateway end to end on the bundled sample cases with the DEMO models.
 
-    Starts a gateway on loopback, sends each sample study to it with DCMTK's storescu,
-    waits until every study is received, complete and scored, prints the results and
-    shuts the gateway down. With --offline the engine scores the files directly.
+    Starts a gateway on loopback with HRD and HER2 enabled, sends each sample study to it
+    with DCMTK's storescu (the HRD cases, then two breast cases: an H&E + HER2 IHC pair
+    and an H&E alone), waits until every study is received, complete, routed and scored
+    by each analysis that applies, prints each analysis' result and shuts the gateway
+    down. With --offline the HRD engine scores the HRD cases' files directly.
     """
     setup_logging(verbose)
     root = samples or default_samples_dir()
@@ -85,10 +88,22 @@ def demo(
     if offline:
         results = _offline(root, cases, out, max_tiles, device)
     else:
+        from ihgamp_core.her2.samples import build_her2_samples  # imports torch
+
         from ..demo import run_network_demo
 
+        with console.status("preparing the breast (HER2) sample slides"):
+            her2_root = root / "her2"
+            her2_cases = build_her2_samples(her2_root)
         outcomes = run_network_demo(
-            root, cases, out.resolve() / "gateway", max_tiles, device, report=console.print
+            root,
+            cases,
+            out.resolve() / "gateway",
+            max_tiles,
+            device,
+            report=console.print,
+            her2_root=her2_root,
+            her2_cases=her2_cases,
         )
         failed = [o for o in outcomes if o.result is None]
         for o in failed:
@@ -113,6 +128,7 @@ def demo(
                     f"{obs['code']['coding'][0]['code']} = {value} ({interp}), "
                     f"security {obs['meta']['security'][0]['code']}"
                 )
+        _print_other_analyses(outcomes)
         console.print(f"results in {out.resolve() / 'gateway' / 'outbox'}")
         if failed:
             raise typer.Exit(1)
@@ -120,6 +136,28 @@ def demo(
     console.print(results_table(results, title="IHGAMP demo results"))
     if results:
         console.print(model_lines(results[0]))
+
+
+def _print_other_analyses(outcomes: list[DemoOutcome]) -> None:
+    """Each study's HER2 results (per block): call, path, triage, SR, Observation."""
+    for o in outcomes:
+        for a in o.analyses:
+            value = "" if a.value is None else f", p={a.value:.2f}"
+            label = " DEMO model - synthetic training data - not for clinical use" if a.demo else ""
+            console.print(
+                f"[bold]{o.case_id}[/] {a.job_key}: {a.call}{value} (path {a.modality_path}){label}"
+            )
+            console.print(f"  triage: {a.triage}")
+            if a.sr_in_pacs:
+                console.print(f"  SR in the PACS: {a.sr_in_pacs}")
+            if a.observation:
+                obs = a.observation
+                value_text = obs.get("valueCodeableConcept", {}).get("text")
+                console.print(
+                    f"  FHIR Observation/{obs['id'][:12]}...: LOINC "
+                    f"{obs['code']['coding'][0]['code']} = {value_text}, "
+                    f"security {obs['meta']['security'][0]['code']}"
+                )
 
 
 def _offline(
