@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
+from pydicom.dataset import Dataset
 
 from ihgamp_core.analysis import (
     AnalysisName,
@@ -79,8 +80,9 @@ class StudyRouter:
     def slides(self, study_uid: str) -> list[SeriesMetadata]:
         """Routing metadata of each slide series, by Series Instance UID.
 
-        A series whose header cannot be read is given an unknown stain: routing then
-        refuses it with a message rather than the study failing.
+        A series whose header cannot be read is routed as a slide nothing describes (the
+        configured defaults apply; without a default stain routing refuses it); the
+        worker that opens it reports why it cannot be read, as before routing existed.
         """
         out = []
         for series_uid, paths in sorted(self.catalog.wsi_files(study_uid).items()):
@@ -92,7 +94,7 @@ class StudyRouter:
                     "slide header unreadable for routing",
                     extra={"study_uid": study_uid, "series_uid": series_uid, "error": str(exc)},
                 )
-                out.append(SeriesMetadata(series_uid, "SM", Stain.UNKNOWN))
+                out.append(series_metadata_from_dataset(Dataset(), self.rules, key=series_uid))
         return out
 
     def decide(self, study_uid: str) -> RoutingDecision:

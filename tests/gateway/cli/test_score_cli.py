@@ -162,9 +162,20 @@ def test_demo_command_end_to_end(
     assert results["CMU-1-SMALL"]["triage"]["category"] == "manual-review"  # QC flag
     out = " ".join(proc.stdout.split())
     assert "sent 2 slide(s) with storescu" in out
-    assert "4 result(s) delivered to the PACS" in out
-    assert out.count("SR in the PACS: IHGAMP HRD estimate (AI) DEMO") == 4
-    assert out.count("LOINC 107286-7") == 4 and "security AIAST" in out
+    # The two breast cases: HRD on their H&E, HER2 on each (pair: dual; H&E alone: IHC
+    # missing), one SR each in the PACS, each Observation read back, all DEMO.
+    assert "HER2-DEMO-01: sent H&E + HER2 IHC (breast, block S26-0011 A1)" in out
+    assert "HER2-DEMO-02: sent H&E (breast, block S26-0012 A1)" in out
+    assert "8 result(s) delivered to the PACS" in out
+    assert out.count("SR in the PACS: IHGAMP HRD estimate (AI) DEMO") == 6
+    assert out.count("LOINC 107286-7") == 6 and "security AIAST" in out
+    assert "HER2-DEMO-01 her2:S26-0011 A1: her2-" in out and "(path dual)" in out
+    assert "HER2-DEMO-02 her2:S26-0012 A1: her2-" in out
+    assert "(path he-only-synthesised-ihc)" in out
+    assert out.count("SR in the PACS: IHGAMP HER2 estimate (AI)") == 2
+    assert "IHGAMP HER2 estimate (AI) no IHC DEMO" in out
+    assert out.count("LOINC 85319-2") == 2
+    assert out.count("DEMO model - synthetic training data - not for clinical use") == 2
     assert "IHGAMP demo results" in out and "not for clinical use" in out
 
 
