@@ -113,7 +113,12 @@ def status(
         list[str] | None, typer.Option(help="Only studies in this state (repeatable).")
     ] = None,
 ) -> None:
-    """Show studies (state, timings, results) and failed jobs with their errors."""
+    """Show studies (state, timings, each analysis' result) and failed jobs with their errors.
+
+    A study no enabled analysis applies to is ignored with the reason "no analysis
+    applies"; refused slides (unknown stain, IHC without its H&E, mismatched blocks) are
+    named in the study's note.
+    """
     _, catalog = _open(config)
     try:
         studies = catalog.studies(states=state, limit=limit)
@@ -285,13 +290,16 @@ def rescore(
     study_uid: Annotated[str, typer.Argument(help="Study Instance UID to score again.")],
     config: ConfigOption = None,
 ) -> None:
-    """Queue a study for scoring again (after a failure, or with a new model)."""
+    """Route a study again and queue its analyses (after a failure, a fix or a new model)."""
     core = build_core(load_settings(config))
     try:
         core.lifecycle.rescore(study_uid)
+        study = core.catalog.study(study_uid)
     finally:
         core.close()
-    console.print(f"study {escape(study_uid)} queued")
+    state = study.state if study is not None else "unknown"
+    reason = f": {study.state_reason}" if study is not None and study.state_reason else ""
+    console.print(f"study {escape(study_uid)} {escape(state)}{escape(reason)}")
 
 
 @handle_errors
