@@ -1,7 +1,8 @@
 """Several analyses behind one gateway, with real peers (pynetdicom SCU, Orthanc, FHIR).
 
 A gateway process with HRD and HER2 enabled receives five breast studies over DICOM
-and routes each when it completes:
+and routes each when it completes (and, scaled out, a receiver routes while a Celery
+worker scores):
 
 * H&E + HER2 IHC of one block -> an HRD job (the H&E) and a HER2 ``dual`` job;
 * H&E alone -> HRD and HER2 ``he-only-synthesised-ihc`` (IHC missing, said everywhere);
@@ -23,10 +24,14 @@ from typing import Any
 import pydicom
 import pytest
 from pydicom.filebase import DicomBytesIO
+from sqlalchemy import select
 
 from gateway.catalog import AnalysisStore, Catalog, JobStore, StudyState
+from gateway.catalog.schema import Job, Study
 from ihgamp_core.her2.samples import Her2SampleCase, build_her2_samples, load_her2_cases
 from ihgamp_core.synthetic.slides import deterministic_uid
+from support.brokers import rabbitmq
+from support.cluster import Cluster, reset_database
 from support.fhir_peer import FhirPeer, fhir_server
 from support.gateway import GatewayProcess, free_port, send, settings_dict, wait_for, write_toml
 from support.orthanc import Orthanc, orthanc
@@ -350,3 +355,48 @@ def test_a_her2_result_without_ihc_is_superseded_when_the_ihc_arrives(
     assert (
         hrd[0]["outputs"]["sr_sop_instance_uid"] == hrd_before[0]["outputs"]["sr_sop_instance_uid"]
     )
+
+
+def test_celery_workers_run_one_job_per_analysis_and_only_they_load_the_her2_model(
+    tmp_path: Path,
+    postgres_url: str,
+    her2_cases: tuple[Path, dict[str, Her2SampleCase]],
+    peers: tuple[Orthanc, FhirPeer],
+) -> None:
+    """Scale-out: a receiver routes, the broker carries job ids, a Celery worker scores."""
+    root, cases = her2_cases
+    pacs, _ = peers
+    pair = cases["HER2-DEMO-01"]
+    uid = deterministic_uid("celery", "study")
+    files = _copy(_files(root, pair, "he"), tmp_path / "he", "celery") + _copy(
+        _files(root, pair, "ihc"), tmp_path / "ihc", "celery"
+    )
+    reset_database(postgres_url)
+    analyses = {"enabled": ["hrd", "her2"], "her2_max_tiles": 24, "her2_device": "cpu"}
+    with rabbitmq() as broker:
+        cluster = Cluster(tmp_path, postgres_url, broker.url, pacs)
+        try:
+            for name, role in (("r1", "receiver"), ("w1", "worker"), ("d1", "dispatcher")):
+                config = cluster.config(name, analyses=analyses)
+                node = GatewayProcess(config, tmp_path / f"{name}.log", role=role).start()
+                cluster.nodes[name] = node
+                if role == "receiver":
+                    node.wait_listening(cluster.dicom_ports[name])
+            assert send(cluster.dicom_ports["r1"], files) == [0] * len(files)
+            wait_for(lambda: cluster.scored(uid), timeout=300)
+            rows = cluster.query(
+                select(Job.analysis, Job.job_key, Job.state, Job.published_at)
+                .join(Study, Study.id == Job.study_id)
+                .where(Study.study_uid == uid)
+            )
+            sr_query = {"Level": "Instance", "Query": {"StudyInstanceUID": uid, "Modality": "SR"}}
+            wait_for(lambda: len(pacs.post("/tools/find", sr_query)) == 2, timeout=90)
+        finally:
+            cluster.stop()
+    assert sorted((r[0], r[1], r[2]) for r in rows) == [
+        ("her2", f"her2:{pair.block}", "done"),
+        ("hrd", "hrd", "done"),
+    ]
+    assert all(r[3] is not None for r in rows)  # each job went through the broker
+    assert "HER2 model loaded" not in (tmp_path / "r1.log").read_text()
+    assert (tmp_path / "w1.log").read_text().count("HER2 model loaded") == 1
