@@ -21,13 +21,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pydicom
 import pytest
 from pydicom.filebase import DicomBytesIO
 from sqlalchemy import select
+from typer.testing import CliRunner
 
 from gateway.catalog import AnalysisStore, Catalog, JobStore, StudyState
 from gateway.catalog.schema import Job, Study
+from gateway.cli.app import app
 from ihgamp_core.her2.samples import Her2SampleCase, build_her2_samples, load_her2_cases
 from ihgamp_core.synthetic.slides import deterministic_uid
 from support.brokers import rabbitmq
@@ -39,6 +42,7 @@ from support.orthanc import Orthanc, orthanc
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 OBSERVATION_SYSTEM = "urn:ihgamp:observation"
+TOKEN = "analyses-test-token-0123456789"
 FINISHED = (StudyState.SCORED, StudyState.FAILED, StudyState.IGNORED)
 
 
@@ -121,10 +125,11 @@ def test_each_study_is_routed_to_the_analyses_that_apply_with_one_sr_each(
             + _copy(_files(root, pair, "ihc"), tmp_path / "mm-ihc", "mismatched"),
         ),
     }
-    port = free_port()
+    port, http = free_port(), free_port()
     data = settings_dict(
         tmp_path,
         dicom={"port": port},
+        http={"port": http, "token": TOKEN},
         analyses={
             "enabled": ["hrd", "her2"],
             "her2_max_tiles": 24,
@@ -162,8 +167,41 @@ def test_each_study_is_routed_to_the_analyses_that_apply_with_one_sr_each(
         srs = _expected_srs(url, studies)
         for sop in srs:
             wait_for(lambda sop=sop: pacs.find_instance(sop), timeout=90)
+        api = {
+            name: httpx.get(
+                f"http://127.0.0.1:{http}/api/studies/{uid}",
+                headers={"Authorization": f"Bearer {TOKEN}"},
+                timeout=10,
+            ).json()
+            for name, (uid, _) in studies.items()
+        }
     finally:
         assert gw.stop() == 0
+    # The API shows the routing and each analysis' result.
+    assert api["ki67"]["state"] == "ignored" and api["ki67"]["routing"]["no_analysis_applies"]
+    assert api["ki67"]["reason"].startswith("no analysis applies")
+    assert {a["job_key"]: a["modality_path"] for a in api["pair"]["analyses"]} == {
+        "hrd": None,
+        f"her2:{pair.block}": "dual",
+    }
+    assert all(a["triage"]["text"] for a in api["pair"]["analyses"])
+    assert {j["job_key"] for j in api["pair"]["jobs"]} == {"hrd", f"her2:{pair.block}"}
+    assert api["mismatched"]["routing"]["refusals"][0]["kind"] == "mismatched-blocks"
+    # So does `ihgamp status`.
+    status = CliRunner().invoke(app, ["status", "--json", "--config", str(config)])
+    assert status.exit_code == 0, status.output
+    listed = {s["study_uid"]: s for s in json.loads(status.output)["studies"]}
+    ki67_row = listed[studies["ki67"][0]]
+    assert ki67_row["state"] == "ignored" and "no analysis applies" in ki67_row["reason"]
+    assert {a["job_key"] for a in listed[studies["pair"][0]]["analyses"]} == {
+        "hrd",
+        f"her2:{pair.block}",
+    }
+    mismatched = listed[studies["mismatched"][0]]
+    assert mismatched["state"] == "scored"
+    assert [(r["kind"], r["analysis"]) for r in mismatched["refusals"]] == [
+        ("mismatched-blocks", "her2")
+    ]
 
     catalog = Catalog(url)
     store, jobs = AnalysisStore(catalog), JobStore(catalog)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -71,8 +71,18 @@ def _analyses_text(results: list[AnalysisResultView]) -> str:
     return "; ".join(parts) or "-"
 
 
+def _note(s: StudySnapshot, routing: dict[str, Any] | None) -> str:
+    """The state's reason, else the refusals of the study's routing."""
+    if s.state_reason:
+        return s.state_reason
+    refusals = (routing or {}).get("refusals") or []
+    return "; ".join(f"refused: {r['kind']} ({r.get('analysis') or 'all'})" for r in refusals)
+
+
 def _study_json(
-    s: StudySnapshot, results: list[AnalysisResultView] | None = None
+    s: StudySnapshot,
+    results: list[AnalysisResultView] | None = None,
+    routing: dict[str, Any] | None = None,
 ) -> dict[str, object]:
     return {
         "study_uid": s.study_uid,
@@ -101,6 +111,8 @@ def _study_json(
             }
             for r in results or []
         ],
+        "no_analysis_applies": bool((routing or {}).get("no_analysis_applies")),
+        "refusals": (routing or {}).get("refusals", []),
     }
 
 
@@ -124,6 +136,7 @@ def status(
         studies = catalog.studies(states=state, limit=limit)
         store = AnalysisStore(catalog)
         results = {x.study_uid: store.results(x.study_uid) for x in studies}
+        routings = {x.study_uid: store.routing(x.study_uid) for x in studies}
         recent = JobStore(catalog).jobs(limit=500)
         jobs = [j for j in recent if j.state == JobState.FAILED]
         running = [j for j in recent if j.state == JobState.RUNNING]
@@ -152,7 +165,9 @@ def status(
                         }
                         for j in running
                     ],
-                    "studies": [_study_json(s, results[s.study_uid]) for s in studies],
+                    "studies": [
+                        _study_json(s, results[s.study_uid], routings[s.study_uid]) for s in studies
+                    ],
                     "failed_jobs": [
                         {
                             "job_id": j.job_id,
@@ -210,7 +225,7 @@ def status(
             escape(s.result_call or "-"),
             "-" if s.result_probability is None else f"{s.result_probability:.3f}",
             escape(_analyses_text(results[s.study_uid])),
-            escape(s.state_reason or ""),
+            escape(_note(s, routings[s.study_uid])),
         )
     console.print(table)
     console.print(
