@@ -118,7 +118,8 @@ class JobStore:
 
         Without a routing decision (``studies.routing`` empty) the study gets one HRD job
         on every slide (:data:`LEGACY_REQUEST`). An existing queued job of the same study
-        and key is reused (no duplicates).
+        and key is reused with the new request (no duplicates); a queued job of a key the
+        decision no longer has is cancelled.
 
         Raises
         ------
@@ -139,31 +140,38 @@ class JobStore:
                     select(Job).where(Job.study_id == study.id, Job.state == JobState.QUEUED)
                 )
             }
-            if all(r.job_key in queued for r in requests):
+            wanted = {r.job_key: _dump(r.request) for r in requests}
+            if {k: j.request for k, j in queued.items()} == wanted:  # queued already
                 return [int(queued[r.job_key].id) for r in requests]
             if study.state == StudyState.RECEIVING:
                 raise CatalogError(
                     f"study {study_uid} is still receiving; wait or force completion"
                 )
+            now = utcnow()
             batch = uuid.uuid4().hex
             jobs: list[Job] = []
             for r in requests:
-                job = queued.get(r.job_key)
+                request = wanted[r.job_key]
+                job = queued.pop(r.job_key, None)
                 if job is None:
                     job = Job(
                         study_id=study.id,
                         kind="score",
                         analysis=r.analysis,
                         job_key=r.job_key,
-                        request=None if r.request is None else json.dumps(r.request),
                         state=JobState.QUEUED,
                         max_attempts=max_attempts,
-                        next_attempt_at=utcnow(),
+                        next_attempt_at=now,
                     )
                     s.add(job)
+                job.request = request  # a reused job runs what the new routing asks
                 job.batch = batch
                 jobs.append(job)
-            move(study, StudyState.QUEUED, reason, utcnow())
+            for stale in queued.values():  # asked for by an earlier routing only
+                stale.state = JobState.CANCELLED
+                stale.finished_at = now
+                stale.last_error = "replaced by a new routing of the study"
+            move(study, StudyState.QUEUED, reason, now)
             s.flush()
             return [int(j.id) for j in jobs]
 
@@ -453,6 +461,10 @@ class JobStore:
                 )
                 for j, uid in rows
             ]
+
+
+def _dump(request: dict[str, Any] | None) -> str | None:
+    return None if request is None else json.dumps(request, sort_keys=True)
 
 
 def _requests(routing: str | None) -> list[JobRequest]:

@@ -70,12 +70,17 @@ class StudyState(StrEnum):
 
 
 class JobState(StrEnum):
-    """Job life cycle: queued -> running -> done | failed (running -> queued on retry)."""
+    """Job life cycle: queued -> running -> done | failed (running -> queued on retry).
+
+    A queued job that a new routing of its study no longer asks for (the study was
+    reopened and routed again before the job ran) is ``cancelled``.
+    """
 
     QUEUED = "queued"
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 def _utc() -> dt.datetime:

@@ -120,3 +120,33 @@ def test_results_are_kept_per_request_and_replaced_by_the_next(catalog: Catalog)
     assert set(rows) == {"her2:A1", "hrd"}
     assert (rows["her2:A1"].result_path, rows["her2:A1"].modality_path) == ("/o/b.json", "dual")
     assert store.result(UID, "missing") is None
+
+
+def test_a_new_routing_updates_queued_jobs_and_cancels_those_it_no_longer_asks_for(
+    catalog: Catalog,
+) -> None:
+    jobs = _routed(catalog, "hrd", "her2")
+    first = jobs.enqueue_all(UID, 3)
+    # The IHC arrived before the jobs ran: routed again, HER2 is now per block and dual.
+    store = AnalysisStore(catalog)
+    decision = store.routing(UID)
+    assert decision is not None
+    dual = {
+        "analysis": "her2",
+        "job_key": "her2:A1",
+        "path": "dual",
+        "pairing": "block",
+        "slides": [
+            {"key": "1.2.3.4", "role": "he", "block": "A1"},
+            {"key": "1.2.3.9", "role": "ihc", "block": "A1"},
+        ],
+    }
+    store.set_routing(UID, {"requests": [decision["requests"][0], dual], "refusals": []})
+    second = jobs.enqueue_all(UID, 3)
+    assert second[0] == first[0] and second[1] not in first  # HRD reused, HER2 new
+    views = {j.job_id: j for j in jobs.jobs()}
+    assert views[first[1]].state == "cancelled" and views[first[1]].job_key == "her2"
+    claimed = [jobs.claim("w", 60), jobs.claim("w", 60), jobs.claim("w", 60)]
+    assert claimed[2] is None  # the cancelled job never runs
+    her2 = next(c for c in claimed if c is not None and c.analysis == "her2")
+    assert her2.request is not None and her2.request["path"] == "dual"
