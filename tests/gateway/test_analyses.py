@@ -38,6 +38,7 @@ from support.cluster import Cluster, reset_database
 from support.fhir_peer import FhirPeer, fhir_server
 from support.gateway import GatewayProcess, free_port, send, settings_dict, wait_for, write_toml
 from support.orthanc import Orthanc, orthanc
+from support.studies import restudy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -61,24 +62,6 @@ def peers() -> Iterator[tuple[Orthanc, FhirPeer]]:
 
 def _files(root: Path, case: Her2SampleCase, role: str) -> list[Path]:
     return sorted((root / case.slides[role]).glob("*.dcm"))
-
-
-def _copy(files: list[Path], out: Path, study: str, **changes: str) -> list[Path]:
-    """The slide again in another study (new study, series and instance UIDs)."""
-    out.mkdir(parents=True, exist_ok=True)
-    copies = []
-    for path in files:
-        ds = pydicom.dcmread(path)
-        ds.StudyInstanceUID = deterministic_uid(study, "study")
-        ds.SeriesInstanceUID = deterministic_uid(study, str(out), "series")
-        ds.SOPInstanceUID = deterministic_uid(study, str(out), str(ds.SOPInstanceUID))
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        for keyword, value in changes.items():
-            setattr(ds, keyword, value)
-        target = out / path.name
-        ds.save_as(target, enforce_file_format=True)
-        copies.append(target)
-    return copies
 
 
 def _state(url: str, uid: str) -> tuple[str, str | None] | None:
@@ -108,11 +91,11 @@ def test_each_study_is_routed_to_the_analyses_that_apply_with_one_sr_each(
         "he-only": (alone.identity["study_instance_uid"], _files(root, alone, "he")),
         "ihc-only": (
             deterministic_uid("ihc-only", "study"),
-            _copy(_files(root, pair, "ihc"), tmp_path / "ihc-only", "ihc-only"),
+            restudy(_files(root, pair, "ihc"), tmp_path / "ihc-only", "ihc-only"),
         ),
         "ki67": (
             deterministic_uid("ki67", "study"),
-            _copy(
+            restudy(
                 _files(root, pair, "ihc"),
                 tmp_path / "ki67",
                 "ki67",
@@ -121,8 +104,8 @@ def test_each_study_is_routed_to_the_analyses_that_apply_with_one_sr_each(
         ),
         "mismatched": (
             deterministic_uid("mismatched", "study"),
-            _copy(_files(root, alone, "he"), tmp_path / "mm-he", "mismatched")
-            + _copy(_files(root, pair, "ihc"), tmp_path / "mm-ihc", "mismatched"),
+            restudy(_files(root, alone, "he"), tmp_path / "mm-he", "mismatched")
+            + restudy(_files(root, pair, "ihc"), tmp_path / "mm-ihc", "mismatched"),
         ),
     }
     port, http = free_port(), free_port()
@@ -326,8 +309,8 @@ def test_a_her2_result_without_ihc_is_superseded_when_the_ihc_arrives(
     pacs, ehr = peers
     pair = cases["HER2-DEMO-01"]
     uid = deterministic_uid("supersede", "study")
-    he = _copy(_files(root, pair, "he"), tmp_path / "he", "supersede")
-    ihc = _copy(_files(root, pair, "ihc"), tmp_path / "ihc", "supersede")
+    he = restudy(_files(root, pair, "he"), tmp_path / "he", "supersede")
+    ihc = restudy(_files(root, pair, "ihc"), tmp_path / "ihc", "supersede")
     port = free_port()
     data = settings_dict(
         tmp_path,
@@ -406,7 +389,7 @@ def test_celery_workers_run_one_job_per_analysis_and_only_they_load_the_her2_mod
     pacs, _ = peers
     pair = cases["HER2-DEMO-01"]
     uid = deterministic_uid("celery", "study")
-    files = _copy(_files(root, pair, "he"), tmp_path / "he", "celery") + _copy(
+    files = restudy(_files(root, pair, "he"), tmp_path / "he", "celery") + restudy(
         _files(root, pair, "ihc"), tmp_path / "ihc", "celery"
     )
     reset_database(postgres_url)

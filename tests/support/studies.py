@@ -36,3 +36,31 @@ def relabel(source: Path, target: Path, accession: str | None = None) -> tuple[s
         ds.save_as(out, enforce_file_format=True)
         files.append(out)
     return study, files
+
+
+def restudy(files: list[Path], out: Path, study: str, **changes: object) -> list[Path]:
+    """One slide's files again in study ``study`` (a name: UIDs derive from it and ``out``).
+
+    New Study, Series and SOP Instance UIDs; ``changes`` sets header attributes (a
+    value of ``None`` deletes one).
+    """
+    from ihgamp_core.synthetic.slides import deterministic_uid
+
+    out.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.StudyInstanceUID = deterministic_uid(study, "study")
+        ds.SeriesInstanceUID = deterministic_uid(study, str(out), "series")
+        ds.SOPInstanceUID = deterministic_uid(study, str(out), str(ds.SOPInstanceUID))
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        for keyword, value in changes.items():
+            if value is None:
+                if keyword in ds:
+                    delattr(ds, keyword)
+            else:
+                setattr(ds, keyword, value)
+        target = out / path.name
+        ds.save_as(target, enforce_file_format=True)
+        copies.append(target)
+    return copies

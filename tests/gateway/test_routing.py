@@ -1,0 +1,165 @@
+"""Routing at completion (``StudyRouter`` + ``StudyLifecycle``) on real slide headers.
+
+Each study is a set of real DICOM WSI files (the synthetic breast cases, relabelled),
+recorded in a real catalog; completing it routes it and writes job rows, or records
+why nothing runs. Nothing is mocked: the router reads the files' headers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from gateway.catalog import AnalysisStore, Catalog, InstanceRecord, JobStore, StudyState
+from gateway.config import AnalysesSettings
+from gateway.lifecycle import RowSubmitter, StudyLifecycle
+from gateway.routing import StudyRouter
+from ihgamp_core.her2.samples import Her2SampleCase, build_her2_samples, load_her2_cases
+from support.studies import restudy
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def her2_cases(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Her2SampleCase]]:
+    root = tmp_path_factory.mktemp("her2")
+    build_her2_samples(root)
+    return root, {c.case_id: c for c in load_her2_cases(root)}
+
+
+def _files(root: Path, case: Her2SampleCase, role: str) -> list[Path]:
+    return sorted((root / case.slides[role]).glob("*.dcm"))
+
+
+def _record(catalog: Catalog, files: list[Path]) -> str:
+    study = ""
+    for path in files:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        study = str(ds.StudyInstanceUID)
+        catalog.record_instance(
+            InstanceRecord(
+                study_uid=study,
+                series_uid=str(ds.SeriesInstanceUID),
+                sop_instance_uid=str(ds.SOPInstanceUID),
+                sop_class_uid=str(ds.SOPClassUID),
+                transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID),
+                modality="SM",
+                accession_number=None,
+                image_flavor="VOLUME",
+                pixel_spacing_um=0.5,
+                path=str(path),
+                size=path.stat().st_size,
+                sha256=str(ds.SOPInstanceUID),
+            ),
+            None,
+        )
+    return study
+
+
+def _complete(catalog: Catalog, files: list[Path], **analyses: object) -> tuple[str, str | None]:
+    """Record the files as one study, complete it; return its state and reason."""
+    settings = AnalysesSettings.model_validate(analyses)
+    lifecycle = StudyLifecycle(
+        catalog, RowSubmitter(JobStore(catalog), 3), None, StudyRouter(catalog, settings)
+    )
+    uid = _record(catalog, files)
+    assert lifecycle.complete(uid, "stable")
+    study = catalog.study(uid)
+    assert study is not None
+    return study.state, study.state_reason
+
+
+def _keys(catalog: Catalog, uid: str) -> dict[str, str | None]:
+    views = JobStore(catalog).jobs(study_uid=uid)
+    return {j.job_key: j.analysis for j in views}
+
+
+def test_hrd_only_sites_get_one_job_on_every_h_and_e_slide(
+    catalog: Catalog, her2_cases: tuple[Path, dict[str, Her2SampleCase]], tmp_path: Path
+) -> None:
+    root, cases = her2_cases
+    pair = cases["HER2-DEMO-01"]
+    he = restudy(_files(root, pair, "he"), tmp_path / "he", "hrd-only")
+    ihc = restudy(_files(root, pair, "ihc"), tmp_path / "ihc", "hrd-only")
+    state, _ = _complete(catalog, he + ihc)  # the default: enabled = ["hrd"]
+    uid = str(pydicom.dcmread(he[0], stop_before_pixels=True).StudyInstanceUID)
+    assert state == StudyState.QUEUED and _keys(catalog, uid) == {"hrd": "hrd"}
+    routing = AnalysisStore(catalog).routing(uid)
+    assert routing is not None
+    (request,) = routing["requests"]
+    he_series = str(pydicom.dcmread(he[0], stop_before_pixels=True).SeriesInstanceUID)
+    assert [s["key"] for s in request["slides"]] == [he_series]  # the IHC is not HRD's
+
+
+def test_an_ihc_only_study_with_her2_disabled_is_recorded_as_no_analysis_applies(
+    catalog: Catalog, her2_cases: tuple[Path, dict[str, Her2SampleCase]], tmp_path: Path
+) -> None:
+    root, cases = her2_cases
+    ihc = restudy(_files(root, cases["HER2-DEMO-01"], "ihc"), tmp_path / "ihc", "ihc-alone")
+    state, reason = _complete(catalog, ihc)
+    assert state == StudyState.IGNORED
+    assert reason is not None and reason.startswith("no analysis applies")
+    assert "hrd: no slide with a stain it reads (he)" in reason
+
+
+def test_two_h_and_e_slides_of_one_block_are_refused_for_her2_while_the_rest_is_scored(
+    catalog: Catalog, her2_cases: tuple[Path, dict[str, Her2SampleCase]], tmp_path: Path
+) -> None:
+    root, cases = her2_cases
+    pair, alone = cases["HER2-DEMO-01"], cases["HER2-DEMO-02"]
+    files = (
+        restudy(_files(root, pair, "he"), tmp_path / "a-he", "ambiguous")
+        + restudy(_files(root, pair, "ihc"), tmp_path / "a-ihc", "ambiguous")
+        + restudy(_files(root, alone, "he"), tmp_path / "b-he", "ambiguous")
+        + restudy(_files(root, alone, "he"), tmp_path / "b-he2", "ambiguous")
+    )
+    # Blocks: A1 of case 01 has H&E + IHC; case 02's block has two H&E slides.
+    state, reason = _complete(catalog, files, enabled=["hrd", "her2"])
+    uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+    assert state == StudyState.QUEUED
+    assert _keys(catalog, uid) == {"hrd": "hrd", f"her2:{pair.block}": "her2"}
+    routing = AnalysisStore(catalog).routing(uid)
+    assert routing is not None
+    assert [(r["kind"], r["analysis"]) for r in routing["refusals"]] == [
+        ("ambiguous-pairing", "her2")
+    ]
+    assert reason is not None and "refused: ambiguous-pairing (her2)" in reason
+
+
+def test_a_study_whose_slides_are_all_refused_fails_with_the_reasons_and_keeps_its_files(
+    catalog: Catalog, her2_cases: tuple[Path, dict[str, Her2SampleCase]], tmp_path: Path
+) -> None:
+    root, cases = her2_cases
+    pair, alone = cases["HER2-DEMO-01"], cases["HER2-DEMO-02"]
+    files = restudy(_files(root, alone, "he"), tmp_path / "he", "mm") + restudy(
+        _files(root, pair, "ihc"), tmp_path / "ihc", "mm"
+    )
+    state, reason = _complete(catalog, files, enabled=["her2"])
+    assert state == StudyState.FAILED
+    assert reason is not None and reason.startswith("not scored: mismatched-blocks (her2):")
+    uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+    assert _keys(catalog, uid) == {}
+    assert sum(len(v) for v in catalog.wsi_files(uid).values()) == len(files)  # nothing lost
+
+
+def test_a_slide_of_unknown_stain_is_refused_when_the_site_sets_no_default(
+    catalog: Catalog, her2_cases: tuple[Path, dict[str, Her2SampleCase]], tmp_path: Path
+) -> None:
+    root, cases = her2_cases
+    files = restudy(
+        _files(root, cases["HER2-DEMO-02"], "he"),
+        tmp_path / "he",
+        "unknown",
+        SpecimenDescriptionSequence=None,
+        SeriesDescription="slide 1",
+    )
+    state, reason = _complete(catalog, files, enabled=["hrd", "her2"], default_stain="none")
+    assert state == StudyState.FAILED
+    assert reason is not None and reason.startswith("not scored: unknown-stain:")
+    assert "configure a stain rule or a default stain" in reason
+    # With the compatible default, the same study is an H&E study again.
+    again = restudy(files, tmp_path / "he2", "unknown-2")
+    state, _ = _complete(catalog, again, enabled=["hrd"])
+    assert state == StudyState.QUEUED
