@@ -33,6 +33,10 @@ from pydantic import (
     model_validator,
 )
 
+from ihgamp_core.analysis.contract import Stain
+from ihgamp_core.analysis.metadata import MetadataRules, StainRule
+from ihgamp_core.errors import ParameterError
+
 from .errors import ConfigError
 
 __all__ = [
@@ -338,15 +342,6 @@ class StainRuleSettings(_Model):
     ] = ("series_description", "container_identifier")
     overrides: bool = False
 
-    @field_validator("pattern")
-    @classmethod
-    def _regex(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"{value!r} is not a regular expression: {exc}") from None
-        return value
-
 
 class AnalysesSettings(_Model):
     """Which analyses run, their model files, and how slide metadata is read for routing.
@@ -355,7 +350,7 @@ class AnalysesSettings(_Model):
     analyses existed: every slide without stain information is an H&E slide for HRD.
     """
 
-    enabled: tuple[Literal["hrd", "her2"], ...] = ("hrd",)
+    enabled: tuple[Literal["hrd", "her2"], ...] = Field(default=("hrd",), min_length=1)
     her2_model: Path | None = None
     her2_device: str = "auto"
     her2_max_tiles: int | None = Field(default=None, ge=1)
@@ -364,15 +359,6 @@ class AnalysesSettings(_Model):
     block_pattern: str | None = None
     stain_rules: tuple[StainRuleSettings, ...] = ()
 
-    @field_validator("enabled")
-    @classmethod
-    def _some(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value:
-            raise ValueError("enable at least one analysis (hrd, her2)")
-        if len(set(value)) != len(value):
-            raise ValueError("each analysis is enabled once")
-        return value
-
     @field_validator("her2_model")
     @classmethod
     def _exists(cls, value: Path | None) -> Path | None:
@@ -380,17 +366,27 @@ class AnalysesSettings(_Model):
             raise ValueError(f"{value} does not exist")
         return value
 
-    @field_validator("block_pattern")
-    @classmethod
-    def _block(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                compiled = re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"{value!r} is not a regular expression: {exc}") from None
-            if "block" not in compiled.groupindex:
-                raise ValueError("the block pattern needs a group named 'block': (?P<block>...)")
-        return value
+    @model_validator(mode="after")
+    def _valid_rules(self) -> AnalysesSettings:
+        if len(set(self.enabled)) != len(self.enabled):
+            raise ValueError("each analysis is enabled once")
+        try:  # the engine's own checks (regular expressions, the block group)
+            self.metadata_rules()
+        except ParameterError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def metadata_rules(self) -> MetadataRules:
+        """The engine's rules for reading stain, body part and block from slide headers."""
+        return MetadataRules(
+            stain_rules=tuple(
+                StainRule(r.pattern, Stain(r.stain), r.fields, r.overrides)
+                for r in self.stain_rules
+            ),
+            block_pattern=self.block_pattern,
+            default_stain=None if self.default_stain == "none" else Stain(self.default_stain),
+            default_body_part=self.default_body_part,
+        )
 
 
 class TriageSettings(_Model):

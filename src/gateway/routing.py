@@ -20,11 +20,8 @@ from ihgamp_core.analysis import (
     AnalysisRequest,
     AnalysisSpec,
     InputKind,
-    MetadataRules,
     RoutingDecision,
     SeriesMetadata,
-    Stain,
-    StainRule,
     route,
     series_metadata_from_dataset,
 )
@@ -34,7 +31,7 @@ from ihgamp_core.her2.spec import HER2_APPLICABILITY
 from .catalog import Catalog
 from .config import AnalysesSettings
 
-__all__ = ["StudyRouter", "enabled_specs", "metadata_rules"]
+__all__ = ["StudyRouter", "enabled_specs"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,19 +43,6 @@ def enabled_specs(settings: AnalysesSettings) -> list[AnalysisSpec]:
     return [
         AnalysisSpec(AnalysisName(n), _APPLICABILITY[AnalysisName(n)]) for n in settings.enabled
     ]
-
-
-def metadata_rules(settings: AnalysesSettings) -> MetadataRules:
-    """The site's rules for reading stain, body part and block."""
-    return MetadataRules(
-        stain_rules=tuple(
-            StainRule(r.pattern, Stain(r.stain), r.fields, r.overrides)
-            for r in settings.stain_rules
-        ),
-        block_pattern=settings.block_pattern,
-        default_stain=None if settings.default_stain == "none" else Stain(settings.default_stain),
-        default_body_part=settings.default_body_part,
-    )
 
 
 class StudyRouter:
@@ -75,7 +59,7 @@ class StudyRouter:
     def __init__(self, catalog: Catalog, settings: AnalysesSettings) -> None:
         self.catalog = catalog
         self.specs = enabled_specs(settings)
-        self.rules = metadata_rules(settings)
+        self.rules = settings.metadata_rules()
 
     def slides(self, study_uid: str) -> list[SeriesMetadata]:
         """Routing metadata of each slide series, by Series Instance UID.

@@ -72,6 +72,16 @@ def test_environment_overrides_every_level(tmp_path: Path) -> None:
             "model: precision int8 runs on the CPU only",
         ),
         ({"IHGAMP__MODEL__PRECISION": "fp8"}, "model.precision: Input should be"),
+        ({"IHGAMP__ANALYSES__ENABLED": '["hrd", "ki67"]'}, "analyses.enabled.1: Input should be"),
+        ({"IHGAMP__ANALYSES__ENABLED": "[]"}, "analyses.enabled: Tuple should have at least 1"),
+        (
+            {"IHGAMP__ANALYSES__BLOCK_PATTERN": "S\\d+"},
+            "analyses: the block pattern needs a group named 'block'",
+        ),
+        (
+            {"IHGAMP__ANALYSES__HER2_MODEL": "/nowhere/her2.safetensors"},
+            "analyses.her2_model: /nowhere/her2.safetensors does not exist",
+        ),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, env: dict[str, str], message: str) -> None:
@@ -79,6 +89,21 @@ def test_bad_values_name_the_key(tmp_path: Path, env: dict[str, str], message: s
     with pytest.raises(ConfigError) as info:
         load_settings(path, environ=env)
     assert message in str(info.value)
+
+
+def test_stain_rules_are_checked_by_the_engine_at_start_up(tmp_path: Path) -> None:
+    rules = [{"pattern": "(", "stain": "he"}]
+    path = write_toml(
+        tmp_path / "gw.toml", settings_dict(tmp_path, analyses={"stain_rules": rules})
+    )
+    with pytest.raises(ConfigError, match=r"analyses: bad stain rule pattern '\('"):
+        load_settings(path, environ={})
+    rules = [{"pattern": "ki-?67", "stain": "ihc-other", "fields": ["series_description"]}]
+    path = write_toml(
+        tmp_path / "ok.toml", settings_dict(tmp_path, analyses={"stain_rules": rules})
+    )
+    (rule,) = load_settings(path, environ={}).analyses.metadata_rules().stain_rules
+    assert rule.matches({"series_description": "Ki67 (MIB-1)"}) and rule.stain == "ihc-other"
 
 
 def test_nobody_may_call_without_an_allow_list(tmp_path: Path) -> None:
