@@ -163,3 +163,46 @@ def test_a_slide_of_unknown_stain_is_refused_when_the_site_sets_no_default(
     again = restudy(files, tmp_path / "he2", "unknown-2")
     state, _ = _complete(catalog, again, enabled=["hrd"])
     assert state == StudyState.QUEUED
+
+
+def _reblock(files: list[Path], old: str, new: str) -> None:
+    """Say in the specimen chain of ``files`` that they come from block ``new``."""
+
+    def walk(dataset: pydicom.Dataset) -> None:
+        for element in dataset:
+            if element.VR == "SQ":
+                for item in element.value:
+                    walk(item)
+            elif isinstance(element.value, str) and old in element.value:
+                element.value = element.value.replace(old, new)
+
+    for path in files:
+        ds = pydicom.dcmread(path)
+        for specimen in ds.SpecimenDescriptionSequence:
+            walk(specimen)
+        ds.ContainerIdentifier = str(ds.ContainerIdentifier).replace(old, new)
+        ds.save_as(path, enforce_file_format=True)
+
+
+def test_an_ihc_slide_of_a_block_without_h_and_e_is_refused_while_the_pair_is_scored(
+    catalog: Catalog, her2_cases: tuple[Path, dict[str, Her2SampleCase]], tmp_path: Path
+) -> None:
+    root, cases = her2_cases
+    pair = cases["HER2-DEMO-01"]
+    files = restudy(_files(root, pair, "he"), tmp_path / "he", "unpaired") + restudy(
+        _files(root, pair, "ihc"), tmp_path / "ihc", "unpaired"
+    )
+    stray = restudy(_files(root, pair, "ihc"), tmp_path / "ihc-b7", "unpaired")
+    _reblock(stray, pair.block, "B7")
+    state, reason = _complete(catalog, files + stray, enabled=["hrd", "her2"])
+    uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+    assert state == StudyState.QUEUED
+    assert _keys(catalog, uid) == {"hrd": "hrd", f"her2:{pair.block}": "her2"}
+    routing = AnalysisStore(catalog).routing(uid)
+    assert routing is not None
+    (refusal,) = routing["refusals"]
+    assert (refusal["kind"], refusal["analysis"]) == ("unpaired-ihc", "her2")
+    stray_series = str(pydicom.dcmread(stray[0], stop_before_pixels=True).SeriesInstanceUID)
+    assert refusal["slides"] == [stray_series]
+    assert reason is not None and "refused: unpaired-ihc (her2)" in reason
+    assert sum(len(v) for v in catalog.wsi_files(uid).values()) == len(files + stray)
