@@ -81,7 +81,8 @@ class StudyLifecycle:
     queue : Submitter
         Where scoreable studies are queued.
     max_mpp : float or None
-        Finest spacing a slide series needs to be scoreable (None: any).
+        Finest spacing a slide series needs to be scoreable by HRD (None: any); checked
+        before routing when HRD is the only enabled analysis.
     router : StudyRouter, optional
         Routes studies over the enabled analyses; without one every slide of a study is
         scored by HRD in one job.
@@ -130,13 +131,23 @@ class StudyLifecycle:
         study = self.catalog.study(study_uid)
         if study is None:
             raise CatalogError(f"no study {study_uid} in the catalog")
-        if not scoreable_series(study, self.max_mpp):
+        if self._hrd_only() and not scoreable_series(study, self.max_mpp):
             limit = "" if self.max_mpp is None else f" at or finer than {self.max_mpp:.2f} um/px"
             reason = f"no whole-slide series with a level{limit} (20x equivalent) to score"
             self.catalog.transition(study_uid, StudyState.FAILED, reason)
             logger.warning("study not scoreable", extra={"study_uid": study_uid, "reason": reason})
             return False
         return self._route_and_queue(study_uid, "complete")
+
+    def _hrd_only(self) -> bool:
+        """Whether HRD is the only analysis: then its 20x need decides before routing.
+
+        With other analyses enabled (HER2 reads its own resolution), a slide too coarse
+        for HRD is routed anyway and the HRD job reports it.
+        """
+        if self.router is None:
+            return True
+        return [str(spec.name) for spec in self.router.specs] == ["hrd"]
 
     def _route_and_queue(self, study_uid: str, reason: str) -> bool:
         """Route the study (when a router is set), store the decision, queue its jobs."""

@@ -206,3 +206,33 @@ def test_an_ihc_slide_of_a_block_without_h_and_e_is_refused_while_the_pair_is_sc
     assert refusal["slides"] == [stray_series]
     assert reason is not None and "refused: unpaired-ihc (her2)" in reason
     assert sum(len(v) for v in catalog.wsi_files(uid).values()) == len(files + stray)
+
+
+@pytest.mark.parametrize(
+    ("enabled", "state"), [(["hrd"], StudyState.FAILED), (["hrd", "her2"], StudyState.QUEUED)]
+)
+def test_the_20x_pre_check_is_hrds_alone(
+    catalog: Catalog,
+    her2_cases: tuple[Path, dict[str, Her2SampleCase]],
+    tmp_path: Path,
+    enabled: list[str],
+    state: StudyState,
+) -> None:
+    """Slides coarser than HRD needs fail before routing only where HRD is all there is."""
+    root, cases = her2_cases
+    pair = cases["HER2-DEMO-01"]
+    files = restudy(_files(root, pair, "he"), tmp_path / "he", f"coarse-{len(enabled)}")
+    files += restudy(_files(root, pair, "ihc"), tmp_path / "ihc", f"coarse-{len(enabled)}")
+    settings = AnalysesSettings.model_validate({"enabled": enabled})
+    # The slides are recorded at 0.5 um/px; a head needing 0.25 finds them too coarse.
+    lifecycle = StudyLifecycle(
+        catalog, RowSubmitter(JobStore(catalog), 3), 0.25, StudyRouter(catalog, settings)
+    )
+    uid = _record(catalog, files)
+    assert lifecycle.complete(uid, "stable")
+    study = catalog.study(uid)
+    assert study is not None and study.state == state
+    if state == StudyState.FAILED:
+        assert study.state_reason is not None and "(20x equivalent)" in study.state_reason
+    else:
+        assert _keys(catalog, uid) == {"hrd": "hrd", f"her2:{pair.block}": "her2"}
