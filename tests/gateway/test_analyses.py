@@ -31,6 +31,7 @@ from typer.testing import CliRunner
 from gateway.catalog import AnalysisStore, Catalog, JobStore, StudyState
 from gateway.catalog.schema import Job, Study
 from gateway.cli.app import app
+from gateway.dispatch.outbox import job_folder
 from ihgamp_core.her2.samples import Her2SampleCase, build_her2_samples, load_her2_cases
 from ihgamp_core.synthetic.slides import deterministic_uid
 from support.brokers import rabbitmq
@@ -158,6 +159,15 @@ def test_each_study_is_routed_to_the_analyses_that_apply_with_one_sr_each(
             ).json()
             for name, (uid, _) in studies.items()
         }
+        # The HER2 class map is served next to the HRD heatmaps (API and study page).
+        (class_map,) = api["pair"]["her2_class_maps"]
+        assert class_map.endswith(f"/{job_folder(f'her2:{pair.block}')}/heatmap-1.png")
+        png = httpx.get(
+            f"http://127.0.0.1:{http}{class_map}",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=10,
+        )
+        assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
     finally:
         assert gw.stop() == 0
     # The API shows the routing and each analysis' result.

@@ -20,7 +20,7 @@ from ..catalog.deliveries import DeliveryStore
 from ..catalog.schema import AccessAction
 from ..dispatch.outbox import Outbox
 from .auth import Authenticator, Principal
-from .views import HEATMAP_RE, detail_dict, study_detail, study_row
+from .views import HEATMAP_RE, HER2_FOLDER_RE, detail_dict, study_detail, study_row
 
 __all__ = ["MAX_STUDIES", "api_router", "known_parameters"]
 
@@ -124,6 +124,24 @@ def api_router(
         if not path.is_file():
             raise HTTPException(404, "no such file")
         auth.audit(request, principal, AccessAction.READ, "Heatmap", [f"{study_uid}/{name}"])
+        return FileResponse(path, media_type="image/png")
+
+    @router.get("/studies/{study_uid}/{folder}/{name}")
+    def analysis_file(
+        study_uid: StudyUid,
+        folder: Annotated[str, Path(max_length=70)],
+        name: Annotated[str, Path(max_length=32)],
+        request: Request,
+        principal: Principal = Depends(auth.bearer_or_session),  # noqa: B008
+    ) -> Response:
+        """A HER2 class-map PNG (``her2-<block>/heatmap-<n>.png``)."""
+        if not HER2_FOLDER_RE.match(folder) or not HEATMAP_RE.match(name):
+            raise HTTPException(404, "only HER2 class-map PNGs are served")
+        path = outbox.root / study_uid / folder / name
+        if not path.is_file():
+            raise HTTPException(404, "no such file")
+        where = f"{study_uid}/{folder}/{name}"
+        auth.audit(request, principal, AccessAction.READ, "Heatmap", [where])
         return FileResponse(path, media_type="image/png")
 
     if pull is not None:

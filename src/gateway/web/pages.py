@@ -29,7 +29,14 @@ from ..dispatch.outbox import Outbox
 from ..errors import CatalogError
 from .api import StudyUid, known_parameters
 from .auth import Authenticator, AuthMethod, LoginRequired, Principal
-from .views import ModelSummary, ResultSummary, heatmaps, result_summary, study_detail
+from .views import (
+    ModelSummary,
+    ResultSummary,
+    heatmaps,
+    her2_key,
+    result_summary,
+    study_detail,
+)
 
 __all__ = ["STATIC_DIR", "mount_static", "pages_router", "render"]
 
@@ -175,6 +182,7 @@ def pages_router(
             principal=principal,
             model=loaded,
             d=detail,
+            her2_key=her2_key() if detail.class_maps else [],
             message=message,
             error=error,
         )

@@ -22,6 +22,7 @@ from ..spool import valid_uid
 
 __all__ = [
     "HEATMAP_RE",
+    "HER2_FOLDER_RE",
     "InvalidStudyUid",
     "ModelSummary",
     "ResultSummary",
@@ -29,14 +30,18 @@ __all__ = [
     "TimelineEvent",
     "analysis_row",
     "checked_study_uid",
+    "class_maps",
     "detail_dict",
     "heatmaps",
+    "her2_key",
     "result_summary",
     "study_detail",
     "study_row",
 ]
 
 HEATMAP_RE = re.compile(r"^heatmap-[1-9][0-9]{0,3}\.png$")
+#: The outbox sub-folder of a HER2 request (``dispatch.outbox.job_folder``: her2, her2-A1).
+HER2_FOLDER_RE = re.compile(r"^her2(-[A-Za-z0-9._-]{1,64})?$")
 
 
 class InvalidStudyUid(ValueError):
@@ -141,6 +146,32 @@ def heatmaps(outbox: Outbox, study_uid: str) -> list[str]:
     return sorted(names, key=lambda n: int(n[len("heatmap-") : -len(".png")]))
 
 
+def class_maps(outbox: Outbox, study_uid: str) -> list[str]:
+    """HER2 class-map PNGs of the study, as ``<her2 folder>/heatmap-<n>.png``."""
+    if not valid_uid(study_uid):
+        return []
+    folder = outbox.root / study_uid
+    if not folder.is_dir():
+        return []
+    return [
+        f"{sub.name}/{name}"
+        for sub in sorted(folder.iterdir())
+        if sub.is_dir() and HER2_FOLDER_RE.match(sub.name)
+        for name in sorted(p.name for p in sub.glob("heatmap-*.png") if HEATMAP_RE.match(p.name))
+    ]
+
+
+def her2_key() -> list[tuple[str, str]]:
+    """The HER2 class map's colours: ``(label, "#rrggbb")`` for 0, 1+, 2+, 3+."""
+    from ihgamp_core.her2.config import CLASS_LABELS
+    from ihgamp_core.her2.reports import CLASS_COLOURS
+
+    return [
+        (label, "#{:02x}{:02x}{:02x}".format(*(int(v) for v in colour)))
+        for label, colour in zip(CLASS_LABELS, CLASS_COLOURS, strict=True)
+    ]
+
+
 @dataclass(frozen=True)
 class TimelineEvent:
     """One dated event in a study's life."""
@@ -162,6 +193,7 @@ class StudyDetail:
     timeline: list[TimelineEvent] = field(default_factory=list)
     routing: dict[str, Any] | None = None
     analyses: list[dict[str, Any]] = field(default_factory=list)
+    class_maps: list[str] = field(default_factory=list)
 
 
 def analysis_row(row: AnalysisResultView) -> dict[str, Any]:
@@ -238,6 +270,7 @@ def study_detail(catalog: Catalog, outbox: Outbox, study_uid: str) -> StudyDetai
         _timeline(study, jobs, deliveries),
         store.routing(study_uid),
         [analysis_row(r) for r in store.results(study_uid)],
+        class_maps(outbox, study_uid),
     )
 
 
@@ -305,6 +338,9 @@ def detail_dict(detail: StudyDetail) -> dict[str, Any]:
     out["routing"] = detail.routing
     out["analyses"] = detail.analyses
     out["heatmaps"] = [f"/studies/{detail.study.study_uid}/{name}" for name in detail.heatmaps]
+    out["her2_class_maps"] = [
+        f"/studies/{detail.study.study_uid}/{name}" for name in detail.class_maps
+    ]
     out["timeline"] = [
         {"at": e.at.isoformat(), "event": e.event, "detail": e.detail} for e in detail.timeline
     ]
