@@ -71,8 +71,10 @@ def _dcmtk(*args: str) -> int:
     Not pynetdicom in this process: with the 1,000 idle sockets held here its descriptors
     pass 1024, beyond what pynetdicom's select() can watch, and the client aborts itself.
     """
+    from gateway.demo import dcmtk_tool  # DCMTK's, not pynetdicom's same-named scripts
+
     tool, *rest = args
-    cmd = [tool, "-to", "10", "-aet", "SCANNER", "-aec", "IHGAMP", *rest]
+    cmd = [dcmtk_tool(tool), "-to", "10", "-aet", "SCANNER", "-aec", "IHGAMP", *rest]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, f"{tool} failed against the gateway: {done.stderr[-500:]}"
     return done.returncode
