@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 from pydicom.filebase import DicomBytesIO
 
 from ihgamp_core.analysis import Analysis, AnalysisReport, ReportOptions
+from ihgamp_core.analysis.hrd import hrd_document
 from ihgamp_core.report import (
     CaseReport,
     ReportContext,
@@ -42,7 +43,7 @@ from ihgamp_core.report import (
 )
 from ihgamp_core.report.codes import LOINC, LOINC_HRD
 from ihgamp_core.report.fhir import DEVICE_SYSTEM, build_imaging_study, resolved_resources
-from ihgamp_core.result import CaseResult, result_to_dict
+from ihgamp_core.result import CaseResult
 
 from ..catalog import AnalysisStore, Catalog
 from ..catalog.deliveries import DeliveryStore, ObservationStore
@@ -60,37 +61,30 @@ COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
 def report_summary(
     report: CaseReport, files: list[str], supersedes: Supersedes | None = None
 ) -> dict[str, Any]:
-    """``result.json``: the engine result plus triage, identifiers and file names."""
-    data = result_to_dict(report.result)
-    data["triage"] = {
-        "category": report.triage.category,
-        "text": report.triage.text,
-        "statement": report.triage.statement,
-        "histology": report.triage.histology,
-    }
-    data["notes"] = list(report.notes)
-    data["outputs"] = {
-        "key": report.ids.key,
-        "sr_sop_instance_uid": report.ids.sr_sop_uid,
-        "sr_series_instance_uid": report.ids.sr_series_uid,
-        "heatmap_series_instance_uid": report.ids.pm_series_uid,
-        "observation_identifier": report.ids.observation_identifier,
-        "fhir_observation_identifier": _chain_identifier(report, supersedes),
-        "files": files,
-    }
+    """``result.json``: the engine's HRD document plus the chain identifier and file names."""
+    data = hrd_document(report)
+    data["outputs"]["fhir_observation_identifier"] = _chain_identifier(
+        report.ids.observation_identifier, supersedes
+    )
+    data["outputs"]["files"] = files
     if supersedes is not None:
-        data["supersedes"] = {
-            "sr_sop_instance_uid": supersedes.sr_sop_uid,
-            "observation_identifier": supersedes.observation_identifier,
-            "created": supersedes.created,
-            "slides": supersedes.slides,
-        }
+        data["supersedes"] = _supersedes_dict(supersedes)
     return data
 
 
-def _chain_identifier(report: CaseReport, supersedes: Supersedes | None) -> str:
+def _chain_identifier(own: str, supersedes: Supersedes | None) -> str:
     """The identifier downstream systems know the study's Observation by."""
-    return supersedes.observation_identifier if supersedes else report.ids.observation_identifier
+    return supersedes.observation_identifier if supersedes else own
+
+
+def _supersedes_dict(supersedes: Supersedes) -> dict[str, Any]:
+    """What ``result.json`` says of the result it replaces."""
+    return {
+        "sr_sop_instance_uid": supersedes.sr_sop_uid,
+        "observation_identifier": supersedes.observation_identifier,
+        "created": supersedes.created,
+        "slides": supersedes.slides,
+    }
 
 
 def _dicom_bytes(dataset: Any) -> bytes:
@@ -192,7 +186,7 @@ class ReportWriter:
                 report.ids,
                 (LOINC, LOINC_HRD),
                 context,
-                _chain_identifier(report, supersedes),
+                _chain_identifier(report.ids.observation_identifier, supersedes),
             )
         for note in report.notes:
             logger.warning("report incomplete", extra={"study_uid": study_uid, "reason": note})
@@ -252,9 +246,7 @@ class ReportWriter:
                 png = f"heatmap-{index}.png"
                 self.outbox.write_file(study_uid, f"{folder}/{png}", heatmap.png)
                 names.append(png)
-        observation_id = (
-            supersedes.observation_identifier if supersedes else report.observation_identifier
-        )
+        observation_id = _chain_identifier(report.observation_identifier, supersedes)
         if report.bundle is not None:
             bundle = report.bundle.model_dump(mode="json", exclude_none=True)
             data = json.dumps(bundle, indent=1).encode()
@@ -281,12 +273,7 @@ class ReportWriter:
             "folder": folder,
         }
         if supersedes is not None:
-            document["supersedes"] = {
-                "sr_sop_instance_uid": supersedes.sr_sop_uid,
-                "observation_identifier": supersedes.observation_identifier,
-                "created": supersedes.created,
-                "slides": supersedes.slides,
-            }
+            document["supersedes"] = _supersedes_dict(supersedes)
         path = self.outbox.write_file(
             study_uid,
             f"{folder}/result.json",
