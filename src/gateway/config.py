@@ -62,6 +62,7 @@ __all__ = [
     "Settings",
     "StainRuleSettings",
     "StorageSettings",
+    "StudyAdditions",
     "TlsSettings",
     "TokenAccess",
     "WorkerSettings",
@@ -124,6 +125,13 @@ class TlsSettings(_Model):
         return self
 
 
+class StudyAdditions(StrEnum):
+    """Who may add instances to a study that already has a result."""
+
+    ANY = "any"  # any allowed sender (of the same patient): the result is superseded
+    OPENER = "opener"  # only the AE (or PACS) that sent the study's first instance
+
+
 class DicomSettings(_Model):
     """The DIMSE listener."""
 
@@ -144,6 +152,8 @@ class DicomSettings(_Model):
     dimse_timeout_s: float = Field(default=60.0, gt=0)
     network_timeout_s: float = Field(default=120.0, gt=0)
     tls: TlsSettings = TlsSettings()
+    patient_identity_key_file: Path | None = None
+    scored_study_additions: StudyAdditions = StudyAdditions.ANY
 
     _v_ae = field_validator("ae_title")(_ae_title)
 

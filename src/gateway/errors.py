@@ -9,6 +9,10 @@
     ├── CatalogError          the catalog database is unusable
     ├── UidConflictError      a received UID already belongs to another study/series
     │   └── InstanceConflictError   the SOP Instance UID does
+    ├── StudyConflictError    an instance may not join its study
+    │   ├── PatientConflictError    it is of another patient than the study's
+    │   └── SenderConflictError     the study was scored and only its first sender may add
+    ├── ResultWithheldError   a result was not issued: a person must review the study
     ├── QueueError            the job queue cannot accept or hand out work
     ├── DispatchError         a result could not be delivered to a destination
     └── RemoteError           a remote PACS or FHIR server refused or failed a request
@@ -23,9 +27,13 @@ __all__ = [
     "DispatchError",
     "GatewayError",
     "InstanceConflictError",
+    "PatientConflictError",
+    "SenderConflictError",
+    "StudyConflictError",
     "UidConflictError",
     "QueueError",
     "RemoteError",
+    "ResultWithheldError",
     "SpoolError",
 ]
 
@@ -56,6 +64,22 @@ class UidConflictError(GatewayError):
 
 class InstanceConflictError(UidConflictError):
     """A received SOP Instance UID already belongs to another study or series."""
+
+
+class StudyConflictError(GatewayError):
+    """An instance may not join the study it names (refused, nothing in the study changes)."""
+
+
+class PatientConflictError(StudyConflictError):
+    """The instance's patient identity differs from its study's first instances."""
+
+
+class SenderConflictError(StudyConflictError):
+    """The study was scored, and only the sender that opened it may add to it."""
+
+
+class ResultWithheldError(GatewayError):
+    """A result was not issued (e.g. its subject differs from the result it would replace)."""
 
 
 class QueueError(GatewayError):

@@ -197,6 +197,9 @@ class StudyLifecycle:
     def rescore(self, study_uid: str, reason: str = "rescore") -> None:
         """Queue a finished study for scoring again (after a failure, or a new model).
 
+        An operator's rescore also clears a review flag (a withheld result): the
+        operator has looked at the study.
+
         Raises
         ------
         CatalogError
@@ -207,6 +210,7 @@ class StudyLifecycle:
             raise CatalogError(f"no study {study_uid} in the catalog")
         if study.state in (StudyState.RECEIVING, StudyState.SCORING):
             raise CatalogError(f"study {study_uid} is {study.state}; wait until it finishes")
+        self.analyses.flag_review(study_uid, None)
         self._route_and_queue(study_uid, reason)
 
 

@@ -44,6 +44,7 @@ __all__ = [
     "REGISTRY",
     "RefusalReason",
     "SCORING_SECONDS",
+    "STUDY_CONFLICTS",
     "observe",
     "render",
 ]
@@ -73,6 +74,13 @@ INSTANCES_RECEIVED = Counter(
 )
 INSTANCES_REFUSED = Counter(
     "ihgamp_instances_refused", "C-STORE requests refused, by status", ["status"], registry=REGISTRY
+)
+STUDY_CONFLICTS = Counter(
+    "ihgamp_study_conflicts",
+    "Instances refused because they may not join their study: another patient's "
+    "(rule=patient), another sender's after scoring (rule=sender)",
+    ["rule"],
+    registry=REGISTRY,
 )
 ASSOCIATIONS = Counter(
     "ihgamp_associations", "Associations accepted by this node", registry=REGISTRY

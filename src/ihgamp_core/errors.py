@@ -17,7 +17,8 @@ to a person and carry on. The messages say what went wrong *and* what to do.
     │   ├── ArtifactError           head artifact malformed, tampered or unsupported
     │   └── BackboneMismatchError   head trained on another backbone's embeddings
     ├── ParameterError              an invalid engine parameter (tiling, preset, option)
-    └── PairingError                H&E and IHC slides that do not belong together
+    ├── PairingError                H&E and IHC slides that do not belong together
+    └── MixedPatientsError          the inputs of one result belong to more than one patient
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "BackboneMismatchError",
     "CheckpointError",
     "IhgampError",
+    "MixedPatientsError",
     "ModelError",
     "NoUsableLevelError",
     "PairingError",
@@ -84,3 +86,7 @@ class ParameterError(IhgampError, ValueError):
 
 class PairingError(IhgampError):
     """An H&E and an IHC slide given as a pair do not show the same tissue block."""
+
+
+class MixedPatientsError(IhgampError):
+    """The inputs of one result name more than one patient: no report is built from them."""

@@ -70,6 +70,7 @@ def test_the_metrics_the_deployment_guide_names_exist(tmp_path: Path) -> None:
         metrics.JOBS.labels("failed")  # labelled children appear once created
         metrics.INSTANCES_REFUSED.labels("0xA900")
         metrics.ASSOCIATION_REFUSALS.labels("quota")
+        metrics.STUDY_CONFLICTS.labels("patient")
         metrics.DISPATCH_ATTEMPTS.labels("pacs", "delivered")
         body, _ = metrics.render()
     finally:

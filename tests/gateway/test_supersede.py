@@ -168,3 +168,82 @@ def test_the_rest_of_a_study_arriving_right_after_an_outage_is_scored_once(
         assert gw.stop() == 0
     assert len(result["slides"]) == 2 and "supersedes" not in result
     assert log.read_text().count("study complete") == 1
+
+
+def _other_patient(files: list[Path], out: Path) -> list[Path]:
+    """The same series under the same study, but of another patient (a reused study UID)."""
+    out.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.PatientID = "OTHER-PATIENT-0815"
+        ds.PatientName = "OTHER^PATIENT"
+        copies.append(out / path.name)
+        ds.save_as(copies[-1], enforce_file_format=True)
+    return copies
+
+
+def test_another_patients_slides_never_amend_a_final_result(
+    tmp_path: Path,
+    samples_root: Path,
+    sample_cases: dict[str, SampleCase],
+    peers: tuple[Orthanc, FhirPeer],
+) -> None:
+    """The red-team finding, end to end: refused at intake; and where intake could not
+    tell (a study recorded before identities were kept), withheld at report time."""
+    from sqlalchemy import update
+
+    from gateway.catalog import JobStore
+    from gateway.catalog.schema import Study
+
+    pacs, ehr = peers
+    case = sample_cases["DEMO-002"]
+    uid = case.identity["study_instance_uid"]
+    first_part, second_part = _series_files(samples_root, case)
+    intruder = _other_patient(second_part, tmp_path / "intruder")
+    config, port, url = _gateway(tmp_path, pacs, ehr)
+    gw = GatewayProcess(config, tmp_path / "gateway.log").start()
+    try:
+        gw.wait_listening(port)
+        assert send(port, first_part) == [0] * len(first_part)
+        first = wait_for(lambda: _result(url, uid), timeout=180)
+        chain = first["outputs"]["fhir_observation_identifier"]
+        wait_for(lambda: ehr.search("Observation", f"{OBSERVATION_SYSTEM}|{chain}"), timeout=60)
+
+        # 1. At intake: every instance of the other patient is refused; the study stays.
+        assert send(port, intruder) == [0xC000] * len(intruder)
+        time.sleep(3)  # longer than the completion timers: nothing may have reopened
+        catalog = Catalog(url)
+        try:
+            study = catalog.study(uid)
+            assert study is not None and study.state == StudyState.SCORED
+            assert len(study.series) == 1
+            assert len(JobStore(catalog).jobs()) == 1
+            # 2. A study recorded before identities were kept: intake cannot tell ...
+            with catalog.session() as s:
+                s.execute(update(Study).where(Study.study_uid == uid).values(patient_identity=None))
+        finally:
+            catalog.close()
+        assert send(port, intruder) == [0] * len(intruder)
+
+        def withheld() -> Any:
+            catalog = Catalog(url)
+            try:
+                study = catalog.study(uid)
+            finally:
+                catalog.close()
+            return study if study is not None and study.review_reason else None
+
+        # ... the report step refuses to mix the two patients, and flags the study.
+        flagged = wait_for(withheld, timeout=180)
+    finally:
+        assert gw.stop() == 0
+    assert "more than one patient" in str(flagged.review_reason)
+    assert flagged.state == StudyState.FAILED
+    assert "OTHER-PATIENT" not in (tmp_path / "gateway.log").read_text()  # no PHI in logs
+    # Neither the PACS nor the EHR got anything naming the other patient.
+    (observation,) = ehr.search("Observation", f"{OBSERVATION_SYSTEM}|{chain}")
+    assert observation["status"] == "final"
+    assert observation["subject"]["identifier"]["value"] == case.identity["patient_id"]  # type: ignore[index]
+    outbox = json.loads((tmp_path / "outbox" / uid / "result.json").read_text())
+    assert outbox["outputs"]["sr_sop_instance_uid"] == first["outputs"]["sr_sop_instance_uid"]

@@ -169,6 +169,18 @@ def send(
     tls: Any = None,
 ) -> list[int]:
     """Send files over one association with pynetdicom; return each status."""
+    return [status for status, _ in send_verbose(port, paths, calling_ae, called_ae, host, tls)]
+
+
+def send_verbose(
+    port: int,
+    paths: Iterable[Path],
+    calling_ae: str = "SCANNER",
+    called_ae: str = "IHGAMP",
+    host: str = "127.0.0.1",
+    tls: Any = None,
+) -> list[tuple[int, str | None]]:
+    """Send files over one association; return each (status, Error Comment)."""
     paths = list(paths)
     ae = AE(ae_title=calling_ae)
     contexts: set[tuple[str, str]] = set()
@@ -186,12 +198,14 @@ def send(
                 f"association not established (rejected={assoc.is_rejected}, "
                 f"aborted={assoc.is_aborted})"
             )
-        statuses = []
+        out: list[tuple[int, str | None]] = []
         for path in paths:
             rsp = assoc.send_c_store(path)
-            statuses.append(int(rsp.Status) if "Status" in rsp else -1)
+            status = int(rsp.Status) if "Status" in rsp else -1
+            comment = rsp.get("ErrorComment")
+            out.append((status, None if comment is None else str(comment)))
         assoc.release()
-        return statuses
+        return out
     finally:
         _config.STORE_SEND_CHUNKED_DATASET = previous
 

@@ -13,6 +13,7 @@ import pytest
 from gateway.catalog import Catalog
 from gateway.config import Settings
 from gateway.receive import DicomListener
+from gateway.receive.store import InstanceStore
 from gateway.spool import Spool
 from support.gateway import make_settings
 
@@ -24,6 +25,10 @@ class Listener:
     spool: Spool
     settings: Settings
     server: DicomListener
+
+    def handlers_store(self) -> InstanceStore:
+        """The listener's :class:`InstanceStore` (recovery, identity backfill)."""
+        return self.server.handlers.store
 
 
 def start_listener(tmp_path: Path, **sections: dict[str, object]) -> Listener:

@@ -129,3 +129,14 @@ class AnalysisStore:
     def result(self, study_uid: str, job_key: str) -> AnalysisResultView | None:
         """The latest result of one request, if any."""
         return next((r for r in self.results(study_uid) if r.job_key == job_key), None)
+
+    def flag_review(self, study_uid: str, reason: str | None) -> None:
+        """Flag the study for a person's review (a result was withheld); None clears it."""
+        with self.catalog.session() as s:
+            study = self._study(s, study_uid)
+            study.review_reason = None if reason is None else reason[:2000]
+
+    def review_reason(self, study_uid: str) -> str | None:
+        """Why the study awaits review, if it does."""
+        with self.catalog.session() as s:
+            return self._study(s, study_uid).review_reason

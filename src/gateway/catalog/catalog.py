@@ -22,10 +22,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..errors import CatalogError, InstanceConflictError, UidConflictError
+from ..errors import CatalogError, InstanceConflictError, SenderConflictError, UidConflictError
+from .identity import PatientIdentity
 from .lifecycle import ALLOWED_TRANSITIONS, move
 from .migrations import SchemaStatus, ensure_current
-from .schema import Association, Instance, Series, StoreRefusal, Study, StudyState
+from .schema import AnalysisResult, Association, Instance, Series, StoreRefusal, Study, StudyState
 
 _T = TypeVar("_T")
 
@@ -51,7 +52,12 @@ def utcnow() -> dt.datetime:
 
 @dataclass(frozen=True)
 class InstanceRecord:
-    """What the receiver learnt about one stored instance."""
+    """What the receiver learnt about one stored instance.
+
+    ``patient`` holds keyed digests of its patient identity (no patient data; None
+    where no key is configured, e.g. catalog-only tests); ``source`` who sent it (the
+    calling AE title, or ``pacs:<name>`` for a retrieve).
+    """
 
     study_uid: str
     series_uid: str
@@ -65,6 +71,8 @@ class InstanceRecord:
     path: str
     size: int
     sha256: str
+    patient: PatientIdentity | None = None
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +114,7 @@ class StudySnapshot:
     series: tuple[SeriesSnapshot, ...]
     hold_reason: str | None = None
     model_key: str | None = None
+    review_reason: str | None = None
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -296,26 +305,32 @@ class Catalog:
         rec: InstanceRecord,
         assoc_id: int | None,
         now: dt.datetime | None = None,
+        opener_only: bool = False,
     ) -> RecordOutcome:
         """Record a stored file in one transaction; create or update its study and series.
 
         The transaction decides: same content as the current version of the SOP
         Instance UID is a duplicate; other content in the same series is a new version;
-        the UID (or the series) under another study or series is a conflict. A new
-        whole-slide instance for a study that was already complete (or scored) reopens
-        it: it goes back to ``receiving`` and will be scored again. Concurrent writers
-        of the same study, series or instance (several associations, several receivers)
-        are serialised by the unique constraints: the loser retries and sees the winner.
+        the UID (or the series) under another study or series is a conflict; an instance
+        of another patient than the study's first instances is refused (and, with
+        ``opener_only``, one from another sender than the study's first once the study
+        has a result), with nothing in the study changed. A new whole-slide instance for
+        a study that was already complete (or scored) reopens it: it goes back to
+        ``receiving`` and will be scored again. Concurrent writers of the same study,
+        series or instance (several associations, several receivers) are serialised by
+        the unique constraints: the loser retries and sees the winner.
 
         Raises
         ------
         InstanceConflictError, UidConflictError
             The SOP Instance UID or the series belongs to another study (or series).
+        PatientConflictError, SenderConflictError
+            The instance may not join its study.
         CatalogError
             If the database refuses the write.
         """
         now = now or utcnow()
-        return self._retrying(lambda: self._record_instance(rec, assoc_id, now))
+        return self._retrying(lambda: self._record_instance(rec, assoc_id, now, opener_only))
 
     def _retrying(self, write: Callable[[], _T], attempts: int = 12) -> _T:
         """Run a write transaction, retrying when a concurrent writer won a race."""
@@ -335,7 +350,7 @@ class Catalog:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _record_instance(
-        self, rec: InstanceRecord, assoc_id: int | None, now: dt.datetime
+        self, rec: InstanceRecord, assoc_id: int | None, now: dt.datetime, opener_only: bool
     ) -> RecordOutcome:
         with self.session(write=True) as s:
             existing = s.execute(
@@ -367,6 +382,7 @@ class Catalog:
                 )
                 s.add(study)
                 s.flush()
+            _admit(s, study, rec, opener_only)
             series = s.scalars(select(Series).where(Series.series_uid == rec.series_uid)).first()
             if series is None:
                 series = Series(
@@ -466,6 +482,7 @@ class Catalog:
             ),
             hold_reason=study.hold_reason,
             model_key=study.model_key,
+            review_reason=study.review_reason,
         )
 
     def studies(self, states: Sequence[str] | None = None, limit: int = 500) -> list[StudySnapshot]:
@@ -670,6 +687,33 @@ class Catalog:
                 }
                 for r in rows
             ]
+
+
+def _admit(s: Session, study: Study, rec: InstanceRecord, opener_only: bool) -> None:
+    """The rules an instance must pass to join ``study`` (nothing else is written before).
+
+    One patient per study (:class:`~.identity.PatientIdentity`); optionally, once the study
+    has a result, only its first sender adds to it. The first instance sets both.
+    """
+    if rec.patient is not None:
+        if study.patient_identity is None:
+            study.patient_identity = rec.patient.to_text()
+        else:
+            merged = PatientIdentity.from_text(study.patient_identity).check(rec.patient)
+            if merged.to_text() != study.patient_identity:
+                study.patient_identity = merged.to_text()
+    if (
+        opener_only
+        and study.opened_by is not None
+        and rec.source != study.opened_by
+        and s.scalar(select(AnalysisResult.id).where(AnalysisResult.study_id == study.id).limit(1))
+        is not None
+    ):
+        raise SenderConflictError(
+            f"study was scored; only its first sender ({study.opened_by}) may add to it"
+        )
+    if study.opened_by is None and rec.source:
+        study.opened_by = rec.source[:80]
 
 
 def _db_reason(exc: DBAPIError) -> str:

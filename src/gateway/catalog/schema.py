@@ -139,6 +139,12 @@ class Study(Base):
     model_key: Mapped[str | None] = mapped_column(String(160))
     hold_reason: Mapped[str | None] = mapped_column(Text)
     routing: Mapped[str | None] = mapped_column(Text)
+    #: Keyed digests of the patient identity (:mod:`.identity`); never the values.
+    patient_identity: Mapped[str | None] = mapped_column(String(200))
+    #: Who sent the study's first instance: a calling AE title, or ``pacs:<name>``.
+    opened_by: Mapped[str | None] = mapped_column(String(80))
+    #: Set when a result was withheld for a person to look at (shown on the status page).
+    review_reason: Mapped[str | None] = mapped_column(Text)
 
     series: Mapped[list[Series]] = relationship(back_populates="study")
 
@@ -284,6 +290,8 @@ class AnalysisResult(Base):
     model_key: Mapped[str | None] = mapped_column(String(160))
     demo: Mapped[bool] = mapped_column(Boolean, default=False)
     scored_at: Mapped[dt.datetime] = mapped_column(default=_utc)
+    #: Digest of the model and the exact input files: equal means a re-run is not needed.
+    inputs_key: Mapped[str | None] = mapped_column(String(64))
 
 
 class Lease(Base):

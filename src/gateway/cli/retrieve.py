@@ -43,7 +43,7 @@ def _service(config: Path | None) -> tuple[Settings, Catalog, RetrieveService]:
     service = RetrieveService(
         settings,
         core.catalog,
-        InstanceStore(core.catalog, spool, settings.dicom.sop_classes),
+        InstanceStore.for_settings(settings.dicom, core.catalog, spool),
         core.lifecycle,
     )
     return settings, core.catalog, service

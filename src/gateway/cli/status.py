@@ -72,11 +72,14 @@ def _analyses_text(results: list[AnalysisResultView]) -> str:
 
 
 def _note(s: StudySnapshot, routing: dict[str, Any] | None) -> str:
-    """The state's reason, else the refusals of the study's routing."""
+    """The review flag and the state's reason, else the refusals of the study's routing."""
+    review = f"REVIEW: {s.review_reason}; " if s.review_reason else ""
     if s.state_reason:
-        return s.state_reason
+        return review + s.state_reason
     refusals = (routing or {}).get("refusals") or []
-    return "; ".join(f"refused: {r['kind']} ({r.get('analysis') or 'all'})" for r in refusals)
+    return review + "; ".join(
+        f"refused: {r['kind']} ({r.get('analysis') or 'all'})" for r in refusals
+    )
 
 
 def _study_json(
@@ -89,6 +92,7 @@ def _study_json(
         "accession_number": s.accession_number,
         "state": s.state,
         "reason": s.state_reason,
+        "review": s.review_reason,
         "forced": s.forced,
         "series": len(s.series),
         "instances": sum(x.instance_count for x in s.series),

@@ -14,6 +14,9 @@ exception                               status    meaning (PS3.4 Annex B.2.3)
                                                   study or series; PS3.7 Annex C)
 ``UidConflictError``                    0xC000    Cannot understand (series UID of
                                                   another study)
+``StudyConflictError``                  0xC000    Cannot understand (another patient than
+                                                  the study's; another sender after
+                                                  scoring)
 :class:`DatasetMismatchError`           0xA900    Data set does not match SOP class
 :class:`UnreadableDatasetError`         0xC000    Cannot understand
 any other exception                     0xA7FF    Refused: internal error, retry later
@@ -35,6 +38,7 @@ from ..errors import (
     GatewayError,
     InstanceConflictError,
     SpoolError,
+    StudyConflictError,
     UidConflictError,
 )
 from ..metrics import INSTANCES_REFUSED
@@ -63,6 +67,7 @@ class UnreadableDatasetError(GatewayError):
 _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (InstanceConflictError, 0x0111),
     (UidConflictError, 0xC000),
+    (StudyConflictError, 0xC000),
     (DiskFullError, 0xA700),
     (SpoolError, 0xA701),
     (CatalogError, 0xA702),

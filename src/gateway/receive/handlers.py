@@ -25,7 +25,6 @@ from pynetdicom.pdu_primitives import A_ASSOCIATE
 
 from ..catalog import Catalog
 from ..metrics import ASSOCIATION_REFUSALS, ASSOCIATIONS, RefusalReason
-from ..spool import Spool
 from .access import AccessPolicy
 from .guard import SUCCESS, store_guard
 from .store import InstanceStore
@@ -66,30 +65,27 @@ class ReceiveHandlers:
     ----------
     catalog : Catalog
         Where instances and associations are recorded.
-    spool : Spool
-        Where files go.
+    store : InstanceStore
+        Where files go (:meth:`InstanceStore.for_settings`).
     policy : AccessPolicy
         Who may associate, and how many at once.
     tls : bool
         Whether the listener runs DICOM TLS (recorded in the audit).
     called_ae : str
         This gateway's AE title; requests addressed to another are rejected.
-    accepted : tuple of str, optional
-        SOP classes stored (``dicom.sop_classes``).
     """
 
     def __init__(
         self,
         catalog: Catalog,
-        spool: Spool,
+        store: InstanceStore,
         policy: AccessPolicy,
         tls: bool,
         called_ae: str = "IHGAMP",
-        accepted: tuple[str, ...] | None = None,
     ) -> None:
         self.catalog = catalog
-        self.spool = spool
-        self.store = InstanceStore(catalog, spool, accepted)
+        self.spool = store.spool
+        self.store = store
         self.files = self.store.files
         self.policy = policy
         self.tls = tls
@@ -275,14 +271,8 @@ class ReceiveHandlers:
         sop_uid = str(request.AffectedSOPInstanceUID)
         with store_guard(sop_uid, calling) as outcome:
             self.store.store_received(
-                event.dataset_path, str(request.AffectedSOPClassUID), sop_uid, audit_id
+                event.dataset_path, str(request.AffectedSOPClassUID), sop_uid, audit_id, calling
             )
             outcome.status = SUCCESS
-        if outcome.status != SUCCESS:
-            try:
-                self.catalog.record_refused_store(
-                    audit_id, sop_uid, outcome.status, outcome.comment or ""
-                )
-            except Exception:
-                logger.exception("cannot record the refused C-STORE in the audit")
+        self.store.audit_refusal(audit_id, sop_uid, outcome)
         return outcome.response()

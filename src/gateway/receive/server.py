@@ -26,6 +26,7 @@ from ..spool import Spool
 from . import incoming
 from .access import AccessPolicy
 from .handlers import ReceiveHandlers
+from .store import InstanceStore
 from .transport import ConnectionGate, GatedServer, install_thread_hook
 
 __all__ = [
@@ -146,11 +147,10 @@ class DicomListener:
         ssl_context = tls_server_context(settings)
         self.handlers = ReceiveHandlers(
             catalog,
-            spool,
+            InstanceStore.for_settings(settings, catalog, spool),
             self.policy,
             ssl_context is not None,
             settings.ae_title,
-            settings.sop_classes,
         )
         self.gate = ConnectionGate(settings.max_unassociated_per_host, settings.max_unassociated)
         ae = AE(ae_title=settings.ae_title)

@@ -14,13 +14,21 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from ..catalog import Catalog, InstanceRecord
-from ..errors import GatewayError
-from ..metrics import INSTANCES_RECEIVED
+from ..catalog.identity import (
+    DEFAULT_KEY_NAME,
+    IdentityKey,
+    backfill_identity,
+    studies_without_identity,
+)
+from ..config import DicomSettings, StudyAdditions
+from ..errors import GatewayError, StudyConflictError
+from ..metrics import INSTANCES_RECEIVED, STUDY_CONFLICTS
 from ..spool import PreparedFile, Spool
-from .guard import DatasetMismatchError
+from .guard import SUCCESS, DatasetMismatchError, StoreOutcome
 from .incoming import ReceiveFiles
 from .validate import InstanceHeader, read_header
 
@@ -53,15 +61,47 @@ class InstanceStore:
     accepted : tuple of str, optional
         SOP classes stored; others are refused (the SCP already refuses them at
         negotiation; retrieves over DICOMweb rely on this check).
+    identity : IdentityKey or Path, optional
+        The site key for patient identity digests (one patient per study), or its file
+        (read, or created, when the first instance is stored); default: the spool's key
+        file.
+    opener_only : bool
+        Once a study has a result, only its first sender may add to it
+        (``dicom.scored_study_additions = "opener"``).
     """
 
     def __init__(
-        self, catalog: Catalog, spool: Spool, accepted: tuple[str, ...] | None = None
+        self,
+        catalog: Catalog,
+        spool: Spool,
+        accepted: tuple[str, ...] | None = None,
+        identity: IdentityKey | Path | None = None,
+        opener_only: bool = False,
     ) -> None:
         self.catalog = catalog
         self.spool = spool
         self.accepted = set(accepted) if accepted is not None else None
         self.files = ReceiveFiles(spool.incoming, spool.check_space)
+        self._identity = identity if identity is not None else spool.root / DEFAULT_KEY_NAME
+        self.opener_only = opener_only
+
+    @cached_property
+    def identity(self) -> IdentityKey:
+        """The site key (loaded, or created, on first use: `ihgamp find` needs none)."""
+        if isinstance(self._identity, IdentityKey):
+            return self._identity
+        return IdentityKey.load(self._identity)
+
+    @classmethod
+    def for_settings(cls, settings: DicomSettings, catalog: Catalog, spool: Spool) -> InstanceStore:
+        """The store of ``[dicom]``: accepted SOP classes, identity key, additions rule."""
+        return cls(
+            catalog,
+            spool,
+            settings.sop_classes,
+            settings.patient_identity_key_file or spool.root / DEFAULT_KEY_NAME,
+            settings.scored_study_additions is StudyAdditions.OPENER,
+        )
 
     def store_received(
         self,
@@ -69,6 +109,7 @@ class InstanceStore:
         sop_class_uid: str,
         sop_instance_uid: str,
         audit_id: int | None,
+        source: str | None = None,
     ) -> Stored:
         """Store a data set that pynetdicom streamed in (C-STORE SCP, C-GET).
 
@@ -78,17 +119,24 @@ class InstanceStore:
         received = self.files.claim(dataset_path)
         if received.error is not None:
             raise received.error
-        return self.store(received.path, sop_class_uid, sop_instance_uid, audit_id)
+        return self.store(received.path, sop_class_uid, sop_instance_uid, audit_id, source)
 
     def store(
-        self, source: Path, sop_class_uid: str, sop_instance_uid: str, audit_id: int | None
+        self,
+        source: Path,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        audit_id: int | None,
+        sender: str | None = None,
     ) -> Stored:
         """Store ``source`` durably; it is moved into the spool (or deleted if not kept).
 
+        ``sender`` is the calling AE title, or ``pacs:<name>`` for a retrieve.
+
         Raises
         ------
-        DiskFullError, SpoolError, CatalogError, UidConflictError, DatasetMismatchError,
-        UnreadableDatasetError
+        DiskFullError, SpoolError, CatalogError, UidConflictError, StudyConflictError,
+        DatasetMismatchError, UnreadableDatasetError
             Mapped to DICOM statuses by :func:`~gateway.receive.guard.store_guard`.
         """
         if self.accepted is not None and sop_class_uid not in self.accepted:
@@ -100,11 +148,17 @@ class InstanceStore:
         final: Path | None = None
         try:
             self.spool.check_space()
-            header = read_header(prepared.path, sop_class_uid, sop_instance_uid)
+            header = read_header(prepared.path, sop_class_uid, sop_instance_uid, self.identity)
             prepared, final = self.spool.place(
                 prepared, header.study_uid, header.series_uid, header.sop_instance_uid
             )
-            outcome = self.catalog.record_instance(_record(header, prepared, final), audit_id)
+            outcome = self.catalog.record_instance(
+                _record(header, prepared, final, sender), audit_id, opener_only=self.opener_only
+            )
+        except StudyConflictError as exc:
+            self.spool.discard(prepared, final)
+            STUDY_CONFLICTS.labels(type(exc).__name__.removesuffix("ConflictError").lower()).inc()
+            raise
         except BaseException:
             self.spool.discard(prepared, final)
             raise
@@ -134,6 +188,19 @@ class InstanceStore:
             outcome.reopened,
         )
 
+    def audit_refusal(
+        self, audit_id: int | None, sop_instance_uid: str, outcome: StoreOutcome
+    ) -> None:
+        """Record a refused store in ``store_refusals`` (every receive path audits the same)."""
+        if outcome.status == SUCCESS:
+            return
+        try:
+            self.catalog.record_refused_store(
+                audit_id, sop_instance_uid, outcome.status, outcome.comment or ""
+            )
+        except Exception:
+            logger.exception("cannot record the refused store in the audit")
+
     def recover(self) -> dict[str, int]:
         """Reconcile what a crash left in the spool, then empty ``.incoming``.
 
@@ -162,7 +229,9 @@ class InstanceStore:
                 except OSError:
                     continue  # left for clean_incoming: never acknowledged
             try:
-                header = read_header(path, _sop_class(path), placement.sop_instance_uid)
+                header = read_header(
+                    path, _sop_class(path), placement.sop_instance_uid, self.identity
+                )
                 if (header.study_uid, header.series_uid) != (
                     placement.study_uid,
                     placement.series_uid,
@@ -180,10 +249,40 @@ class InstanceStore:
         counts["removed"] = self.spool.clean_incoming()
         if counts["recorded"] or counts["quarantined"]:
             logger.warning("spool reconciled after an interrupted run", extra=counts)
+        self.backfill_identities()
         return counts
 
+    def backfill_identities(self) -> int:
+        """Give studies recorded before identities were kept the identity of an instance.
 
-def _record(header: InstanceHeader, prepared: PreparedFile, final: Path) -> InstanceRecord:
+        Returns
+        -------
+        int
+            How many studies got one.
+        """
+        import pydicom
+
+        done = 0
+        for study_uid, path in studies_without_identity(self.catalog):
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=True)
+            except Exception as exc:  # noqa: BLE001 - unreadable: the next instance sets it
+                logger.warning(
+                    "instance unreadable; the study's identity is set by its next instance",
+                    extra={"study_uid": study_uid, "error": type(exc).__name__},
+                )
+                continue
+            done += backfill_identity(
+                self.catalog, study_uid, self.identity.identity(study_uid, ds)
+            )
+        if done:
+            logger.info("patient identities recorded for earlier studies", extra={"studies": done})
+        return done
+
+
+def _record(
+    header: InstanceHeader, prepared: PreparedFile, final: Path, sender: str | None = None
+) -> InstanceRecord:
     return InstanceRecord(
         study_uid=header.study_uid,
         series_uid=header.series_uid,
@@ -197,6 +296,8 @@ def _record(header: InstanceHeader, prepared: PreparedFile, final: Path) -> Inst
         path=str(final),
         size=prepared.size,
         sha256=prepared.sha256,
+        patient=header.patient,
+        source=sender,
     )
 
 

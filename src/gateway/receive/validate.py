@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..catalog.identity import IdentityKey, PatientIdentity
 from ..spool import valid_uid
 from .guard import DatasetMismatchError, UnreadableDatasetError
 from .structure import check_pixel_data
@@ -39,6 +40,7 @@ class InstanceHeader:
     accession_number: str | None
     image_flavor: str | None
     pixel_spacing_um: float | None
+    patient: PatientIdentity | None = None
 
 
 def _text(ds: Any, keyword: str) -> str | None:
@@ -58,7 +60,9 @@ def _pixel_spacing_um(ds: Any) -> float | None:
         return None
 
 
-def read_header(path: Path, sop_class_uid: str, sop_instance_uid: str) -> InstanceHeader:
+def read_header(
+    path: Path, sop_class_uid: str, sop_instance_uid: str, identity: IdentityKey | None = None
+) -> InstanceHeader:
     """Parse and check the header of a received file.
 
     Parameters
@@ -67,6 +71,9 @@ def read_header(path: Path, sop_class_uid: str, sop_instance_uid: str) -> Instan
         The received file (DICOM file format, as written by the receiver).
     sop_class_uid, sop_instance_uid : str
         The Affected SOP Class/Instance UID of the C-STORE request.
+    identity : IdentityKey, optional
+        Makes the keyed digests of the patient identity (the header's values never leave
+        this function).
 
     Raises
     ------
@@ -79,7 +86,9 @@ def read_header(path: Path, sop_class_uid: str, sop_instance_uid: str) -> Instan
     """
     with Path(path).open("rb") as fh:
         try:
-            return _read_header(fh, Path(path).stat().st_size, sop_class_uid, sop_instance_uid)
+            return _read_header(
+                fh, Path(path).stat().st_size, sop_class_uid, sop_instance_uid, identity
+            )
         except (DatasetMismatchError, UnreadableDatasetError):
             raise
         except Exception as exc:  # pydicom converts values lazily: errors surface late
@@ -89,7 +98,11 @@ def read_header(path: Path, sop_class_uid: str, sop_instance_uid: str) -> Instan
 
 
 def _read_header(
-    fh: Any, file_size: int, sop_class_uid: str, sop_instance_uid: str
+    fh: Any,
+    file_size: int,
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    identity: IdentityKey | None,
 ) -> InstanceHeader:
     import pydicom
 
@@ -161,4 +174,7 @@ def _read_header(
         accession_number=texts["AccessionNumber"],
         image_flavor=flavor,
         pixel_spacing_um=spacing,
+        patient=None
+        if identity is None
+        else identity.identity(str(header["StudyInstanceUID"]), ds),
     )

@@ -50,6 +50,7 @@ from ..catalog.deliveries import DeliveryStore, ObservationStore
 from ..catalog.fhir_resources import FhirResourceStore
 from ..config import Settings
 from ..dispatch.outbox import Outbox, job_folder
+from ..errors import ResultWithheldError
 
 __all__ = ["ReportWriter", "report_summary"]
 
@@ -148,7 +149,7 @@ class ReportWriter:
         """
         context = ReportContext.from_files(files_by_series)
         context = ReportContext(context.slides, self.histology(context))
-        supersedes = self.predecessor(study_uid, output_ids(result).key)
+        supersedes = self.predecessor(study_uid, output_ids(result).key, context)
         report = build_reports(
             result,
             context,
@@ -221,7 +222,7 @@ class ReportWriter:
         context = ReportContext(context.slides, self.histology(context))
         options = ReportOptions(thumbnails or {}, self.patient_system)
         report = analysis.report(result, context, options)
-        supersedes = self.predecessor(study_uid, report.key, job_key)
+        supersedes = self.predecessor(study_uid, report.key, context, job_key)
         if supersedes is not None:
             options = ReportOptions(thumbnails or {}, self.patient_system, supersedes=supersedes)
             report = analysis.report(result, context, options)
@@ -288,12 +289,20 @@ class ReportWriter:
         )
         return report, path
 
-    def predecessor(self, study_uid: str, key: str, job_key: str = "hrd") -> Supersedes | None:
+    def predecessor(
+        self, study_uid: str, key: str, context: ReportContext, job_key: str = "hrd"
+    ) -> Supersedes | None:
         """The earlier result of the same request, when a result with another key replaces it.
 
         The same inputs give the same key (a re-score of the same slides with the same
         model): that is the same result again, not a replacement. HRD's earlier result is
         the study's (``studies.result_path``); other analyses' are their request's row.
+
+        Raises
+        ------
+        ResultWithheldError
+            The earlier result's Observation names another patient than ``context``: a
+            result never amends another patient's.
         """
         if job_key == "hrd":
             study = self.catalog.study(study_uid)
@@ -308,6 +317,7 @@ class ReportWriter:
             outputs = previous["outputs"]
             if outputs["key"] == key:
                 return None
+            self._same_subject(outputs, context)
             return Supersedes(
                 observation_identifier=outputs.get("fhir_observation_identifier")
                 or outputs["observation_identifier"],
@@ -324,6 +334,23 @@ class ReportWriter:
                 extra={"study_uid": study_uid, "error": type(exc).__name__},
             )
             return None
+
+    def _same_subject(self, outputs: Mapping[str, Any], context: ReportContext) -> None:
+        """Refuse to supersede a result whose Observation names another patient."""
+        chain = outputs.get("fhir_observation_identifier") or outputs.get("observation_identifier")
+        previous = self.observations.get(str(chain)) if chain else None
+        if previous is None:
+            return
+        subject = previous.get("subject", {}).get("identifier", {})
+        now = {
+            "system": self.patient_system(context.issuer_of_patient_id),
+            "value": context.patient_id,
+        }
+        if (subject.get("system"), subject.get("value")) != (now["system"], now["value"]):
+            raise ResultWithheldError(
+                "the new result's patient differs from the patient of the result it would "
+                "replace; nothing was issued: review the study"
+            )
 
     def _store_fhir(
         self,

@@ -129,12 +129,13 @@ def dicomweb_retrieve_study(
                     pixels = dataset.get("PixelData")
                     store.spool.check_space(len(pixels) if pixels is not None else 0)
                     dataset.save_as(path, enforce_file_format=True)
-                    store.store(path, str(dataset.SOPClassUID), sop_uid, None)
+                    store.store(path, str(dataset.SOPClassUID), sop_uid, None, f"pacs:{node.name}")
                 except OSError as exc:
                     raise SpoolError(f"cannot write the retrieved instance: {exc}") from None
                 finally:
                     path.unlink(missing_ok=True)
                 outcome.status = 0
+            store.audit_refusal(None, sop_uid, outcome)
             if outcome.status != 0:
                 raise RemoteError(f"not stored: status 0x{outcome.status:04X} {outcome.comment}")
             report.completed += 1

@@ -348,9 +348,14 @@ def get_study(
         sop_uid = str(request.AffectedSOPInstanceUID)
         with store_guard(sop_uid, node.ae_title or node.name) as outcome:
             store.store_received(
-                event.dataset_path, str(request.AffectedSOPClassUID), sop_uid, None
+                event.dataset_path,
+                str(request.AffectedSOPClassUID),
+                sop_uid,
+                None,
+                f"pacs:{node.name}",
             )
             outcome.status = SUCCESS
+        store.audit_refusal(None, sop_uid, outcome)
         return outcome.response()
 
     assoc = _associate(ae, node, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])

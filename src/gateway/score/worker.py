@@ -30,13 +30,14 @@ from ihgamp_core.analysis import (
     SlideRef,
     SlideRole,
 )
-from ihgamp_core.errors import IhgampError, PairingError
+from ihgamp_core.errors import IhgampError, MixedPatientsError, PairingError
 from ihgamp_core.scoring import Engine, ScoringOptions
 from ihgamp_core.slide import SlideSource
 from ihgamp_core.slide.resample import read_thumbnail
 
 from ..catalog import AnalysisStore, Catalog, ClaimedJob
 from ..config import AnalysesSettings, ModelSettings
+from ..errors import ResultWithheldError
 from ..queue.inprocess import PermanentJobError
 from ..report.writer import ReportWriter
 
@@ -187,6 +188,16 @@ class ScoreProcessor:
         if self.on_reported is not None:
             self.on_reported(job.study_uid)
 
+    def _withheld(self, job: ClaimedJob, exc: Exception) -> PermanentJobError:
+        """A result that must not be issued: flag the study for review, fail the job."""
+        reason = f"{job.job_key}: {exc}"
+        self.results.flag_review(job.study_uid, reason)
+        logger.error(
+            "result withheld; study flagged for review",
+            extra={"study_uid": job.study_uid, "job": job.job_key, "reason": str(exc)},
+        )
+        return PermanentJobError(str(exc))
+
     def _hrd(self, job: ClaimedJob, files: Mapping[str, list[str]]) -> None:
         """HRD on the job's slides: the engine and reports of before, unchanged."""
         files = dict(sorted(files.items()))
@@ -205,6 +216,8 @@ class ScoreProcessor:
             _, path = self.reports.write(
                 job.study_uid, result, files, self.engine.head.probability, thumbnails
             )
+        except (MixedPatientsError, ResultWithheldError) as exc:
+            raise self._withheld(job, exc) from exc
         except IhgampError as exc:
             raise PermanentJobError(str(exc)) from exc
         key = model_key(self.engine)
@@ -254,6 +267,8 @@ class ScoreProcessor:
             )
         except PairingError as exc:
             raise PermanentJobError(f"mismatched-blocks: {exc}") from exc
+        except (MixedPatientsError, ResultWithheldError) as exc:
+            raise self._withheld(job, exc) from exc
         except IhgampError as exc:
             raise PermanentJobError(str(exc)) from exc
         outcome = report.outcome

@@ -16,6 +16,7 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset
 
+from ..errors import MixedPatientsError
 from ..result import CaseResult
 from ..uids import derived_uid
 
@@ -151,6 +152,31 @@ class ReportContext:
 
     slides: tuple[SlideHeaders, ...]
     histology_override: str | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse headers of more than one patient: data of two patients never meet.
+
+        Patient ID with its issuer must be the same on every instance; birth date and
+        sex where instances have them.
+
+        Raises
+        ------
+        MixedPatientsError
+            Naming the attribute that differs (never its values).
+        """
+        datasets = [d for slide in self.slides for d in slide.datasets]
+        ids = {(_text(d, "PatientID"), _text(d, "IssuerOfPatientID")) for d in datasets}
+        if len(ids) > 1:
+            raise MixedPatientsError(
+                "the inputs belong to more than one patient (Patient ID differs between "
+                "instances); no result is issued: review the study"
+            )
+        for keyword in ("PatientBirthDate", "PatientSex"):
+            if len({v for d in datasets if (v := _text(d, keyword))}) > 1:
+                raise MixedPatientsError(
+                    f"the inputs belong to more than one patient ({keyword} differs between "
+                    "instances); no result is issued: review the study"
+                )
 
     @classmethod
     def from_files(

@@ -130,7 +130,7 @@ def test_0006_gives_existing_jobs_and_results_the_hrd_analysis(catalog_url: str)
     with pytest.raises(CatalogError, match="run `ihgamp db upgrade"):
         Catalog(catalog_url)
     before, after = upgrade(engine)
-    assert before.revision == "0005" and after.revision == HEAD == "0006"
+    assert before.revision == "0005" and after.revision == HEAD
     catalog = Catalog(catalog_url)
     try:
         views = JobStore(catalog).jobs()
@@ -157,6 +157,53 @@ def test_0006_gives_existing_jobs_and_results_the_hrd_analysis(catalog_url: str)
         # The claimed legacy job carries no request: every slide with HRD, as before.
         claimed = JobStore(catalog).claim("w", 30)
         assert claimed is not None and (claimed.analysis, claimed.request) == ("hrd", None)
+    finally:
+        catalog.close()
+        engine.dispose()
+
+
+def test_0007_keeps_studies_and_results_and_leaves_their_identity_to_the_receiver(
+    catalog_url: str, tmp_path: Path
+) -> None:
+    from alembic import command
+
+    from gateway.catalog import AnalysisStore
+    from gateway.catalog.migrations import _config
+
+    engine = create_engine(catalog_url)
+    config = _config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0006")
+    now = "2026-12-01 08:00:00"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO studies (id, study_uid, state, forced, first_received_at, "
+                "last_received_at, updated_at) VALUES (1, '1.2.3.7', 'scored', false, :t, :t, :t)"
+            ),
+            {"t": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO analysis_results (study_id, job_key, analysis, result_path, call, "
+                "demo, scored_at) VALUES (1, 'her2:A1', 'her2', '/o/r.json', 'her2-2+', true, :t)"
+            ),
+            {"t": now},
+        )
+    before, after = upgrade(engine)
+    assert (before.revision, after.revision) == ("0006", HEAD)
+    catalog = Catalog(catalog_url)
+    try:
+        study = catalog.study("1.2.3.7")
+        assert (
+            study is not None and study.state == StudyState.SCORED and study.review_reason is None
+        )
+        (result,) = AnalysisStore(catalog).results("1.2.3.7")
+        assert (result.job_key, result.call) == ("her2:A1", "her2-2+")
+        with catalog.engine.connect() as conn:
+            row = conn.execute(text("SELECT patient_identity, opened_by FROM studies")).one()
+        assert tuple(row) == (None, None)  # set by the receiver from the study's files
     finally:
         catalog.close()
         engine.dispose()

@@ -400,3 +400,46 @@ def test_pull_over_the_http_api_is_validated_queued_and_deduplicated(
         assert httpx.post(url, json={"accession_number": "x"}, timeout=10).status_code == 401
     finally:
         env.stop()
+
+
+@pytest.mark.parametrize("method", ["move", "get", "dicomweb"])
+def test_a_pacs_study_of_two_patients_is_never_mixed(
+    method: str, tmp_path: Path, engine: Engine
+) -> None:
+    """A PACS holding one Study Instance UID for two patients (a reused UID): whichever
+    patient arrives first owns the study; the other's instances are refused and listed."""
+    from support.gateway import tiny_wsi
+
+    study = generate_uid()
+    files = {
+        patient: [tiny_wsi(tmp_path / patient, study, patient_id=patient) for _ in range(2)]
+        for patient in ("PAT-A", "PAT-B")
+    }
+    port = free_port()
+    with orthanc(modalities={"ihgamp": ["IHGAMP", "127.0.0.1", port]}) as server:
+        for path in files["PAT-A"] + files["PAT-B"]:
+            server.upload(path)
+        env = Env(tmp_path / "gw", engine, [_pacs_section(server, method)], port=port)
+        try:
+            if method == "move":
+                # Orthanc 1.10 ends a C-MOVE at its first refused sub-operation (0xC000),
+                # so which instances were sent at all depends on its order.
+                try:
+                    env.gateway.retrieve.retrieve("orthanc", study)
+                except RemoteError:
+                    pass
+            else:
+                outcome = env.gateway.retrieve.retrieve("orthanc", study)
+                assert not outcome.report.complete and not outcome.queued
+                assert (outcome.report.completed, outcome.report.failed) == (2, 2)
+            kept = {
+                str(pydicom.dcmread(p, stop_before_pixels=True).PatientID)
+                for p in (tmp_path / "gw" / "spool").rglob("*.dcm")
+            }
+            assert len(kept) == 1  # one patient's slides, never both
+            refused = [r for r in env.gateway.catalog.store_refusals() if r["status"] == 0xC000]
+            assert refused and all("patient identity differs" in r["reason"] for r in refused)
+            stored = env.gateway.catalog.study(study)
+            assert stored is not None and stored.state == StudyState.RECEIVING  # held, not queued
+        finally:
+            env.stop()
