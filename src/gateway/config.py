@@ -347,7 +347,9 @@ class StainRuleSettings(_Model):
     pattern: str = Field(min_length=1, max_length=200)
     stain: Literal["he", "ihc-her2", "ihc-other"]
     fields: tuple[
-        Literal["series_description", "study_description", "container_identifier", "source"],
+        Literal[
+            "series_description", "study_description", "container_identifier", "source", "stain"
+        ],
         ...,
     ] = ("series_description", "container_identifier")
     overrides: bool = False

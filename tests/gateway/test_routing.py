@@ -236,3 +236,74 @@ def test_the_20x_pre_check_is_hrds_alone(
         assert study.state_reason is not None and "(20x equivalent)" in study.state_reason
     else:
         assert _keys(catalog, uid) == {"hrd": "hrd", f"her2:{pair.block}": "her2"}
+
+
+def _restain(files: list[Path], out: Path, study: str, substances: list[str]) -> list[Path]:
+    """Copies of one slide in study ``study`` whose staining step names ``substances``."""
+    from pydicom.dataset import Dataset
+
+    copies = restudy(files, out, study)
+    for path in copies:
+        ds = pydicom.dcmread(path)
+        for specimen in ds.SpecimenDescriptionSequence:
+            for step in specimen.SpecimenPreparationSequence:
+                items = step.SpecimenPreparationStepContentItemSequence
+                kept = [i for i in items if i.ConceptNameCodeSequence[0].CodeValue != "424361007"]
+                if len(kept) == len(items):
+                    continue  # not the staining step
+                for text in substances:
+                    item = Dataset()
+                    item.ValueType = "TEXT"
+                    name = Dataset()
+                    name.CodeValue, name.CodingSchemeDesignator = "424361007", "SCT"
+                    name.CodeMeaning = "Using substance"
+                    item.ConceptNameCodeSequence = [name]
+                    item.TextValue = text
+                    kept.append(item)
+                step.SpecimenPreparationStepContentItemSequence = kept
+        ds.save_as(path, enforce_file_format=True)
+    return copies
+
+
+@pytest.mark.parametrize(
+    ("substances", "kind"),
+    [
+        (["Zzdye"], "unknown-stain"),
+        (["periodic acid", "Schiff reagent"], "unknown-stain"),
+        (["hematoxylin", "eosin", "anti-HER2/neu (4B5) antibody"], "conflicting-stain"),
+    ],
+    ids=["unknown-code", "pas", "he-and-her2"],
+)
+def test_stains_the_gateway_does_not_know_are_refused_not_scored_as_h_and_e(
+    catalog: Catalog,
+    her2_cases: tuple[Path, dict[str, Her2SampleCase]],
+    tmp_path: Path,
+    substances: list[str],
+    kind: str,
+) -> None:
+    root, cases = her2_cases
+    source = _files(root, cases["HER2-DEMO-02"], "he")
+    odd = _restain(source, tmp_path / "odd", f"stain-{kind}-{len(substances)}", substances)
+    # The default site settings (default_stain = "he") must not turn them into H&E.
+    state, reason = _complete(catalog, odd, enabled=["hrd", "her2"])
+    uid = str(pydicom.dcmread(odd[0], stop_before_pixels=True).StudyInstanceUID)
+    assert state == StudyState.FAILED and reason is not None and kind in reason
+    assert _keys(catalog, uid) == {}  # nothing queued; the files stay for a rescore
+    assert all(p.exists() for p in odd)
+    routing = AnalysisStore(catalog).routing(uid)
+    assert routing is not None and [r["kind"] for r in routing["refusals"]] == [kind]
+    assert substances[0] in routing["refusals"][0]["message"]
+
+
+def test_a_stain_rule_can_name_a_sites_own_stain_and_no_description_gets_the_default(
+    catalog: Catalog, her2_cases: tuple[Path, dict[str, Her2SampleCase]], tmp_path: Path
+) -> None:
+    root, cases = her2_cases
+    source = _files(root, cases["HER2-DEMO-02"], "he")
+    hps = _restain(source, tmp_path / "hps", "hps-site", ["hematoxylin phloxine saffron"])
+    rule = {"pattern": "phloxine", "stain": "he", "fields": ["stain"]}
+    state, _ = _complete(catalog, hps, enabled=["hrd"], stain_rules=[rule])
+    assert state == StudyState.QUEUED
+    bare = restudy(source, tmp_path / "bare", "no-description", SpecimenDescriptionSequence=None)
+    state, _ = _complete(catalog, bare, enabled=["hrd"])  # default_stain = "he" applies
+    assert state == StudyState.QUEUED

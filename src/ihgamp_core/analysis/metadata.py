@@ -4,9 +4,15 @@ Sources, first found wins (each configurable rule can be made to win instead):
 
 * **Stain**: the DICOM Specimen Preparation Sequence (a ``Staining`` step's ``Using
   substance`` items, coded or text) -> a vendor slide's metadata (property values
-  whose key mentions stain, description, title or comment) -> configured
-  :class:`StainRule` patterns over the Series/Study Description, Container Identifier
-  or source path -> the configured default -> :attr:`Stain.UNKNOWN`.
+  whose key names a stain, marker or antibody; then descriptions, titles and comments)
+  -> configured :class:`StainRule` patterns over the Series/Study Description,
+  Container Identifier, source path or the stain description itself -> the configured
+  default -> :attr:`Stain.UNKNOWN`. The default applies only to slides whose headers
+  carry *no* stain description: a description that names a stain this module does not
+  know (PAS, trichrome, a code nobody recognises) stays unknown (routing refuses it as
+  ``unknown-stain``) unless a site rule says what it is, and a description that names
+  H&E *and* an immunostain on one slide is *conflicting* (refused as
+  ``conflicting-stain``).
 * **Body part**: Body Part Examined -> the specimen's Primary Anatomic Structure
   codes -> "breast"/"mamma" in the specimen or study descriptions -> the configured
   default.
@@ -39,6 +45,7 @@ __all__ = [
     "SeriesMetadata",
     "StainRule",
     "classify_stain",
+    "stain_classes",
     "series_metadata_from_dataset",
     "series_metadata_from_properties",
 ]
@@ -67,13 +74,34 @@ _SAMPLING = "433465004"
 _SPECIMEN_IDENTIFIER = "121041"
 _PARENT_IDENTIFIER = "111705"
 
-Field = Literal["series_description", "study_description", "container_identifier", "source"]
+Field = Literal[
+    "series_description", "study_description", "container_identifier", "source", "stain"
+]
 _FIELDS: tuple[Field, ...] = (
     "series_description",
     "study_description",
     "container_identifier",
     "source",
+    "stain",
 )
+
+
+def stain_classes(texts: Iterable[str]) -> frozenset[Stain]:
+    """Every stain class the descriptions name (see the module docstring).
+
+    A HER2 marker makes ``ihc-her2`` (its antibody words do not add ``ihc-other``); other
+    immunostain words ``ihc-other``; haematoxylin *and* eosin, or an H&E abbreviation,
+    ``he``. Haematoxylin alone is the counterstain of an immunostain, not H&E.
+    """
+    joined = " | ".join(t for t in texts if t)
+    found: set[Stain] = set()
+    if _HER2.search(joined):
+        found.add(Stain.IHC_HER2)
+    elif _IHC.search(joined):
+        found.add(Stain.IHC_OTHER)
+    if (_HEMATOXYLIN.search(joined) and _EOSIN.search(joined)) or _HE_ABBREVIATION.search(joined):
+        found.add(Stain.HE)
+    return frozenset(found)
 
 
 def classify_stain(texts: Iterable[str]) -> Stain:
@@ -87,18 +115,11 @@ def classify_stain(texts: Iterable[str]) -> Stain:
     Returns
     -------
     Stain
-        ``UNKNOWN`` when the texts name no stain this function recognises.
+        ``UNKNOWN`` when the texts name no stain this function recognises, or more than
+        one (:func:`stain_classes` tells which).
     """
-    joined = " | ".join(t for t in texts if t)
-    if not joined:
-        return Stain.UNKNOWN
-    if _HER2.search(joined):
-        return Stain.IHC_HER2
-    if _IHC.search(joined):
-        return Stain.IHC_OTHER
-    if (_HEMATOXYLIN.search(joined) and _EOSIN.search(joined)) or _HE_ABBREVIATION.search(joined):
-        return Stain.HE
-    return Stain.UNKNOWN
+    found = stain_classes(texts)
+    return next(iter(found)) if len(found) == 1 else Stain.UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -113,7 +134,8 @@ class StainRule:
         The stain it means (not ``UNKNOWN``).
     fields : tuple of str
         Where to look: ``series_description``, ``study_description``,
-        ``container_identifier``, ``source``.
+        ``container_identifier``, ``source``, ``stain`` (the stain description the
+        headers carry, e.g. to name a site's own stain).
     overrides : bool
         Apply before the headers (for sites whose scanners write a wrong stain).
     """
@@ -154,8 +176,10 @@ class MetadataRules:
         Identifier, Specimen Identifier, Series Description and source, in that order,
         when the specimen chain names no block.
     default_stain : Stain or None
-        The stain of slides nothing else describes (e.g. ``he`` for a site that scans
-        only H&E); ``None`` leaves them ``unknown`` (routing then refuses them).
+        The stain of slides whose headers carry no stain description at all (e.g.
+        ``he`` for a site that scans only H&E); ``None`` leaves them ``unknown``
+        (routing then refuses them). A description the gateway does not recognise is
+        never replaced by the default.
     default_body_part : str or None
         The body part of slides nothing else describes (a breast-only service).
     """
@@ -208,6 +232,9 @@ class SeriesMetadata:
         Series Description.
     stain_text : tuple of str
         The stain descriptions read (for messages).
+    stain_conflict : tuple of Stain
+        The classes a conflicting description named (H&E and an immunostain on one
+        slide); empty otherwise. The stain is then ``UNKNOWN``.
     """
 
     key: str
@@ -218,6 +245,7 @@ class SeriesMetadata:
     block: str | None = None
     series_description: str | None = None
     stain_text: tuple[str, ...] = ()
+    stain_conflict: tuple[Stain, ...] = ()
 
 
 def _text(value: object) -> str | None:
@@ -315,18 +343,24 @@ def _resolve(
     key: str,
     modality: str | None,
     fields: Mapping[str, str | None],
-    found_stain: tuple[Stain, str, Sequence[str]],
+    found_stain: tuple[Sequence[str], Sequence[str], str],
     body_part: str | None,
     block: str | None,
     block_candidates: Sequence[str | None],
     rules: MetadataRules,
 ) -> SeriesMetadata:
-    stain, source, texts = found_stain
+    declared, incidental, source = found_stain
+    texts = [*declared, *incidental]
+    classes = stain_classes(declared) if declared else stain_classes(incidental)
+    stain = next(iter(classes)) if len(classes) == 1 else Stain.UNKNOWN
+    conflict = tuple(sorted(classes)) if len(classes) > 1 else ()
+    values = {**fields, "stain": " | ".join(texts) or None}
     for rule in rules.stain_rules:
-        if (rule.overrides or stain is Stain.UNKNOWN) and rule.matches(fields):
-            stain, source = rule.stain, "rule"
+        if (rule.overrides or stain is Stain.UNKNOWN) and rule.matches(values):
+            stain, source, conflict = rule.stain, "rule", ()
             break
-    if stain is Stain.UNKNOWN and rules.default_stain is not None:
+    described = bool(declared) or bool(classes)
+    if stain is Stain.UNKNOWN and not described and rules.default_stain is not None:
         stain, source = rules.default_stain, "default"
     if block is None and rules.block_pattern:
         for candidate in block_candidates:
@@ -339,6 +373,7 @@ def _resolve(
         modality=modality,
         stain=stain,
         stain_source=source if stain is not Stain.UNKNOWN else "none",
+        stain_conflict=conflict,
         body_part=body_part or rules.default_body_part,
         block=block,
         series_description=fields.get("series_description"),
@@ -362,7 +397,6 @@ def series_metadata_from_dataset(
     """
     rules = rules or MetadataRules()
     texts = _header_stain_texts(ds)
-    stain = classify_stain(texts)
     fields = {
         "series_description": _text(ds.get("SeriesDescription")),
         "study_description": _text(ds.get("StudyDescription")),
@@ -374,7 +408,7 @@ def series_metadata_from_dataset(
         key or str(ds.get("SeriesInstanceUID", "")),
         _text(ds.get("Modality")),
         fields,
-        (stain, "specimen-preparation", texts),
+        (texts, (), "specimen-preparation"),
         _header_body_part(ds),
         _header_block(ds),
         [fields["container_identifier"], *specimen_ids, fields["series_description"], key],
@@ -382,7 +416,8 @@ def series_metadata_from_dataset(
     )
 
 
-_VENDOR_KEYS = re.compile(r"stain|description|title|comment|marker|antibod", re.IGNORECASE)
+_VENDOR_STAIN_KEYS = re.compile(r"stain|marker|antibod", re.IGNORECASE)
+_VENDOR_TEXT_KEYS = re.compile(r"description|title|comment", re.IGNORECASE)
 
 
 def series_metadata_from_properties(
@@ -400,8 +435,13 @@ def series_metadata_from_properties(
         Site rules.
     """
     rules = rules or MetadataRules()
-    texts = [v for k, v in properties.items() if _VENDOR_KEYS.search(k) and v]
-    stain = classify_stain(texts)
+    declared = [v for k, v in properties.items() if _VENDOR_STAIN_KEYS.search(k) and v]
+    incidental = [
+        v
+        for k, v in properties.items()
+        if v and _VENDOR_TEXT_KEYS.search(k) and not _VENDOR_STAIN_KEYS.search(k)
+    ]
+    texts = [*declared, *incidental]
     description = next((v for k, v in properties.items() if k.endswith(".Title") and v), None)
     fields = {
         "series_description": description,
@@ -414,7 +454,7 @@ def series_metadata_from_properties(
         key,
         "SM",
         fields,
-        (stain, "vendor-metadata", texts),
+        (declared, incidental, "vendor-metadata"),
         body,
         None,
         [fields["container_identifier"], description, key],

@@ -14,7 +14,9 @@ A study that matches nothing is ``no_analysis_applies``: a normal outcome, not a
 
 Pairing rules for H&E + optional IHC analyses (HER2):
 
-1. Slides with an unknown stain are refused (``unknown-stain``) and never scored.
+1. Slides with an unknown stain are refused (``unknown-stain``) and never scored; so
+   are slides whose description names H&E and an immunostain at once
+   (``conflicting-stain``).
 2. When every H&E and HER2-IHC slide names its block: per block, H&E + IHC ->
    ``dual``; H&E alone -> ``he-only-synthesised-ihc``; IHC alone -> ``ihc-only`` if the
    study holds no H&E slide at all, otherwise refused (``unpaired-ihc``), except that one
@@ -56,6 +58,7 @@ class RefusalKind(StrEnum):
     """Why slides cannot be scored."""
 
     UNKNOWN_STAIN = "unknown-stain"
+    CONFLICTING_STAIN = "conflicting-stain"
     UNPAIRED_IHC = "unpaired-ihc"
     MISMATCHED_BLOCKS = "mismatched-blocks"
     AMBIGUOUS_PAIRING = "ambiguous-pairing"
@@ -161,17 +164,8 @@ def route(slides: Sequence[SeriesMetadata], analyses: Sequence[AnalysisSpec]) ->
     wsi = [s for s in slides if (s.modality or "SM") in modalities]
     ignored = tuple(s.key for s in slides if s not in wsi)
     refusals: list[Refusal] = []
-    unknown = [s for s in wsi if s.stain is Stain.UNKNOWN]
-    for s in unknown:
-        refusals.append(
-            Refusal(
-                RefusalKind.UNKNOWN_STAIN,
-                (s.key,),
-                f"slide {_names([s])}: stain unknown (no staining step in the DICOM specimen "
-                "description, no vendor metadata, no configured stain rule); configure a "
-                "stain rule or a default stain to have it scored",
-            )
-        )
+    for s in (s for s in wsi if s.stain is Stain.UNKNOWN):
+        refusals.append(_stain_refusal(s))
     known = [s for s in wsi if s.stain is not Stain.UNKNOWN]
     requests: list[AnalysisRequest] = []
     skipped: list[Skip] = []
@@ -200,6 +194,35 @@ def route(slides: Sequence[SeriesMetadata], analyses: Sequence[AnalysisSpec]) ->
         requests.extend(made)
         refusals.extend(refused)
     return RoutingDecision(tuple(requests), tuple(refusals), tuple(skipped), ignored)
+
+
+def _stain_refusal(slide: SeriesMetadata) -> Refusal:
+    """Why a slide of unknown stain is not scored, in words that say what to do."""
+    said = "; ".join(slide.stain_text)[:120]
+    if slide.stain_conflict:
+        classes = " and ".join(str(c) for c in slide.stain_conflict)
+        return Refusal(
+            RefusalKind.CONFLICTING_STAIN,
+            (slide.key,),
+            f"slide {_names([slide])}: its stain description ({said!r}) names {classes} at "
+            "once; not scored: correct the slide's specimen description, or configure a stain "
+            "rule that overrides it",
+        )
+    if slide.stain_text:
+        return Refusal(
+            RefusalKind.UNKNOWN_STAIN,
+            (slide.key,),
+            f"slide {_names([slide])}: stain {said!r} is not one the gateway knows (H&E, HER2 "
+            "or other immunostains); not scored: configure a stain rule (field 'stain') if "
+            "it is one of those",
+        )
+    return Refusal(
+        RefusalKind.UNKNOWN_STAIN,
+        (slide.key,),
+        f"slide {_names([slide])}: stain unknown (no staining step in the DICOM specimen "
+        "description, no vendor metadata, no configured stain rule); configure a stain rule "
+        "or a default stain to have it scored",
+    )
 
 
 def _pair(

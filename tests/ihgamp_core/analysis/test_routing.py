@@ -191,10 +191,34 @@ def test_applicability_is_validated_on_construction() -> None:
         (["hematoxylin stain"], Stain.UNKNOWN),
         (["the slide he scanned"], Stain.UNKNOWN),
         ([], Stain.UNKNOWN),
+        (["hematoxylin", "eosin", "anti-HER2 antibody"], Stain.UNKNOWN),  # conflicting
+        (["Zzdye"], Stain.UNKNOWN),
     ],
 )
 def test_classify_stain(texts: list[str], stain: Stain) -> None:
     assert classify_stain(texts) is stain
+
+
+def test_the_default_stain_is_only_for_slides_without_any_stain_description() -> None:
+    site = MetadataRules(default_stain=Stain.HE)
+    for said in ("Zzdye", "PAS", "Masson trichrome"):
+        meta = series_metadata_from_properties("/s.svs", {"aperio.Stain": said}, site)
+        assert meta.stain is Stain.UNKNOWN and meta.stain_text == (said,)
+        (refusal,) = route([meta], (HRD,)).refusals
+        assert refusal.kind is RefusalKind.UNKNOWN_STAIN and said in refusal.message
+    both = series_metadata_from_properties("/s.svs", {"aperio.Stain": "H&E + HER2 (4B5)"}, site)
+    assert both.stain is Stain.UNKNOWN and both.stain_conflict == (Stain.HE, Stain.IHC_HER2)
+    (refusal,) = route([both], BOTH).refusals
+    assert refusal.kind is RefusalKind.CONFLICTING_STAIN
+    # A title that names no stain is not a stain description: the default applies.
+    titled = series_metadata_from_properties("/s.svs", {"aperio.Title": "case 12"}, site)
+    assert titled.stain is Stain.HE and titled.stain_source == "default"
+    # A site rule on the description itself names a stain the classifier does not know.
+    rule = StainRule("phloxine", Stain.HE, fields=("stain",))
+    hps = series_metadata_from_properties(
+        "/s.svs", {"aperio.Stain": "hematoxylin phloxine saffron"}, MetadataRules((rule,))
+    )
+    assert hps.stain is Stain.HE and hps.stain_source == "rule"
 
 
 def test_stain_and_body_part_from_a_real_dicom_header(samples_root: Path) -> None:
