@@ -35,6 +35,7 @@ from pydantic import (
 
 from ihgamp_core.analysis.contract import Stain
 from ihgamp_core.analysis.metadata import MetadataRules, StainRule
+from ihgamp_core.analysis.routing import RoutingLimits
 from ihgamp_core.errors import ParameterError
 
 from .errors import ConfigError
@@ -370,6 +371,8 @@ class AnalysesSettings(_Model):
     default_body_part: str | None = Field(default=None, pattern=r"^[A-Z_ ]{1,16}$")
     block_pattern: str | None = None
     stain_rules: tuple[StainRuleSettings, ...] = ()
+    max_slides_per_study: int = Field(default=20, ge=1, le=10_000)
+    max_blocks_per_study: int = Field(default=10, ge=1, le=10_000)
 
     @field_validator("her2_model")
     @classmethod
@@ -399,6 +402,10 @@ class AnalysesSettings(_Model):
             default_stain=None if self.default_stain == "none" else Stain(self.default_stain),
             default_body_part=self.default_body_part,
         )
+
+    def routing_limits(self) -> RoutingLimits:
+        """The engine's caps on the work one study may ask for."""
+        return RoutingLimits(self.max_slides_per_study, self.max_blocks_per_study)
 
 
 class TriageSettings(_Model):

@@ -60,6 +60,7 @@ class StudyRouter:
         self.catalog = catalog
         self.specs = enabled_specs(settings)
         self.rules = settings.metadata_rules()
+        self.limits = settings.routing_limits()
 
     def slides(self, study_uid: str) -> list[SeriesMetadata]:
         """Routing metadata of each slide series, by Series Instance UID.
@@ -83,7 +84,7 @@ class StudyRouter:
 
     def decide(self, study_uid: str) -> RoutingDecision:
         """Route the study's slides over the enabled analyses."""
-        return route(self.slides(study_uid), self.specs)
+        return route(self.slides(study_uid), self.specs, self.limits)
 
     def job_key(self, request: AnalysisRequest) -> str:
         """The job's key in the study.

@@ -1,13 +1,18 @@
 """Job rows: enqueue, claim with a lease, renew, finish, retry with backoff.
 
 The job row is the truth about a job, whichever queue backend moves it: the in-process
-workers poll these rows; with Celery a message carries only the job id and the worker
-claims the row by id (:meth:`JobStore.claim_job`), so a duplicate or stale message is
-harmless. Claims go through :func:`~gateway.catalog.leases.claim_first`, so two workers
-never both win a job. A job whose worker died (lease expired) is claimed again and the
-lost attempt counts; after ``max_attempts`` the job fails with the last error visible in
-``ihgamp status``. Study states change only through
-:func:`~gateway.catalog.lifecycle.move`.
+workers poll these rows; with Celery a message carries only a job id and is the worker's
+turn to run one due job, preferably that one (:meth:`JobStore.claim_job`), so a duplicate
+or stale message is harmless.
+
+Claims are fair (:meth:`JobStore.claim`): round-robin across studies (every study's
+first waiting job before any study's second), then across senders (the AE or PACS that
+opened the study), then oldest first; so one study of 300 slides, or a sender opening
+300 studies, cannot starve the others. Claims go through
+:func:`~gateway.catalog.leases.claim_first`, so two workers never both win a job. A
+job whose worker died (lease expired) is claimed again and the lost attempt counts;
+after ``max_attempts`` the job fails with the last error visible in ``ihgamp status``.
+Study states change only through :func:`~gateway.catalog.lifecycle.move`.
 
 One study may have several jobs: one per request of its routing decision
 (``studies.routing``, one per analysis and, for HER2, per tissue block). The jobs one
@@ -25,8 +30,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from ..errors import CatalogError
 from .catalog import Catalog, utcnow
@@ -184,20 +189,56 @@ class JobStore:
             and_(Job.state == JobState.RUNNING, Job.lease_expires_at < now),
         )
 
+    @staticmethod
+    def _fair(due: ColumnElement[bool], prefer: int | None = None) -> Select[Any]:
+        """Due jobs in claim order (fairest first).
+
+        The fewest waiting jobs ahead of them in their own study, then from their study's
+        sender, then ``prefer``, then the oldest.
+        """
+        ahead, ahead_study = aliased(Job), aliased(Study)
+        waiting = ahead.state.in_([JobState.QUEUED, JobState.RUNNING])
+        in_study = (
+            select(func.count(ahead.id))
+            .where(ahead.study_id == Job.study_id, ahead.id < Job.id, waiting)
+            .scalar_subquery()
+        )
+        from_sender = (
+            select(func.count(ahead.id))
+            .join(ahead_study, ahead_study.id == ahead.study_id)
+            .where(ahead_study.opened_by == Study.opened_by, ahead.id < Job.id, waiting)
+            .scalar_subquery()
+        )
+        order: list[Any] = [in_study, from_sender]
+        if prefer is not None:
+            order.append(case((Job.id == prefer, 0), else_=1))
+        return select(Job).join(Study, Study.id == Job.study_id).where(due).order_by(*order, Job.id)
+
     def claim(
-        self, owner: str, lease_s: float, now: dt.datetime | None = None
+        self,
+        owner: str,
+        lease_s: float,
+        now: dt.datetime | None = None,
+        prefer: int | None = None,
     ) -> ClaimedJob | None:
-        """Take the oldest due job (or one whose lease expired) and lease it to ``owner``."""
+        """Take the fairest due job (or one whose lease expired) and lease it to ``owner``.
+
+        Round-robin across studies, then senders, then oldest first (module docstring);
+        among equals, ``prefer``.
+        """
         now = now or utcnow()
-        return self._claim(select(Job).where(self._due(now)).order_by(Job.id), owner, lease_s, now)
+        return self._claim(self._fair(self._due(now), prefer), owner, lease_s, now)
 
     def claim_job(
         self, job_id: int, owner: str, lease_s: float, now: dt.datetime | None = None
     ) -> ClaimedJob | None:
-        """Take job ``job_id`` if it is due (a broker message names it); else None."""
-        now = now or utcnow()
-        query = select(Job).where(Job.id == job_id, self._due(now))
-        return self._claim(query, owner, lease_s, now)
+        """A broker message's turn: job ``job_id`` unless another study's job is due before it.
+
+        A message is one turn to run a due job: the one it names when that is the
+        fairest, else the fairest (whose own message, still queued, becomes the turn of
+        the job passed over). None when nothing is due (a duplicate or stale message).
+        """
+        return self.claim(owner, lease_s, now, prefer=job_id)
 
     def _claim(
         self, candidates: Select[Any], owner: str, lease_s: float, now: dt.datetime

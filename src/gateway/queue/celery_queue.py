@@ -1,10 +1,12 @@
 """The Celery backend: a broker carries job ids to scoring workers on other machines.
 
 The catalog's job row stays the truth (state, attempts, lease, error); a message carries
-only the job id. A worker claims the row by id (:meth:`~gateway.catalog.JobStore
-.claim_job`) and runs it with the same :class:`~gateway.queue.runner.JobRunner` as the
+only the job id, and is a worker's turn to run one due job: the one it names unless
+another study's job waits longer by the fair order (:meth:`~gateway.catalog.JobStore
+.claim_job`); the job passed over keeps the turn of the message of the job taken
+instead. The job runs with the same :class:`~gateway.queue.runner.JobRunner` as the
 in-process workers, so retries, backoff, dead jobs and leases behave identically. A
-message for a job that is not due (a duplicate, a job still leased by a live worker, one
+message when no job is due (a duplicate, a job still leased by a live worker, one
 already done) is acknowledged and dropped.
 
 Delivery guarantees:

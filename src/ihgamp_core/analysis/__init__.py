@@ -35,7 +35,7 @@ from .metadata import (
     series_metadata_from_dataset,
     series_metadata_from_properties,
 )
-from .routing import Refusal, RefusalKind, RoutingDecision, Skip, route
+from .routing import Refusal, RefusalKind, RoutingDecision, RoutingLimits, Skip, route
 
 __all__ = [
     "Analysis",
@@ -53,6 +53,7 @@ __all__ = [
     "RefusalKind",
     "ReportOptions",
     "RoutingDecision",
+    "RoutingLimits",
     "SeriesMetadata",
     "SlideRef",
     "SlideRole",

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from ..errors import ParameterError
 from .contract import (
     AnalysisName,
     AnalysisRequest,
@@ -51,7 +52,7 @@ from .contract import (
 )
 from .metadata import SeriesMetadata
 
-__all__ = ["Refusal", "RefusalKind", "RoutingDecision", "Skip", "route"]
+__all__ = ["Refusal", "RefusalKind", "RoutingDecision", "RoutingLimits", "Skip", "route"]
 
 
 class RefusalKind(StrEnum):
@@ -62,6 +63,7 @@ class RefusalKind(StrEnum):
     UNPAIRED_IHC = "unpaired-ihc"
     MISMATCHED_BLOCKS = "mismatched-blocks"
     AMBIGUOUS_PAIRING = "ambiguous-pairing"
+    TOO_MANY_SLIDES = "too-many-slides"
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,30 @@ class Refusal:
     slides: tuple[str, ...]
     message: str
     analysis: AnalysisName | None = None
+
+
+@dataclass(frozen=True)
+class RoutingLimits:
+    """How much work one study may ask for (a site setting; None: no limit).
+
+    Parameters
+    ----------
+    max_slides : int or None
+        Slides per study; a study with more is refused whole (``too-many-slides``): no
+        analysis runs on an arbitrary subset of a case.
+    max_requests : int or None
+        Jobs per analysis and study (the blocks of a per-block analysis such as HER2);
+        an analysis that would need more is refused for the study.
+    """
+
+    max_slides: int | None = None
+    max_requests: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_slides", "max_requests"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ParameterError(f"{name} must be at least 1 (or None)")
 
 
 @dataclass(frozen=True)
@@ -146,7 +172,11 @@ def _names(slides: Sequence[SeriesMetadata]) -> str:
     )
 
 
-def route(slides: Sequence[SeriesMetadata], analyses: Sequence[AnalysisSpec]) -> RoutingDecision:
+def route(
+    slides: Sequence[SeriesMetadata],
+    analyses: Sequence[AnalysisSpec],
+    limits: RoutingLimits | None = None,
+) -> RoutingDecision:
     """Decide which analyses run on which slides of one study.
 
     Parameters
@@ -155,14 +185,26 @@ def route(slides: Sequence[SeriesMetadata], analyses: Sequence[AnalysisSpec]) ->
         One entry per series of the study (slides and anything else).
     analyses : sequence of AnalysisSpec
         The enabled analyses, in the order their requests should be listed.
+    limits : RoutingLimits, optional
+        Caps on the work one study may ask for.
 
     Returns
     -------
     RoutingDecision
     """
+    limits = limits or RoutingLimits()
     modalities = {m for a in analyses for m in a.applicability.modalities}
     wsi = [s for s in slides if (s.modality or "SM") in modalities]
     ignored = tuple(s.key for s in slides if s not in wsi)
+    if limits.max_slides is not None and len(wsi) > limits.max_slides:
+        refusal = Refusal(
+            RefusalKind.TOO_MANY_SLIDES,
+            tuple(s.key for s in wsi),
+            f"the study holds {len(wsi)} slides, more than the {limits.max_slides} a study may "
+            "have (analyses.max_slides_per_study); not scored: split the case, or raise the "
+            "limit and rescore",
+        )
+        return RoutingDecision((), (refusal,), (), ignored)
     refusals: list[Refusal] = []
     for s in (s for s in wsi if s.stain is Stain.UNKNOWN):
         refusals.append(_stain_refusal(s))
@@ -191,6 +233,19 @@ def route(slides: Sequence[SeriesMetadata], analyses: Sequence[AnalysisSpec]) ->
             requests.append(AnalysisRequest(spec.name, tuple(_ref(s) for s in in_scope)))
             continue
         made, refused = _pair(spec.name, in_scope)
+        if limits.max_requests is not None and len(made) > limits.max_requests:
+            refused = [
+                Refusal(
+                    RefusalKind.TOO_MANY_SLIDES,
+                    tuple(k for r in made for k in r.slide_keys()),
+                    f"{spec.name} would run on {len(made)} blocks of this study, more than "
+                    f"the {limits.max_requests} allowed (analyses.max_blocks_per_study); not "
+                    "scored: raise the limit and rescore",
+                    spec.name,
+                ),
+                *refused,
+            ]
+            made = []
         requests.extend(made)
         refusals.extend(refused)
     return RoutingDecision(tuple(requests), tuple(refusals), tuple(skipped), ignored)

@@ -150,3 +150,60 @@ def test_a_new_routing_updates_queued_jobs_and_cancels_those_it_no_longer_asks_f
     assert claimed[2] is None  # the cancelled job never runs
     her2 = next(c for c in claimed if c is not None and c.analysis == "her2")
     assert her2.request is not None and her2.request["path"] == "dual"
+
+
+def _study(catalog: Catalog, uid: str, sender: str, blocks: int) -> list[int]:
+    """A complete study of ``blocks`` HER2 jobs opened by ``sender``; queue it."""
+    catalog.record_instance(
+        InstanceRecord(
+            study_uid=uid,
+            series_uid=f"{uid}.1",
+            sop_instance_uid=f"{uid}.1.1",
+            sop_class_uid=WSI,
+            transfer_syntax_uid="1.2.840.10008.1.2.1",
+            modality="SM",
+            accession_number=None,
+            image_flavor="VOLUME",
+            pixel_spacing_um=0.5,
+            path=f"/spool/{uid}.dcm",
+            size=1,
+            sha256=uid,
+            source=sender,
+        ),
+        None,
+    )
+    catalog.transition(uid, StudyState.COMPLETE)
+    slides = [{"key": f"{uid}.1", "role": "he", "block": None}]
+    requests = [
+        {
+            "analysis": "her2",
+            "job_key": f"her2:B{i}",
+            "path": None,
+            "pairing": None,
+            "slides": slides,
+        }
+        for i in range(blocks)
+    ]
+    AnalysisStore(catalog).set_routing(uid, {"requests": requests, "refusals": []})
+    return JobStore(catalog).enqueue_all(uid, 3)
+
+
+def test_claims_take_turns_across_studies_and_senders(catalog: Catalog) -> None:
+    jobs = JobStore(catalog)
+    _study(catalog, "1.2.10", "SCANNER1", blocks=30)  # one study asks for 30 jobs
+    for n in range(3):  # the same sender opens three more studies
+        _study(catalog, f"1.2.2{n}", "SCANNER1", blocks=1)
+    _study(catalog, "1.2.30", "SCANNER2", blocks=2)  # another sender, last to arrive
+    order = []
+    for _ in range(8):
+        job = jobs.claim("w", 600)
+        assert job is not None
+        order.append(job.study_uid)
+    # Every study's first job before any study's second; among first jobs, the other
+    # sender's study before the third study of the busy sender; then the second jobs.
+    assert order[:5] == ["1.2.10", "1.2.30", "1.2.20", "1.2.21", "1.2.22"]
+    assert order[5:7] == ["1.2.10", "1.2.30"]
+    # A broker message's turn: its job, unless another study's job is due before it.
+    last_of_big = max(j.job_id for j in jobs.jobs(study_uid="1.2.10") if j.state == "queued")
+    taken = jobs.claim_job(last_of_big, "w", 600)
+    assert taken is not None and taken.study_uid == "1.2.10" and taken.job_id != last_of_big

@@ -267,3 +267,22 @@ def test_vendor_metadata_and_path_rules() -> None:
         ),
     )
     assert bare.stain is Stain.HE and bare.stain_source == "rule" and bare.block == "S1_A2"
+
+
+def test_a_study_over_the_caps_is_refused_not_cut_to_a_subset() -> None:
+    from ihgamp_core.analysis import RoutingLimits
+
+    many = [slide(f"he-{i:03d}", Stain.HE, f"B{i:03d}") for i in range(300)]
+    whole = route(many, BOTH, RoutingLimits(max_slides=20))
+    (refusal,) = whole.refusals
+    assert refusal.kind is RefusalKind.TOO_MANY_SLIDES and len(refusal.slides) == 300
+    assert not whole.requests and "300 slides" in refusal.message
+    # Within the slide cap, a per-block analysis over its block cap is refused alone.
+    twelve = many[:12]
+    decision = route(twelve, BOTH, RoutingLimits(max_slides=20, max_requests=10))
+    (her2,) = decision.refusals
+    assert her2.kind is RefusalKind.TOO_MANY_SLIDES and her2.analysis is AnalysisName.HER2
+    assert [r.analysis for r in decision.requests] == [AnalysisName.HRD]
+    assert len(route(twelve, BOTH).requests) == 13  # no limits: 12 blocks + HRD
+    with pytest.raises(ParameterError, match="at least 1"):
+        RoutingLimits(max_slides=0)
