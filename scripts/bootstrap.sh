@@ -4,7 +4,8 @@
 # dependencies (constraints.txt), and the real sample slide.
 #
 #   scripts/bootstrap.sh demo   # what `make demo` needs (DCMTK as the scanner, Orthanc as the PACS)
-#   scripts/bootstrap.sh test   # plus the test peers: dicom3tools, PostgreSQL, RabbitMQ, Redis,
+#   scripts/bootstrap.sh test   # plus the test peers: dicom3tools, orthanc-wsi (a third-party
+#                               # WSI converter), PostgreSQL, RabbitMQ, Redis,
 #                               # openssl, Chromium + chromedriver (status page browser test),
 #                               # and for the container tests Docker (docker.io, docker-compose),
 #                               # debootstrap, the image's wheelhouse and the deploy linters
@@ -17,7 +18,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
 apt_demo=(libturbojpeg0 dcmtk orthanc orthanc-dicomweb)
-apt_test=(dicom3tools postgresql rabbitmq-server redis-server iproute2 openssl chromium chromium-driver docker.io docker-compose debootstrap)
+apt_test=(dicom3tools orthanc-wsi postgresql rabbitmq-server redis-server iproute2 openssl chromium chromium-driver docker.io docker-compose debootstrap)
 
 want=("${apt_demo[@]}")
 [ "$profile" = test ] && want+=("${apt_test[@]}")

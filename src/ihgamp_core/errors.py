@@ -18,7 +18,8 @@ to a person and carry on. The messages say what went wrong *and* what to do.
     │   └── BackboneMismatchError   head trained on another backbone's embeddings
     ├── ParameterError              an invalid engine parameter (tiling, preset, option)
     ├── PairingError                H&E and IHC slides that do not belong together
-    └── MixedPatientsError          the inputs of one result belong to more than one patient
+    ├── MixedPatientsError          the inputs of one result belong to more than one patient
+    └── ReportBuildError            the reports of a result cannot be built from its inputs
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
     "NoUsableLevelError",
     "PairingError",
     "ParameterError",
+    "ReportBuildError",
     "PixelSpacingError",
     "SlideError",
     "SlideOpenError",
@@ -90,3 +92,7 @@ class PairingError(IhgampError):
 
 class MixedPatientsError(IhgampError):
     """The inputs of one result name more than one patient: no report is built from them."""
+
+
+class ReportBuildError(IhgampError):
+    """The reports of a result cannot be built from the inputs' headers (never retried)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,3 +68,12 @@ def make_reported(
         study_uid, result, files, engine.head.probability, thumbs
     )
     return Reported(settings, catalog, outbox, study_uid, report, outbox.folder(study_uid))
+
+
+def dciodvfy(path: Path) -> tuple[list[str], str]:
+    """dicom3tools' IOD validator on a file: its ``Error`` lines and its whole output."""
+    exe = shutil.which("dciodvfy")
+    assert exe, "dicom3tools (dciodvfy) is required: apt-get install dicom3tools"
+    proc = subprocess.run([exe, str(path)], capture_output=True, text=True, check=False)
+    text = proc.stdout + proc.stderr
+    return [line for line in text.splitlines() if line.startswith("Error")], text

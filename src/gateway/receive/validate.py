@@ -60,6 +60,26 @@ def _pixel_spacing_um(ds: Any) -> float | None:
         return None
 
 
+#: Row and column spacing of a VOLUME level may differ by this fraction (scanner rounding).
+_SPACING_TOLERANCE = 0.01
+
+
+def _square_spacing(ds: Any) -> None:
+    """Refuse a VOLUME level whose pixels are not square (tiles would be distorted)."""
+    try:
+        rows, columns = (
+            float(v) * 1000.0
+            for v in ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing
+        )
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        return  # no spacing: the engine asks for one (or an override) before scoring
+    if rows <= 0 or columns <= 0 or abs(rows - columns) > _SPACING_TOLERANCE * max(rows, columns):
+        raise DatasetMismatchError(
+            f"pixel spacing {rows:.3f} x {columns:.3f} um is not square: a VOLUME level "
+            "needs equal row and column spacing"
+        )
+
+
 def read_header(
     path: Path, sop_class_uid: str, sop_instance_uid: str, identity: IdentityKey | None = None
 ) -> InstanceHeader:
@@ -157,8 +177,14 @@ def _read_header(
                 f"implausible image size {columns} x {rows}, {frames} frames"
             )
         image_type = ds.get("ImageType") or []
-        flavor = str(image_type[2]).upper()[:16] if len(image_type) > 2 else None
+        if isinstance(image_type, str):
+            image_type = [image_type]
+        if len(image_type) < 3:
+            raise DatasetMismatchError("ImageType (0008,0008) missing: not a VOLUME level")
+        flavor = str(image_type[2]).upper()[:16]
         spacing = _pixel_spacing_um(ds)
+        if flavor == "VOLUME":
+            _square_spacing(ds)
     try:
         check_pixel_data(fh, ds, transfer_syntax, file_size, sop_class_uid == WSI_SOP_CLASS)
     except OSError as exc:

@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,7 @@ from pydicom.filebase import DicomBytesIO
 
 from ihgamp_core.analysis import Analysis, AnalysisReport, ReportOptions
 from ihgamp_core.analysis.hrd import hrd_document
+from ihgamp_core.errors import ReportBuildError
 from ihgamp_core.report import (
     CaseReport,
     ReportContext,
@@ -86,6 +90,34 @@ def _supersedes_dict(supersedes: Supersedes) -> dict[str, Any]:
         "created": supersedes.created,
         "slides": supersedes.slides,
     }
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+@contextmanager
+def _building() -> Iterator[None]:
+    """Report builders' errors are permanent (the same headers fail the same way).
+
+    The message keeps what went wrong, with quoted values masked (they may be patient
+    data copied from the headers).
+
+    Raises
+    ------
+    ReportBuildError
+        In place of the builders' ``ValueError``, ``TypeError``, ``AttributeError``,
+        ``KeyError`` and ``IndexError``.
+    """
+    try:
+        yield
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        if not isinstance(exc, AttributeError | KeyError):  # those quote names, not values
+            text = _QUOTED.sub("'...'", text)
+        raise ReportBuildError(
+            f"the reports cannot be built from this study's headers ({type(exc).__name__}: "
+            f"{text[:300]}); not retried"
+        ) from exc
 
 
 def _dicom_bytes(dataset: Any) -> bytes:
@@ -148,17 +180,18 @@ class ReportWriter:
             The report and the path of ``result.json``.
         """
         context = ReportContext.from_files(files_by_series)
-        context = ReportContext(context.slides, self.histology(context))
+        context = replace(context, histology_override=self.histology(context))
         supersedes = self.predecessor(study_uid, output_ids(result).key, context)
-        report = build_reports(
-            result,
-            context,
-            probability,
-            thumbnails,
-            self.policy,
-            self.patient_system,
-            supersedes=supersedes,
-        )
+        with _building():
+            report = build_reports(
+                result,
+                context,
+                probability,
+                thumbnails,
+                self.policy,
+                self.patient_system,
+                supersedes=supersedes,
+            )
         if supersedes is not None:
             logger.info(
                 "result supersedes an earlier one",
@@ -219,13 +252,15 @@ class ReportWriter:
             The report and the path of its ``result.json``.
         """
         context = ReportContext.from_files(files_by_series)
-        context = ReportContext(context.slides, self.histology(context))
+        context = replace(context, histology_override=self.histology(context))
         options = ReportOptions(thumbnails or {}, self.patient_system)
-        report = analysis.report(result, context, options)
+        with _building():
+            report = analysis.report(result, context, options)
         supersedes = self.predecessor(study_uid, report.key, context, job_key)
         if supersedes is not None:
             options = ReportOptions(thumbnails or {}, self.patient_system, supersedes=supersedes)
-            report = analysis.report(result, context, options)
+            with _building():
+                report = analysis.report(result, context, options)
             logger.info(
                 "result supersedes an earlier one",
                 extra={

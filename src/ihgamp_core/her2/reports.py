@@ -446,10 +446,16 @@ def build_her2_reports(
         triage = replace(triage, text=f"{triage.text} {supersedes.note()}")
     sr = build_her2_sr(result, triage, context, ids, supersedes)
     heatmaps: list[tuple[str, Any, bytes | None]] = []
-    notes: list[str] = []
+    notes: list[str] = list(context.header_notes)
     reference = context.slide(result.slides[0].info.series_instance_uid)
-    if result.tiles is not None and len(result.tiles) and reference is not None:
-        seg = build_her2_segmentation(result, reference.base, ids.pm_series_uid, ids.pm_sop_uids[0])
+    if reference is not None and reference.no_spatial_objects:
+        notes.append(f"slide {reference.series_uid}: {reference.no_spatial_objects}")
+    elif result.tiles is not None and len(result.tiles) and reference is not None:
+        if reference.spatial_note:
+            notes.append(f"slide {reference.series_uid}: {reference.spatial_note}")
+        seg = build_her2_segmentation(
+            result, reference.spatial_base, ids.pm_series_uid, ids.pm_sop_uids[0]
+        )
         thumb = (thumbnails or {}).get(reference.series_uid)
         png = class_map_png(thumb, result) if thumb is not None else None
         heatmaps.append((reference.series_uid, seg, png))

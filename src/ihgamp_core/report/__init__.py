@@ -101,14 +101,20 @@ def build_reports(
         outcome = replace(outcome, text=f"{outcome.text} {supersedes.note()}")
     sr = build_sr(result, outcome, context, ids, supersedes)
     heatmaps = []
+    notes: list[str] = list(context.header_notes)
     for index, slide in enumerate(result.slides):
         headers = context.slide(slide.info.series_instance_uid)
         if slide.tiles is None or len(slide.tiles) == 0 or headers is None:
             continue
+        if headers.no_spatial_objects:
+            notes.append(f"slide {headers.series_uid}: {headers.no_spatial_objects}")
+            continue
+        if headers.spatial_note:
+            notes.append(f"slide {headers.series_uid}: {headers.spatial_note}")
         pm = build_parametric_map(
             result,
             slide,
-            headers.base,
+            headers.spatial_base,
             probability,
             ids.pm_series_uid,
             ids.pm_sop_uids[index],
@@ -117,7 +123,6 @@ def build_reports(
         thumb = (thumbnails or {}).get(headers.series_uid)
         png = overlay_png(thumb, slide, probability) if thumb is not None else None
         heatmaps.append((headers.series_uid, pm, png))
-    notes: list[str] = []
     bundle = None
     if context.patient_id:
         bundle = build_bundle(result, outcome, context, ids, patient_system, supersedes=supersedes)

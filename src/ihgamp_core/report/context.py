@@ -107,6 +107,50 @@ class SlideHeaders:
         vols = self.volumes
         return vols[0] if vols else self.datasets[0]
 
+    @property
+    def spatial_note(self) -> str | None:
+        """Why the slide's spatial objects do not share its frame of reference, if so."""
+        if _text(self.base, "FrameOfReferenceUID"):
+            return None
+        return (
+            "the slide has no Frame of Reference UID (0020,0052): its heatmap carries a frame "
+            "of reference of its own and does not register to the slide in viewers"
+        )
+
+    @property
+    def no_spatial_objects(self) -> str | None:
+        """Why no DICOM heatmap object can be built on this slide, if so.
+
+        A heatmap object copies the slide's specimen description; a header without one
+        (some converters write none) would make it invalid, and the gateway invents no
+        specimen.
+        """
+        if self.base.get("SpecimenDescriptionSequence"):
+            return None
+        return (
+            "the slide's header has no Specimen Description Sequence (0040,0560): no heatmap "
+            "is issued for it (the object would copy it; the gateway invents no specimen)"
+        )
+
+    @property
+    def spatial_base(self) -> Dataset:
+        """:attr:`base` with a Frame of Reference: the slide's, else one of the heatmap's own.
+
+        Slides from some converters (Orthanc's ``OrthancWSIDicomizer``) carry none; the
+        spatial objects built on them then get a Frame of Reference UID derived from the
+        slide's Series Instance UID (stable across re-runs), and :attr:`spatial_note`
+        says so.
+        """
+        base = self.base
+        if self.spatial_note is None:
+            return base
+        copy = Dataset(base)
+        if hasattr(base, "file_meta"):
+            copy.file_meta = base.file_meta
+        copy.FrameOfReferenceUID = derived_uid("ihgamp-frame-of-reference", self.series_uid)
+        copy.PositionReferenceIndicator = ""
+        return copy
+
     def _specimen(self, keyword: str) -> str | None:
         seq = self.base.get("SpecimenDescriptionSequence") or []
         for item in seq:
@@ -138,6 +182,48 @@ class SlideHeaders:
         )
 
 
+#: Patient and General Study attributes of Type 2: every object built on a header has them
+#: (empty where the source lacked them: third-party converters write few of them).
+_TYPE2 = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+)
+#: Short String (SH) attributes copied into the outputs, which senders overfill.
+_SHORT_STRINGS = {"AccessionNumber": 16, "StudyID": 16}
+
+
+def _conform(ds: Dataset) -> list[str]:
+    """Make a source header fit the objects built on it (in place); say what changed."""
+    notes = []
+    for keyword, limit in _SHORT_STRINGS.items():
+        value = _text(ds, keyword)
+        if value is not None and len(value) > limit:
+            setattr(ds, keyword, "")
+            notes.append(
+                f"{keyword} longer than {limit} characters: left empty in the DICOM outputs"
+                + (
+                    " (kept in full in the FHIR ImagingStudy)"
+                    if keyword == "AccessionNumber"
+                    else ""
+                )
+            )
+    for keyword in _TYPE2:
+        if keyword not in ds:
+            setattr(ds, keyword, "")
+    if "ContainerIdentifier" in ds:  # the Specimen macro's Type 2 sequences (copied by the PM)
+        for keyword in ("IssuerOfTheContainerIdentifierSequence", "ContainerTypeCodeSequence"):
+            if keyword not in ds:
+                setattr(ds, keyword, [])
+    return notes
+
+
 @dataclass(frozen=True)
 class ReportContext:
     """The source headers of a case, slide by slide.
@@ -148,10 +234,17 @@ class ReportContext:
         One entry per slide, in the order of the result's slides.
     histology_override : str or None
         Histology from the order or the configuration (wins over the headers).
+    received_accession : str or None
+        The Accession Number as received, when the headers had to drop it (longer than
+        DICOM's 16 characters): FHIR keeps it.
+    header_notes : tuple of str
+        What :meth:`from_files` changed to make the headers fit the outputs.
     """
 
     slides: tuple[SlideHeaders, ...]
     histology_override: str | None = None
+    received_accession: str | None = None
+    header_notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         """Refuse headers of more than one patient: data of two patients never meet.
@@ -182,12 +275,24 @@ class ReportContext:
     def from_files(
         cls, files_by_series: Mapping[str, Sequence[str | Path]], histology: str | None = None
     ) -> ReportContext:
-        """Read the headers of the given instance files (grouped by series)."""
+        """Read the headers of the given instance files (grouped by series).
+
+        The headers are made to fit the outputs, whatever the sender wrote: missing
+        Type 2 patient and study attributes are added empty, and Short Strings longer
+        than DICOM allows (an Accession Number of 17-64 characters) are left empty, the
+        Accession Number being kept for FHIR (:attr:`received_accession`).
+        """
         slides = []
+        received = None
+        notes: list[str] = []
         for series_uid, files in files_by_series.items():
             datasets = tuple(pydicom.dcmread(f, stop_before_pixels=True) for f in files)
+            for ds in datasets:
+                received = received or _text(ds, "AccessionNumber")
+                notes.extend(n for n in _conform(ds) if n not in notes)
             slides.append(SlideHeaders(series_uid, datasets))
-        return cls(tuple(slides), histology)
+        kept = received if any(n.startswith("AccessionNumber") for n in notes) else None
+        return cls(tuple(slides), histology, kept, tuple(notes))
 
     def slide(self, series_uid: str | None) -> SlideHeaders | None:
         """The headers of one slide."""
@@ -220,8 +325,8 @@ class ReportContext:
 
     @property
     def accession_number(self) -> str | None:
-        """Accession Number of the study."""
-        return _text(self.first, "AccessionNumber")
+        """Accession Number of the study (as received, even when too long for DICOM)."""
+        return self.received_accession or _text(self.first, "AccessionNumber")
 
     @property
     def study_uid(self) -> str:

@@ -464,7 +464,10 @@ def build_imaging_study(
         {
             "resourceType": "ImagingStudy",
             "id": context.study_uid,
-            "identifier": [{"system": DICOM_UID_SYSTEM, "value": f"urn:oid:{context.study_uid}"}],
+            "identifier": [
+                {"system": DICOM_UID_SYSTEM, "value": f"urn:oid:{context.study_uid}"},
+                *_accession_identifier(context.accession_number),
+            ],
             "status": "available",
             "modality": [slide_microscopy],
             "subject": {
@@ -479,6 +482,14 @@ def build_imaging_study(
             "series": series,
         }
     )
+
+
+def _accession_identifier(accession: str | None) -> list[dict[str, Any]]:
+    """The study's Accession Number as an ImagingStudy identifier (type ACSN), in full."""
+    if not accession:
+        return []
+    acsn = coding("http://terminology.hl7.org/CodeSystem/v2-0203", "ACSN", "Accession ID")
+    return [{"type": {"coding": [acsn]}, "value": accession}]
 
 
 def resolved_resources(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 import io
-import shutil
-import subprocess
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +26,7 @@ from ihgamp_core.scoring import Engine, ScoringOptions
 from ihgamp_core.slide import discover_slides
 from ihgamp_core.slide.resample import read_thumbnail
 from ihgamp_core.synthetic.samples import SampleCase
+from support.reports import dciodvfy
 
 pytestmark = pytest.mark.slow
 
@@ -62,13 +61,9 @@ def scored(
 
 
 def _dciodvfy(dataset: pydicom.Dataset, tmp_path: Path) -> tuple[list[str], str]:
-    exe = shutil.which("dciodvfy")
-    assert exe, "dicom3tools (dciodvfy) is required: apt-get install dicom3tools"
     path = tmp_path / "object.dcm"
     dataset.save_as(path, enforce_file_format=True)
-    proc = subprocess.run([exe, str(path)], capture_output=True, text=True, check=False)
-    text = proc.stdout + proc.stderr
-    return [line for line in text.splitlines() if line.startswith("Error")], text
+    return dciodvfy(path)
 
 
 def _roundtrip(dataset: pydicom.Dataset) -> pydicom.Dataset:
