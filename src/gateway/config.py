@@ -256,6 +256,7 @@ class WorkerSettings(_Model):
     max_attempts: int = Field(default=3, ge=1, le=100)
     backoff_s: float = Field(default=30.0, ge=0)
     backoff_max_s: float = Field(default=1800.0, ge=0)
+    stop_timeout_s: float = Field(default=30.0, ge=0, le=3600)
     poll_interval_s: float = Field(default=1.0, gt=0)
     broker_url: str | None = None
     broker_password_file: Path | None = None

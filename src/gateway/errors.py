@@ -13,6 +13,7 @@
     │   ├── PatientConflictError    it is of another patient than the study's
     │   └── SenderConflictError     the study was scored and only its first sender may add
     ├── ResultWithheldError   a result was not issued: a person must review the study
+    ├── ResultUnchangedError  a result equals the one already issued (not issued again)
     ├── QueueError            the job queue cannot accept or hand out work
     ├── DispatchError         a result could not be delivered to a destination
     └── RemoteError           a remote PACS or FHIR server refused or failed a request
@@ -33,6 +34,7 @@ __all__ = [
     "UidConflictError",
     "QueueError",
     "RemoteError",
+    "ResultUnchangedError",
     "ResultWithheldError",
     "SpoolError",
 ]
@@ -80,6 +82,14 @@ class SenderConflictError(StudyConflictError):
 
 class ResultWithheldError(GatewayError):
     """A result was not issued (e.g. its subject differs from the result it would replace)."""
+
+
+class ResultUnchangedError(GatewayError):
+    """A new result has the key of the one already issued: same inputs, same model.
+
+    Issuing it again would send new content under the SOP Instance UIDs already sent;
+    the earlier result stands.
+    """
 
 
 class QueueError(GatewayError):

@@ -62,7 +62,8 @@ class PollingLoop:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=timeout_s)
-        self._thread = None
+            if not self._thread.is_alive():
+                self._thread = None  # else `running` says a step outlived the wait
 
     def _run(self) -> None:
         while not self._stop.is_set():

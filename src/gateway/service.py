@@ -12,6 +12,7 @@ SIGTERM/SIGINT.
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import signal
 import threading
@@ -257,3 +258,8 @@ class Gateway:
             wake.wait()
         finally:
             self.stop()
+        if self.queue is not None and self.queue.busy():
+            # A job was handed back (queued again) while its thread still computes: end the
+            # process now rather than let interpreter teardown abort under the model.
+            logging.shutdown()
+            os._exit(0)

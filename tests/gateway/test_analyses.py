@@ -386,6 +386,9 @@ def test_a_her2_result_without_ihc_is_superseded_when_the_ihc_arrives(
     assert (
         hrd[0]["outputs"]["sr_sop_instance_uid"] == hrd_before[0]["outputs"]["sr_sop_instance_uid"]
     )
+    assert hrd[0]["created"] == hrd_before[0]["created"]  # not re-issued with new content
+    log = (tmp_path / "gateway.log").read_text()
+    assert log.count("inputs and model unchanged since the last result") == 1  # not re-run
 
 
 def test_celery_workers_run_one_job_per_analysis_and_only_they_load_the_her2_model(

@@ -239,10 +239,24 @@ def test_forced_completion_and_rescore_from_the_command_line(
         first_scored = study.scored_at
         out = runner.invoke(app, ["rescore", uid, "--config", str(config)])
         assert out.exit_code == 0, out.output
-        wait_for(
-            lambda: (s := _state_is(url, uid, StudyState.SCORED)) and s.scored_at > first_scored,
-            timeout=180,
-        )
+
+        def rescored() -> bool:
+            from gateway.catalog import JobStore
+
+            catalog = Catalog(url)
+            try:
+                jobs = JobStore(catalog).jobs(study_uid=uid)
+            finally:
+                catalog.close()
+            return [j.state for j in jobs] == ["done", "done"]
+
+        wait_for(rescored, timeout=180)
+        # Same slides, same model: the result stands (its SR is not re-issued with new
+        # content under the same UIDs); the job says so instead of running again.
+        again = wait_for(lambda: _state_is(url, uid, StudyState.SCORED), timeout=60)
+        assert again.scored_at == first_scored
+        log = (tmp_path / "gateway.log").read_text()
+        assert "inputs and model unchanged since the last result" in log
         out = runner.invoke(app, ["status", "--config", str(config)])
         assert out.exit_code == 0 and "scored" in out.output
     finally:
@@ -255,3 +269,45 @@ def test_serve_refuses_to_start_with_a_bad_configuration(tmp_path: Path) -> None
     assert out.exit_code == 2 and "dicom.port" in out.output
     out = CliRunner().invoke(app, ["config", "check", "--config", str(bad)])
     assert out.exit_code == 2 and "less than or equal to 65535" in out.output
+
+
+def test_sigterm_hands_a_running_job_back_without_costing_an_attempt(
+    tmp_path: Path, samples_root: Path, sample_cases: dict[str, SampleCase]
+) -> None:
+    from gateway.catalog import JobStore
+
+    case = sample_cases["DEMO-001"]
+    uid = case.identity["study_instance_uid"]
+    config, port, url = _config(
+        tmp_path,
+        worker={"count": 1, "lease_s": 600, "stop_timeout_s": 0.5},
+        model={"max_tiles": 64, "min_tiles": 1, "device": "cpu", "batch_size": 4},
+    )
+    files = sorted((samples_root / "dicom" / case.case_id).rglob("*.dcm"))
+    gw = GatewayProcess(config, tmp_path / "gateway.log").start()
+    gw.wait_listening(port)
+    assert send(port, files) == [0] * len(files)
+
+    def running() -> bool:
+        catalog = Catalog(url)
+        try:
+            return any(j.state == "running" for j in JobStore(catalog).jobs(study_uid=uid))
+        finally:
+            catalog.close()
+
+    wait_for(running, timeout=120, interval=0.1)
+    assert gw.stop() == 0  # SIGTERM while the job runs (64 tiles on the CPU)
+    catalog = Catalog(url)
+    try:
+        (job,) = JobStore(catalog).jobs(study_uid=uid)
+        assert (job.state, job.attempts, job.lease_owner) == ("queued", 0, None)
+        study = catalog.study(uid)
+        assert study is not None and study.state == StudyState.QUEUED
+    finally:
+        catalog.close()
+    gw = GatewayProcess(config, tmp_path / "gateway.log").start()  # the next start takes it at once
+    try:
+        assert wait_for(lambda: _state_is(url, uid, StudyState.SCORED), timeout=300)
+    finally:
+        assert gw.stop() == 0
+    assert "running jobs handed back at shutdown" in (tmp_path / "gateway.log").read_text()

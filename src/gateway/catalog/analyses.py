@@ -14,11 +14,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ..errors import CatalogError
 from .catalog import Catalog, utcnow
-from .schema import AnalysisResult, Study
+from .schema import AnalysisResult, Instance, Series, Study
 
 __all__ = ["AnalysisResultView", "AnalysisStore"]
 
@@ -36,6 +36,7 @@ class AnalysisResultView:
     model_key: str | None
     demo: bool
     scored_at: dt.datetime
+    inputs_key: str | None = None
 
 
 class AnalysisStore:
@@ -79,8 +80,13 @@ class AnalysisStore:
         modality_path: str | None,
         model_key: str | None,
         demo: bool,
+        inputs_key: str | None = None,
     ) -> None:
-        """Store (or replace) the latest result of one request."""
+        """Store (or replace) the latest result of one request.
+
+        ``inputs_key`` identifies the model, its options and the exact input files: a
+        later job with the same key need not run (:meth:`input_files`).
+        """
         with self.catalog.session() as s:
             study = self._study(s, study_uid)
             row = s.scalars(
@@ -99,6 +105,7 @@ class AnalysisStore:
             row.model_key = None if model_key is None else model_key[:160]
             row.demo = demo
             row.scored_at = utcnow()
+            row.inputs_key = inputs_key
 
     def results(self, study_uid: str) -> list[AnalysisResultView]:
         """The study's latest results, one per request, by key."""
@@ -122,6 +129,7 @@ class AnalysisStore:
                     r.model_key,
                     r.demo,
                     r.scored_at,
+                    r.inputs_key,
                 )
                 for r in rows
             ]
@@ -129,6 +137,31 @@ class AnalysisStore:
     def result(self, study_uid: str, job_key: str) -> AnalysisResultView | None:
         """The latest result of one request, if any."""
         return next((r for r in self.results(study_uid) if r.job_key == job_key), None)
+
+    def input_files(self, study_uid: str, series_uids: list[str]) -> list[str]:
+        """``<SOP Instance UID>:<SHA-256>`` of the current instances of these series, sorted."""
+        with self.catalog.session() as s:
+            rows = s.execute(
+                select(Instance.sop_instance_uid, Instance.sha256)
+                .join(Series, Series.id == Instance.series_id)
+                .join(Study, Study.id == Series.study_id)
+                .where(
+                    Study.study_uid == study_uid,
+                    Series.series_uid.in_(series_uids),
+                    Instance.current.is_(True),
+                )
+            ).all()
+        return sorted(f"{uid}:{sha}" for uid, sha in rows)
+
+    def mark_inputs(self, study_uid: str, job_key: str, inputs_key: str) -> None:
+        """Record that the request's latest result is also the result of ``inputs_key``."""
+        with self.catalog.session() as s:
+            study = self._study(s, study_uid)
+            s.execute(
+                update(AnalysisResult)
+                .where(AnalysisResult.study_id == study.id, AnalysisResult.job_key == job_key)
+                .values(inputs_key=inputs_key)
+            )
 
     def flag_review(self, study_uid: str, reason: str | None) -> None:
         """Flag the study for a person's review (a result was withheld); None clears it."""

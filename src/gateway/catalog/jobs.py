@@ -147,6 +147,10 @@ class JobStore:
             }
             wanted = {r.job_key: _dump(r.request) for r in requests}
             if {k: j.request for k, j in queued.items()} == wanted:  # queued already
+                if study.state not in (StudyState.RECEIVING, StudyState.QUEUED):
+                    # A study bound to live jobs is queued: they move it on (reopened and
+                    # completed again while its jobs waited).
+                    move(study, StudyState.QUEUED, reason, utcnow())
                 return [int(queued[r.job_key].id) for r in requests]
             if study.state == StudyState.RECEIVING:
                 raise CatalogError(
@@ -194,7 +198,8 @@ class JobStore:
         """Due jobs in claim order (fairest first).
 
         The fewest waiting jobs ahead of them in their own study, then from their study's
-        sender, then ``prefer``, then the oldest.
+        sender, then ``prefer``, then the oldest. Jobs of a study that is receiving again
+        (reopened by a late instance) wait: it is routed and queued again when complete.
         """
         ahead, ahead_study = aliased(Job), aliased(Study)
         waiting = ahead.state.in_([JobState.QUEUED, JobState.RUNNING])
@@ -212,7 +217,13 @@ class JobStore:
         order: list[Any] = [in_study, from_sender]
         if prefer is not None:
             order.append(case((Job.id == prefer, 0), else_=1))
-        return select(Job).join(Study, Study.id == Job.study_id).where(due).order_by(*order, Job.id)
+        receiving = Study.state == StudyState.RECEIVING  # reopened: its jobs wait for the rest
+        return (
+            select(Job)
+            .join(Study, Study.id == Job.study_id)
+            .where(due, ~receiving)
+            .order_by(*order, Job.id)
+        )
 
     def claim(
         self,
@@ -228,6 +239,31 @@ class JobStore:
         """
         now = now or utcnow()
         return self._claim(self._fair(self._due(now), prefer), owner, lease_s, now)
+
+    def release(self, job_id: int, owner: str, now: dt.datetime | None = None) -> bool:
+        """Hand a running job back (clean shutdown): queued now, its attempt not counted.
+
+        The study goes back to ``queued`` when none of its jobs runs any more. Returns
+        False when ``owner`` no longer holds the job.
+        """
+        now = now or utcnow()
+        with self.catalog.session() as s:
+            job = s.get(Job, job_id)
+            if job is None or job.state != JobState.RUNNING or job.lease_owner != owner:
+                return False
+            job.state = JobState.QUEUED
+            job.attempts = max(0, job.attempts - 1)
+            job.lease_owner = None
+            job.lease_expires_at = None
+            job.next_attempt_at = now
+            job.published_at = None  # the sweeper announces it again (broker backends)
+            study = s.get(Study, job.study_id)
+            running = s.scalars(
+                select(Job.id).where(Job.study_id == job.study_id, Job.state == JobState.RUNNING)
+            ).first()
+            if study is not None and study.state == StudyState.SCORING and running is None:
+                move(study, StudyState.QUEUED, "worker stopped; job handed back", now)
+            return True
 
     def claim_job(
         self, job_id: int, owner: str, lease_s: float, now: dt.datetime | None = None

@@ -31,5 +31,9 @@ class JobQueue(abc.ABC):
         """Start consuming jobs."""
 
     @abc.abstractmethod
-    def stop(self, timeout_s: float = 30.0) -> None:
+    def stop(self, timeout_s: float | None = None) -> None:
         """Stop consuming; let a running job finish for up to ``timeout_s``."""
+
+    def busy(self) -> bool:
+        """Whether a job handed back at :meth:`stop` is still running in this process."""
+        return False

@@ -123,7 +123,7 @@ class CeleryQueue(JobQueue):
     def start(self) -> None:
         """Nothing to start: the consumers are ``ihgamp serve --role worker`` processes."""
 
-    def stop(self, timeout_s: float = 30.0) -> None:
+    def stop(self, timeout_s: float | None = None) -> None:
         """Nothing to stop."""
 
 

@@ -73,10 +73,20 @@ class InProcessQueue(JobQueue):
         for loop in self._loops:
             loop.start()
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop claiming; wait up to ``timeout_s`` for running jobs."""
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stop claiming; wait up to ``worker.stop_timeout_s`` for running jobs.
+
+        Jobs still running then are handed back (queued again, the attempt not counted),
+        so a clean shutdown neither holds a lease until it expires nor costs an attempt.
+        """
+        timeout = self.settings.stop_timeout_s if timeout_s is None else timeout_s
         for loop in self._loops:
-            loop.stop(timeout_s)
+            loop.stop(timeout)
+        self.runner.release_running()
+
+    def busy(self) -> bool:
+        """Whether a worker thread still runs (a job handed back at :meth:`stop`)."""
+        return any(loop.running for loop in self._loops)
 
     def run_once(self, owner: str | None = None) -> bool:
         """Claim and run one due job in the calling thread; False if none was due."""

@@ -67,9 +67,34 @@ class JobRunner:
         self.processor = processor
         self.settings = settings
         self.on_outcome = on_outcome
+        self._running: dict[int, str] = {}
+        self._lock = threading.Lock()
+
+    def release_running(self) -> int:
+        """Hand back the jobs still running here (a clean shutdown that cannot wait for them).
+
+        Each goes back to ``queued`` at once, its attempt not counted and its lease
+        dropped, so another worker takes it now instead of after the lease expires; a
+        processor that finishes later finds its lease gone (``lost``). Returns how many.
+        """
+        with self._lock:
+            running = dict(self._running)
+        released = sum(self.jobs.release(job_id, owner) for job_id, owner in running.items())
+        if released:
+            logger.warning("running jobs handed back at shutdown", extra={"jobs": released})
+        return released
 
     def run(self, job: ClaimedJob, owner: str) -> JobOutcome:
         """Run ``job`` held by ``owner``; return how it ended."""
+        with self._lock:
+            self._running[job.job_id] = owner
+        try:
+            return self._run(job, owner)
+        finally:
+            with self._lock:
+                self._running.pop(job.job_id, None)
+
+    def _run(self, job: ClaimedJob, owner: str) -> JobOutcome:
         done = threading.Event()
         interval = self.settings.lease_s / 3.0
 

@@ -54,7 +54,7 @@ from ..catalog.deliveries import DeliveryStore, ObservationStore
 from ..catalog.fhir_resources import FhirResourceStore
 from ..config import Settings
 from ..dispatch.outbox import Outbox, job_folder
-from ..errors import ResultWithheldError
+from ..errors import ResultUnchangedError, ResultWithheldError
 
 __all__ = ["ReportWriter", "report_summary"]
 
@@ -330,11 +330,15 @@ class ReportWriter:
         """The earlier result of the same request, when a result with another key replaces it.
 
         The same inputs give the same key (a re-score of the same slides with the same
-        model): that is the same result again, not a replacement. HRD's earlier result is
-        the study's (``studies.result_path``); other analyses' are their request's row.
+        model): that is the same result again, not a replacement, and it is not issued
+        again (its SOP Instance UIDs were sent with the earlier content). HRD's earlier
+        result is the study's (``studies.result_path``); other analyses' are their
+        request's row.
 
         Raises
         ------
+        ResultUnchangedError
+            The earlier result has ``key``: it stands.
         ResultWithheldError
             The earlier result's Observation names another patient than ``context``: a
             result never amends another patient's.
@@ -351,7 +355,7 @@ class ReportWriter:
             previous = json.loads(Path(result_path).read_text())
             outputs = previous["outputs"]
             if outputs["key"] == key:
-                return None
+                raise ResultUnchangedError(f"the result equals the one issued ({result_path})")
             self._same_subject(outputs, context)
             return Supersedes(
                 observation_identifier=outputs.get("fhir_observation_identifier")

@@ -15,6 +15,8 @@ queue with backoff.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -37,7 +39,7 @@ from ihgamp_core.slide.resample import read_thumbnail
 
 from ..catalog import AnalysisStore, Catalog, ClaimedJob
 from ..config import AnalysesSettings, ModelSettings
-from ..errors import ResultWithheldError
+from ..errors import ResultUnchangedError, ResultWithheldError
 from ..queue.inprocess import PermanentJobError
 from ..report.writer import ReportWriter
 
@@ -179,14 +181,56 @@ class ScoreProcessor:
                     "rescore it"
                 )
             files = {k: files[k] for k in request.slide_keys()}
-        if job.analysis == AnalysisName.HRD:
-            self._hrd(job, files)
-        else:
-            if job.request is None:
-                raise PermanentJobError(f"a {job.analysis} job without a request")
-            self._analysis(job, request_from_dict(job.request), files)
+        if job.analysis != AnalysisName.HRD and job.request is None:
+            raise PermanentJobError(f"a {job.analysis} job without a request")
+        inputs_key = self._inputs_key(job, files)
+        previous = self.results.result(job.study_uid, job.job_key)
+        if (
+            previous is not None
+            and previous.inputs_key == inputs_key
+            and Path(previous.result_path).is_file()
+        ):
+            logger.info(
+                "inputs and model unchanged since the last result; it stands",
+                extra={"study_uid": job.study_uid, "job": job.job_key},
+            )
+            return
+        try:
+            if job.analysis == AnalysisName.HRD:
+                self._hrd(job, files, inputs_key)
+            else:
+                assert job.request is not None  # noqa: S101 - checked above
+                self._analysis(job, request_from_dict(job.request), files, inputs_key)
+        except ResultUnchangedError:
+            self.results.mark_inputs(job.study_uid, job.job_key, inputs_key)
+            logger.info(
+                "result equals the one issued; it stands",
+                extra={"study_uid": job.study_uid, "job": job.job_key},
+            )
+            return
         if self.on_reported is not None:
             self.on_reported(job.study_uid)
+
+    def _inputs_key(self, job: ClaimedJob, files: Mapping[str, list[str]]) -> str:
+        """The model, its options, the request and the exact input files, as one digest.
+
+        Equal keys give equal results: a re-routing that leaves a request's inputs as
+        they were (an IHC slide arriving changes HER2's inputs, not HRD's) does not run it.
+        """
+        if job.analysis == AnalysisName.HRD:
+            model, options = model_key(self.engine), repr(self.options)
+        else:
+            analysis = self.analyses.get(job.analysis)
+            model = str(getattr(analysis, "model_key", type(analysis).__name__))
+            options = repr(getattr(analysis, "options", None))
+        parts = [
+            job.analysis,
+            model,
+            options,
+            json.dumps(job.request, sort_keys=True, default=str),
+            *self.results.input_files(job.study_uid, sorted(files)),
+        ]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
     def _withheld(self, job: ClaimedJob, exc: Exception) -> PermanentJobError:
         """A result that must not be issued: flag the study for review, fail the job."""
@@ -198,7 +242,7 @@ class ScoreProcessor:
         )
         return PermanentJobError(str(exc))
 
-    def _hrd(self, job: ClaimedJob, files: Mapping[str, list[str]]) -> None:
+    def _hrd(self, job: ClaimedJob, files: Mapping[str, list[str]], inputs_key: str) -> None:
         """HRD on the job's slides: the engine and reports of before, unchanged."""
         files = dict(sorted(files.items()))
         sources = [
@@ -234,6 +278,7 @@ class ScoreProcessor:
             None,
             key,
             result.model.demo,
+            inputs_key,
         )
         logger.info(
             "study scored",
@@ -248,7 +293,11 @@ class ScoreProcessor:
         )
 
     def _analysis(
-        self, job: ClaimedJob, request: AnalysisRequest, files: Mapping[str, list[str]]
+        self,
+        job: ClaimedJob,
+        request: AnalysisRequest,
+        files: Mapping[str, list[str]],
+        inputs_key: str,
     ) -> None:
         """Another analysis through the contract, into its own outbox folder."""
         analysis = self.analyses.get(job.analysis)
@@ -282,6 +331,7 @@ class ScoreProcessor:
             str(outcome.path) if outcome.path else None,
             outcome.model_key,
             outcome.demo,
+            inputs_key,
         )
         logger.info(
             "analysis scored",

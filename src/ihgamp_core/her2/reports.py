@@ -69,6 +69,8 @@ __all__ = [
 
 #: PNG colours of the scores 0, 1+, 2+, 3+ (blue, yellow, orange, red).
 CLASS_COLOURS = np.array([[49, 130, 189], [255, 221, 87], [253, 141, 60], [215, 25, 28]], np.uint8)
+#: Series Numbers of the HER2 outputs, apart from HRD's 9001 (SR) and 9002 (map).
+SR_SERIES_NUMBER = 9004
 SEG_SERIES_NUMBER = 9003
 PatientSystem = Callable[[str | None], str]
 
@@ -172,6 +174,7 @@ def build_her2_sr(
         m.name,
         f"ihgamp {__version__}; her2 {m.version}",
         supersedes,
+        SR_SERIES_NUMBER,
     )
 
 

@@ -25,6 +25,9 @@ from .. import __version__
 from ..result import CaseResult, SlideResult
 from . import codes as c
 
+#: Series Number of the HRD heatmaps (the SR's is 9001).
+PM_SERIES_NUMBER = 9002
+
 __all__ = [
     "COLOUR_MAP",
     "build_parametric_map",
@@ -186,7 +189,7 @@ def build_parametric_map(
         source_images=[source],
         pixel_array=grid,
         series_instance_uid=series_uid,
-        series_number=9002,
+        series_number=PM_SERIES_NUMBER,
         sop_instance_uid=sop_uid,
         instance_number=instance_number,
         manufacturer="IHGAMP pathology gateway",

@@ -64,6 +64,7 @@ __all__ = [
 ]
 
 MANUFACTURER = "IHGAMP pathology gateway"
+#: Series Number of the HRD SR (its map: 9002, ``heatmap.py``; HER2's: ``her2/reports.py``).
 SR_SERIES_NUMBER = 9001
 
 
@@ -151,11 +152,13 @@ def measurement_report_sr(
     model_name: str,
     software_versions: str,
     supersedes: Supersedes | None = None,
+    series_number: int = SR_SERIES_NUMBER,
 ) -> Comprehensive3DSR:
     """A TID 1500 Measurement Report with one group in a Comprehensive 3D SR.
 
     The image library and the evidence are the case's slides; the SR joins the slides'
-    study as a new series with the UIDs of ``ids``. An SR that replaces an earlier
+    study as a new series with the UIDs of ``ids`` and ``series_number`` (each analysis
+    has its own, so a PACS lists their SRs apart). An SR that replaces an earlier
     result of the study lists that SR in its Predecessor Documents Sequence.
     """
     bases = [slide.base for slide in context.slides]
@@ -178,7 +181,7 @@ def measurement_report_sr(
         evidence=evidence,
         content=report[0],
         series_instance_uid=ids.sr_series_uid,
-        series_number=SR_SERIES_NUMBER,
+        series_number=series_number,
         sop_instance_uid=ids.sr_sop_uid,
         instance_number=1,
         manufacturer=MANUFACTURER,

@@ -207,3 +207,45 @@ def test_claims_take_turns_across_studies_and_senders(catalog: Catalog) -> None:
     last_of_big = max(j.job_id for j in jobs.jobs(study_uid="1.2.10") if j.state == "queued")
     taken = jobs.claim_job(last_of_big, "w", 600)
     assert taken is not None and taken.study_uid == "1.2.10" and taken.job_id != last_of_big
+
+
+def test_a_study_reopened_while_its_job_waits_is_queued_again_and_moved_on(
+    catalog: Catalog,
+) -> None:
+    jobs = _routed(catalog, "hrd")
+    (job_id,) = jobs.enqueue_all(UID, 3)
+    late = InstanceRecord(
+        study_uid=UID,
+        series_uid="1.2.3.4",
+        sop_instance_uid="1.2.3.4.6",
+        sop_class_uid=WSI,
+        transfer_syntax_uid="1.2.840.10008.1.2.1",
+        modality="SM",
+        accession_number=None,
+        image_flavor="VOLUME",
+        pixel_spacing_um=0.5,
+        path="/spool/late.dcm",
+        size=1,
+        sha256="b",
+    )
+    assert catalog.record_instance(late, None).reopened  # e.g. reconciled at a restart
+    assert jobs.claim("w", 60) is None  # a receiving study's job waits for the rest
+    catalog.transition(UID, StudyState.COMPLETE, "stable again")
+    assert jobs.enqueue_all(UID, 3) == [job_id]  # the waiting job is reused ...
+    assert _state(catalog)[0] == StudyState.QUEUED  # ... and the study is queued, not complete
+    claimed = jobs.claim("w", 60)
+    assert claimed is not None and _state(catalog)[0] == StudyState.SCORING
+    assert jobs.finish(claimed.job_id, "w")
+    assert _state(catalog)[0] == StudyState.SCORED
+
+
+def test_a_released_job_is_queued_at_once_and_its_attempt_not_counted(catalog: Catalog) -> None:
+    jobs = _routed(catalog, "hrd")
+    jobs.enqueue_all(UID, 3)
+    claimed = jobs.claim("w1", 600)
+    assert claimed is not None and claimed.attempt == 1
+    assert not jobs.release(claimed.job_id, "someone-else")
+    assert jobs.release(claimed.job_id, "w1")
+    assert _state(catalog)[0] == StudyState.QUEUED
+    again = jobs.claim("w2", 600)
+    assert again is not None and again.attempt == 1 and not again.took_over

@@ -189,6 +189,11 @@ def test_dual_path_on_an_he_ihc_pair(
     assert (c.HER2_PATH.value, c.HER2_PATH_CODES[ModalityPath.DUAL].value) in items
     assert not [v for name, v in items if name == c.HER2_MISSING.value]
     assert report.sr.StudyInstanceUID == case.identity["study_instance_uid"]
+    from ihgamp_core.report.heatmap import PM_SERIES_NUMBER
+    from ihgamp_core.report.sr import SR_SERIES_NUMBER
+
+    numbers = {report.sr.SeriesNumber} | {h.dataset.SeriesNumber for h in report.heatmaps}
+    assert not numbers & {SR_SERIES_NUMBER, PM_SERIES_NUMBER}  # apart from HRD's series
 
     (heatmap,) = report.heatmaps
     assert heatmap.series_uid == request.slide_keys(SlideRole.HE)[0] and heatmap.png
