@@ -93,11 +93,12 @@ AETitle = Annotated[str, Field(description="DICOM AE title")]
 
 
 class AllowedAE(_Model):
-    """A calling AE allowed to associate, optionally only from one host."""
+    """A calling AE allowed to associate, optionally only from one host or certificate."""
 
     ae_title: AETitle
     host: str | None = None
     max_associations: int | None = Field(default=None, ge=1, le=1000)
+    certificate_name: str | None = Field(default=None, min_length=1, max_length=255)
 
     _v_ae = field_validator("ae_title")(_ae_title)
 
@@ -155,8 +156,22 @@ class DicomSettings(_Model):
     tls: TlsSettings = TlsSettings()
     patient_identity_key_file: Path | None = None
     scored_study_additions: StudyAdditions = StudyAdditions.ANY
+    reserved_unassociated: int = Field(default=16, ge=0, le=10_000)
+    trusted_networks: tuple[str, ...] = ()
 
     _v_ae = field_validator("ae_title")(_ae_title)
+
+    @field_validator("trusted_networks")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        import ipaddress
+
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not a network (e.g. 10.20.0.0/16)") from None
+        return value
 
     @field_validator("sop_classes")
     @classmethod
@@ -170,6 +185,8 @@ class DicomSettings(_Model):
 
     @model_validator(mode="after")
     def _someone_may_call(self) -> DicomSettings:
+        if self.reserved_unassociated >= self.max_unassociated:
+            raise ValueError("reserved_unassociated must be less than max_unassociated")
         if not self.allowed_aes and not self.accept_any_ae:
             raise ValueError(
                 "no calling AE may associate: list dicom.allowed_aes, or set "

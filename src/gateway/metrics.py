@@ -64,6 +64,7 @@ class RefusalReason(StrEnum):
     QUOTA = "unassociated-quota"
     TIMEOUT = "request-timeout"
     TLS = "tls"
+    CERTIFICATE = "certificate"
     PDU = "oversized-pdu"
     MALFORMED = "malformed"
     STACK = "negotiation"

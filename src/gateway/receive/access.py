@@ -49,6 +49,19 @@ class AccessPolicy:
         self._active: dict[str, int] = {}
         self._lock = threading.Lock()
         self._resolved: dict[str, set[str]] = {}
+        self._pinned = {a for e in settings.allowed_aes if e.host for a in _addresses(e.host)}
+        self._networks = [ipaddress.ip_network(n, strict=False) for n in settings.trusted_networks]
+
+    def trusted_address(self, peer_host: str) -> bool:
+        """Whether ``peer_host`` may use the reserved pre-association capacity.
+
+        Addresses of allowed AEs pinned to a host, and ``dicom.trusted_networks``.
+        """
+        try:
+            address = ipaddress.ip_address(peer_host)
+        except ValueError:
+            return False
+        return str(address) in self._pinned or any(address in n for n in self._networks)
 
     def _host_matches(self, expected: str, peer: str) -> bool:
         if expected not in self._resolved:
@@ -59,8 +72,14 @@ class AccessPolicy:
             return False
         return peer in self._resolved[expected]
 
-    def admit(self, calling_ae: str, peer_host: str) -> AccessDecision:
+    def admit(
+        self, calling_ae: str, peer_host: str, certificate_names: frozenset[str] | None = None
+    ) -> AccessDecision:
         """Check a request and, if accepted, count it against the AE's limit.
+
+        ``certificate_names`` are the subject CN and subject alternative names of the
+        peer's TLS certificate (None without TLS); an allowed AE with a
+        ``certificate_name`` must present a certificate that names it.
 
         Every accepted decision must be matched by one :meth:`release`.
         """
@@ -75,6 +94,16 @@ class AccessPolicy:
                 False,
                 f"calling AE {ae!r} must connect from {entry.host}, not {peer_host}",
                 kind="host",
+            )
+        if (
+            entry is not None
+            and entry.certificate_name
+            and (certificate_names is None or entry.certificate_name not in certificate_names)
+        ):
+            return AccessDecision(
+                False,
+                f"calling AE {ae!r} must present a TLS certificate for {entry.certificate_name!r}",
+                kind="certificate",
             )
         limit = (entry.max_associations if entry and entry.max_associations else None) or (
             self._settings.max_associations_per_ae

@@ -58,6 +58,20 @@ class _Refusals:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+def _certificate_names(assoc: Any) -> frozenset[str] | None:
+    """Subject CN and subject alternative names of the peer's TLS certificate, if any."""
+    sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
+    getpeercert = getattr(sock, "getpeercert", None)
+    if getpeercert is None:
+        return None
+    cert = getpeercert() or {}
+    names = {
+        str(value) for rdn in cert.get("subject", ()) for key, value in rdn if key == "commonName"
+    }
+    names |= {str(value) for _kind, value in cert.get("subjectAltName", ())}
+    return frozenset(names)
+
+
 class ReceiveHandlers:
     """Bound to pynetdicom events and to the gated server by :class:`DicomListener`.
 
@@ -201,7 +215,7 @@ class ReceiveHandlers:
             reason = f"called AE {called!r} is not {self.called_ae!r}"
             self._reject(assoc, state, reason, (0x01, 0x01, 0x07), RefusalReason.CALLED_AE)
             return
-        decision = self.policy.admit(calling, host)
+        decision = self.policy.admit(calling, host, _certificate_names(assoc))
         if not decision.accepted:
             # transient, local limit exceeded | permanent, calling AE not recognised
             rsd = (0x02, 0x03, 0x02) if decision.transient else (0x01, 0x01, 0x03)

@@ -152,7 +152,12 @@ class DicomListener:
             ssl_context is not None,
             settings.ae_title,
         )
-        self.gate = ConnectionGate(settings.max_unassociated_per_host, settings.max_unassociated)
+        self.gate = ConnectionGate(
+            settings.max_unassociated_per_host,
+            settings.max_unassociated,
+            settings.reserved_unassociated,
+            self.policy.trusted_address,
+        )
         ae = AE(ae_title=settings.ae_title)
         # The handlers enforce max_associations (with an audited reason); pynetdicom's
         # own count, which includes requests being rejected, is only a backstop.

@@ -108,7 +108,7 @@ def check_pixel_data(
         return
     if transfer_syntax in _NATIVE:
         raise DatasetMismatchError("native pixel data with an undefined length")
-    _check_encapsulated(fh, ds, frames, file_size)
+    _check_encapsulated(fh, ds, frames, file_size, transfer_syntax)
 
 
 def _check_native(ds: Any, frames: int, length: int, available: int) -> None:
@@ -127,7 +127,9 @@ def _check_native(ds: Any, frames: int, length: int, available: int) -> None:
         raise DatasetMismatchError(f"pixel data truncated: {available} of {length} bytes received")
 
 
-def _check_encapsulated(fh: IO[bytes], ds: Any, frames: int, file_size: int) -> None:
+def _check_encapsulated(
+    fh: IO[bytes], ds: Any, frames: int, file_size: int, transfer_syntax: str
+) -> None:
     offset_table = -1
     fragments = 0
     while True:
@@ -150,6 +152,10 @@ def _check_encapsulated(fh: IO[bytes], ds: Any, frames: int, file_size: int) -> 
             fragments += 1
             if fragments > MAX_FRAMES * 4:
                 raise DatasetMismatchError("implausible number of pixel data fragments")
+            if fragments == 1:
+                head = fh.read(min(length, _HEADER_BYTES))
+                _check_frame_size(head, ds, transfer_syntax)
+                length -= len(head)
         fh.seek(length, 1)
     if fragments < frames:
         raise DatasetMismatchError(
@@ -164,3 +170,85 @@ def _check_encapsulated(fh: IO[bytes], ds: Any, frames: int, file_size: int) -> 
         raise DatasetMismatchError(
             f"Extended Offset Table has {len(extended) // 8} entries for {frames} frames"
         )
+
+
+#: How much of the first fragment is read to find the codestream's frame header.
+_HEADER_BYTES = 65536
+_JPEG = frozenset(
+    {
+        "1.2.840.10008.1.2.4.50",
+        "1.2.840.10008.1.2.4.51",
+        "1.2.840.10008.1.2.4.57",
+        "1.2.840.10008.1.2.4.70",
+        "1.2.840.10008.1.2.4.80",
+        "1.2.840.10008.1.2.4.81",
+    }
+)
+_JPEG2000 = frozenset(
+    {
+        "1.2.840.10008.1.2.4.90",
+        "1.2.840.10008.1.2.4.91",
+        "1.2.840.10008.1.2.4.201",
+        "1.2.840.10008.1.2.4.202",
+        "1.2.840.10008.1.2.4.203",
+    }
+)
+# Start-of-frame markers: SOF0-SOF15 but DHT, JPG and DAC; SOF55 (JPEG-LS).
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC} | {0xF7}
+_NO_LENGTH = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RSTn
+
+
+def _check_frame_size(head: bytes, ds: Any, transfer_syntax: str) -> None:
+    """Compare the first frame's codestream dimensions with Rows and Columns.
+
+    A header that claims 65535 x 65535 around a 128 x 128 tile would be acknowledged and
+    then fail (or allocate gigabytes) when read.
+    """
+    if transfer_syntax in _JPEG:
+        size = _jpeg_size(head)
+    elif transfer_syntax in _JPEG2000:
+        size = _j2k_size(head)
+    else:
+        return
+    if size is None:
+        return  # the frame header lies beyond what was read: nothing to compare
+    rows, columns = _int(ds, "Rows"), _int(ds, "Columns")
+    if size != (rows, columns):
+        raise DatasetMismatchError(
+            f"first frame is {size[1]} x {size[0]} pixels; Rows/Columns say {columns} x {rows}"
+        )
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(rows, columns) from a JPEG or JPEG-LS frame header."""
+    if data[:2] != b"\xff\xd8":
+        raise DatasetMismatchError("first frame is not a JPEG codestream (no SOI marker)")
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            raise DatasetMismatchError(f"first frame: JPEG marker expected at byte {pos}")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in _NO_LENGTH:
+            pos += 2
+            continue
+        if marker in _SOF:
+            if pos + 9 > len(data):
+                return None
+            rows, columns = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            return int(rows), int(columns)
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return None
+
+
+def _j2k_size(data: bytes) -> tuple[int, int] | None:
+    """(rows, columns) from a JPEG 2000 codestream's SIZ segment (raw or in a JP2 box)."""
+    start = data.find(b"\xff\x4f\xff\x51")
+    if start < 0:
+        raise DatasetMismatchError("first frame is not a JPEG 2000 codestream (no SOC/SIZ)")
+    if start + 24 > len(data):
+        return None
+    xsiz, ysiz, xosiz, yosiz = struct.unpack(">LLLL", data[start + 8 : start + 24])
+    return int(ysiz - yosiz), int(xsiz - xosiz)

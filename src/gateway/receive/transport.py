@@ -36,6 +36,7 @@ import struct
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
@@ -112,16 +113,32 @@ class ConnectionGate:
         Most unassociated connections one source address may hold.
     total : int
         Most unassociated connections overall.
+    reserved : int
+        Of ``total``, slots only trusted addresses may take: other addresses together
+        hold at most ``total - reserved``, so a crowd of strangers cannot lock the
+        scanners out.
+    trusted : callable, optional
+        Whether an address is trusted (host-pinned allowed AEs, ``trusted_networks``).
     """
 
-    def __init__(self, per_host: int, total: int) -> None:
+    def __init__(
+        self,
+        per_host: int,
+        total: int,
+        reserved: int = 0,
+        trusted: Callable[[str], bool] | None = None,
+    ) -> None:
         self.per_host = per_host
         self.total = total
+        self.reserved = reserved
+        self.trusted = trusted or (lambda _host: False)
         self._by_host: Counter[str] = Counter()
+        self._untrusted = 0
         self._lock = threading.Lock()
 
     def enter(self, host: str) -> str | None:
         """Count a new connection from ``host``; return a refusal reason instead if full."""
+        trusted = self.trusted(host)
         with self._lock:
             if self._by_host[host] >= self.per_host:
                 return (
@@ -130,12 +147,20 @@ class ConnectionGate:
                 )
             if sum(self._by_host.values()) >= self.total:
                 return f"{self.total} connections are waiting for an association request"
+            if not trusted and self._untrusted >= self.total - self.reserved:
+                return (
+                    f"{self._untrusted} connections from addresses of no pinned AE are waiting "
+                    f"for an association request ({self.reserved} kept for trusted ones)"
+                )
             self._by_host[host] += 1
+            self._untrusted += 0 if trusted else 1
             return None
 
     def leave(self, host: str) -> None:
         """Forget one connection from ``host``."""
+        trusted = self.trusted(host)
         with self._lock:
+            self._untrusted -= 0 if trusted else 1
             self._by_host[host] -= 1
             if self._by_host[host] <= 0:
                 del self._by_host[host]

@@ -80,6 +80,35 @@ def _square_spacing(ds: Any) -> None:
         )
 
 
+#: Attributes the gateway copies into its outputs or reads for routing and identity, and
+#: the VR the standard gives them: a data set that encodes one otherwise is refused.
+_COPIED_VRS = {
+    "PatientName": "PN",
+    "PatientID": "LO",
+    "IssuerOfPatientID": "LO",
+    "PatientBirthDate": "DA",
+    "PatientSex": "CS",
+    "StudyDate": "DA",
+    "StudyTime": "TM",
+    "AccessionNumber": "SH",
+    "ReferringPhysicianName": "PN",
+    "StudyID": "SH",
+    "StudyDescription": "LO",
+    "SeriesDescription": "LO",
+    "Modality": "CS",
+}
+
+
+def _check_vrs(ds: Any) -> None:
+    """Refuse copied attributes encoded with another VR than the standard's (UN aside)."""
+    for keyword, vr in _COPIED_VRS.items():
+        element = ds.data_element(keyword) if keyword in ds else None
+        if element is not None and element.VR not in (vr, "UN"):
+            raise DatasetMismatchError(
+                f"{keyword} is encoded as {element.VR}; the standard says {vr}"
+            )
+
+
 def read_header(
     path: Path, sop_class_uid: str, sop_instance_uid: str, identity: IdentityKey | None = None
 ) -> InstanceHeader:
@@ -156,6 +185,7 @@ def _read_header(
         if not valid_uid(value):
             raise UnreadableDatasetError(f"{key} is not a valid UID")
 
+    _check_vrs(ds)
     texts = {key: _text(ds, key) for key in ("Modality", "AccessionNumber")}
     for key, value in texts.items():
         if value is not None and len(value) > _MAX_LENGTH[key]:

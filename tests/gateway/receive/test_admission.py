@@ -270,3 +270,52 @@ def test_every_way_an_association_ends_releases_the_calling_aes_slot(listeners: 
     first.release()
     wait_for(lambda: running.server.policy.active() == {}, timeout=10)
     assert not list(running.spool.incoming.iterdir())  # nothing half-written left
+
+
+def test_idle_sockets_from_many_addresses_leave_room_for_pinned_scanners(
+    listeners: Start,
+) -> None:
+    """The red-team run: 17 addresses x 8 idle sockets filled the 128 pre-association
+    slots and scanners got 0 of 3 echoes. Slots are now kept for pinned AEs' addresses."""
+    running = listeners(
+        dicom={
+            "allowed_aes": [{"ae_title": "SCANNER", "host": "127.0.0.1"}],
+            "association_request_timeout_s": 20,
+        }
+    )
+    held = [
+        connect(running.port, f"127.0.0.{10 + address}") for address in range(17) for _ in range(8)
+    ]
+    try:
+        time.sleep(0.5)
+        waiting = sum(running.server.gate.pending().values())
+        assert waiting == 128 - 16  # strangers hold at most total - reserved
+        for _ in range(3):  # the pinned scanner still gets its echoes
+            assoc = _echo(running.port)
+            assert assoc.is_established
+            assert assoc.send_c_echo().Status == 0
+            assoc.release()
+    finally:
+        for s in held:
+            s.close()
+    assert any("kept for trusted ones" in r for r in _refusals(running))
+
+
+def test_a_tls_certificate_is_bound_to_the_ae_title_it_may_use(listeners: Start, pki: Path) -> None:
+    running = listeners(
+        dicom={
+            "tls": tls_sections(pki),
+            "allowed_aes": [
+                {"ae_title": "SCANNER", "certificate_name": "client"},
+                {"ae_title": "PATHSCAN2", "certificate_name": "pathscan2.hospital.example"},
+            ],
+        }
+    )
+    tls = (tls_client(pki), "127.0.0.1")
+    own = _echo(running.port, "SCANNER", tls)
+    assert own.is_established
+    own.release()
+    other = _echo(running.port, "PATHSCAN2", tls)  # the same certificate, another AE title
+    assert other.is_rejected
+    reasons = [a["reason"] or "" for a in running.catalog.associations(100)]
+    assert any("must present a TLS certificate for 'pathscan2" in r for r in reasons)

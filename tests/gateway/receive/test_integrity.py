@@ -241,3 +241,58 @@ def test_deflated_data_sets_are_not_offered_nor_stored(listeners: Start, tmp_pat
     ds.save_as(deflated, enforce_file_format=True)
     with pytest.raises(DatasetMismatchError, match="Deflated"):
         read_header(deflated, str(ds.SOPClassUID), str(ds.SOPInstanceUID))
+
+
+def _jpeg_wsi(folder: Path, rows: int, columns: int, syntax: str) -> Path:
+    """A one-frame WSI instance holding a real 128 x 128 JPEG / JPEG 2000 codestream."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+
+    image = Image.fromarray(np.full((128, 128, 3), 200, dtype=np.uint8))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG2000" if syntax.endswith(".90") else "JPEG")
+    path = tiny_wsi(folder, generate_uid())
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds.Rows, ds.Columns = rows, columns
+    ds.TotalPixelMatrixRows, ds.TotalPixelMatrixColumns = rows, columns
+    ds.NumberOfFrames = 1
+    ds.PhotometricInterpretation = "YBR_FULL_422" if syntax.endswith(".50") else "RGB"
+    ds.PixelData = encapsulate([buffer.getvalue()])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.mark.parametrize(
+    "syntax", ["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.90"], ids=["jpeg", "jpeg2000"]
+)
+def test_a_frame_smaller_than_rows_and_columns_claim_is_refused(
+    listeners: Start, tmp_path: Path, syntax: str
+) -> None:
+    from support.gateway import send_verbose
+
+    running = listeners()
+    liar = _jpeg_wsi(tmp_path / "liar", 65535, 65535, syntax)
+    honest = _jpeg_wsi(tmp_path / "honest", 128, 128, syntax)
+    (refused, ok) = send_verbose(running.port, [liar, honest])
+    assert refused[0] == 0xA900 and "first frame is 128 x 128 pixels" in str(refused[1])
+    assert ok[0] == 0
+
+
+def test_a_patient_name_encoded_with_another_vr_is_refused(
+    listeners: Start, tmp_path: Path
+) -> None:
+    from pydicom.dataelem import DataElement
+
+    running = listeners()
+    path = tiny_wsi(tmp_path / "vr", generate_uid())
+    ds = pydicom.dcmread(path)
+    ds[0x00100010] = DataElement(0x00100010, "UL", 4711)  # Patient's Name as a number
+    ds.save_as(path, enforce_file_format=True)
+    assert send(running.port, [path]) == [0xA900]
+    (refusal,) = running.catalog.store_refusals()
+    assert "PatientName is encoded as UL; the standard says PN" in refusal["reason"]
