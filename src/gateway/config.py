@@ -532,6 +532,8 @@ class HttpSettings(_Model):
     cookie_secure: bool = False
     metrics_auth: bool = False
     max_connections: int = Field(default=256, ge=4, le=65536)
+    max_connections_per_client: int = Field(default=32, ge=1, le=65536)
+    login_failures_before_backoff: int = Field(default=5, ge=1, le=1000)
     header_timeout_s: float = Field(default=10.0, gt=0, le=600)
     keep_alive_s: int = Field(default=5, ge=1, le=600)
     max_header_bytes: int = Field(default=16384, ge=1024, le=1048576)

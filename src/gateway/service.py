@@ -149,6 +149,7 @@ class Gateway:
                 h.header_timeout_s,
                 h.keep_alive_s,
                 h.max_header_bytes,
+                h.max_connections_per_client,
             )
             self.http = HttpServer(app, h.bind_host, h.port, limits, h.access_log)
         self._stopped = threading.Event()

@@ -435,6 +435,7 @@ class AccessAction(StrEnum):
     READ = "read"
     SEARCH = "search"
     LOGIN = "login"
+    LOGIN_FAILED = "login-failed"
     LOGOUT = "logout"
     REQUEUE = "requeue"
     REDISPATCH = "redispatch"

@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 #: Characters that make a DICOM query a pattern (PS3.4 C.2.2.2.4) or split a value.
 _WILDCARDS = re.compile(r"[*?\\]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DATE = re.compile(r"^\d{8}(-\d{8})?$")
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
@@ -56,6 +57,10 @@ class PullQuery(BaseModel):
 
     @model_validator(mode="after")
     def _one_target(self) -> PullQuery:
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, str) and _CONTROL.search(value):
+                raise ValueError(f"{name} must not contain control characters")
         for name in ("accession_number", "study_instance_uid", "patient_id"):
             value = getattr(self, name)
             if value is not None and _WILDCARDS.search(value):

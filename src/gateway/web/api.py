@@ -152,6 +152,9 @@ def api_router(
             """Queue a pull of one study (accession, Study UID, or patient + date); 202 + id."""
             from ..errors import ConfigError, GatewayError
 
+            media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            if media != "application/json":
+                raise HTTPException(415, "send the body as application/json")
             declared = request.headers.get("content-length")
             if declared is None or not declared.isdigit() or int(declared) > MAX_PULL_BODY:
                 raise HTTPException(413, f"declare a body length of at most {MAX_PULL_BODY}")
@@ -162,7 +165,7 @@ def api_router(
                     raise HTTPException(413, f"the body is longer than {MAX_PULL_BODY} bytes")
             try:
                 body = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested too deeply
                 raise HTTPException(400, "expected a JSON object") from None
             try:
                 result = await run_in_threadpool(pull_handler, body, principal.name)
@@ -176,7 +179,9 @@ def api_router(
         status_handler = pull_status
 
         @router.get("/api/pull/{pull_id}")
-        def api_pull_status(pull_id: int, principal: Principal = reader) -> Response:
+        def api_pull_status(
+            pull_id: Annotated[int, Path(ge=1, le=2**63 - 1)], principal: Principal = reader
+        ) -> Response:
             """A pull request's state: queued, running, done or failed, and what it found."""
             found = status_handler(pull_id)
             if found is None:

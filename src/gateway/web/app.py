@@ -38,6 +38,7 @@ from .auth import Authenticator, LoginRequired, TokenRegistry
 from .fhir import FHIR_JSON, FhirError, fhir_router, operation_outcome
 from .metrics import render_metrics
 from .pages import mount_static, pages_router
+from .throttle import LoginThrottle
 from .views import InvalidStudyUid
 
 __all__ = ["FHIR_JSON", "create_app"]
@@ -166,7 +167,13 @@ def create_app(
     """
     http = settings.http
     registry = tokens if tokens is not None else TokenRegistry(http.api_tokens())
-    auth = Authenticator(catalog, registry, http.session_max_age_s, http.cookie_secure)
+    auth = Authenticator(
+        catalog,
+        registry,
+        http.session_max_age_s,
+        http.cookie_secure,
+        LoginThrottle(http.login_failures_before_backoff),
+    )
     app = FastAPI(
         title="IHGAMP gateway",
         version=__version__,

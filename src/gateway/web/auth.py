@@ -32,6 +32,7 @@ from ..catalog.access import AccessLog, SessionStore
 from ..catalog.schema import AccessAction
 from ..config import ApiToken, TokenAccess
 from ..errors import ConfigError
+from .throttle import LoginThrottle
 
 __all__ = [
     "COOKIE",
@@ -167,6 +168,8 @@ class Authenticator:
         Lifetime of a status-page session.
     cookie_secure : bool
         Always mark the session cookie ``Secure`` (it is, anyway, over HTTPS).
+    throttle : LoginThrottle, optional
+        Back-off of repeated failed logins per client address.
     """
 
     def __init__(
@@ -175,12 +178,27 @@ class Authenticator:
         tokens: TokenRegistry,
         session_max_age_s: float = 8 * 3600.0,
         cookie_secure: bool = False,
+        throttle: LoginThrottle | None = None,
     ) -> None:
         self.tokens = tokens
         self.sessions = SessionStore(catalog)
         self.access = AccessLog(catalog)
         self.session_max_age_s = session_max_age_s
         self.cookie_secure = cookie_secure
+        self.throttle = throttle or LoginThrottle()
+
+    def login_failed(self, request: Request, status: int) -> None:
+        """A failed status-page login: counted for back-off, audited, logged (no token)."""
+        client = client_address(request)
+        failures = self.throttle.failed(client)
+        self.access.record(
+            "(unknown)", client, request.method, route_template(request),
+            AccessAction.LOGIN_FAILED, status, None, (),
+        )  # fmt: skip
+        logger.warning(
+            "status-page login failed",
+            extra={"client": client, "status": status, "failures_in_a_row": failures},
+        )
 
     # -- dependencies ----------------------------------------------------------------
 

@@ -7,6 +7,7 @@ Server-rendered (Jinja2 templates with autoescaping, ``templates/``; one stylesh
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from ..config import TokenAccess
 from ..dispatch.outbox import Outbox
 from ..errors import CatalogError
 from .api import StudyUid, known_parameters
-from .auth import Authenticator, AuthMethod, LoginRequired, Principal
+from .auth import Authenticator, AuthMethod, LoginRequired, Principal, client_address
 from .views import (
     ModelSummary,
     ResultSummary,
@@ -114,12 +115,22 @@ def pages_router(
 
     @router.post("/login")
     async def login(request: Request) -> Response:
+        client = client_address(request)
+        wait = auth.throttle.wait_s(client)
+        if wait > 0:  # too many failures in a row from this address: the token is not read
+            retry = str(math.ceil(wait))
+            error = f"Too many failed logins from this address; try again in {retry} s."
+            page = render("login.html", 429, next="/", error=error)
+            page.headers["Retry-After"] = retry
+            return page
         fields = await auth.form(request)
         entry = auth.tokens.identify(fields.get("token", "").strip())
         target = _local_path(fields.get("next"))
         if entry is None or entry.access != TokenAccess.OPERATE:
+            auth.login_failed(request, 401 if entry is None else 403)
             error = "Unknown or expired token." if entry is None else "This token may not log in."
             return render("login.html", 401 if entry is None else 403, next=target, error=error)
+        auth.throttle.succeeded(client)
         response = RedirectResponse(target, status_code=303)
         auth.open_session(request, response, entry.name)
         principal = Principal(entry.name, entry.access, AuthMethod.SESSION)

@@ -6,6 +6,8 @@ So that idle or half-open HTTP connections cannot use them all up:
 * at most ``max_connections`` connections are open: one more is closed at once (and at
   the limit uvicorn answers requests with 503, ``limit_concurrency``); the listen
   backlog is at most ``max_connections``, so a burst is accepted, and closed, in batches;
+* one client address holds at most ``max_connections_per_client`` of them, so a few
+  hosts with half-open connections cannot take the status page and the API away;
 * a connection must send a request's headers within ``header_timeout_s`` of opening
   (or of its first byte, on a kept-alive connection), else it is closed; idle kept-alive
   connections close after ``keep_alive_s``; headers are capped at ``max_header_bytes``
@@ -24,6 +26,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 import h11
@@ -48,6 +51,9 @@ class HttpLimits:
         Seconds an idle kept-alive connection stays open.
     max_header_bytes : int
         Largest request head accepted.
+    per_client : int, optional
+        Open connections one client address may hold (default: an eighth of
+        ``max_connections``, at least 4); never more than ``max_connections - 1``.
     """
 
     def __init__(
@@ -56,10 +62,15 @@ class HttpLimits:
         header_timeout_s: float = 10.0,
         keep_alive_s: int = 5,
         max_header_bytes: int = 16384,
+        per_client: int | None = None,
     ) -> None:
         if max_connections < 1 or header_timeout_s <= 0 or keep_alive_s < 1:
             raise ValueError("HTTP limits must be positive")
+        if per_client is not None and per_client < 1:
+            raise ValueError("HTTP limits must be positive")
         self.max_connections = max_connections
+        wanted = per_client if per_client is not None else max(4, max_connections // 8)
+        self.per_client = max(1, min(wanted, max_connections - 1))
         # asyncio accepts up to `backlog` sockets per loop tick before the guard closes
         # the excess: a backlog no larger than max_connections keeps those in flight,
         # with the open ones, near twice max_connections.
@@ -113,21 +124,36 @@ def _route_uvicorn_logs(access_log: bool) -> None:
 
 
 def _guarded_protocol(limits: HttpLimits) -> type[H11Protocol]:
-    """The h11 protocol of uvicorn, with a connection cap and a request-header timeout."""
+    """The h11 protocol of uvicorn, with connection caps and a request-header timeout."""
+    by_client: Counter[str] = Counter()  # touched on the event loop's thread only
 
     class GuardedH11Protocol(H11Protocol):
         _header_timer: asyncio.TimerHandle | None = None
+        _counted: str | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            peer = transport.get_extra_info("peername")
+            client = str(peer[0]) if peer else "?"
             if len(self.connections) > limits.max_connections:
                 _refused.note()
                 transport.abort()
                 return
+            if by_client[client] >= limits.per_client:
+                _refused.note(client)
+                transport.abort()
+                return
+            by_client[client] += 1
+            self._counted = client
             self._arm_header_timer()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm_header_timer()
+            if self._counted is not None:
+                by_client[self._counted] -= 1
+                if by_client[self._counted] <= 0:
+                    del by_client[self._counted]
+                self._counted = None
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
@@ -160,19 +186,22 @@ def _guarded_protocol(limits: HttpLimits) -> type[H11Protocol]:
 
 
 class _RefusalLog:
-    """One warning per minute at most about connections closed at the limit."""
+    """One warning per minute at most about connections closed at a limit."""
 
     def __init__(self) -> None:
         self.count = 0
         self.last = 0.0
 
-    def note(self) -> None:
+    def note(self, client: str | None = None) -> None:
         self.count += 1
         now = time.monotonic()
         if now - self.last >= 60:
             logger.warning(
-                "HTTP connection limit reached; new connections are closed",
-                extra={"refused": self.count},
+                "HTTP connection limit reached; new connections are closed"
+                if client is None
+                else "HTTP connection limit of a client address reached; its new connections "
+                "are closed",
+                extra={"refused": self.count, **({"client": client} if client else {})},
             )
             self.last = now
             self.count = 0

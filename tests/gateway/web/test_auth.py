@@ -269,3 +269,38 @@ def test_the_http_settings_keep_the_single_token_as_default(tmp_path: Path) -> N
     same = make_settings(tmp_path, http={"token": OPERATOR, **HTTP})
     with pytest.raises(ConfigError, match="same value"):
         TokenRegistry(same.http.api_tokens())
+
+
+def test_repeated_failed_logins_back_off_per_address_and_are_audited(
+    reported: Reported, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The red-team run: 300 wrong tokens in 5 s. Now five, then a wait that doubles."""
+    app = create_app(reported.catalog, reported.outbox, reported.settings)  # its own throttle
+    since = dt.datetime.now(dt.UTC)
+    with running(app) as base:
+        attacker = httpx.Client(
+            base_url=base, transport=httpx.HTTPTransport(local_address="127.0.0.3")
+        )
+        statuses = [
+            attacker.post("/login", data={"token": f"guess-{n:04d}-xxxxxxxx", "next": "/"})
+            for n in range(8)
+        ]
+        assert [r.status_code for r in statuses[:5]] == [401] * 5
+        assert all(r.status_code == 429 for r in statuses[5:])
+        assert int(statuses[-1].headers["retry-after"]) >= 1
+        # Another address is not held back; the waiting one may try again after the wait.
+        assert _login(base).get("/").status_code == 200
+        import time
+
+        time.sleep(int(statuses[-1].headers["retry-after"]))
+        retry = attacker.post("/login", data={"token": OPERATOR, "next": "/"})
+        assert retry.status_code == 303
+    rows = [
+        e
+        for e in AccessLog(reported.catalog).entries(since=since)
+        if e.action == AccessAction.LOGIN_FAILED
+    ]
+    assert len(rows) == 5 and {r.client for r in rows} == {"127.0.0.3"}
+    warnings = [r for r in caplog.records if r.getMessage() == "status-page login failed"]
+    assert len(warnings) == 5
+    assert not any("guess-" in str(r.__dict__) for r in caplog.records)  # no token material

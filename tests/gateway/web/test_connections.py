@@ -52,11 +52,14 @@ def _closed_by_peer(sock: socket.socket) -> bool:
 
 
 @contextmanager
-def _idle_connections(port: int, count: int) -> Iterator[list[socket.socket]]:
+def _idle_connections(
+    port: int, count: int, sources: tuple[str, ...] = ("127.0.0.1",)
+) -> Iterator[list[socket.socket]]:
     socks: list[socket.socket] = []
     try:
-        for _ in range(count):
-            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        for index in range(count):
+            source = (sources[index % len(sources)], 0)
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=source)
             sock.setblocking(False)
             socks.append(sock)
         yield socks
@@ -93,6 +96,7 @@ def test_idle_http_connections_leave_the_dicom_listener_working(tmp_path: Path) 
             "port": http_port,
             "token": OPERATOR,
             "max_connections": MAX_HTTP,
+            "max_connections_per_client": MAX_HTTP,  # the total cap is tested here
             "header_timeout_s": 120,
         },
     )
@@ -133,7 +137,7 @@ def test_idle_http_connections_leave_the_dicom_listener_working(tmp_path: Path) 
         assert gateway.stop() == 0
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     messages = {r["message"] for r in lines}
-    assert "HTTP connection limit reached; new connections are closed" in messages
+    assert any(m.startswith("HTTP connection limit") for m in messages)
     assert not [r for r in lines if "Too many open files" in json.dumps(r)]
     assert {r["logger"] for r in lines} >= {"uvicorn.error", "uvicorn.access"}
 
@@ -189,3 +193,29 @@ def test_the_http_budget_fits_the_descriptor_limit(tmp_path: Path) -> None:
     assert http_connection_budget(settings, 1_000_000, 50) == 1000
     assert http_connection_budget(settings, reserve + 50 + 600, 50) == 300
     assert http_connection_budget(settings, 100, 50) >= 1  # never zero
+
+
+def test_half_open_connections_of_a_few_addresses_leave_the_api_to_the_others(
+    tmp_path: Path,
+) -> None:
+    """The red-team run: 1,100 half-open connections from 5 addresses took the API and
+    the status page down. One address now holds at most its share."""
+    settings = make_settings(tmp_path, http={"token": OPERATOR})
+    catalog = Catalog(settings.catalog.url)
+    app = create_app(catalog, Outbox(tmp_path / "o"), settings)
+    limits = HttpLimits(max_connections=256, header_timeout_s=60, per_client=32)
+    sources = tuple(f"127.0.0.{n}" for n in range(20, 25))
+    try:
+        with (
+            running(app, limits=limits) as url,
+            _idle_connections(int(url.rsplit(":", 1)[1]), 1100, sources) as socks,
+        ):
+            wait_for(lambda: sum(_closed_by_peer(s) for s in socks) >= 1100 - 5 * 32, 30)
+            assert sum(not _closed_by_peer(s) for s in socks) <= 5 * 32
+            headers = {"Authorization": f"Bearer {OPERATOR}"}
+            for _ in range(3):  # another client is served at once
+                assert (
+                    httpx.get(f"{url}/api/studies", headers=headers, timeout=5).status_code == 200
+                )
+    finally:
+        catalog.close()

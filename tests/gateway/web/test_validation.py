@@ -7,6 +7,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,7 +20,7 @@ from gateway.web.api import MAX_STUDIES
 from gateway.web.fhir import MAX_COUNT
 from support.reports import Reported
 
-from .conftest import READER, bearer, running
+from .conftest import OPERATOR, READER, bearer, running
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -187,3 +188,34 @@ def test_logs_are_json_without_tracebacks_or_query_values(url: str, log_lines: i
     assert {"/fhir/Observation", "/api/studies"} <= {r["path"] for r in access}
     assert secret_patient not in json.dumps(records)
     assert not any("?" in r["path"] for r in access)
+
+
+def test_pull_requests_that_are_not_what_the_api_takes_get_4xx_never_500(
+    reported: Reported, tmp_path: Path
+) -> None:
+    """The red-team findings: a 23-digit pull id and a deeply nested body gave 500s;
+    control characters and text/plain bodies were taken."""
+    from gateway.retrieve.pulls import PullDesk
+    from support.gateway import make_settings
+
+    pacs = [{"name": "orthanc", "ae_title": "ORTHANC", "host": "127.0.0.1", "port": 4242}]
+    settings = make_settings(tmp_path, http=dict(reported.settings.http), pacs=pacs)
+    desk = PullDesk(reported.catalog, settings)
+    app = create_app(
+        reported.catalog, reported.outbox, settings, pull=desk.request, pull_status=desk.get
+    )
+    headers = {**bearer(OPERATOR), "content-type": "application/json"}
+    with running(app) as base:
+        assert (
+            httpx.get(f"{base}/api/pull/99999999999999999999999", headers=headers).status_code
+            == 422
+        )
+        nested = "[" * 2000 + "]" * 2000
+        assert httpx.post(f"{base}/api/pull", headers=headers, content=nested).status_code == 400
+        control = json.dumps({"accession_number": "ACC\x00\x07"})
+        refused = httpx.post(f"{base}/api/pull", headers=headers, content=control)
+        assert refused.status_code == 400 and "control characters" in refused.text
+        plain = {**headers, "content-type": "text/plain"}
+        body = json.dumps({"accession_number": "ACC-1"})
+        assert httpx.post(f"{base}/api/pull", headers=plain, content=body).status_code == 415
+        assert httpx.post(f"{base}/api/pull", headers=headers, content=body).status_code == 202
