@@ -307,3 +307,16 @@ def test_a_stain_rule_can_name_a_sites_own_stain_and_no_description_gets_the_def
     bare = restudy(source, tmp_path / "bare", "no-description", SpecimenDescriptionSequence=None)
     state, _ = _complete(catalog, bare, enabled=["hrd"])  # default_stain = "he" applies
     assert state == StudyState.QUEUED
+
+
+def test_a_study_of_more_slides_than_the_cap_is_refused_whole_and_kept(
+    catalog: Catalog, her2_cases: tuple[Path, dict[str, Her2SampleCase]], tmp_path: Path
+) -> None:
+    root, cases = her2_cases
+    source = _files(root, cases["HER2-DEMO-02"], "he")
+    files = [p for n in range(4) for p in restudy(source, tmp_path / f"s{n}", "crowded")]
+    state, reason = _complete(catalog, files, enabled=["hrd", "her2"], max_slides_per_study=3)
+    uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+    assert state == StudyState.FAILED and reason is not None and "too-many-slides" in reason
+    assert "4 slides, more than the 3" in reason and _keys(catalog, uid) == {}
+    assert all(p.exists() for p in files)
