@@ -39,7 +39,7 @@ from support.cluster import Cluster, reset_database
 from support.fhir_peer import FhirPeer, fhir_server
 from support.gateway import GatewayProcess, free_port, send, settings_dict, wait_for, write_toml
 from support.orthanc import Orthanc, orthanc
-from support.studies import restudy
+from support.studies import patient_of, restudy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -105,7 +105,13 @@ def test_each_study_is_routed_to_the_analyses_that_apply_with_one_sr_each(
         ),
         "mismatched": (
             deterministic_uid("mismatched", "study"),
-            restudy(_files(root, alone, "he"), tmp_path / "mm-he", "mismatched")
+            # Another block's H&E of the same patient (one patient per study).
+            restudy(
+                _files(root, alone, "he"),
+                tmp_path / "mm-he",
+                "mismatched",
+                **patient_of(_files(root, pair, "ihc")[0]),
+            )
             + restudy(_files(root, pair, "ihc"), tmp_path / "mm-ihc", "mismatched"),
         ),
     }

@@ -195,11 +195,17 @@ def test_another_patients_slides_never_amend_a_final_result(
 
     from gateway.catalog import JobStore
     from gateway.catalog.schema import Study
+    from support.studies import relabel
 
     pacs, ehr = peers
     case = sample_cases["DEMO-002"]
-    uid = case.identity["study_instance_uid"]
-    first_part, second_part = _series_files(samples_root, case)
+    # A copy under new UIDs: the other tests of this module share the peers.
+    uid, copies = relabel(samples_root / "dicom" / case.case_id, tmp_path / "copy")
+    by_series: dict[str, list[Path]] = {}
+    for path in copies:
+        series = str(pydicom.dcmread(path, stop_before_pixels=True).SeriesInstanceUID)
+        by_series.setdefault(series, []).append(path)
+    first_part, second_part = sorted(by_series.values())
     intruder = _other_patient(second_part, tmp_path / "intruder")
     config, port, url = _gateway(tmp_path, pacs, ehr)
     gw = GatewayProcess(config, tmp_path / "gateway.log").start()

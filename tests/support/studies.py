@@ -64,3 +64,12 @@ def restudy(files: list[Path], out: Path, study: str, **changes: object) -> list
         ds.save_as(target, enforce_file_format=True)
         copies.append(target)
     return copies
+
+
+PATIENT = ("PatientID", "IssuerOfPatientID", "PatientName", "PatientBirthDate", "PatientSex")
+
+
+def patient_of(path: Path) -> dict[str, object]:
+    """The patient attributes of ``path`` (``restudy`` changes: another slide, same patient)."""
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    return {keyword: ds.get(keyword) for keyword in PATIENT}

@@ -152,12 +152,12 @@ def api_router(
             """Queue a pull of one study (accession, Study UID, or patient + date); 202 + id."""
             from ..errors import ConfigError, GatewayError
 
-            media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-            if media != "application/json":
-                raise HTTPException(415, "send the body as application/json")
             declared = request.headers.get("content-length")
             if declared is None or not declared.isdigit() or int(declared) > MAX_PULL_BODY:
                 raise HTTPException(413, f"declare a body length of at most {MAX_PULL_BODY}")
+            media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            if media != "application/json":
+                raise HTTPException(415, "send the body as application/json")
             raw = b""
             async for chunk in request.stream():
                 raw += chunk
