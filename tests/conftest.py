@@ -21,6 +21,9 @@ DEMO_HEAD = REPO / "sample_data" / "demo_head"
 
 # Tests never touch a GPU, even where one exists, unless marked gpu.
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# The terminal width of whoever runs the tests (pytest-xdist passes COLUMNS to its
+# workers) must not fix the width of the CLI's tables: tests set it per command.
+os.environ.pop("COLUMNS", None)
 
 
 @pytest.fixture(scope="session")

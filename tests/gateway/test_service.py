@@ -281,7 +281,7 @@ def test_sigterm_hands_a_running_job_back_without_costing_an_attempt(
     config, port, url = _config(
         tmp_path,
         worker={"count": 1, "lease_s": 600, "stop_timeout_s": 0.5},
-        model={"max_tiles": 64, "min_tiles": 1, "device": "cpu", "batch_size": 4},
+        model={"max_tiles": 24, "min_tiles": 1, "device": "cpu", "batch_size": 4},
     )
     files = sorted((samples_root / "dicom" / case.case_id).rglob("*.dcm"))
     gw = GatewayProcess(config, tmp_path / "gateway.log").start()
@@ -296,7 +296,7 @@ def test_sigterm_hands_a_running_job_back_without_costing_an_attempt(
             catalog.close()
 
     wait_for(running, timeout=120, interval=0.1)
-    assert gw.stop() == 0  # SIGTERM while the job runs (64 tiles on the CPU)
+    assert gw.stop() == 0  # SIGTERM while the job runs (24 tiles on the CPU)
     catalog = Catalog(url)
     try:
         (job,) = JobStore(catalog).jobs(study_uid=uid)

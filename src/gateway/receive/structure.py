@@ -19,6 +19,13 @@ from __future__ import annotations
 import struct
 from typing import IO, Any
 
+from ihgamp_core.codestream import (
+    TileDecodeError,
+    TruncatedHeaderError,
+    j2k_size,
+    read_jpeg_header,
+)
+
 from .guard import DatasetMismatchError
 
 __all__ = ["MAX_FRAMES", "check_pixel_data"]
@@ -193,9 +200,6 @@ _JPEG2000 = frozenset(
         "1.2.840.10008.1.2.4.203",
     }
 )
-# Start-of-frame markers: SOF0-SOF15 but DHT, JPG and DAC; SOF55 (JPEG-LS).
-_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC} | {0xF7}
-_NO_LENGTH = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RSTn
 
 
 def _check_frame_size(head: bytes, ds: Any, transfer_syntax: str) -> None:
@@ -204,51 +208,20 @@ def _check_frame_size(head: bytes, ds: Any, transfer_syntax: str) -> None:
     A header that claims 65535 x 65535 around a 128 x 128 tile would be acknowledged and
     then fail (or allocate gigabytes) when read.
     """
-    if transfer_syntax in _JPEG:
-        size = _jpeg_size(head)
-    elif transfer_syntax in _JPEG2000:
-        size = _j2k_size(head)
-    else:
-        return
-    if size is None:
+    try:
+        if transfer_syntax in _JPEG:
+            header = read_jpeg_header(head)
+            size = (header.height, header.width)
+        elif transfer_syntax in _JPEG2000:
+            size = j2k_size(head)
+        else:
+            return
+    except TruncatedHeaderError:
         return  # the frame header lies beyond what was read: nothing to compare
+    except TileDecodeError as exc:
+        raise DatasetMismatchError(f"first frame: {exc}") from None
     rows, columns = _int(ds, "Rows"), _int(ds, "Columns")
     if size != (rows, columns):
         raise DatasetMismatchError(
             f"first frame is {size[1]} x {size[0]} pixels; Rows/Columns say {columns} x {rows}"
         )
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(rows, columns) from a JPEG or JPEG-LS frame header."""
-    if data[:2] != b"\xff\xd8":
-        raise DatasetMismatchError("first frame is not a JPEG codestream (no SOI marker)")
-    pos = 2
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            raise DatasetMismatchError(f"first frame: JPEG marker expected at byte {pos}")
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in _NO_LENGTH:
-            pos += 2
-            continue
-        if marker in _SOF:
-            if pos + 9 > len(data):
-                return None
-            rows, columns = struct.unpack(">HH", data[pos + 5 : pos + 9])
-            return int(rows), int(columns)
-        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
-    return None
-
-
-def _j2k_size(data: bytes) -> tuple[int, int] | None:
-    """(rows, columns) from a JPEG 2000 codestream's SIZ segment (raw or in a JP2 box)."""
-    start = data.find(b"\xff\x4f\xff\x51")
-    if start < 0:
-        raise DatasetMismatchError("first frame is not a JPEG 2000 codestream (no SOC/SIZ)")
-    if start + 24 > len(data):
-        return None
-    xsiz, ysiz, xosiz, yosiz = struct.unpack(">LLLL", data[start + 8 : start + 24])
-    return int(ysiz - yosiz), int(xsiz - xosiz)

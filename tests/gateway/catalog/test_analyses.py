@@ -12,25 +12,30 @@ WSI = "1.2.840.10008.5.1.4.1.1.77.1.6"
 UID = "1.2.3"
 
 
+def _instance(
+    study: str, series: str, sop: str, sha: str, sender: str | None = None
+) -> InstanceRecord:
+    """One slide instance as the receiver records it."""
+    return InstanceRecord(
+        study_uid=study,
+        series_uid=series,
+        sop_instance_uid=sop,
+        sop_class_uid=WSI,
+        transfer_syntax_uid="1.2.840.10008.1.2.1",
+        modality="SM",
+        accession_number=None,
+        image_flavor="VOLUME",
+        pixel_spacing_um=0.5,
+        path=f"/spool/{sop}.dcm",
+        size=1,
+        sha256=sha,
+        source=sender,
+    )
+
+
 def _routed(catalog: Catalog, *keys: str) -> JobStore:
     """A complete study whose routing decision asks for ``keys`` (``hrd``, ``her2:A1``...)."""
-    catalog.record_instance(
-        InstanceRecord(
-            study_uid=UID,
-            series_uid="1.2.3.4",
-            sop_instance_uid="1.2.3.4.5",
-            sop_class_uid=WSI,
-            transfer_syntax_uid="1.2.840.10008.1.2.1",
-            modality="SM",
-            accession_number=None,
-            image_flavor="VOLUME",
-            pixel_spacing_um=0.5,
-            path="/spool/x.dcm",
-            size=1,
-            sha256="a",
-        ),
-        None,
-    )
+    catalog.record_instance(_instance(UID, "1.2.3.4", "1.2.3.4.5", "a"), None)
     catalog.transition(UID, StudyState.COMPLETE)
     requests = [
         {
@@ -154,24 +159,7 @@ def test_a_new_routing_updates_queued_jobs_and_cancels_those_it_no_longer_asks_f
 
 def _study(catalog: Catalog, uid: str, sender: str, blocks: int) -> list[int]:
     """A complete study of ``blocks`` HER2 jobs opened by ``sender``; queue it."""
-    catalog.record_instance(
-        InstanceRecord(
-            study_uid=uid,
-            series_uid=f"{uid}.1",
-            sop_instance_uid=f"{uid}.1.1",
-            sop_class_uid=WSI,
-            transfer_syntax_uid="1.2.840.10008.1.2.1",
-            modality="SM",
-            accession_number=None,
-            image_flavor="VOLUME",
-            pixel_spacing_um=0.5,
-            path=f"/spool/{uid}.dcm",
-            size=1,
-            sha256=uid,
-            source=sender,
-        ),
-        None,
-    )
+    catalog.record_instance(_instance(uid, f"{uid}.1", f"{uid}.1.1", uid, sender), None)
     catalog.transition(uid, StudyState.COMPLETE)
     slides = [{"key": f"{uid}.1", "role": "he", "block": None}]
     requests = [
@@ -214,20 +202,7 @@ def test_a_study_reopened_while_its_job_waits_is_queued_again_and_moved_on(
 ) -> None:
     jobs = _routed(catalog, "hrd")
     (job_id,) = jobs.enqueue_all(UID, 3)
-    late = InstanceRecord(
-        study_uid=UID,
-        series_uid="1.2.3.4",
-        sop_instance_uid="1.2.3.4.6",
-        sop_class_uid=WSI,
-        transfer_syntax_uid="1.2.840.10008.1.2.1",
-        modality="SM",
-        accession_number=None,
-        image_flavor="VOLUME",
-        pixel_spacing_um=0.5,
-        path="/spool/late.dcm",
-        size=1,
-        sha256="b",
-    )
+    late = _instance(UID, "1.2.3.4", "1.2.3.4.6", "b")
     assert catalog.record_instance(late, None).reopened  # e.g. reconciled at a restart
     assert jobs.claim("w", 60) is None  # a receiving study's job waits for the rest
     catalog.transition(UID, StudyState.COMPLETE, "stable again")
