@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-from gateway.catalog import Catalog, InstanceRecord, JobStore, StudyState
+from gateway.catalog import Catalog, JobStore, StudyState
 from gateway.catalog.deliveries import DeliveryStore
+
+from .factories import instance_record
 
 WSI = "1.2.840.10008.5.1.4.1.1.77.1.6"
 
 
 def received_study(catalog: Catalog, study_uid: str, accession: str) -> None:
     """One slide instance of a study, received and complete."""
-    catalog.record_instance(
-        InstanceRecord(
-            study_uid=study_uid,
-            series_uid=f"{study_uid}.1",
-            sop_instance_uid=f"{study_uid}.1.1",
-            sop_class_uid=WSI,
-            transfer_syntax_uid="1.2.840.10008.1.2.4.50",
-            modality="SM",
-            accession_number=accession,
-            image_flavor="VOLUME",
-            pixel_spacing_um=0.5,
-            path=f"/spool/{study_uid}.dcm",
-            size=10,
-            sha256="a" * 64,
-        ),
-        None,
+    record = instance_record(
+        study_uid, f"{study_uid}.1", f"{study_uid}.1.1", "a" * 64, accession_number=accession
     )
+    catalog.record_instance(record, None)
     catalog.transition(study_uid, StudyState.COMPLETE)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.catalog import AnalysisStore, Catalog, InstanceRecord, JobStore, StudyState, utcnow
+from support.factories import instance_record
 
 pytestmark = pytest.mark.integration
 
@@ -16,21 +17,7 @@ def _instance(
     study: str, series: str, sop: str, sha: str, sender: str | None = None
 ) -> InstanceRecord:
     """One slide instance as the receiver records it."""
-    return InstanceRecord(
-        study_uid=study,
-        series_uid=series,
-        sop_instance_uid=sop,
-        sop_class_uid=WSI,
-        transfer_syntax_uid="1.2.840.10008.1.2.1",
-        modality="SM",
-        accession_number=None,
-        image_flavor="VOLUME",
-        pixel_spacing_um=0.5,
-        path=f"/spool/{sop}.dcm",
-        size=1,
-        sha256=sha,
-        source=sender,
-    )
+    return instance_record(study, series, sop, sha, source=sender)
 
 
 def _routed(catalog: Catalog, *keys: str) -> JobStore:

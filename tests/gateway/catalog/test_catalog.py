@@ -20,6 +20,7 @@ from gateway.catalog import (
 from gateway.catalog.access import AccessLog, SessionStore
 from gateway.catalog.schema import AccessAction
 from gateway.errors import CatalogError, UidConflictError
+from support.factories import instance_record
 
 pytestmark = pytest.mark.integration
 
@@ -35,19 +36,16 @@ def rec(
     sop_class: str = WSI,
     spacing: float | None = 0.5,
 ) -> InstanceRecord:
-    return InstanceRecord(
-        study_uid=study,
-        series_uid=series,
-        sop_instance_uid=sop,
-        sop_class_uid=sop_class,
-        transfer_syntax_uid="1.2.840.10008.1.2.4.50",
-        modality="SM",
+    return instance_record(
+        study,
+        series,
+        sop,
+        sha * 64,
+        sop_class,
+        spacing,
         accession_number="ACC1",
         image_flavor="VOLUME",
-        pixel_spacing_um=spacing,
         path=f"/spool/{sop}",
-        size=10,
-        sha256=sha * 64,
     )
 
 

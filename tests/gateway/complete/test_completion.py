@@ -11,6 +11,7 @@ from gateway.catalog import Catalog, InstanceRecord, JobStore, StudyState
 from gateway.complete import CompletionMonitor, decide
 from gateway.config import CompletionSettings
 from gateway.lifecycle import StudyLifecycle
+from support.factories import instance_record
 
 WSI = "1.2.840.10008.5.1.4.1.1.77.1.6"
 SR = "1.2.840.10008.5.1.4.1.1.88.34"
@@ -21,20 +22,7 @@ RULES = CompletionSettings(series_stable_s=10, study_stable_s=30, force_after_s=
 def rec(
     series: str, sop: str, sop_class: str = WSI, spacing: float | None = 0.25, study: str = "1.9"
 ) -> InstanceRecord:
-    return InstanceRecord(
-        study_uid=study,
-        series_uid=series,
-        sop_instance_uid=sop,
-        sop_class_uid=sop_class,
-        transfer_syntax_uid="1.2.840.10008.1.2.4.50",
-        modality="SM",
-        accession_number=None,
-        image_flavor="VOLUME" if sop_class == WSI else None,
-        pixel_spacing_um=spacing,
-        path=f"/s/{sop}",
-        size=1,
-        sha256=sop.ljust(64, "0"),
-    )
+    return instance_record(study, series, sop, sop_class=sop_class, spacing=spacing)
 
 
 class Queue:
