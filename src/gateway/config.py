@@ -156,10 +156,16 @@ class DicomSettings(_Model):
     tls: TlsSettings = TlsSettings()
     patient_identity_key_file: Path | None = None
     scored_study_additions: StudyAdditions = StudyAdditions.ANY
-    reserved_unassociated: int = Field(default=16, ge=0, le=10_000)
+    reserved_unassociated: int | None = Field(default=None, ge=0, le=10_000)
     trusted_networks: tuple[str, ...] = ()
 
     _v_ae = field_validator("ae_title")(_ae_title)
+
+    def reserved(self) -> int:
+        """Pre-association slots kept for trusted addresses (default 16, at most 1/8)."""
+        if self.reserved_unassociated is not None:
+            return self.reserved_unassociated
+        return min(16, self.max_unassociated // 8)
 
     @field_validator("trusted_networks")
     @classmethod
@@ -185,7 +191,9 @@ class DicomSettings(_Model):
 
     @model_validator(mode="after")
     def _someone_may_call(self) -> DicomSettings:
-        if self.reserved_unassociated >= self.max_unassociated:
+        if self.reserved_unassociated is not None and (
+            self.reserved_unassociated >= self.max_unassociated
+        ):
             raise ValueError("reserved_unassociated must be less than max_unassociated")
         if not self.allowed_aes and not self.accept_any_ae:
             raise ValueError(
@@ -651,6 +659,14 @@ class PacsNode(_Model):
         if self.retrieve == "dicomweb" and self.dicomweb_url is None:
             raise ValueError("retrieve = 'dicomweb' needs dicomweb_url")
         return self
+
+    @property
+    def sender(self) -> str:
+        """Who sent what is retrieved from it (the study's first sender, for ``opener``).
+
+        Its AE title, as its C-MOVE sub-operations call us; else ``pacs:<name>``.
+        """
+        return self.ae_title or f"pacs:{self.name}"
 
 
 class PullSettings(_Model):

@@ -21,6 +21,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 __all__ = [
     "CatalogError",
     "ConfigError",
@@ -88,8 +90,12 @@ class ResultUnchangedError(GatewayError):
     """A new result has the key of the one already issued: same inputs, same model.
 
     Issuing it again would send new content under the SOP Instance UIDs already sent;
-    the earlier result stands.
+    the earlier result (its ``result.json`` at ``path``) stands.
     """
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class QueueError(GatewayError):

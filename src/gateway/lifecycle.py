@@ -100,6 +100,7 @@ class StudyLifecycle:
         self.max_mpp = max_mpp
         self.router = router
         self.analyses = AnalysisStore(catalog)
+        self.jobs = JobStore(catalog)
 
     def complete(self, study_uid: str, reason: str, forced: bool = False) -> bool:
         """Complete a receiving study and queue it (or fail it: nothing scoreable).
@@ -135,6 +136,7 @@ class StudyLifecycle:
             limit = "" if self.max_mpp is None else f" at or finer than {self.max_mpp:.2f} um/px"
             reason = f"no whole-slide series with a level{limit} (20x equivalent) to score"
             self.catalog.transition(study_uid, StudyState.FAILED, reason)
+            self.jobs.cancel_waiting(study_uid, reason)
             logger.warning("study not scoreable", extra={"study_uid": study_uid, "reason": reason})
             return False
         return self._route_and_queue(study_uid, "complete")
@@ -169,10 +171,12 @@ class StudyLifecycle:
             skipped = "; ".join(f"{s.analysis}: {s.reason}" for s in decision.skipped)
             why = "no analysis applies" + (f" ({skipped})" if skipped else "")
             self.catalog.transition(study_uid, StudyState.IGNORED, why)
+            self.jobs.cancel_waiting(study_uid, why)
             return False
         refused = _refusals(decision)
         if not decision.requests:
             self.catalog.transition(study_uid, StudyState.FAILED, f"not scored: {refused}")
+            self.jobs.cancel_waiting(study_uid, f"not scored: {refused}")
             logger.warning("every slide refused", extra={"study_uid": study_uid, "reason": refused})
             return False
         self.queue.submit(study_uid, f"{reason}; refused: {refused}" if refused else reason)

@@ -58,10 +58,18 @@ class PollingLoop:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop after the current step; wait up to ``timeout_s`` for it."""
+        self.signal_stop()
+        self.join(timeout_s)
+
+    def signal_stop(self) -> None:
+        """Ask the loop to stop after its current step (without waiting)."""
         self._stop.set()
         self._wake.set()
+
+    def join(self, timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` for a stopping loop's thread to end."""
         if self._thread is not None:
-            self._thread.join(timeout=timeout_s)
+            self._thread.join(timeout=max(0.0, timeout_s))
             if not self._thread.is_alive():
                 self._thread = None  # else `running` says a step outlived the wait
 

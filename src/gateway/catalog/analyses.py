@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from ..errors import CatalogError
 from .catalog import Catalog, utcnow
@@ -152,16 +152,6 @@ class AnalysisStore:
                 )
             ).all()
         return sorted(f"{uid}:{sha}" for uid, sha in rows)
-
-    def mark_inputs(self, study_uid: str, job_key: str, inputs_key: str) -> None:
-        """Record that the request's latest result is also the result of ``inputs_key``."""
-        with self.catalog.session() as s:
-            study = self._study(s, study_uid)
-            s.execute(
-                update(AnalysisResult)
-                .where(AnalysisResult.study_id == study.id, AnalysisResult.job_key == job_key)
-                .values(inputs_key=inputs_key)
-            )
 
     def flag_review(self, study_uid: str, reason: str | None) -> None:
         """Flag the study for a person's review (a result was withheld); None clears it."""

@@ -371,7 +371,11 @@ class Catalog:
                     )
                 if current.sha256 == rec.sha256:
                     return RecordOutcome(duplicate=True, version=current.version, reopened=False)
-            study = s.scalars(select(Study).where(Study.study_uid == rec.study_uid)).first()
+            # Locked (PostgreSQL; SQLite holds its write lock already): two receivers adding
+            # to one study compare and complete its patient identity one after the other.
+            study = s.scalars(
+                select(Study).where(Study.study_uid == rec.study_uid).with_for_update()
+            ).first()
             if study is None:
                 study = Study(
                     study_uid=rec.study_uid,

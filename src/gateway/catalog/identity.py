@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset
 
-from ..errors import PatientConflictError
+from ..errors import ConfigError, PatientConflictError
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -49,6 +49,7 @@ __all__ = [
     "IdentityKey",
     "PatientIdentity",
     "backfill_identity",
+    "check_key",
     "studies_without_identity",
 ]
 
@@ -188,6 +189,10 @@ class IdentityKey:
                 logger.warning("patient identity key created", extra={"path": str(path)})
             except FileExistsError:
                 pass
+            except OSError:  # no hard links on this file system: rename unless one won
+                if not path.exists():
+                    os.replace(temporary, path)
+                    logger.warning("patient identity key created", extra={"path": str(path)})
             finally:
                 temporary.unlink(missing_ok=True)
         return cls(path.read_bytes())
@@ -249,3 +254,38 @@ def backfill_identity(catalog: Catalog, study_uid: str, identity: PatientIdentit
             .values(patient_identity=identity.to_text())
         )
     return bool(getattr(done, "rowcount", 0))
+
+
+def check_key(catalog: Catalog, key: IdentityKey, path: Path) -> None:
+    """Record the key's fingerprint in a new catalog, or check it against the recorded one.
+
+    Raises
+    ------
+    ConfigError
+        When the catalog's studies were recorded with another key (a lost or replaced key
+        file, or receivers that do not share it): every instance added to them would be
+        refused, so the receiver does not start.
+    """
+    from sqlalchemy.exc import IntegrityError
+
+    from .schema import SiteKey
+
+    for _ in range(2):
+        try:
+            with catalog.session() as s:
+                row = s.get(SiteKey, "patient-identity")
+                if row is None:
+                    s.add(SiteKey(name="patient-identity", fingerprint=key.fingerprint))
+                    return
+                recorded = row.fingerprint
+            break
+        except IntegrityError:  # recorded by another receiver at the same moment
+            continue
+    else:  # pragma: no cover - two lost races in a row
+        raise ConfigError("cannot record the patient identity key in the catalog; try again")
+    if recorded != key.fingerprint:
+        raise ConfigError(
+            f"the patient identity key {path} (fingerprint {key.fingerprint}) is not the one "
+            f"this catalog's studies were recorded with ({recorded}): restore that key file "
+            "(from the spool's backup), or point dicom.patient_identity_key_file at it"
+        )

@@ -198,8 +198,9 @@ class JobStore:
         """Due jobs in claim order (fairest first).
 
         The fewest waiting jobs ahead of them in their own study, then from their study's
-        sender, then ``prefer``, then the oldest. Jobs of a study that is receiving again
-        (reopened by a late instance) wait: it is routed and queued again when complete.
+        sender, then ``prefer``, then the oldest. Only jobs of a queued or scoring study
+        are due: those of a study receiving again (reopened by a late instance) wait until
+        it is routed and queued again.
         """
         ahead, ahead_study = aliased(Job), aliased(Study)
         waiting = ahead.state.in_([JobState.QUEUED, JobState.RUNNING])
@@ -217,11 +218,13 @@ class JobStore:
         order: list[Any] = [in_study, from_sender]
         if prefer is not None:
             order.append(case((Job.id == prefer, 0), else_=1))
-        receiving = Study.state == StudyState.RECEIVING  # reopened: its jobs wait for the rest
+        # Only a queued or scoring study's jobs run: one receiving again (reopened) waits to
+        # be routed anew; a failed or ignored one's waiting jobs are cancelled.
+        live = Study.state.in_([StudyState.QUEUED, StudyState.SCORING])
         return (
             select(Job)
             .join(Study, Study.id == Job.study_id)
-            .where(due, ~receiving)
+            .where(due, live)
             .order_by(*order, Job.id)
         )
 
@@ -240,6 +243,20 @@ class JobStore:
         now = now or utcnow()
         return self._claim(self._fair(self._due(now), prefer), owner, lease_s, now)
 
+    def cancel_waiting(self, study_uid: str, reason: str, now: dt.datetime | None = None) -> int:
+        """Cancel a study's queued jobs (its new routing runs nothing); return how many."""
+        now = now or utcnow()
+        with self.catalog.session() as s:
+            study = s.scalars(select(Study).where(Study.study_uid == study_uid)).first()
+            if study is None:
+                return 0
+            done = s.execute(
+                update(Job)
+                .where(Job.study_id == study.id, Job.state == JobState.QUEUED)
+                .values(state=JobState.CANCELLED, finished_at=now, last_error=reason[:2000])
+            )
+            return int(getattr(done, "rowcount", 0) or 0)
+
     def release(self, job_id: int, owner: str, now: dt.datetime | None = None) -> bool:
         """Hand a running job back (clean shutdown): queued now, its attempt not counted.
 
@@ -247,19 +264,28 @@ class JobStore:
         False when ``owner`` no longer holds the job.
         """
         now = now or utcnow()
-        with self.catalog.session() as s:
+        with self.catalog.session(write=True) as s:
+            released = s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.state == JobState.RUNNING, Job.lease_owner == owner)
+                .values(
+                    state=JobState.QUEUED,
+                    attempts=case((Job.attempts > 0, Job.attempts - 1), else_=0),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    next_attempt_at=now,
+                    published_at=None,  # the sweeper announces it again (broker backends)
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if not getattr(released, "rowcount", 0):
+                return False  # taken over meanwhile (its lease had expired): not ours
             job = s.get(Job, job_id)
-            if job is None or job.state != JobState.RUNNING or job.lease_owner != owner:
-                return False
-            job.state = JobState.QUEUED
-            job.attempts = max(0, job.attempts - 1)
-            job.lease_owner = None
-            job.lease_expires_at = None
-            job.next_attempt_at = now
-            job.published_at = None  # the sweeper announces it again (broker backends)
-            study = s.get(Study, job.study_id)
+            study = s.get(Study, job.study_id) if job is not None else None
             running = s.scalars(
-                select(Job.id).where(Job.study_id == job.study_id, Job.state == JobState.RUNNING)
+                select(Job.id).where(
+                    Job.study_id == (study.id if study else -1), Job.state == JobState.RUNNING
+                )
             ).first()
             if study is not None and study.state == StudyState.SCORING and running is None:
                 move(study, StudyState.QUEUED, "worker stopped; job handed back", now)

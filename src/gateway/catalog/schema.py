@@ -48,6 +48,7 @@ __all__ = [
     "PullState",
     "JobState",
     "Series",
+    "SiteKey",
     "Study",
     "StudyState",
 ]
@@ -292,6 +293,20 @@ class AnalysisResult(Base):
     scored_at: Mapped[dt.datetime] = mapped_column(default=_utc)
     #: Digest of the model and the exact input files: equal means a re-run is not needed.
     inputs_key: Mapped[str | None] = mapped_column(String(64))
+
+
+class SiteKey(Base):
+    """The fingerprint of a site secret the catalog's rows were made with (never the key).
+
+    ``patient-identity``: the key of the studies' patient identity digests; a receiver
+    with another key refuses to start rather than refuse every instance of earlier studies.
+    """
+
+    __tablename__ = "site_keys"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=_utc)
 
 
 class Lease(Base):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable
 
@@ -80,8 +81,11 @@ class InProcessQueue(JobQueue):
         so a clean shutdown neither holds a lease until it expires nor costs an attempt.
         """
         timeout = self.settings.stop_timeout_s if timeout_s is None else timeout_s
+        for loop in self._loops:  # all stop claiming at once, then share one deadline
+            loop.signal_stop()
+        deadline = time.monotonic() + timeout
         for loop in self._loops:
-            loop.stop(timeout)
+            loop.join(deadline - time.monotonic())
         self.runner.release_running()
 
     def busy(self) -> bool:

@@ -79,7 +79,12 @@ class JobRunner:
         """
         with self._lock:
             running = dict(self._running)
-        released = sum(self.jobs.release(job_id, owner) for job_id, owner in running.items())
+        released = 0
+        for job_id, owner in running.items():
+            try:
+                released += self.jobs.release(job_id, owner)
+            except Exception:  # the catalog is gone: the lease expires as after a crash
+                logger.exception("cannot hand a running job back", extra={"job_id": job_id})
         if released:
             logger.warning("running jobs handed back at shutdown", extra={"jobs": released})
         return released

@@ -155,7 +155,7 @@ class DicomListener:
         self.gate = ConnectionGate(
             settings.max_unassociated_per_host,
             settings.max_unassociated,
-            settings.reserved_unassociated,
+            settings.reserved(),
             self.policy.trusted_address,
         )
         ae = AE(ae_title=settings.ae_title)

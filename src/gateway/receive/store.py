@@ -22,6 +22,7 @@ from ..catalog.identity import (
     DEFAULT_KEY_NAME,
     IdentityKey,
     backfill_identity,
+    check_key,
     studies_without_identity,
 )
 from ..config import DicomSettings, StudyAdditions
@@ -87,10 +88,18 @@ class InstanceStore:
 
     @cached_property
     def identity(self) -> IdentityKey:
-        """The site key (loaded, or created, on first use: `ihgamp find` needs none)."""
+        """The site key (loaded, or created, on first use: `ihgamp find` needs none).
+
+        Raises
+        ------
+        ConfigError
+            When it is not the key the catalog's studies were recorded with.
+        """
         if isinstance(self._identity, IdentityKey):
             return self._identity
-        return IdentityKey.load(self._identity)
+        key = IdentityKey.load(self._identity)
+        check_key(self.catalog, key, self._identity)
+        return key
 
     @classmethod
     def for_settings(cls, settings: DicomSettings, catalog: Catalog, spool: Spool) -> InstanceStore:
@@ -214,8 +223,14 @@ class InstanceStore:
         dict
             How many placements were ``recorded``, already ``known``, ``quarantined``,
             and how many partial files were ``removed``.
+
+        Raises
+        ------
+        ConfigError
+            When the patient identity key is not the one the catalog was recorded with.
         """
         counts = {"recorded": 0, "known": 0, "quarantined": 0, "removed": 0}
+        _ = self.identity  # load (or create) and check the site key now, not at a C-STORE
         for placement in self.spool.placements():
             path = placement.final
             if self.catalog.has_instance_path(str(path)):

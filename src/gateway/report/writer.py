@@ -224,11 +224,13 @@ class ReportWriter:
             )
         for note in report.notes:
             logger.warning("report incomplete", extra={"study_uid": study_uid, "reason": note})
+        # Deliveries before result.json: a result.json with this key means everything of
+        # the result is done (predecessor() treats that key as issued).
+        self._queue_deliveries(study_uid, report.ids.key, report.bundle is not None, dicom_files)
         summary = report_summary(report, names, supersedes)
         path = self.outbox.write_file(
             study_uid, "result.json", (json.dumps(summary, indent=2) + "\n").encode()
         )
-        self._queue_deliveries(study_uid, report.ids.key, report.bundle is not None, dicom_files)
         return report, path
 
     def write_analysis(
@@ -310,17 +312,17 @@ class ReportWriter:
         }
         if supersedes is not None:
             document["supersedes"] = _supersedes_dict(supersedes)
-        path = self.outbox.write_file(
-            study_uid,
-            f"{folder}/result.json",
-            (json.dumps(document, indent=2, default=str) + "\n").encode(),
-        )
-        self._queue_deliveries(
+        self._queue_deliveries(  # before result.json (see write())
             study_uid,
             report.key,
             report.bundle is not None,
             [f"{folder}/{f}" for f in dicom_files],
             f"{folder}/fhir-bundle.json",
+        )
+        path = self.outbox.write_file(
+            study_uid,
+            f"{folder}/result.json",
+            (json.dumps(document, indent=2, default=str) + "\n").encode(),
         )
         return report, path
 
@@ -355,7 +357,9 @@ class ReportWriter:
             previous = json.loads(Path(result_path).read_text())
             outputs = previous["outputs"]
             if outputs["key"] == key:
-                raise ResultUnchangedError(f"the result equals the one issued ({result_path})")
+                raise ResultUnchangedError(
+                    f"the result equals the one issued ({result_path})", Path(result_path)
+                )
             self._same_subject(outputs, context)
             return Supersedes(
                 observation_identifier=outputs.get("fhir_observation_identifier")

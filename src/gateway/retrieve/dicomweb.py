@@ -129,7 +129,7 @@ def dicomweb_retrieve_study(
                     pixels = dataset.get("PixelData")
                     store.spool.check_space(len(pixels) if pixels is not None else 0)
                     dataset.save_as(path, enforce_file_format=True)
-                    store.store(path, str(dataset.SOPClassUID), sop_uid, None, f"pacs:{node.name}")
+                    store.store(path, str(dataset.SOPClassUID), sop_uid, None, node.sender)
                 except OSError as exc:
                     raise SpoolError(f"cannot write the retrieved instance: {exc}") from None
                 finally:

@@ -352,7 +352,7 @@ def get_study(
                 str(request.AffectedSOPClassUID),
                 sop_uid,
                 None,
-                f"pacs:{node.name}",
+                node.sender,
             )
             outcome.status = SUCCESS
         store.audit_refusal(None, sop_uid, outcome)

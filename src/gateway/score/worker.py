@@ -195,19 +195,11 @@ class ScoreProcessor:
                 extra={"study_uid": job.study_uid, "job": job.job_key},
             )
             return
-        try:
-            if job.analysis == AnalysisName.HRD:
-                self._hrd(job, files, inputs_key)
-            else:
-                assert job.request is not None  # noqa: S101 - checked above
-                self._analysis(job, request_from_dict(job.request), files, inputs_key)
-        except ResultUnchangedError:
-            self.results.mark_inputs(job.study_uid, job.job_key, inputs_key)
-            logger.info(
-                "result equals the one issued; it stands",
-                extra={"study_uid": job.study_uid, "job": job.job_key},
-            )
-            return
+        if job.analysis == AnalysisName.HRD:
+            self._hrd(job, files, inputs_key)
+        else:
+            assert job.request is not None  # noqa: S101 - checked above
+            self._analysis(job, request_from_dict(job.request), files, inputs_key)
         if self.on_reported is not None:
             self.on_reported(job.study_uid)
 
@@ -231,6 +223,15 @@ class ScoreProcessor:
             *self.results.input_files(job.study_uid, sorted(files)),
         ]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+    @staticmethod
+    def _unchanged(job: ClaimedJob, unchanged: ResultUnchangedError) -> Path:
+        """The result equals the one issued: it stands; the catalog is brought up to it."""
+        logger.info(
+            "result equals the one issued; it stands",
+            extra={"study_uid": job.study_uid, "job": job.job_key},
+        )
+        return unchanged.path
 
     def _withheld(self, job: ClaimedJob, exc: Exception) -> PermanentJobError:
         """A result that must not be issued: flag the study for review, fail the job."""
@@ -257,9 +258,12 @@ class ScoreProcessor:
                     source.label: read_thumbnail(slide)
                     for source, slide in zip(sources, slides, strict=True)
                 }
-            _, path = self.reports.write(
-                job.study_uid, result, files, self.engine.head.probability, thumbnails
-            )
+            try:
+                _, path = self.reports.write(
+                    job.study_uid, result, files, self.engine.head.probability, thumbnails
+                )
+            except ResultUnchangedError as unchanged:
+                path = self._unchanged(job, unchanged)
         except (MixedPatientsError, ResultWithheldError) as exc:
             raise self._withheld(job, exc) from exc
         except IhgampError as exc:
@@ -311,16 +315,19 @@ class ScoreProcessor:
                 }
                 result = analysis.run(request, slides, job.study_uid)
                 thumbnails = {key: read_thumbnail(slide) for key, slide in slides.items()}
-            report, path = self.reports.write_analysis(
-                job.study_uid, job.job_key, analysis, result, files, thumbnails
-            )
+            try:
+                _, path = self.reports.write_analysis(
+                    job.study_uid, job.job_key, analysis, result, files, thumbnails
+                )
+            except ResultUnchangedError as unchanged:
+                path = self._unchanged(job, unchanged)
         except PairingError as exc:
             raise PermanentJobError(f"mismatched-blocks: {exc}") from exc
         except (MixedPatientsError, ResultWithheldError) as exc:
             raise self._withheld(job, exc) from exc
         except IhgampError as exc:
             raise PermanentJobError(str(exc)) from exc
-        outcome = report.outcome
+        outcome = analysis.outcome(result)
         self.results.record(
             job.study_uid,
             job.job_key,

@@ -55,7 +55,7 @@ class LoginThrottle:
             entry = self._failures.get(client)
             if entry is None or entry.count < self.threshold:
                 return 0.0
-            wait = min(MAX_WAIT_S, 2.0 ** (entry.count - self.threshold))
+            wait = min(MAX_WAIT_S, 2.0 ** min(entry.count - self.threshold, 16))
             return max(0.0, entry.last + wait - self._now())
 
     def failed(self, client: str) -> int:

@@ -211,3 +211,17 @@ def test_a_released_job_is_queued_at_once_and_its_attempt_not_counted(catalog: C
     assert _state(catalog)[0] == StudyState.QUEUED
     again = jobs.claim("w2", 600)
     assert again is not None and again.attempt == 1 and not again.took_over
+
+
+def test_waiting_jobs_of_a_study_routed_to_nothing_never_run(catalog: Catalog) -> None:
+    """Review finding: a study reopened while its job waited, then refused by its new
+    routing (over the slide cap, say), must not have the old job run on the old slides."""
+    jobs = _routed(catalog, "hrd")
+    jobs.enqueue_all(UID, 3)
+    catalog.record_instance(_instance(UID, "1.2.3.4", "1.2.3.4.7", "c"), None)  # reopened
+    catalog.transition(UID, StudyState.COMPLETE, "stable again")
+    catalog.transition(UID, StudyState.FAILED, "not scored: too-many-slides")
+    assert jobs.claim("w", 60) is None  # not due: the study is not queued
+    assert jobs.cancel_waiting(UID, "not scored: too-many-slides") == 1
+    (job,) = jobs.jobs(study_uid=UID)
+    assert job.state == "cancelled" and "too-many-slides" in str(job.last_error)

@@ -304,3 +304,17 @@ def test_repeated_failed_logins_back_off_per_address_and_are_audited(
     warnings = [r for r in caplog.records if r.getMessage() == "status-page login failed"]
     assert len(warnings) == 5
     assert not any("guess-" in str(r.__dict__) for r in caplog.records)  # no token material
+
+
+def test_the_login_back_off_is_capped_and_never_overflows() -> None:
+    from gateway.web.throttle import MAX_WAIT_S, LoginThrottle
+
+    now = [0.0]
+    throttle = LoginThrottle(threshold=5, clock=lambda: now[0])
+    for _ in range(5000):  # far past where 2 ** n overflows a float
+        throttle.failed("10.0.0.9")
+    assert throttle.wait_s("10.0.0.9") == MAX_WAIT_S
+    now[0] += MAX_WAIT_S
+    assert throttle.wait_s("10.0.0.9") == 0.0 and throttle.wait_s("10.0.0.8") == 0.0
+    throttle.succeeded("10.0.0.9")
+    assert throttle.wait_s("10.0.0.9") == 0.0
