@@ -88,7 +88,7 @@ def test_latency_bench_measures_ack_to_result_through_the_gateway(tmp_path: Path
     assert figures["runtime"]["device"] == "cpu"
     # The result cannot appear before the engine has run.
     assert figures["ack_to_result_s"] >= figures["engine_timings"]["total_s"] > 0
-    assert "study scored" in (tmp_path / "run" / "gw.log").read_text()
+    assert "analysis scored" in (tmp_path / "run" / "gw.log").read_text()
 
 
 def test_large_slide_is_written_without_imagecodecs(tmp_path: Path) -> None:

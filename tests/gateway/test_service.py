@@ -93,7 +93,7 @@ def test_serve_receives_completes_scores_and_logs_no_patient_data(
     finally:
         assert gw.stop() == 0  # SIGTERM: clean exit
     text = log.read_text()
-    assert "study scored" in text and "association accepted" in text
+    assert "analysis scored" in text and "association accepted" in text
     assert "AccessionNumber is longer than 64 characters" in text
     for secret in [*planted.values(), "ACCSECRET", "PLANTEDSURNAME"]:
         assert secret not in text, f"log contains patient data: {secret}"

@@ -238,7 +238,8 @@ def test_another_patients_slides_never_amend_a_final_result(
                 study = catalog.study(uid)
             finally:
                 catalog.close()
-            return study if study is not None and study.review_reason else None
+            flagged = study is not None and study.review_reason and study.state == "failed"
+            return study if flagged else None
 
         # ... the report step refuses to mix the two patients, and flags the study.
         flagged = wait_for(withheld, timeout=180)

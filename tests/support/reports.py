@@ -15,6 +15,7 @@ from gateway.catalog import Catalog, InstanceRecord, StudyState
 from gateway.config import Settings
 from gateway.dispatch.outbox import Outbox
 from gateway.report.writer import ReportWriter
+from ihgamp_core.analysis.hrd import HrdAnalysis
 from ihgamp_core.scoring import Engine, ScoringOptions
 from ihgamp_core.slide import discover_slides
 from ihgamp_core.slide.resample import read_thumbnail
@@ -27,8 +28,9 @@ class Reported:
     catalog: Catalog
     outbox: Outbox
     study_uid: str
-    report: Any
+    report: Any  # the AnalysisReport
     folder: Path
+    result: Any = None  # the engine's CaseResult
 
 
 def make_reported(
@@ -64,10 +66,12 @@ def make_reported(
         slides = [stack.enter_context(s.open()) for s in sources]
         result = engine.score_case(slides, study_uid, ScoringOptions(max_tiles=2, min_tiles=1))
         thumbs = {str(sl.info.series_instance_uid): read_thumbnail(sl, 256) for sl in slides}
+    analysis = HrdAnalysis(engine, ScoringOptions(max_tiles=2, min_tiles=1))
+    ordered = {k: files[k] for k in sorted(files)}
     report, _ = ReportWriter(catalog, outbox, settings).write(
-        study_uid, result, files, engine.head.probability, thumbs
+        study_uid, "hrd", analysis, result, ordered, thumbs, folder=""
     )
-    return Reported(settings, catalog, outbox, study_uid, report, outbox.folder(study_uid))
+    return Reported(settings, catalog, outbox, study_uid, report, outbox.folder(study_uid), result)
 
 
 def dciodvfy(path: Path) -> tuple[list[str], str]:

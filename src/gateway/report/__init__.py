@@ -1,5 +1,5 @@
 """Building a scored study's reports (SR, heatmaps, FHIR) into the outbox."""
 
-from .writer import ReportWriter, report_summary
+from .writer import ReportWriter
 
-__all__ = ["ReportWriter", "report_summary"]
+__all__ = ["ReportWriter"]

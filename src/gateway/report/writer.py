@@ -1,6 +1,10 @@
-"""Turning a scored study into its reports, in the outbox, and queuing their deliveries.
+"""Turning an analysis result into its reports, in the outbox, and queuing their deliveries.
 
-Outbox folder of a study::
+One method for every analysis (:meth:`ReportWriter.write`): the analysis builds its
+reports (``analysis.report``), the writer names the predecessor, writes the files, keeps
+the FHIR resources, queues the deliveries and writes ``result.json`` last.
+
+Outbox folder of a study (HRD's result)::
 
     result.json            engine result + triage + output identifiers
     sr.dcm                 DICOM SR (TID 1500)
@@ -24,7 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -35,19 +39,13 @@ from numpy.typing import NDArray
 from pydicom.filebase import DicomBytesIO
 
 from ihgamp_core.analysis import Analysis, AnalysisReport, ReportOptions
-from ihgamp_core.analysis.hrd import hrd_document
 from ihgamp_core.errors import ReportBuildError
 from ihgamp_core.report import (
-    CaseReport,
     ReportContext,
     Supersedes,
     TriagePolicy,
-    build_reports,
-    output_ids,
 )
-from ihgamp_core.report.codes import LOINC, LOINC_HRD
 from ihgamp_core.report.fhir import DEVICE_SYSTEM, build_imaging_study, resolved_resources
-from ihgamp_core.result import CaseResult
 
 from ..catalog import AnalysisStore, Catalog
 from ..catalog.deliveries import DeliveryStore, ObservationStore
@@ -56,25 +54,11 @@ from ..config import Settings
 from ..dispatch.outbox import Outbox, job_folder
 from ..errors import ResultUnchangedError, ResultWithheldError
 
-__all__ = ["ReportWriter", "report_summary"]
+__all__ = ["ReportWriter"]
 
 logger = logging.getLogger(__name__)
 
 COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
-
-
-def report_summary(
-    report: CaseReport, files: list[str], supersedes: Supersedes | None = None
-) -> dict[str, Any]:
-    """``result.json``: the engine's HRD document plus the chain identifier and file names."""
-    data = hrd_document(report)
-    data["outputs"]["fhir_observation_identifier"] = _chain_identifier(
-        report.ids.observation_identifier, supersedes
-    )
-    data["outputs"]["files"] = files
-    if supersedes is not None:
-        data["supersedes"] = _supersedes_dict(supersedes)
-    return data
 
 
 def _chain_identifier(own: str, supersedes: Supersedes | None) -> str:
@@ -167,100 +151,43 @@ class ReportWriter:
     def write(
         self,
         study_uid: str,
-        result: CaseResult,
-        files_by_series: Mapping[str, list[str]],
-        probability: Callable[[NDArray[np.float64]], NDArray[np.float64]],
-        thumbnails: Mapping[str, NDArray[np.uint8]] | None = None,
-    ) -> tuple[CaseReport, Path]:
-        """Build every report, write the outbox folder, record observation and deliveries.
-
-        Returns
-        -------
-        tuple
-            The report and the path of ``result.json``.
-        """
-        context = ReportContext.from_files(files_by_series)
-        context = replace(context, histology_override=self.histology(context))
-        supersedes = self.predecessor(study_uid, output_ids(result).key, context)
-        with _building():
-            report = build_reports(
-                result,
-                context,
-                probability,
-                thumbnails,
-                self.policy,
-                self.patient_system,
-                supersedes=supersedes,
-            )
-        if supersedes is not None:
-            logger.info(
-                "result supersedes an earlier one",
-                extra={"study_uid": study_uid, "previous_sr": supersedes.sr_sop_uid},
-            )
-        names: list[str] = []
-        self.outbox.write_file(study_uid, "sr.dcm", _dicom_bytes(report.sr))
-        names.append("sr.dcm")
-        dicom_files = ["sr.dcm"]
-        for index, (_series, pm, png) in enumerate(report.heatmaps, 1):
-            self.outbox.write_file(study_uid, f"heatmap-{index}.dcm", _dicom_bytes(pm))
-            names.append(f"heatmap-{index}.dcm")
-            dicom_files.append(f"heatmap-{index}.dcm")
-            if png is not None:
-                self.outbox.write_file(study_uid, f"heatmap-{index}.png", png)
-                names.append(f"heatmap-{index}.png")
-        if report.bundle is not None:
-            bundle = report.bundle.model_dump(mode="json", exclude_none=True)
-            self.outbox.write_file(
-                study_uid, "fhir-bundle.json", json.dumps(bundle, indent=1).encode()
-            )
-            names.append("fhir-bundle.json")
-            self._store_fhir(
-                study_uid,
-                report.bundle,
-                report.ids,
-                (LOINC, LOINC_HRD),
-                context,
-                _chain_identifier(report.ids.observation_identifier, supersedes),
-            )
-        for note in report.notes:
-            logger.warning("report incomplete", extra={"study_uid": study_uid, "reason": note})
-        # Deliveries before result.json: a result.json with this key means everything of
-        # the result is done (predecessor() treats that key as issued).
-        self._queue_deliveries(study_uid, report.ids.key, report.bundle is not None, dicom_files)
-        summary = report_summary(report, names, supersedes)
-        path = self.outbox.write_file(
-            study_uid, "result.json", (json.dumps(summary, indent=2) + "\n").encode()
-        )
-        return report, path
-
-    def write_analysis(
-        self,
-        study_uid: str,
         job_key: str,
         analysis: Analysis[Any],
         result: Any,
         files_by_series: Mapping[str, list[str]],
         thumbnails: Mapping[str, NDArray[np.uint8]] | None = None,
+        folder: str | None = None,
     ) -> tuple[AnalysisReport, Path]:
-        """Report one analysis request's result into its own outbox folder.
+        """Report one analysis request's result into its outbox folder, every analysis alike.
 
         ``files_by_series`` holds the request's slides in the request's order (reference
-        slide first). A result that replaces an earlier one of the same request (another
-        key) names it: SR predecessor, Observation amended in place.
+        slide first). ``folder`` is the request's folder in the study's (default:
+        :func:`~gateway.dispatch.outbox.job_folder` of ``job_key``; ``""``: the study's
+        own, where HRD's results have always been). A result that replaces an earlier one
+        of the same request (another key) names it: SR predecessor, Observation amended in
+        place. Everything is written before ``result.json``, whose key then means "issued".
 
         Returns
         -------
         tuple
             The report and the path of its ``result.json``.
+
+        Raises
+        ------
+        ResultUnchangedError
+            The request's result already issued has the same key: it stands.
+        ResultWithheldError, MixedPatientsError, ReportBuildError
+            No result may be, or can be, issued from these inputs.
         """
         context = ReportContext.from_files(files_by_series)
         context = replace(context, histology_override=self.histology(context))
-        options = ReportOptions(thumbnails or {}, self.patient_system)
+        patterns = self.settings.triage.not_validated_patterns
+        options = ReportOptions(thumbnails or {}, self.patient_system, patterns)
         with _building():
             report = analysis.report(result, context, options)
         supersedes = self.predecessor(study_uid, report.key, context, job_key)
         if supersedes is not None:
-            options = ReportOptions(thumbnails or {}, self.patient_system, supersedes=supersedes)
+            options = replace(options, supersedes=supersedes)
             with _building():
                 report = analysis.report(result, context, options)
             logger.info(
@@ -271,24 +198,28 @@ class ReportWriter:
                     "previous_sr": supersedes.sr_sop_uid,
                 },
             )
-        folder = job_folder(job_key)
+        folder = job_folder(job_key) if folder is None else folder
+
+        def at(name: str) -> str:
+            return f"{folder}/{name}" if folder else name
+
         names: list[str] = ["sr.dcm"]
-        self.outbox.write_file(study_uid, f"{folder}/sr.dcm", _dicom_bytes(report.sr))
+        self.outbox.write_file(study_uid, at("sr.dcm"), _dicom_bytes(report.sr))
         dicom_files = ["sr.dcm"]
         for index, heatmap in enumerate(report.heatmaps, 1):
             name = f"heatmap-{index}.dcm"
-            self.outbox.write_file(study_uid, f"{folder}/{name}", _dicom_bytes(heatmap.dataset))
+            self.outbox.write_file(study_uid, at(name), _dicom_bytes(heatmap.dataset))
             names.append(name)
             dicom_files.append(name)
             if heatmap.png is not None:
                 png = f"heatmap-{index}.png"
-                self.outbox.write_file(study_uid, f"{folder}/{png}", heatmap.png)
+                self.outbox.write_file(study_uid, at(png), heatmap.png)
                 names.append(png)
         observation_id = _chain_identifier(report.observation_identifier, supersedes)
         if report.bundle is not None:
             bundle = report.bundle.model_dump(mode="json", exclude_none=True)
             data = json.dumps(bundle, indent=1).encode()
-            self.outbox.write_file(study_uid, f"{folder}/fhir-bundle.json", data)
+            self.outbox.write_file(study_uid, at("fhir-bundle.json"), data)
             names.append("fhir-bundle.json")
             self._store_fhir(
                 study_uid,
@@ -312,16 +243,16 @@ class ReportWriter:
         }
         if supersedes is not None:
             document["supersedes"] = _supersedes_dict(supersedes)
-        self._queue_deliveries(  # before result.json (see write())
+        self._queue_deliveries(
             study_uid,
             report.key,
             report.bundle is not None,
-            [f"{folder}/{f}" for f in dicom_files],
-            f"{folder}/fhir-bundle.json",
+            [at(f) for f in dicom_files],
+            at("fhir-bundle.json"),
         )
         path = self.outbox.write_file(
             study_uid,
-            f"{folder}/result.json",
+            at("result.json"),
             (json.dumps(document, indent=2, default=str) + "\n").encode(),
         )
         return report, path

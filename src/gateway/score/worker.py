@@ -1,11 +1,12 @@
 """Scoring one job: spool files -> analysis -> reports in the outbox -> catalog.
 
 A job is one request of the study's routing decision (:mod:`gateway.routing`): an
-analysis on named slides. HRD jobs score their H&E slides as one case with
-:meth:`Engine.score_case` and report exactly as before analyses existed (the study's
-``result.json`` at the root of its outbox folder); a job from before routing (no
-request) scores every slide of the study with HRD. Other analyses (HER2) go through the
-analysis contract into their own outbox folder. The HER2 model is loaded when the first
+analysis on named slides. Every analysis takes the same road, the analysis contract:
+``analysis.run`` on the request's slides, then :meth:`ReportWriter.write` (which calls
+``analysis.report``), then the catalog. HRD is :class:`~ihgamp_core.analysis.hrd.HrdAnalysis`
+over the worker's loaded engine, its outputs in the study's own outbox folder as always
+(the other analyses' in ``<study>/<job folder>/``); a job from before routing (no
+request) is HRD on every slide of the study. The HER2 model is loaded when the first
 HER2 job arrives, never at start-up.
 
 Slide, model and pairing errors are permanent (retrying cannot fix a corrupt slide or
@@ -19,6 +20,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from pathlib import Path
@@ -32,6 +34,7 @@ from ihgamp_core.analysis import (
     SlideRef,
     SlideRole,
 )
+from ihgamp_core.analysis.hrd import HrdAnalysis
 from ihgamp_core.errors import IhgampError, MixedPatientsError, PairingError
 from ihgamp_core.scoring import Engine, ScoringOptions
 from ihgamp_core.slide import SlideSource
@@ -91,6 +94,11 @@ class AnalysisModels:
         self._lock = threading.Lock()
         self._loaded: dict[str, Analysis[Any]] = {}
 
+    def add(self, analysis: Analysis[Any]) -> None:
+        """Run ``analysis`` (already loaded, e.g. HRD on the worker's engine) under its name."""
+        with self._lock:
+            self._loaded[str(analysis.spec.name)] = analysis
+
     def get(self, name: str) -> Analysis[Any]:
         """The analysis ``name``, loading its model the first time.
 
@@ -133,7 +141,7 @@ class ScoreProcessor:
     catalog : Catalog
         Source of the study's files; receives the result summary.
     engine : Engine
-        Loaded backbone and head (HRD).
+        Loaded backbone and head (HRD, run as :class:`HrdAnalysis`).
     reports : ReportWriter
         Builds SR, heatmaps and FHIR into the outbox and queues deliveries.
     settings : ModelSettings
@@ -166,6 +174,7 @@ class ScoreProcessor:
             workers=settings.readers,
             path=settings.pipeline,
         )
+        self.analyses.add(HrdAnalysis(engine, self.options))
 
     def __call__(self, job: ClaimedJob) -> None:
         """Run the job's analysis on its slides and write its result."""
@@ -180,10 +189,15 @@ class ScoreProcessor:
                     f"{len(missing)} slide series of the request are no longer in the study; "
                     "rescore it"
                 )
-            files = {k: files[k] for k in request.slide_keys()}
-        if job.analysis != AnalysisName.HRD and job.request is None:
+        elif job.analysis == AnalysisName.HRD:  # queued before routing: every slide
+            request = AnalysisRequest(
+                AnalysisName.HRD, tuple(SlideRef(k, SlideRole.HE) for k in sorted(files))
+            )
+        else:
             raise PermanentJobError(f"a {job.analysis} job without a request")
-        inputs_key = self._inputs_key(job, files)
+        files = {k: files[k] for k in request.slide_keys()}
+        analysis = self.analyses.get(job.analysis)
+        inputs_key = self._inputs_key(job, analysis, files)
         previous = self.results.result(job.study_uid, job.job_key)
         if (
             previous is not None
@@ -195,30 +209,22 @@ class ScoreProcessor:
                 extra={"study_uid": job.study_uid, "job": job.job_key},
             )
             return
-        if job.analysis == AnalysisName.HRD:
-            self._hrd(job, files, inputs_key)
-        else:
-            assert job.request is not None  # noqa: S101 - checked above
-            self._analysis(job, request_from_dict(job.request), files, inputs_key)
+        self._run(job, analysis, request, files, inputs_key)
         if self.on_reported is not None:
             self.on_reported(job.study_uid)
 
-    def _inputs_key(self, job: ClaimedJob, files: Mapping[str, list[str]]) -> str:
+    def _inputs_key(
+        self, job: ClaimedJob, analysis: Analysis[Any], files: Mapping[str, list[str]]
+    ) -> str:
         """The model, its options, the request and the exact input files, as one digest.
 
         Equal keys give equal results: a re-routing that leaves a request's inputs as
         they were (an IHC slide arriving changes HER2's inputs, not HRD's) does not run it.
         """
-        if job.analysis == AnalysisName.HRD:
-            model, options = model_key(self.engine), repr(self.options)
-        else:
-            analysis = self.analyses.get(job.analysis)
-            model = str(getattr(analysis, "model_key", type(analysis).__name__))
-            options = repr(getattr(analysis, "options", None))
         parts = [
             job.analysis,
-            model,
-            options,
+            str(getattr(analysis, "model_key", type(analysis).__name__)),
+            repr(getattr(analysis, "options", None)),
             json.dumps(job.request, sort_keys=True, default=str),
             *self.results.input_files(job.study_uid, sorted(files)),
         ]
@@ -243,68 +249,17 @@ class ScoreProcessor:
         )
         return PermanentJobError(str(exc))
 
-    def _hrd(self, job: ClaimedJob, files: Mapping[str, list[str]], inputs_key: str) -> None:
-        """HRD on the job's slides: the engine and reports of before, unchanged."""
-        files = dict(sorted(files.items()))
-        sources = [
-            SlideSource("dicom", tuple(Path(p) for p in paths), label=series_uid)
-            for series_uid, paths in files.items()
-        ]
-        try:
-            with ExitStack() as stack:
-                slides = [stack.enter_context(source.open()) for source in sources]
-                result = self.engine.score_case(slides, job.study_uid, self.options)
-                thumbnails = {
-                    source.label: read_thumbnail(slide)
-                    for source, slide in zip(sources, slides, strict=True)
-                }
-            try:
-                _, path = self.reports.write(
-                    job.study_uid, result, files, self.engine.head.probability, thumbnails
-                )
-            except ResultUnchangedError as unchanged:
-                path = self._unchanged(job, unchanged)
-        except (MixedPatientsError, ResultWithheldError) as exc:
-            raise self._withheld(job, exc) from exc
-        except IhgampError as exc:
-            raise PermanentJobError(str(exc)) from exc
-        key = model_key(self.engine)
-        self.catalog.record_result(
-            job.study_uid, str(path), str(result.call), result.probability, key
-        )
-        self.results.record(
-            job.study_uid,
-            job.job_key,
-            AnalysisName.HRD,
-            str(path),
-            str(result.call),
-            result.probability,
-            None,
-            key,
-            result.model.demo,
-            inputs_key,
-        )
-        logger.info(
-            "study scored",
-            extra={
-                "study_uid": job.study_uid,
-                "analysis": "hrd",
-                "call": str(result.call),
-                "tiles": result.n_tiles,
-                "qc_flags": [str(f) for f in result.qc_flags],
-                "seconds": round(result.timings.total_s, 2),
-            },
-        )
-
-    def _analysis(
+    def _run(
         self,
         job: ClaimedJob,
+        analysis: Analysis[Any],
         request: AnalysisRequest,
         files: Mapping[str, list[str]],
         inputs_key: str,
     ) -> None:
-        """Another analysis through the contract, into its own outbox folder."""
-        analysis = self.analyses.get(job.analysis)
+        """The one road: open the slides, run, report, record."""
+        started = time.perf_counter()
+        hrd = job.analysis == AnalysisName.HRD
         try:
             with ExitStack() as stack:
                 slides = {
@@ -316,8 +271,14 @@ class ScoreProcessor:
                 result = analysis.run(request, slides, job.study_uid)
                 thumbnails = {key: read_thumbnail(slide) for key, slide in slides.items()}
             try:
-                _, path = self.reports.write_analysis(
-                    job.study_uid, job.job_key, analysis, result, files, thumbnails
+                _, path = self.reports.write(
+                    job.study_uid,
+                    job.job_key,
+                    analysis,
+                    result,
+                    files,
+                    thumbnails,
+                    folder="" if hrd else None,  # HRD's outputs: the study's own folder
                 )
             except ResultUnchangedError as unchanged:
                 path = self._unchanged(job, unchanged)
@@ -328,6 +289,10 @@ class ScoreProcessor:
         except IhgampError as exc:
             raise PermanentJobError(str(exc)) from exc
         outcome = analysis.outcome(result)
+        if hrd:  # the study's HRD summary (status page, CLI) until results are rows only
+            self.catalog.record_result(
+                job.study_uid, str(path), outcome.call, outcome.value, outcome.model_key[:160]
+            )
         self.results.record(
             job.study_uid,
             job.job_key,
@@ -349,5 +314,6 @@ class ScoreProcessor:
                 "call": outcome.call,
                 "path": str(outcome.path) if outcome.path else None,
                 "qc_flags": list(outcome.qc_flags),
+                "seconds": round(time.perf_counter() - started, 2),
             },
         )

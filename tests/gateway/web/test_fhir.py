@@ -69,13 +69,13 @@ def test_device_provenance_and_imaging_study_are_served_and_valid(
 
     device = _get(f"{base}/Device/{ids.device_identifier}")
     Device.model_validate(device)
-    assert device["deviceName"][0]["name"] == reported.report.result.model.display_name
+    assert device["deviceName"][0]["name"] == reported.result.model.display_name
 
     study = _get(f"{base}/ImagingStudy/{reported.study_uid}")
     ImagingStudy.model_validate(study)
     assert study["subject"]["identifier"] == observation["subject"]["identifier"]
     assert {s["uid"] for s in study["series"]} == {
-        s.info.series_instance_uid for s in reported.report.result.slides
+        s.info.series_instance_uid for s in reported.result.slides
     }
 
     found = _get(f"{base}/Provenance", target=f"Observation/{ids.observation_identifier}")

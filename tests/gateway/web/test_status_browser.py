@@ -72,7 +72,7 @@ def site(reported: Reported) -> Iterator[str]:
     failed_study(reported.catalog, FAILED_UID, "ACC-[/]-<b>7</b>", FAILED_ERROR)
     dead_letter(reported.catalog, FAILED_UID, "pacs", "association rejected by PACS")
     app = create_app(
-        reported.catalog, reported.outbox, reported.settings, model=reported.report.result.model
+        reported.catalog, reported.outbox, reported.settings, model=reported.result.model
     )
     with running(app) as url:
         yield url
