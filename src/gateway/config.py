@@ -28,8 +28,10 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -38,6 +40,7 @@ from ihgamp_core.analysis.metadata import MetadataRules, StainRule
 from ihgamp_core.analysis.routing import RoutingLimits
 from ihgamp_core.errors import ParameterError
 
+from .catalog.schema import LEGACY_ANALYSIS
 from .errors import ConfigError
 
 __all__ = [
@@ -383,16 +386,17 @@ class StainRuleSettings(_Model):
 
 
 class AnalysesSettings(_Model):
-    """Which analyses run, their model files, and how slide metadata is read for routing.
+    """Which analyses run, their settings, and how slide metadata is read for routing.
 
     The default (``enabled = ["hrd"]``, ``default_stain = "he"``) is the gateway before
     analyses existed: every slide without stain information is an H&E slide for HRD.
+    Each registered analysis has a table ``[analyses.<name>]`` (its entry's settings,
+    :mod:`gateway.analyses`); ``plugins`` names modules that register a site's own.
     """
 
-    enabled: tuple[Literal["hrd", "her2"], ...] = Field(default=("hrd",), min_length=1)
-    her2_model: Path | None = None
-    her2_device: str = "auto"
-    her2_max_tiles: int | None = Field(default=None, ge=1)
+    enabled: tuple[str, ...] = Field(default=(LEGACY_ANALYSIS,), min_length=1)
+    plugins: tuple[str, ...] = ()
+    options: dict[str, Any] = Field(default_factory=dict, exclude=True)
     default_stain: Literal["he", "ihc-her2", "ihc-other", "none"] = "he"
     default_body_part: str | None = Field(default=None, pattern=r"^[A-Z_ ]{1,16}$")
     block_pattern: str | None = None
@@ -400,15 +404,49 @@ class AnalysesSettings(_Model):
     max_slides_per_study: int = Field(default=20, ge=1, le=10_000)
     max_blocks_per_study: int = Field(default=10, ge=1, le=10_000)
 
-    @field_validator("her2_model")
+    @model_validator(mode="before")
     @classmethod
-    def _exists(cls, value: Path | None) -> Path | None:
-        if value is not None and not Path(value).is_file():
-            raise ValueError(f"{value} does not exist")
-        return value
+    def _analysis_tables(cls, data: Any) -> Any:
+        """Move each analysis' ``[analyses.<name>]`` table (and old flat keys) into ``options``."""
+        if not isinstance(data, Mapping):
+            return data
+        from .analyses import PluginError, entries, load_plugins
+
+        data = dict(data)
+        plugins = data.get("plugins") or ()
+        try:
+            load_plugins(tuple(plugins) if not isinstance(plugins, str) else (plugins,))
+        except PluginError as exc:
+            raise ValueError(str(exc)) from None
+        options: dict[str, Any] = {}
+        for item in entries():
+            table = data.pop(item.name, None)
+            moved = {new: data.pop(old) for old, new in item.legacy_keys.items() if old in data}
+            if isinstance(table, item.settings):
+                options[item.name] = table
+                continue
+            if table is not None and not isinstance(table, Mapping):
+                raise ValueError(f"{item.name}: a table of that analysis' settings")
+            try:
+                options[item.name] = item.settings.model_validate({**moved, **(table or {})})
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in (item.name, *first["loc"]))
+                raise ValueError(f"{where}: {first['msg']}") from None
+        data["options"] = options
+        return data
 
     @model_validator(mode="after")
     def _valid_rules(self) -> AnalysesSettings:
+        from .analyses import names
+
+        known = names()
+        for name in self.enabled:
+            if name not in known:
+                raise ValueError(
+                    f"enabled: unknown analysis {name!r} (known: {', '.join(known)}; a site's "
+                    "own analysis is added with analyses.plugins)"
+                )
         if len(set(self.enabled)) != len(self.enabled):
             raise ValueError("each analysis is enabled once")
         try:  # the engine's own checks (regular expressions, the block group)
@@ -416,6 +454,21 @@ class AnalysesSettings(_Model):
         except ParameterError as exc:
             raise ValueError(str(exc)) from None
         return self
+
+    @model_serializer(mode="wrap")
+    def _with_tables(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Dump each analysis' table under its name (``[analyses.<name>]``), as read."""
+        out: dict[str, Any] = handler(self)
+        for name, table in self.options.items():
+            out[name] = table.model_dump(mode="json")
+        return out
+
+    def settings_of(self, name: str) -> Any:
+        """The ``[analyses.<name>]`` table of a registered analysis (its defaults if absent)."""
+        from .analyses import entry
+
+        found = self.options.get(name)
+        return found if found is not None else entry(name).settings()
 
     def metadata_rules(self) -> MetadataRules:
         """The engine's rules for reading stain, body part and block from slide headers."""

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ihgamp_core.result import CaseResult, result_from_dict
 from ihgamp_core.synthetic.samples import SampleCase
 
+from .analyses.builtin import HER2, HRD
 from .catalog import AnalysisResultView, AnalysisStore, StudyState
 from .catalog.deliveries import DeliveryStore
 from .config import Settings
@@ -119,7 +120,10 @@ def demo_settings(
             },
             "worker": {"count": 1, "lease_s": 300, "poll_interval_s": 0.5},
             "model": {"max_tiles": max_tiles, "device": device},
-            "analyses": {"enabled": ["hrd", "her2"], "her2_max_tiles": DEMO_HER2_MAX_TILES},
+            "analyses": {
+                "enabled": [HRD.name, HER2.name],
+                HER2.name: {"max_tiles": DEMO_HER2_MAX_TILES},
+            },
         }
     )
 
@@ -279,7 +283,7 @@ def run_network_demo(
             others = [
                 _analysis_arrivals(r, pacs, http, token)
                 for r in AnalysisStore(gateway.catalog).results(uid)
-                if r.analysis != "hrd"
+                if r.analysis != HRD.name
             ]
             outcomes.append(replace(outcome, analyses=tuple(others)))
         return outcomes

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Protocol
 
+from . import analyses
 from .catalog import AnalysisStore, Catalog, JobStore, StudySnapshot, StudyState
 from .errors import CatalogError
 
@@ -81,11 +82,12 @@ class StudyLifecycle:
     queue : Submitter
         Where scoreable studies are queued.
     max_mpp : float or None
-        Finest spacing a slide series needs to be scoreable by HRD (None: any); checked
-        before routing when HRD is the only enabled analysis.
+        Finest spacing a slide series needs to be scoreable by the engine (None: any);
+        checked before routing when every enabled analysis needs the engine's scoring
+        level (:attr:`AnalysisEntry.needs_scoring_level`).
     router : StudyRouter, optional
         Routes studies over the enabled analyses; without one every slide of a study is
-        scored by HRD in one job.
+        scored in one job of the legacy analysis (:func:`analyses.legacy_entry`).
     """
 
     def __init__(
@@ -132,7 +134,7 @@ class StudyLifecycle:
         study = self.catalog.study(study_uid)
         if study is None:
             raise CatalogError(f"no study {study_uid} in the catalog")
-        if self._hrd_only() and not scoreable_series(study, self.max_mpp):
+        if self._level_decides() and not scoreable_series(study, self.max_mpp):
             limit = "" if self.max_mpp is None else f" at or finer than {self.max_mpp:.2f} um/px"
             reason = f"no whole-slide series with a level{limit} (20x equivalent) to score"
             self.catalog.transition(study_uid, StudyState.FAILED, reason)
@@ -141,15 +143,16 @@ class StudyLifecycle:
             return False
         return self._route_and_queue(study_uid, "complete")
 
-    def _hrd_only(self) -> bool:
-        """Whether HRD is the only analysis: then its 20x need decides before routing.
+    def _level_decides(self) -> bool:
+        """Whether every analysis needs the engine's 20x level: then it decides first.
 
-        With other analyses enabled (HER2 reads its own resolution), a slide too coarse
-        for HRD is routed anyway and the HRD job reports it.
+        The check comes before routing. With an analysis enabled that reads its own
+        resolution, a slide too coarse for the engine is routed anyway and the engine's
+        job reports it.
         """
         if self.router is None:
-            return True
-        return [str(spec.name) for spec in self.router.specs] == ["hrd"]
+            return analyses.legacy_entry().needs_scoring_level
+        return all(analyses.entry(str(spec.name)).needs_scoring_level for spec in self.router.specs)
 
     def _route_and_queue(self, study_uid: str, reason: str) -> bool:
         """Route the study (when a router is set), store the decision, queue its jobs."""

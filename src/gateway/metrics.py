@@ -94,17 +94,24 @@ ASSOCIATION_REFUSALS = Counter(
 )
 SCORING_SECONDS = Histogram(
     "ihgamp_scoring_seconds",
-    "Time to score one study (one job attempt)",
+    "Time to run one job (one analysis request of a study), by analysis",
+    ["analysis"],
     registry=REGISTRY,
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800),
 )
 JOB_QUEUE_SECONDS = Histogram(
     "ihgamp_job_queue_seconds",
-    "Time from a job being queued to a worker starting it",
+    "Time from a job being queued to a worker starting it, by analysis",
+    ["analysis"],
     registry=REGISTRY,
     buckets=(0.1, 0.5, 1, 2, 5, 15, 60, 300, 1800, 7200),
 )
-JOBS = Counter("ihgamp_jobs", "Job attempts run here, by outcome", ["outcome"], registry=REGISTRY)
+JOBS = Counter(
+    "ihgamp_jobs",
+    "Job attempts run here, by outcome and analysis",
+    ["outcome", "analysis"],
+    registry=REGISTRY,
+)
 JOB_LEASE_TAKEOVERS = Counter(
     "ihgamp_job_lease_takeovers",
     "Jobs taken over after their previous worker's lease expired",
@@ -147,14 +154,18 @@ class _CatalogCollector(Collector):
             return
         with self.catalog.session() as s:
             studies = s.execute(select(Study.state, func.count()).group_by(Study.state)).all()
-            jobs = s.execute(select(Job.state, func.count()).group_by(Job.state)).all()
+            jobs = s.execute(
+                select(Job.state, Job.analysis, func.count()).group_by(Job.state, Job.analysis)
+            ).all()
             deliveries = s.execute(
                 select(Delivery.destination, Delivery.state, func.count()).group_by(
                     Delivery.destination, Delivery.state
                 )
             ).all()
         yield _gauge("ihgamp_studies", "Studies by state", ["state"], studies)
-        yield _gauge("ihgamp_jobs_by_state", "Jobs by state", ["state"], jobs)
+        yield _gauge(
+            "ihgamp_jobs_by_state", "Jobs by state and analysis", ["state", "analysis"], jobs
+        )
         yield _gauge(
             "ihgamp_deliveries",
             "Deliveries by destination and state",
@@ -168,7 +179,7 @@ class _CatalogCollector(Collector):
         depth, oldest = JobStore(self.catalog).depth()
         yield _gauge("ihgamp_queue_depth", "Jobs queued", [], [(depth,)])
         yield _gauge("ihgamp_queue_oldest_seconds", "Age of the oldest queued job", [], [(oldest,)])
-        running = sum(n for state, n in jobs if state == JobState.RUNNING)
+        running = sum(n for state, _, n in jobs if state == JobState.RUNNING)
         yield _gauge("ihgamp_jobs_running", "Jobs being scored", [], [(running,)])
         if self.spool is not None:
             yield _gauge(

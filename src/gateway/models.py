@@ -5,24 +5,17 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ihgamp_core.embed import OpenClipBackbone, resolve_device
 from ihgamp_core.embed.openclip import Precision
-from ihgamp_core.errors import ArtifactError, CheckpointError
+from ihgamp_core.errors import ArtifactError
 from ihgamp_core.head import HeadArtifact, load_head
 from ihgamp_core.scoring import Engine
 
-if TYPE_CHECKING:  # the HER2 model imports torch: only a scoring worker pays for it
-    from ihgamp_core.her2.model import Her2Model
-
 __all__ = [
     "DEMO_HEAD_ENV",
-    "HER2_DEMO_ENV",
     "demo_head_path",
-    "her2_demo_path",
     "load_engine",
-    "load_her2_model",
     "repo_root",
     "target_max_mpp",
 ]
@@ -123,47 +116,3 @@ def target_max_mpp(head: Path | None) -> float | None:
     if tiling.target_mpp is None:
         return None
     return tiling.target_mpp * (1.0 + tiling.mpp_tolerance) + 1e-9  # as choose_level
-
-
-#: Environment variable naming the DEMO HER2 checkpoint (overrides the repository copy).
-HER2_DEMO_ENV = "IHGAMP_HER2_DEMO"
-
-
-def her2_demo_path() -> Path:
-    """Return where the shipped DEMO HER2 checkpoint lives.
-
-    Raises
-    ------
-    CheckpointError
-        If it cannot be found (e.g. a wheel install without the repository).
-    """
-    configured = os.environ.get(HER2_DEMO_ENV)
-    path = (
-        Path(configured)
-        if configured
-        else repo_root() / "sample_data" / "her2_demo" / "her2-demo.safetensors"
-    )
-    if not path.is_file():
-        raise CheckpointError(
-            f"no HER2 model given and the DEMO model is not at {path}; pass a checkpoint or "
-            f"set {HER2_DEMO_ENV} to sample_data/her2_demo/her2-demo.safetensors"
-        )
-    return path
-
-
-def load_her2_model(checkpoint: Path | None = None, device: str = "auto") -> Her2Model:
-    """Load a HER2 checkpoint, or the DEMO model when none is given.
-
-    Raises
-    ------
-    CheckpointError
-        With a message saying which file to pass.
-    """
-    from ihgamp_core.her2.model import load_her2
-
-    model = load_her2(checkpoint or her2_demo_path(), resolve_device(device))
-    logger.info(
-        "HER2 model loaded",
-        extra={"model": model.info.display_name, "device": str(model.device)},
-    )
-    return model

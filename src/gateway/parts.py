@@ -87,9 +87,9 @@ def make_processor(
     m = settings.model
     engine = engine or load_engine(m.head, m.backbone_checkpoint, m.device, m.precision)
     reports = ReportWriter(catalog, Outbox(settings.storage.outbox_dir), settings)
-    from .score.worker import AnalysisModels
+    from .score.worker import AnalysisModels, scoring_options
 
-    analyses = AnalysisModels(settings.analyses, m.device)
+    analyses = AnalysisModels(settings.analyses, m.device, engine, scoring_options(m))
     processor = ScoreProcessor(
         catalog, engine, reports, settings.model, on_reported=on_reported, analyses=analyses
     )

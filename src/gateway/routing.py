@@ -16,7 +16,6 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from ihgamp_core.analysis import (
-    AnalysisName,
     AnalysisRequest,
     AnalysisSpec,
     InputKind,
@@ -25,9 +24,8 @@ from ihgamp_core.analysis import (
     route,
     series_metadata_from_dataset,
 )
-from ihgamp_core.analysis.hrd import HRD_APPLICABILITY
-from ihgamp_core.her2.spec import HER2_APPLICABILITY
 
+from . import analyses
 from .catalog import Catalog
 from .config import AnalysesSettings
 
@@ -35,14 +33,10 @@ __all__ = ["StudyRouter", "enabled_specs"]
 
 logger = logging.getLogger(__name__)
 
-_APPLICABILITY = {AnalysisName.HRD: HRD_APPLICABILITY, AnalysisName.HER2: HER2_APPLICABILITY}
-
 
 def enabled_specs(settings: AnalysesSettings) -> list[AnalysisSpec]:
-    """The enabled analyses' declarations, in the configured order."""
-    return [
-        AnalysisSpec(AnalysisName(n), _APPLICABILITY[AnalysisName(n)]) for n in settings.enabled
-    ]
+    """The enabled analyses' declarations (from the registry), in the configured order."""
+    return [analyses.entry(n).spec for n in settings.enabled]
 
 
 class StudyRouter:
@@ -89,10 +83,10 @@ class StudyRouter:
     def job_key(self, request: AnalysisRequest) -> str:
         """The job's key in the study.
 
-        The analysis for whole-case analyses (HRD: one job per study, whatever blocks its
-        slides come from), else the request's key (``her2:<block>``).
+        The analysis for whole-case analyses (one job per study, whatever blocks its
+        slides come from), else the request's key (``<analysis>:<block>``).
         """
-        spec = next(s for s in self.specs if s.name is request.analysis)
+        spec = next(s for s in self.specs if s.name == request.analysis)
         if spec.applicability.inputs is InputKind.SLIDES:
             return str(request.analysis)
         return request.job_key

@@ -207,6 +207,10 @@ def test_scale_out_roles_receive_score_and_deliver_through_the_broker(
     series = _wait("the SR in the demo Orthanc", lambda: _sr_series(ports, study_uid))
     assert len(series) == 1 and series[0]["MainDicomTags"]["SeriesDescription"].endswith("DEMO")
     # The job ran in the worker container (its counter), not in the receiver.
-    assert 'ihgamp_jobs_total{outcome="done"} 1.0' in _node(compose, "worker", "/metrics")
-    assert 'ihgamp_jobs_total{outcome="done"}' not in _node(compose, "receiver", "/metrics")
+    assert 'ihgamp_jobs_total{analysis="hrd",outcome="done"} 1.0' in _node(
+        compose, "worker", "/metrics"
+    )
+    assert 'ihgamp_jobs_total{analysis="hrd",outcome="done"}' not in _node(
+        compose, "receiver", "/metrics"
+    )
     assert "ihgamp_instances_received_total" in _node(compose, "receiver", "/metrics")

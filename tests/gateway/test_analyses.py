@@ -166,7 +166,14 @@ def test_each_study_is_routed_to_the_analyses_that_apply_with_one_sr_each(
             for name, (uid, _) in studies.items()
         }
         # The HER2 class map is served next to the HRD heatmaps (API and study page).
-        (class_map,) = api["pair"]["her2_class_maps"]
+        (maps,) = api["pair"]["analysis_maps"]
+        assert maps["analysis"] == "her2" and [k["label"] for k in maps["legend"]] == [
+            "0",
+            "1+",
+            "2+",
+            "3+",
+        ]
+        (class_map,) = maps["maps"]
         assert class_map.endswith(f"/{job_folder(f'her2:{pair.block}')}/heatmap-1.png")
         png = httpx.get(
             f"http://127.0.0.1:{http}{class_map}",

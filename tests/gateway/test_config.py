@@ -72,7 +72,22 @@ def test_environment_overrides_every_level(tmp_path: Path) -> None:
             "model: precision int8 runs on the CPU only",
         ),
         ({"IHGAMP__MODEL__PRECISION": "fp8"}, "model.precision: Input should be"),
-        ({"IHGAMP__ANALYSES__ENABLED": '["hrd", "ki67"]'}, "analyses.enabled.1: Input should be"),
+        (
+            {"IHGAMP__ANALYSES__ENABLED": '["hrd", "ki67"]'},
+            "analyses: enabled: unknown analysis 'ki67' (known: hrd, her2",
+        ),
+        (
+            {"IHGAMP__ANALYSES__PLUGINS": '["site_models.nowhere"]'},
+            "analyses: analysis plug-in 'site_models.nowhere' cannot be imported",
+        ),
+        (
+            {"IHGAMP__ANALYSES__HER2__MAX_TILES": "0"},
+            "analyses: her2.max_tiles: Input should be greater than or equal to 1",
+        ),
+        (
+            {"IHGAMP__ANALYSES__HER2__COLOUR": "red"},
+            "analyses: her2.colour: Extra inputs are not permitted",
+        ),
         ({"IHGAMP__ANALYSES__ENABLED": "[]"}, "analyses.enabled: Tuple should have at least 1"),
         (
             {"IHGAMP__ANALYSES__BLOCK_PATTERN": "S\\d+"},
@@ -80,7 +95,7 @@ def test_environment_overrides_every_level(tmp_path: Path) -> None:
         ),
         (
             {"IHGAMP__ANALYSES__HER2_MODEL": "/nowhere/her2.safetensors"},
-            "analyses.her2_model: /nowhere/her2.safetensors does not exist",
+            "analyses: her2.model: Value error, /nowhere/her2.safetensors does not exist",
         ),
     ],
 )

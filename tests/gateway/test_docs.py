@@ -17,6 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
 def _keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     keys = []
     for name, field in model.model_fields.items():
+        if field.exclude:  # derived, not a key (analyses.options: the [analyses.<name>] tables)
+            continue
         annotation = field.annotation
         if (
             isinstance(annotation, type)
@@ -67,7 +69,9 @@ def test_the_metrics_the_deployment_guide_names_exist(tmp_path: Path) -> None:
     catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
     try:
         metrics.observe(catalog, Spool(tmp_path / "spool"))
-        metrics.JOBS.labels("failed")  # labelled children appear once created
+        metrics.JOBS.labels("failed", "hrd")  # labelled children appear once created
+        metrics.SCORING_SECONDS.labels("hrd")
+        metrics.JOB_QUEUE_SECONDS.labels("hrd")
         metrics.INSTANCES_REFUSED.labels("0xA900")
         metrics.ASSOCIATION_REFUSALS.labels("quota")
         metrics.STUDY_CONFLICTS.labels("patient")

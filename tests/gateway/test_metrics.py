@@ -101,9 +101,10 @@ def test_each_counter_moves_with_its_event(
     assert moved("ihgamp_associations_total", by=2)
     assert moved("ihgamp_association_refusals_total", reason="calling-ae")
     assert moved("ihgamp_association_refusals_total", reason="unassociated-quota")
-    assert moved("ihgamp_jobs_total", outcome="done")
-    assert moved("ihgamp_scoring_seconds_count")
-    assert moved("ihgamp_job_queue_seconds_count")
+    assert moved("ihgamp_jobs_total", outcome="done", analysis="hrd")
+    assert moved("ihgamp_scoring_seconds_count", analysis="hrd")
+    assert moved("ihgamp_job_queue_seconds_count", analysis="hrd")
+    assert _value(after, "ihgamp_jobs_by_state", state="done", analysis="hrd") >= 1
     assert _value(after, "ihgamp_studies", state="scored") >= 1
     assert _value(after, "ihgamp_deliveries", destination="down", state="pending") >= 1
     assert _value(after, "ihgamp_spool_free_bytes") > 0

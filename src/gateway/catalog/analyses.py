@@ -109,30 +109,36 @@ class AnalysisStore:
 
     def results(self, study_uid: str) -> list[AnalysisResultView]:
         """The study's latest results, one per request, by key."""
+        return self.results_of([study_uid]).get(study_uid, [])
+
+    def results_of(self, study_uids: list[str]) -> dict[str, list[AnalysisResultView]]:
+        """The latest results of several studies (one query), by study, then by key."""
+        if not study_uids:
+            return {}
         with self.catalog.session() as s:
-            study = s.scalars(select(Study).where(Study.study_uid == study_uid)).first()
-            if study is None:
-                return []
-            rows = s.scalars(
-                select(AnalysisResult)
-                .where(AnalysisResult.study_id == study.id)
-                .order_by(AnalysisResult.job_key)
+            rows = s.execute(
+                select(Study.study_uid, AnalysisResult)
+                .join(AnalysisResult, AnalysisResult.study_id == Study.id)
+                .where(Study.study_uid.in_(study_uids))
+                .order_by(Study.study_uid, AnalysisResult.job_key)
             ).all()
-            return [
-                AnalysisResultView(
-                    r.job_key,
-                    r.analysis,
-                    r.result_path,
-                    r.call,
-                    r.value,
-                    r.modality_path,
-                    r.model_key,
-                    r.demo,
-                    r.scored_at,
-                    r.inputs_key,
+            out: dict[str, list[AnalysisResultView]] = {}
+            for uid, r in rows:
+                out.setdefault(uid, []).append(
+                    AnalysisResultView(
+                        r.job_key,
+                        r.analysis,
+                        r.result_path,
+                        r.call,
+                        r.value,
+                        r.modality_path,
+                        r.model_key,
+                        r.demo,
+                        r.scored_at,
+                        r.inputs_key,
+                    )
                 )
-                for r in rows
-            ]
+            return out
 
     def result(self, study_uid: str, job_key: str) -> AnalysisResultView | None:
         """The latest result of one request, if any."""

@@ -37,7 +37,7 @@ from ..errors import CatalogError
 from .catalog import Catalog, utcnow
 from .leases import claim_first
 from .lifecycle import move
-from .schema import Job, JobState, Study, StudyState
+from .schema import LEGACY_ANALYSIS, Job, JobState, Study, StudyState
 
 __all__ = ["ClaimedJob", "JobRequest", "JobStore", "JobView", "LEGACY_REQUEST"]
 
@@ -52,8 +52,8 @@ class JobRequest:
     """What one job runs: an analysis on the slides of a routing request.
 
     ``request`` is :meth:`ihgamp_core.analysis.AnalysisRequest.to_dict`; ``None`` means
-    every slide of the study with HRD (jobs from before routing, and studies queued
-    without a routing decision).
+    every slide of the study with the legacy analysis (jobs from before routing, and
+    studies queued without a routing decision).
     """
 
     job_key: str
@@ -61,8 +61,8 @@ class JobRequest:
     request: dict[str, Any] | None = None
 
 
-#: HRD on every slide of the study (the gateway before analyses existed).
-LEGACY_REQUEST = JobRequest("hrd", "hrd", None)
+#: The legacy analysis on every slide of the study (the gateway before analyses existed).
+LEGACY_REQUEST = JobRequest(LEGACY_ANALYSIS, LEGACY_ANALYSIS, None)
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,8 @@ class ClaimedJob:
     max_attempts: int
     took_over: bool = False  # the previous holder's lease had expired
     queued_s: float = 0.0  # how long it waited for a worker since it became due
-    analysis: str = "hrd"
-    job_key: str = "hrd"
+    analysis: str = LEGACY_ANALYSIS
+    job_key: str = LEGACY_ANALYSIS
     request: dict[str, Any] | None = None
 
 
@@ -98,8 +98,8 @@ class JobView:
     lease_expires_at: dt.datetime | None = None
     created_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
-    analysis: str = "hrd"
-    job_key: str = "hrd"
+    analysis: str = LEGACY_ANALYSIS
+    job_key: str = LEGACY_ANALYSIS
 
 
 class JobStore:
@@ -121,7 +121,7 @@ class JobStore:
     def enqueue_all(self, study_uid: str, max_attempts: int, reason: str = "complete") -> list[int]:
         """Queue one job per request of the study's routing decision; study -> ``queued``.
 
-        Without a routing decision (``studies.routing`` empty) the study gets one HRD job
+        Without a routing decision (``studies.routing`` empty) the study gets one legacy job
         on every slide (:data:`LEGACY_REQUEST`). An existing queued job of the same study
         and key is reused with the new request (no duplicates); a queued job of a key the
         decision no longer has is cancelled.

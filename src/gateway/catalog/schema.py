@@ -29,6 +29,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
+    "LEGACY_ANALYSIS",
     "AccessAction",
     "AnalysisResult",
     "Association",
@@ -52,6 +53,12 @@ __all__ = [
     "Study",
     "StudyState",
 ]
+
+
+#: The analysis of rows from before analyses existed (revision 0006 gave them this name):
+#: jobs queued without a routing decision run it on every slide of the study. The
+#: registry's entry with ``legacy_layout`` has this name (checked by a test).
+LEGACY_ANALYSIS = "hrd"
 
 
 class StudyState(StrEnum):
@@ -253,8 +260,12 @@ class Job(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
     kind: Mapped[str] = mapped_column(String(16), default="score")
-    analysis: Mapped[str] = mapped_column(String(16), default="hrd", server_default="hrd")
-    job_key: Mapped[str] = mapped_column(String(64), default="hrd", server_default="hrd")
+    analysis: Mapped[str] = mapped_column(
+        String(16), default=LEGACY_ANALYSIS, server_default=LEGACY_ANALYSIS
+    )
+    job_key: Mapped[str] = mapped_column(
+        String(64), default=LEGACY_ANALYSIS, server_default=LEGACY_ANALYSIS
+    )
     request: Mapped[str | None] = mapped_column(Text)
     batch: Mapped[str | None] = mapped_column(String(32))
     state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED, index=True)

@@ -9,7 +9,6 @@ from ihgamp_core import __version__
 from .access import audit, sessions
 from .db import db_app
 from .demo import demo, sample_data
-from .her2 import her2_app
 from .research import embed, evaluate_cmd, import_head, train
 from .retrieve import find, retrieve
 from .score import score
@@ -62,10 +61,24 @@ app.command("evaluate")(evaluate_cmd)
 app.command("import-head")(import_head)
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
-app.add_typer(her2_app, name="her2")
 app.command("score")(score)
 app.command("demo")(demo)
 app.command("sample-data")(sample_data)
+
+
+def _analysis_commands() -> None:
+    """Mount each registered analysis' own commands (``ihgamp <analysis> ...``)."""
+    import importlib
+
+    from ..analyses import entries
+
+    for item in entries():
+        if item.cli:
+            module, _, attribute = item.cli.partition(":")
+            app.add_typer(getattr(importlib.import_module(module), attribute), name=item.name)
+
+
+_analysis_commands()
 
 
 def main() -> None:

@@ -208,7 +208,7 @@ def status(
         "Completed",
         "Scored",
         "Call",
-        "P(HRD)",
+        "Value",
         "Analyses",
         "Note",
     ):

@@ -111,7 +111,7 @@ class JobRunner:
 
         beat = threading.Thread(target=heartbeat, name=f"lease-{job.job_id}", daemon=True)
         beat.start()
-        JOB_QUEUE_SECONDS.observe(job.queued_s)
+        JOB_QUEUE_SECONDS.labels(job.analysis).observe(job.queued_s)
         if job.took_over:
             JOB_LEASE_TAKEOVERS.inc()
         logger.info(
@@ -161,9 +161,9 @@ class JobRunner:
         finally:
             done.set()
             beat.join(timeout=5)
-        JOBS.labels(outcome.outcome).inc()
+        JOBS.labels(outcome.outcome, job.analysis).inc()
         if outcome.outcome == "done":
-            SCORING_SECONDS.observe(outcome.seconds)
+            SCORING_SECONDS.labels(job.analysis).observe(outcome.seconds)
         if self.on_outcome is not None:
             self.on_outcome(job, outcome)
         return outcome

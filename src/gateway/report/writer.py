@@ -50,6 +50,7 @@ from ihgamp_core.report.fhir import DEVICE_SYSTEM, build_imaging_study, resolved
 from ..catalog import AnalysisStore, Catalog
 from ..catalog.deliveries import DeliveryStore, ObservationStore
 from ..catalog.fhir_resources import FhirResourceStore
+from ..catalog.schema import LEGACY_ANALYSIS
 from ..config import Settings
 from ..dispatch.outbox import Outbox, job_folder
 from ..errors import ResultUnchangedError, ResultWithheldError
@@ -258,15 +259,15 @@ class ReportWriter:
         return report, path
 
     def predecessor(
-        self, study_uid: str, key: str, context: ReportContext, job_key: str = "hrd"
+        self, study_uid: str, key: str, context: ReportContext, job_key: str = LEGACY_ANALYSIS
     ) -> Supersedes | None:
         """The earlier result of the same request, when a result with another key replaces it.
 
         The same inputs give the same key (a re-score of the same slides with the same
         model): that is the same result again, not a replacement, and it is not issued
-        again (its SOP Instance UIDs were sent with the earlier content). HRD's earlier
-        result is the study's (``studies.result_path``); other analyses' are their
-        request's row.
+        again (its SOP Instance UIDs were sent with the earlier content). The earlier
+        result is the request's row; for the legacy analysis (HRD) without one, the
+        study's own (``studies.result_path``, results from before revision 0006).
 
         Raises
         ------
@@ -276,12 +277,11 @@ class ReportWriter:
             The earlier result's Observation names another patient than ``context``: a
             result never amends another patient's.
         """
-        if job_key == "hrd":
+        row = self.analyses.result(study_uid, job_key)
+        result_path = row.result_path if row is not None else None
+        if result_path is None and job_key == LEGACY_ANALYSIS:
             study = self.catalog.study(study_uid)
             result_path = study.result_path if study is not None else None
-        else:
-            row = self.analyses.result(study_uid, job_key)
-            result_path = row.result_path if row is not None else None
         if not result_path:
             return None
         try:

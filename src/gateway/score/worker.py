@@ -3,11 +3,12 @@
 A job is one request of the study's routing decision (:mod:`gateway.routing`): an
 analysis on named slides. Every analysis takes the same road, the analysis contract:
 ``analysis.run`` on the request's slides, then :meth:`ReportWriter.write` (which calls
-``analysis.report``), then the catalog. HRD is :class:`~ihgamp_core.analysis.hrd.HrdAnalysis`
-over the worker's loaded engine, its outputs in the study's own outbox folder as always
-(the other analyses' in ``<study>/<job folder>/``); a job from before routing (no
-request) is HRD on every slide of the study. The HER2 model is loaded when the first
-HER2 job arrives, never at start-up.
+``analysis.report``), then the catalog. Which analysis a job names is looked up in the
+registry (:mod:`gateway.analyses`), whose entry loads it on the worker's first job of it
+(with the worker's loaded ``[model]`` engine, for analyses that score with it). The
+legacy analysis' outputs stay in the study's own outbox folder as always (the others' in
+``<study>/<job folder>/``); a job from before routing (no request) is the legacy
+analysis on every slide of the study.
 
 Slide, model and pairing errors are permanent (retrying cannot fix a corrupt slide or
 two sections of different blocks); anything else (I/O, database) is retried by the
@@ -28,25 +29,31 @@ from typing import Any
 
 from ihgamp_core.analysis import (
     Analysis,
-    AnalysisName,
     AnalysisRequest,
     ModalityPath,
     SlideRef,
     SlideRole,
 )
-from ihgamp_core.analysis.hrd import HrdAnalysis
 from ihgamp_core.errors import IhgampError, MixedPatientsError, PairingError
 from ihgamp_core.scoring import Engine, ScoringOptions
 from ihgamp_core.slide import SlideSource
 from ihgamp_core.slide.resample import read_thumbnail
 
+from .. import analyses as registry
+from ..analyses import AnalysisLoadError, LoadContext
 from ..catalog import AnalysisStore, Catalog, ClaimedJob
 from ..config import AnalysesSettings, ModelSettings
 from ..errors import ResultUnchangedError, ResultWithheldError
 from ..queue.inprocess import PermanentJobError
 from ..report.writer import ReportWriter
 
-__all__ = ["AnalysisModels", "ScoreProcessor", "model_key", "request_from_dict"]
+__all__ = [
+    "AnalysisModels",
+    "ScoreProcessor",
+    "model_key",
+    "request_from_dict",
+    "scoring_options",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +63,21 @@ def model_key(engine: Engine) -> str:
     return engine.model.key[:160]
 
 
+def scoring_options(settings: ModelSettings) -> ScoringOptions:
+    """The engine's run-time options from ``[model]``."""
+    return ScoringOptions(
+        max_tiles=settings.max_tiles,
+        min_tiles=settings.min_tiles,
+        batch_size=settings.batch_size,
+        workers=settings.readers,
+        path=settings.pipeline,
+    )
+
+
 def request_from_dict(data: Mapping[str, Any]) -> AnalysisRequest:
     """The :class:`AnalysisRequest` a job row carries (:meth:`AnalysisRequest.to_dict`)."""
     return AnalysisRequest(
-        AnalysisName(data["analysis"]),
+        str(data["analysis"]),
         tuple(
             SlideRef(str(s["key"]), SlideRole(s["role"]), s.get("block")) for s in data["slides"]
         ),
@@ -69,35 +87,33 @@ def request_from_dict(data: Mapping[str, Any]) -> AnalysisRequest:
 
 
 class AnalysisModels:
-    """The analyses a worker runs, each loaded on first use (the HER2 model imports torch).
+    """The analyses a worker runs, each loaded by its registry entry on first use.
 
     Parameters
     ----------
     settings : AnalysesSettings
-        Model files and options of the analyses.
+        The enabled analyses and their ``[analyses.<name>]`` tables.
     device : str
-        Compute device (``auto``, ``cpu``, ``cuda``...) when the analysis names none.
-    loader : callable, optional
-        Loads the HER2 model from a checkpoint path (None: the DEMO model) and a
-        device; :func:`gateway.models.load_her2_model` by default.
+        Compute device (``auto``, ``cpu``, ``cuda``...) where a table names none.
+    engine : Engine, optional
+        The worker's loaded ``[model]`` engine, for analyses that score with it.
+    scoring : ScoringOptions, optional
+        The worker's ``[model]`` scoring options.
     """
 
     def __init__(
         self,
         settings: AnalysesSettings,
         device: str = "auto",
-        loader: Callable[[Path | None, str], Any] | None = None,
+        engine: Engine | None = None,
+        scoring: ScoringOptions | None = None,
     ) -> None:
         self.settings = settings
         self.device = device
-        self.loader = loader
+        self.engine = engine
+        self.scoring = scoring
         self._lock = threading.Lock()
         self._loaded: dict[str, Analysis[Any]] = {}
-
-    def add(self, analysis: Analysis[Any]) -> None:
-        """Run ``analysis`` (already loaded, e.g. HRD on the worker's engine) under its name."""
-        with self._lock:
-            self._loaded[str(analysis.spec.name)] = analysis
 
     def get(self, name: str) -> Analysis[Any]:
         """The analysis ``name``, loading its model the first time.
@@ -105,7 +121,8 @@ class AnalysisModels:
         Raises
         ------
         PermanentJobError
-            For an analysis this gateway does not run (not enabled any more, or unknown).
+            For an analysis this gateway does not run (not enabled any more, unknown), or
+            whose model cannot be loaded.
         """
         with self._lock:
             if name not in self._loaded:
@@ -113,24 +130,18 @@ class AnalysisModels:
             return self._loaded[name]
 
     def _load(self, name: str) -> Analysis[Any]:
-        if name != AnalysisName.HER2:
+        if name not in self.settings.enabled:
             raise PermanentJobError(f"analysis {name!r} is not run by these workers")
-        from ihgamp_core.her2.analysis import Her2Analysis
-        from ihgamp_core.her2.infer import Her2Options
-
-        if self.loader is None:
-            from ..models import load_her2_model
-
-            loader: Callable[[Path | None, str], Any] = load_her2_model
-        else:
-            loader = self.loader
-        device = self.settings.her2_device if self.settings.her2_device != "auto" else self.device
+        entry = registry.entry(name)
+        table = self.settings.settings_of(name)
+        device = table.device if table.device != "auto" else self.device
         try:
-            model = loader(self.settings.her2_model, device)
-        except IhgampError as exc:
-            raise PermanentJobError(f"HER2 model: {exc}") from exc
-        options = Her2Options(max_tiles=self.settings.her2_max_tiles or 2000)
-        return Her2Analysis(model, options)
+            analysis = entry.load(LoadContext(table, device, self.engine, self.scoring))
+        except (AnalysisLoadError, IhgampError) as exc:
+            raise PermanentJobError(str(exc)) from exc
+        if str(analysis.spec.name) != name:
+            raise PermanentJobError(f"the {name!r} loader built {analysis.spec.name!r}")
+        return analysis
 
 
 class ScoreProcessor:
@@ -149,7 +160,7 @@ class ScoreProcessor:
     on_reported : callable, optional
         Called with the study UID once its reports are written (wakes the dispatcher).
     analyses : AnalysisModels, optional
-        The other analyses (loaded on first use); default: from default settings.
+        The analyses (loaded on first use); default: the default settings' on ``engine``.
     """
 
     def __init__(
@@ -165,16 +176,12 @@ class ScoreProcessor:
         self.engine = engine
         self.reports = reports
         self.on_reported = on_reported
-        self.analyses = analyses or AnalysisModels(AnalysesSettings(), settings.device)
         self.results = AnalysisStore(catalog)
-        self.options = ScoringOptions(
-            max_tiles=settings.max_tiles,
-            min_tiles=settings.min_tiles,
-            batch_size=settings.batch_size,
-            workers=settings.readers,
-            path=settings.pipeline,
+        self.options = scoring_options(settings)
+        self.analyses = analyses or AnalysisModels(
+            AnalysesSettings(), settings.device, engine, self.options
         )
-        self.analyses.add(HrdAnalysis(engine, self.options))
+        self.legacy = registry.legacy_entry().name
 
     def __call__(self, job: ClaimedJob) -> None:
         """Run the job's analysis on its slides and write its result."""
@@ -189,9 +196,9 @@ class ScoreProcessor:
                     f"{len(missing)} slide series of the request are no longer in the study; "
                     "rescore it"
                 )
-        elif job.analysis == AnalysisName.HRD:  # queued before routing: every slide
+        elif job.analysis == self.legacy:  # queued before routing: every slide
             request = AnalysisRequest(
-                AnalysisName.HRD, tuple(SlideRef(k, SlideRole.HE) for k in sorted(files))
+                self.legacy, tuple(SlideRef(k, SlideRole.HE) for k in sorted(files))
             )
         else:
             raise PermanentJobError(f"a {job.analysis} job without a request")
@@ -259,7 +266,7 @@ class ScoreProcessor:
     ) -> None:
         """The one road: open the slides, run, report, record."""
         started = time.perf_counter()
-        hrd = job.analysis == AnalysisName.HRD
+        legacy = job.analysis == self.legacy
         try:
             with ExitStack() as stack:
                 slides = {
@@ -278,7 +285,7 @@ class ScoreProcessor:
                     result,
                     files,
                     thumbnails,
-                    folder="" if hrd else None,  # HRD's outputs: the study's own folder
+                    folder="" if legacy else None,  # legacy outputs: the study's own folder
                 )
             except ResultUnchangedError as unchanged:
                 path = self._unchanged(job, unchanged)
@@ -289,7 +296,7 @@ class ScoreProcessor:
         except IhgampError as exc:
             raise PermanentJobError(str(exc)) from exc
         outcome = analysis.outcome(result)
-        if hrd:  # the study's HRD summary (status page, CLI) until results are rows only
+        if legacy:  # the study's own summary (status page, CLI) until results are rows only
             self.catalog.record_result(
                 job.study_uid, str(path), outcome.call, outcome.value, outcome.model_key[:160]
             )

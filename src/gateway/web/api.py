@@ -20,7 +20,7 @@ from ..catalog.deliveries import DeliveryStore
 from ..catalog.schema import AccessAction
 from ..dispatch.outbox import Outbox
 from .auth import Authenticator, Principal
-from .views import HEATMAP_RE, HER2_FOLDER_RE, detail_dict, study_detail, study_row
+from .views import ANALYSIS_FOLDER_RE, HEATMAP_RE, detail_dict, study_detail, study_row
 
 __all__ = ["MAX_STUDIES", "api_router", "known_parameters"]
 
@@ -134,9 +134,9 @@ def api_router(
         request: Request,
         principal: Principal = Depends(auth.bearer_or_session),  # noqa: B008
     ) -> Response:
-        """A HER2 class-map PNG (``her2-<block>/heatmap-<n>.png``)."""
-        if not HER2_FOLDER_RE.match(folder) or not HEATMAP_RE.match(name):
-            raise HTTPException(404, "only HER2 class-map PNGs are served")
+        """An analysis request's map PNG (``<request folder>/heatmap-<n>.png``)."""
+        if not ANALYSIS_FOLDER_RE.match(folder) or not HEATMAP_RE.match(name):
+            raise HTTPException(404, "only analysis map PNGs are served")
         path = outbox.root / study_uid / folder / name
         if not path.is_file():
             raise HTTPException(404, "no such file")

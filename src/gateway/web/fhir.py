@@ -166,7 +166,7 @@ def capability_statement(base: str) -> dict[str, Any]:
         "date": dt.date.today().isoformat(),
         "kind": "instance",
         "software": {"name": "IHGAMP pathology gateway", "version": __version__},
-        "implementation": {"description": "IHGAMP HRD estimates (read-only)", "url": base},
+        "implementation": {"description": "IHGAMP analysis results (read-only)", "url": base},
         "fhirVersion": "4.0.1",
         "format": ["json"],
         "rest": [

@@ -21,7 +21,15 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from ihgamp_core import __version__
 from ihgamp_core.result import ModelIdentity
 
-from ..catalog import Catalog, JobState, JobStore, StudySnapshot, StudyState
+from ..catalog import (
+    AnalysisResultView,
+    AnalysisStore,
+    Catalog,
+    JobState,
+    JobStore,
+    StudySnapshot,
+    StudyState,
+)
 from ..catalog.deliveries import DeliveryStore, DeliveryView
 from ..catalog.leases import LEADER_LEASE, NamedLease
 from ..catalog.schema import AccessAction, DeliveryState
@@ -34,7 +42,6 @@ from .views import (
     ModelSummary,
     ResultSummary,
     heatmaps,
-    her2_key,
     result_summary,
     study_detail,
 )
@@ -87,6 +94,7 @@ class _Row:
     result: ResultSummary | None
     deliveries: list[DeliveryView]
     heatmaps: list[str]
+    analyses: list[AnalysisResultView]
 
 
 def pages_router(
@@ -151,12 +159,14 @@ def pages_router(
     ) -> Response:
         counts = catalog.counts()
         studies = catalog.studies(states=[state] if state else None, limit=200)
+        results = AnalysisStore(catalog).results_of([s.study_uid for s in studies])
         rows = [
             _Row(
                 s,
                 result_summary(s, outbox),
                 deliveries.deliveries(study_uid=s.study_uid),
                 heatmaps(outbox, s.study_uid),
+                results.get(s.study_uid, []),
             )
             for s in studies
         ]
@@ -193,7 +203,6 @@ def pages_router(
             principal=principal,
             model=loaded,
             d=detail,
-            her2_key=her2_key() if detail.class_maps else [],
             message=message,
             error=error,
         )

@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from .. import analyses
 from ..catalog import AnalysisResultView, AnalysisStore, Catalog, JobStore, JobView, StudySnapshot
 from ..catalog.deliveries import DeliveryStore, DeliveryView
 from ..dispatch.outbox import Outbox
@@ -22,7 +23,8 @@ from ..spool import valid_uid
 
 __all__ = [
     "HEATMAP_RE",
-    "HER2_FOLDER_RE",
+    "ANALYSIS_FOLDER_RE",
+    "AnalysisMaps",
     "InvalidStudyUid",
     "ModelSummary",
     "ResultSummary",
@@ -30,18 +32,18 @@ __all__ = [
     "TimelineEvent",
     "analysis_row",
     "checked_study_uid",
-    "class_maps",
+    "analysis_maps",
     "detail_dict",
     "heatmaps",
-    "her2_key",
     "result_summary",
     "study_detail",
     "study_row",
 ]
 
 HEATMAP_RE = re.compile(r"^heatmap-[1-9][0-9]{0,3}\.png$")
-#: The outbox sub-folder of a HER2 request (``dispatch.outbox.job_folder``: her2, her2-A1).
-HER2_FOLDER_RE = re.compile(r"^her2(-[A-Za-z0-9._-]{1,64})?$")
+#: The outbox sub-folder of an analysis request (``dispatch.outbox.job_folder`` of its key:
+#: ``<analysis>`` or ``<analysis>-<block>``).
+ANALYSIS_FOLDER_RE = re.compile(r"^[a-z][a-z0-9-]{0,15}(-[A-Za-z0-9._-]{1,64})?$")
 
 
 class InvalidStudyUid(ValueError):
@@ -146,30 +148,66 @@ def heatmaps(outbox: Outbox, study_uid: str) -> list[str]:
     return sorted(names, key=lambda n: int(n[len("heatmap-") : -len(".png")]))
 
 
-def class_maps(outbox: Outbox, study_uid: str) -> list[str]:
-    """HER2 class-map PNGs of the study, as ``<her2 folder>/heatmap-<n>.png``."""
+@dataclass(frozen=True)
+class AnalysisMaps:
+    """The PNG maps of one analysis request's result, with its analysis' colour key.
+
+    Parameters
+    ----------
+    analysis : str
+        The analysis' name.
+    title : str
+        How people call it (its registry entry's title).
+    job_key : str
+        The request.
+    names : list of str
+        ``<request folder>/heatmap-<n>.png`` in the study's outbox folder.
+    legend : list of tuple
+        ``(label, "#rrggbb")`` of its classes; empty for continuous maps.
+    """
+
+    analysis: str
+    title: str
+    job_key: str
+    names: list[str]
+    legend: list[tuple[str, str]] = field(default_factory=list)
+
+
+def analysis_maps(
+    outbox: Outbox, study_uid: str, rows: list[AnalysisResultView]
+) -> list[AnalysisMaps]:
+    """The PNG maps of the study's analysis results kept in their own folders.
+
+    Found from the catalog's result rows (the folder of each result), never by
+    guessing folder names; the legacy results at the study folder's root are
+    :func:`heatmaps`.
+    """
     if not valid_uid(study_uid):
         return []
-    folder = outbox.root / study_uid
-    if not folder.is_dir():
-        return []
-    return [
-        f"{sub.name}/{name}"
-        for sub in sorted(folder.iterdir())
-        if sub.is_dir() and HER2_FOLDER_RE.match(sub.name)
-        for name in sorted(p.name for p in sub.glob("heatmap-*.png") if HEATMAP_RE.match(p.name))
-    ]
-
-
-def her2_key() -> list[tuple[str, str]]:
-    """The HER2 class map's colours: ``(label, "#rrggbb")`` for 0, 1+, 2+, 3+."""
-    from ihgamp_core.her2.config import CLASS_LABELS
-    from ihgamp_core.her2.reports import CLASS_COLOURS
-
-    return [
-        (label, "#{:02x}{:02x}{:02x}".format(*(int(v) for v in colour)))
-        for label, colour in zip(CLASS_LABELS, CLASS_COLOURS, strict=True)
-    ]
+    study = outbox.root / study_uid
+    out = []
+    for row in rows:
+        folder = Path(row.result_path).parent
+        if folder.parent != study or not ANALYSIS_FOLDER_RE.match(folder.name):
+            continue
+        names = sorted(
+            (p.name for p in folder.glob("heatmap-*.png") if HEATMAP_RE.match(p.name)),
+            key=lambda n: int(n[len("heatmap-") : -len(".png")]),
+        )
+        if not names:
+            continue
+        try:
+            item = analyses.entry(row.analysis)
+        except KeyError:  # a result of an analysis this gateway no longer registers
+            title, legend = row.analysis, []
+        else:
+            title, legend = item.title, item.legend() if item.legend else []
+        out.append(
+            AnalysisMaps(
+                row.analysis, title, row.job_key, [f"{folder.name}/{n}" for n in names], legend
+            )
+        )
+    return out
 
 
 @dataclass(frozen=True)
@@ -193,7 +231,7 @@ class StudyDetail:
     timeline: list[TimelineEvent] = field(default_factory=list)
     routing: dict[str, Any] | None = None
     analyses: list[dict[str, Any]] = field(default_factory=list)
-    class_maps: list[str] = field(default_factory=list)
+    maps: list[AnalysisMaps] = field(default_factory=list)
 
 
 def analysis_row(row: AnalysisResultView) -> dict[str, Any]:
@@ -261,6 +299,7 @@ def study_detail(catalog: Catalog, outbox: Outbox, study_uid: str) -> StudyDetai
     jobs = JobStore(catalog).jobs(limit=50, study_uid=study_uid)
     deliveries = DeliveryStore(catalog).deliveries(study_uid=study_uid, limit=100)
     store = AnalysisStore(catalog)
+    rows = store.results(study_uid)
     return StudyDetail(
         study,
         result_summary(study, outbox),
@@ -269,8 +308,8 @@ def study_detail(catalog: Catalog, outbox: Outbox, study_uid: str) -> StudyDetai
         heatmaps(outbox, study_uid),
         _timeline(study, jobs, deliveries),
         store.routing(study_uid),
-        [analysis_row(r) for r in store.results(study_uid)],
-        class_maps(outbox, study_uid),
+        [analysis_row(r) for r in rows],
+        analysis_maps(outbox, study_uid, rows),
     )
 
 
@@ -339,8 +378,14 @@ def detail_dict(detail: StudyDetail) -> dict[str, Any]:
     out["routing"] = detail.routing
     out["analyses"] = detail.analyses
     out["heatmaps"] = [f"/studies/{detail.study.study_uid}/{name}" for name in detail.heatmaps]
-    out["her2_class_maps"] = [
-        f"/studies/{detail.study.study_uid}/{name}" for name in detail.class_maps
+    out["analysis_maps"] = [
+        {
+            "analysis": m.analysis,
+            "job_key": m.job_key,
+            "maps": [f"/studies/{detail.study.study_uid}/{name}" for name in m.names],
+            "legend": [{"label": label, "colour": colour} for label, colour in m.legend],
+        }
+        for m in detail.maps
     ]
     out["timeline"] = [
         {"at": e.at.isoformat(), "event": e.event, "detail": e.detail} for e in detail.timeline

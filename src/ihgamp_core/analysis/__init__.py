@@ -12,6 +12,7 @@ The HER2 analysis lives in :mod:`ihgamp_core.her2`.
 """
 
 from .contract import (
+    ANALYSIS_NAME_RE,
     Analysis,
     AnalysisName,
     AnalysisOutcome,
@@ -26,6 +27,7 @@ from .contract import (
     SlideRef,
     SlideRole,
     Stain,
+    check_analysis_name,
 )
 from .metadata import (
     MetadataRules,
@@ -38,6 +40,8 @@ from .metadata import (
 from .routing import Refusal, RefusalKind, RoutingDecision, RoutingLimits, Skip, route
 
 __all__ = [
+    "ANALYSIS_NAME_RE",
+    "check_analysis_name",
     "Analysis",
     "AnalysisName",
     "AnalysisOutcome",

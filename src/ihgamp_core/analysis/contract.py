@@ -32,6 +32,7 @@ from ..slide.base import Slide
 
 __all__ = [
     "Analysis",
+    "ANALYSIS_NAME_RE",
     "AnalysisName",
     "AnalysisOutcome",
     "AnalysisReport",
@@ -45,11 +46,33 @@ __all__ = [
     "SlideRef",
     "SlideRole",
     "Stain",
+    "check_analysis_name",
 ]
 
 
+#: What an analysis name may be: a short lower-case slug (it keys jobs, results, output
+#: folders and settings tables).
+ANALYSIS_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
+
+
+def check_analysis_name(name: str) -> str:
+    """``name`` if it is a valid analysis name (:data:`ANALYSIS_NAME_RE`).
+
+    Raises
+    ------
+    ParameterError
+        Otherwise.
+    """
+    if not isinstance(name, str) or not ANALYSIS_NAME_RE.fullmatch(name):
+        raise ParameterError(
+            f"analysis name {name!r}: 1-16 characters, lower-case letters, digits and '-', "
+            "starting with a letter"
+        )
+    return name
+
+
 class AnalysisName(StrEnum):
-    """The analyses the engine knows."""
+    """The analyses this engine ships (a site's own analyses use any valid name)."""
 
     HRD = "hrd"
     HER2 = "her2"
@@ -163,10 +186,22 @@ class Applicability:
 
 @dataclass(frozen=True)
 class AnalysisSpec:
-    """An analysis' name and applicability: all that routing needs."""
+    """An analysis' name and applicability: all that routing needs.
 
-    name: AnalysisName
+    Parameters
+    ----------
+    name : str
+        The analysis' name (:data:`ANALYSIS_NAME_RE`; the built-ins are
+        :class:`AnalysisName`).
+    applicability : Applicability
+        What it applies to and needs.
+    """
+
+    name: str
     applicability: Applicability
+
+    def __post_init__(self) -> None:
+        check_analysis_name(self.name)
 
 
 @dataclass(frozen=True)
@@ -194,8 +229,8 @@ class AnalysisRequest:
 
     Parameters
     ----------
-    analysis : AnalysisName
-        Which analysis.
+    analysis : str
+        Which analysis (its name).
     slides : tuple of SlideRef
         The slides, H&E first.
     path : ModalityPath or None
@@ -206,12 +241,13 @@ class AnalysisRequest:
         the engine's tissue registration then checks that they match).
     """
 
-    analysis: AnalysisName
+    analysis: str
     slides: tuple[SlideRef, ...]
     path: ModalityPath | None = None
     pairing: str | None = None
 
     def __post_init__(self) -> None:
+        check_analysis_name(self.analysis)
         _require(bool(self.slides), "a request needs at least one slide")
         keys = [s.key for s in self.slides]
         _require(len(set(keys)) == len(keys), "a request names each slide once")
@@ -243,7 +279,7 @@ class AnalysisOutcome:
 
     Parameters
     ----------
-    analysis : AnalysisName
+    analysis : str
         Which analysis.
     call : str
         The case-level call (``hrd-likely``, ``her2-2+``, ``no-call``...).
@@ -259,7 +295,7 @@ class AnalysisOutcome:
         The modality path, for H&E + optional IHC analyses.
     """
 
-    analysis: AnalysisName
+    analysis: str
     call: str
     value: float | None
     qc_flags: tuple[str, ...]
@@ -317,7 +353,7 @@ class AnalysisReport:
 
     Parameters
     ----------
-    analysis : AnalysisName
+    analysis : str
         Which analysis.
     outcome : AnalysisOutcome
         The catalog summary.
@@ -344,7 +380,7 @@ class AnalysisReport:
         Every output identifier (SR, heatmaps, Observation, Device).
     """
 
-    analysis: AnalysisName
+    analysis: str
     outcome: AnalysisOutcome
     document: dict[str, Any]
     triage: Any

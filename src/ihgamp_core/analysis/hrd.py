@@ -107,7 +107,7 @@ class HrdAnalysis:
         SlideReadError
             If a slide's pixels cannot be read.
         """
-        if request.analysis is not AnalysisName.HRD:
+        if request.analysis != AnalysisName.HRD:
             raise ParameterError(f"an {request.analysis} request given to the HRD analysis")
         missing = [k for k in request.slide_keys() if k not in slides]
         if missing:

@@ -41,7 +41,6 @@ from typing import Any
 
 from ..errors import ParameterError
 from .contract import (
-    AnalysisName,
     AnalysisRequest,
     AnalysisSpec,
     InputKind,
@@ -78,14 +77,14 @@ class Refusal:
         Keys of the slides concerned.
     message : str
         One line for people: what is wrong and what to do.
-    analysis : AnalysisName or None
+    analysis : str or None
         The analysis concerned (None: every analysis).
     """
 
     kind: RefusalKind
     slides: tuple[str, ...]
     message: str
-    analysis: AnalysisName | None = None
+    analysis: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,7 +115,7 @@ class RoutingLimits:
 class Skip:
     """An analysis that does not apply to the study, and why."""
 
-    analysis: AnalysisName
+    analysis: str
     reason: str
 
 
@@ -134,9 +133,9 @@ class RoutingDecision:
         """Nothing to run and nothing refused: the study is not for these analyses."""
         return not self.requests and not self.refusals
 
-    def for_analysis(self, name: AnalysisName) -> tuple[AnalysisRequest, ...]:
+    def for_analysis(self, name: str) -> tuple[AnalysisRequest, ...]:
         """The requests of one analysis."""
-        return tuple(r for r in self.requests if r.analysis is name)
+        return tuple(r for r in self.requests if r.analysis == name)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (catalog, logs, status page; no patient data)."""
@@ -281,7 +280,7 @@ def _stain_refusal(slide: SeriesMetadata) -> Refusal:
 
 
 def _pair(
-    name: AnalysisName, slides: Sequence[SeriesMetadata]
+    name: str, slides: Sequence[SeriesMetadata]
 ) -> tuple[list[AnalysisRequest], list[Refusal]]:
     he = sorted((s for s in slides if s.stain is Stain.HE), key=lambda s: s.key)
     ihc = sorted((s for s in slides if s.stain is Stain.IHC_HER2), key=lambda s: s.key)
@@ -309,7 +308,7 @@ def _pair(
 
 
 def _pair_by_block(
-    name: AnalysisName, he: Sequence[SeriesMetadata], ihc: Sequence[SeriesMetadata]
+    name: str, he: Sequence[SeriesMetadata], ihc: Sequence[SeriesMetadata]
 ) -> tuple[list[AnalysisRequest], list[Refusal]]:
     by_block: dict[str, tuple[list[SeriesMetadata], list[SeriesMetadata]]] = defaultdict(
         lambda: ([], [])

@@ -103,7 +103,7 @@ class Her2Analysis:
         PairingError
             If the H&E and IHC tissue do not match.
         """
-        if request.analysis is not AnalysisName.HER2 or request.path is None:
+        if request.analysis != AnalysisName.HER2 or request.path is None:
             raise ParameterError(f"an {request.analysis} request given to the HER2 analysis")
         missing = [k for k in request.slide_keys() if k not in slides]
         if missing:

@@ -131,34 +131,47 @@ def test_the_page_shows_which_node_leads_and_which_holds_each_job(
         jobs.finish(job_id, "gpu-node-7:4242:abcd")
 
 
-def test_the_study_page_shows_her2_class_maps_with_their_key(url: str, reported: Reported) -> None:
-    """A HER2 folder's class map: on the page with the 0/1+/2+/3+ key; nothing else served."""
+def test_the_study_page_shows_each_analysis_maps_with_their_key(
+    url: str, reported: Reported
+) -> None:
+    """A recorded result's maps: on the page with its analysis' class key; nothing else."""
     import shutil
 
-    from gateway.web.views import her2_key
+    from gateway.analyses import entry
+    from gateway.catalog import AnalysisStore
 
     study = reported.outbox.root / reported.study_uid
     (study / "her2-A1").mkdir(exist_ok=True)
     shutil.copy(study / "heatmap-1.png", study / "her2-A1" / "heatmap-1.png")
     (study / "her2-A1" / "result.json").write_text("{}")
+    (study / "ghost-A1").mkdir(exist_ok=True)  # a folder without a result row: not shown
+    shutil.copy(study / "heatmap-1.png", study / "ghost-A1" / "heatmap-1.png")
+    store = AnalysisStore(reported.catalog)
+    result = str(study / "her2-A1" / "result.json")
+    store.record(reported.study_uid, "her2:A1", "her2", result, "her2-2+", 0.7, "dual", "m", True)
+    legend = entry("her2").legend
+    assert legend is not None
+    key_colours = legend()
     client = _login(url)
     try:
         page = client.get(f"/studies/{reported.study_uid}").text
         assert f'src="/studies/{reported.study_uid}/her2-A1/heatmap-1.png"' in page
-        key = page[page.index('id="her2-key"') :].split("</div>")[0]
-        assert [label for label, _ in her2_key()] == ["0", "1+", "2+", "3+"]
-        for index, (label, colour) in enumerate(her2_key()):
-            assert f'class="swatch her2-{index}" title="{colour}"></span><span>{label}<' in key
-        # The stylesheet paints each swatch in the class map's own colour.
-        css = client.get("/static/style.css").text
-        for index, (_, colour) in enumerate(her2_key()):
-            assert f".legend .swatch.her2-{index} {{ background: {colour}; }}" in css
+        assert "ghost-A1/heatmap-1.png" not in page
+        key = page[page.index('id="key-her2-A1"') :].split("</div>")[0]
+        assert [label for label, _ in key_colours] == ["0", "1+", "2+", "3+"]
+        for label, colour in key_colours:  # each swatch painted in the class map's colour
+            assert f'aria-label="{label}"><title>{colour}</title>' in key
+            assert f'fill="{colour}"/></svg><span>{label}<' in key
         png = client.get(f"/studies/{reported.study_uid}/her2-A1/heatmap-1.png")
         assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
         for bad in ("her2-A1/result.json", "sr/heatmap-1.png", "her2-A1/heatmap-2.png"):
             assert client.get(f"/studies/{reported.study_uid}/{bad}").status_code == 404, bad
+        status = client.get("/").text  # the study list shows every analysis' call
+        calls = status[status.index(reported.study_uid) :].split("</tr>")[0]
+        assert 'data-job="her2:A1">her2:A1: her2-2+ (0.700) <span class="demo">DEMO' in calls
     finally:
         shutil.rmtree(study / "her2-A1")
+        shutil.rmtree(study / "ghost-A1")
 
 
 def test_logout_and_revocation_end_sessions_on_the_server(url: str, reported: Reported) -> None:

@@ -29,7 +29,7 @@ from ihgamp_core.embed import file_sha256, resolve_device
 from ihgamp_core.errors import ParameterError
 from ihgamp_core.her2.config import CONFIGS, get_config
 
-from .common import console, err_console, handle_errors, setup_logging
+from ..cli.common import console, err_console, handle_errors, setup_logging
 
 # The training modules import torch (about a second and 600 MB): only the commands that
 # need them load them, so `ihgamp serve --role receiver` stays small.
