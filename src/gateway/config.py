@@ -663,6 +663,11 @@ class FhirNode(_Model):
     token: str | None = None
 
 
+#: The ``[dispatch]`` lists of destinations, one per kind (each a class in
+#: :data:`gateway.dispatch.destinations.KINDS`).
+DESTINATION_KINDS = ("dicom", "dicomweb", "fhir")
+
+
 class DispatchSettings(_Model):
     """Result destinations (the local outbox is always written) and retry policy."""
 
@@ -675,10 +680,20 @@ class DispatchSettings(_Model):
     timeout_s: float = Field(default=30.0, gt=0)
     poll_interval_s: float = Field(default=2.0, gt=0)
 
+    def nodes(self) -> list[tuple[str, DicomNode | DicomWebNode | FhirNode]]:
+        """Every configured destination as ``(kind, node)``; the kind is its list's key.
+
+        The dispatcher and the report writer look each kind up in
+        :data:`gateway.dispatch.destinations.KINDS` (one class per kind).
+        """
+        out: list[tuple[str, DicomNode | DicomWebNode | FhirNode]] = []
+        for kind in DESTINATION_KINDS:
+            out += [(kind, node) for node in getattr(self, kind)]
+        return out
+
     @model_validator(mode="after")
     def _unique_names(self) -> DispatchSettings:
-        names = [n.name for n in self.dicom] + [n.name for n in self.dicomweb]
-        names += [n.name for n in self.fhir]
+        names = [node.name for _, node in self.nodes()]
         duplicates = {n for n in names if names.count(n) > 1}
         if duplicates:
             raise ValueError(f"destination names must be unique: {sorted(duplicates)}")

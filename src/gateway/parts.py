@@ -80,7 +80,7 @@ def make_processor(
     on_reported: Callable[[str], None] | None = None,
 ) -> tuple[JobProcessor, Engine]:
     """Load the model (once) and build the scoring job processor."""
-    from .dispatch.outbox import Outbox
+    from .outbox import Outbox
     from .report.writer import ReportWriter
     from .score.worker import ScoreProcessor
 

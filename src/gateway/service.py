@@ -24,8 +24,8 @@ from ihgamp_core.scoring import Engine
 from . import metrics
 from .config import QueueBackend, Settings
 from .dispatch.dispatcher import Dispatcher
-from .dispatch.outbox import Outbox
 from .errors import ConfigError
+from .outbox import Outbox
 from .parts import build_core
 from .probes import NodeEndpoint
 from .receive import DicomListener

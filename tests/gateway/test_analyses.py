@@ -31,7 +31,7 @@ from typer.testing import CliRunner
 from gateway.catalog import AnalysisStore, Catalog, JobStore, StudyState
 from gateway.catalog.schema import Job, Study
 from gateway.cli.app import app
-from gateway.dispatch.outbox import job_folder
+from gateway.outbox import job_folder
 from ihgamp_core.her2.samples import Her2SampleCase, build_her2_samples, load_her2_cases
 from ihgamp_core.synthetic.slides import deterministic_uid
 from support.brokers import rabbitmq

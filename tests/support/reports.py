@@ -13,7 +13,7 @@ import pydicom
 
 from gateway.catalog import Catalog, InstanceRecord, StudyState
 from gateway.config import Settings
-from gateway.dispatch.outbox import Outbox
+from gateway.outbox import Outbox
 from gateway.report.writer import ReportWriter
 from ihgamp_core.analysis.hrd import HrdAnalysis
 from ihgamp_core.scoring import Engine, ScoringOptions

@@ -1,5 +1,1 @@
-"""Delivering results: the local outbox (and, later, PACS and EHR destinations)."""
-
-from .outbox import Outbox, atomic_write
-
-__all__ = ["Outbox", "atomic_write"]
+"""Delivering results from the outbox to PACS and EHR destinations, one class per kind."""

@@ -1,5 +1,10 @@
 """Where results go: DICOM C-STORE, DICOMweb STOW-RS, FHIR transaction.
 
+One class per kind of destination (as mercure's target handlers), registered in
+:data:`KINDS` under its ``[dispatch]`` list's key: it says which of a result's outputs it
+takes (:class:`Payload`) and how it is built from its configured node. The dispatcher
+and the report writer only look kinds up there.
+
 Each destination sends a list of outbox files and raises
 :class:`~gateway.errors.DispatchError` with a message an operator can act on when the
 peer refuses or cannot be reached. Sends are idempotent on the receiving side: the same
@@ -11,22 +16,51 @@ from __future__ import annotations
 import abc
 import json
 import ssl
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import pydicom
 
-from ..config import DicomNode, DicomWebNode, FhirNode
+from ..config import DicomNode, DicomWebNode, FhirNode, Settings
 from ..errors import DispatchError
 
-__all__ = ["Destination", "DicomDestination", "DicomWebDestination", "FhirDestination"]
+__all__ = [
+    "KINDS",
+    "Destination",
+    "DicomDestination",
+    "DicomWebDestination",
+    "FhirDestination",
+    "Payload",
+    "build_destinations",
+    "destination_kind",
+]
+
+
+class Payload(StrEnum):
+    """Which of a result's outputs a destination kind takes."""
+
+    DICOM = "dicom"
+    """The DICOM objects: the SR and the map objects."""
+    FHIR_BUNDLE = "fhir-bundle"
+    """The FHIR transaction Bundle (only for studies with a Patient ID)."""
 
 
 class Destination(abc.ABC):
-    """A configured result destination."""
+    """A configured result destination.
+
+    A kind is a subclass with ``kind`` (its ``[dispatch]`` list's key), ``payload`` and
+    :meth:`from_node`, registered with :func:`destination_kind`.
+    """
 
     name: str
-    kind: str
+    kind: ClassVar[str]
+    payload: ClassVar[Payload]
+
+    @classmethod
+    @abc.abstractmethod
+    def from_node(cls, node: Any, settings: Settings) -> Destination:
+        """Build the destination of one configured node."""
 
     @abc.abstractmethod
     def send(self, files: list[Path]) -> None:
@@ -39,6 +73,24 @@ class Destination(abc.ABC):
         """
 
 
+D = TypeVar("D", bound=type[Destination])
+
+#: Every destination kind, by its ``[dispatch]`` list's key.
+KINDS: dict[str, type[Destination]] = {}
+
+
+def destination_kind(cls: D) -> D:
+    """Register a destination class under its ``kind``."""
+    KINDS[cls.kind] = cls
+    return cls
+
+
+def build_destinations(settings: Settings) -> list[Destination]:
+    """The configured destinations, each built by its kind's class."""
+    return [KINDS[kind].from_node(node, settings) for kind, node in settings.dispatch.nodes()]
+
+
+@destination_kind
 class DicomDestination(Destination):
     """C-STORE SCU to a DICOM node (a PACS).
 
@@ -53,6 +105,12 @@ class DicomDestination(Destination):
     """
 
     kind = "dicom"
+    payload = Payload.DICOM
+
+    @classmethod
+    def from_node(cls, node: Any, settings: Settings) -> DicomDestination:
+        """C-STORE as the gateway's AE title (unless the node sets another)."""
+        return cls(node, settings.dicom.ae_title, settings.dispatch.timeout_s)
 
     def __init__(self, node: DicomNode, calling_ae: str, timeout_s: float) -> None:
         self.node = node
@@ -101,10 +159,17 @@ class DicomDestination(Destination):
                 assoc.release()
 
 
+@destination_kind
 class DicomWebDestination(Destination):
     """STOW-RS to a DICOMweb server (dicomweb-client)."""
 
     kind = "dicomweb"
+    payload = Payload.DICOM
+
+    @classmethod
+    def from_node(cls, node: Any, settings: Settings) -> DicomWebDestination:
+        """STOW-RS with the dispatch timeout."""
+        return cls(node, settings.dispatch.timeout_s)
 
     def __init__(self, node: DicomWebNode, timeout_s: float) -> None:
         self.node = node
@@ -128,10 +193,17 @@ class DicomWebDestination(Destination):
             raise DispatchError(f"{self.name}: the server refused {len(failed)} instance(s)")
 
 
+@destination_kind
 class FhirDestination(Destination):
     """POST of the transaction Bundle to a FHIR server (conditional creates inside)."""
 
     kind = "fhir"
+    payload = Payload.FHIR_BUNDLE
+
+    @classmethod
+    def from_node(cls, node: Any, settings: Settings) -> FhirDestination:
+        """POST with the dispatch timeout."""
+        return cls(node, settings.dispatch.timeout_s)
 
     def __init__(self, node: FhirNode, timeout_s: float) -> None:
         self.node = node

@@ -15,28 +15,12 @@ from ..config import Settings
 from ..errors import DispatchError
 from ..loops import PollingLoop
 from ..metrics import DISPATCH_ATTEMPTS
-from .destinations import (
-    Destination,
-    DicomDestination,
-    DicomWebDestination,
-    FhirDestination,
-)
-from .outbox import Outbox
+from ..outbox import Outbox
+from .destinations import Destination, build_destinations
 
-__all__ = ["Dispatcher", "build_destinations"]
+__all__ = ["Dispatcher"]
 
 logger = logging.getLogger(__name__)
-
-
-def build_destinations(settings: Settings) -> list[Destination]:
-    """The configured destinations."""
-    d = settings.dispatch
-    out: list[Destination] = [
-        DicomDestination(n, settings.dicom.ae_title, d.timeout_s) for n in d.dicom
-    ]
-    out += [DicomWebDestination(n, d.timeout_s) for n in d.dicomweb]
-    out += [FhirDestination(n, d.timeout_s) for n in d.fhir]
-    return out
 
 
 class Dispatcher:

@@ -52,8 +52,9 @@ from ..catalog.deliveries import DeliveryStore, ObservationStore
 from ..catalog.fhir_resources import FhirResourceStore
 from ..catalog.schema import LEGACY_ANALYSIS
 from ..config import Settings
-from ..dispatch.outbox import Outbox, job_folder
+from ..dispatch.destinations import KINDS, Payload
 from ..errors import ResultUnchangedError, ResultWithheldError
+from ..outbox import Outbox, job_folder
 
 __all__ = ["ReportWriter"]
 
@@ -163,7 +164,7 @@ class ReportWriter:
 
         ``files_by_series`` holds the request's slides in the request's order (reference
         slide first). ``folder`` is the request's folder in the study's (default:
-        :func:`~gateway.dispatch.outbox.job_folder` of ``job_key``; ``""``: the study's
+        :func:`~gateway.outbox.job_folder` of ``job_key``; ``""``: the study's
         own, where HRD's results have always been). A result that replaces an earlier one
         of the same request (another key) names it: SR predecessor, Observation amended in
         place. Everything is written before ``result.json``, whose key then means "issued".
@@ -372,10 +373,12 @@ class ReportWriter:
         bundle_file: str = "fhir-bundle.json",
     ) -> None:
         d = self.settings.dispatch
-        targets = [(n.name, "dicom", dicom_files) for n in d.dicom]
-        targets += [(n.name, "dicomweb", dicom_files) for n in d.dicomweb]
-        if has_bundle:
-            targets += [(n.name, "fhir", [bundle_file]) for n in d.fhir]
+        targets = []
+        for kind, node in d.nodes():
+            if KINDS[kind].payload is Payload.DICOM:
+                targets.append((node.name, kind, dicom_files))
+            elif has_bundle:  # the Bundle's kinds: only for studies with a Patient ID
+                targets.append((node.name, kind, [bundle_file]))
         for name, kind, files in targets:
             self.deliveries.create(study_uid, key, name, kind, files, d.max_attempts)
         if targets:

@@ -18,7 +18,7 @@ from ..catalog import Catalog, StudyState
 from ..catalog.access import AccessLog
 from ..catalog.deliveries import DeliveryStore
 from ..catalog.schema import AccessAction
-from ..dispatch.outbox import Outbox
+from ..outbox import Outbox
 from .auth import Authenticator, Principal
 from .views import ANALYSIS_FOLDER_RE, HEATMAP_RE, detail_dict, study_detail, study_row
 

@@ -31,8 +31,8 @@ from ihgamp_core.result import ModelIdentity
 
 from ..catalog import Catalog, JobStore
 from ..config import Settings
-from ..dispatch.outbox import Outbox
 from ..lifecycle import RowSubmitter, StudyLifecycle
+from ..outbox import Outbox
 from .api import api_router
 from .auth import Authenticator, LoginRequired, TokenRegistry
 from .fhir import FHIR_JSON, FhirError, fhir_router, operation_outcome

@@ -34,8 +34,8 @@ from ..catalog.deliveries import DeliveryStore, DeliveryView
 from ..catalog.leases import LEADER_LEASE, NamedLease
 from ..catalog.schema import AccessAction, DeliveryState
 from ..config import TokenAccess
-from ..dispatch.outbox import Outbox
 from ..errors import CatalogError
+from ..outbox import Outbox
 from .api import StudyUid, known_parameters
 from .auth import Authenticator, AuthMethod, LoginRequired, Principal, client_address
 from .views import (

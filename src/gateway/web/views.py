@@ -18,7 +18,7 @@ from typing import Any
 from .. import analyses
 from ..catalog import AnalysisResultView, AnalysisStore, Catalog, JobStore, JobView, StudySnapshot
 from ..catalog.deliveries import DeliveryStore, DeliveryView
-from ..dispatch.outbox import Outbox
+from ..outbox import Outbox
 from ..spool import valid_uid
 
 __all__ = [
@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 HEATMAP_RE = re.compile(r"^heatmap-[1-9][0-9]{0,3}\.png$")
-#: The outbox sub-folder of an analysis request (``dispatch.outbox.job_folder`` of its key:
+#: The outbox sub-folder of an analysis request (``outbox.job_folder`` of its key:
 #: ``<analysis>`` or ``<analysis>-<block>``).
 ANALYSIS_FOLDER_RE = re.compile(r"^[a-z][a-z0-9-]{0,15}(-[A-Za-z0-9._-]{1,64})?$")
 

@@ -245,3 +245,26 @@ def test_a_hanging_destination_does_not_block_another(
         finally:
             ehr.mode("ok")
             dispatcher.stop(timeout_s=1)
+
+
+def test_every_dispatch_list_is_a_destination_kind_built_by_its_class(tmp_path: Path) -> None:
+    """One class per kind: the dispatcher builds each configured node with its kind's class."""
+    from gateway.config import DESTINATION_KINDS
+    from gateway.dispatch.destinations import KINDS, Payload, build_destinations
+
+    assert set(KINDS) == set(DESTINATION_KINDS)
+    settings = make_settings(
+        tmp_path,
+        dispatch={
+            "dicom": [{"name": "pacs", "ae_title": "PACS", "host": "127.0.0.1", "port": 104}],
+            "dicomweb": [{"name": "web", "url": "http://127.0.0.1:1/dicom-web"}],
+            "fhir": [{"name": "ehr", "url": "http://127.0.0.1:1/fhir"}],
+        },
+    )
+    built = build_destinations(settings)
+    assert [(d.kind, d.name, d.payload) for d in built] == [
+        ("dicom", "pacs", Payload.DICOM),
+        ("dicomweb", "web", Payload.DICOM),
+        ("fhir", "ehr", Payload.FHIR_BUNDLE),
+    ]
+    assert all(isinstance(d, KINDS[d.kind]) for d in built)

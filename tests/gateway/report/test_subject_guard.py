@@ -10,8 +10,8 @@ from pydicom.dataset import Dataset
 
 from gateway.catalog import AnalysisStore, Catalog
 from gateway.catalog.deliveries import ObservationStore
-from gateway.dispatch.outbox import Outbox
 from gateway.errors import ResultWithheldError
+from gateway.outbox import Outbox
 from gateway.report.writer import ReportWriter
 from ihgamp_core.errors import MixedPatientsError
 from ihgamp_core.report import ReportContext

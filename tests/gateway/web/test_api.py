@@ -10,7 +10,7 @@ import pytest
 from fhirpy import SyncFHIRClient
 
 from gateway.catalog import Catalog
-from gateway.dispatch.outbox import Outbox
+from gateway.outbox import Outbox
 from gateway.web import create_app
 from support.gateway import make_settings
 from support.reports import Reported

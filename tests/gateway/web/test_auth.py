@@ -18,8 +18,8 @@ from gateway.catalog import Catalog, JobState, JobStore
 from gateway.catalog.access import AccessLog, SessionStore
 from gateway.catalog.schema import AccessAction
 from gateway.cli.app import app as cli
-from gateway.dispatch.outbox import Outbox
 from gateway.errors import ConfigError
+from gateway.outbox import Outbox
 from gateway.web import TokenRegistry, create_app
 from support.gateway import make_settings
 from support.reports import Reported

@@ -20,7 +20,7 @@ import pytest
 
 from gateway.catalog import Catalog
 from gateway.config import Settings
-from gateway.dispatch.outbox import Outbox
+from gateway.outbox import Outbox
 from gateway.resources import descriptor_reserve, http_connection_budget
 from gateway.web import HttpLimits, create_app
 from support.gateway import (

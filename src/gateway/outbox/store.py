@@ -1,9 +1,10 @@
 """The local outbox: one folder per study with everything produced for it.
 
-Files are written atomically (temporary name, ``fsync``, rename), so a reader never
-sees a half-written result::
+The store of results beside the spool of inputs: the report writer is its one writer,
+the dispatcher and the web pages read it. Files are written atomically (temporary name,
+``fsync``, rename), so a reader never sees a half-written result::
 
-    <outbox>/<StudyInstanceUID>/result.json
+    <outbox>/<StudyInstanceUID>/<request folder>/result.json
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ import os
 import re
 import uuid
 from pathlib import Path
-
-from ihgamp_core.result import CaseResult, result_to_json
 
 from ..errors import DispatchError
 from ..spool import valid_uid
@@ -25,7 +24,7 @@ _NAME = re.compile(rf"(?:{_PART}/)?{_PART}")
 
 
 def job_folder(job_key: str) -> str:
-    """The outbox sub-folder of an analysis request (``her2``, ``her2-A1``)."""
+    """The outbox sub-folder of an analysis request (``<analysis>``, ``<analysis>-<block>``)."""
     name = re.sub(r"[^A-Za-z0-9._-]", "_", job_key.replace(":", "-"))
     return name[:100] if name[:1].isalnum() else f"x{name}"[:100]
 
@@ -78,15 +77,11 @@ class Outbox:
     def write_file(self, study_uid: str, name: str, data: bytes) -> Path:
         """Atomically write one file into the study's folder.
 
-        ``name`` is a file name, or ``<analysis folder>/<file name>`` for the outputs of
-        an analysis other than HRD (one folder per analysis request).
+        ``name`` is a file name, or ``<request folder>/<file name>`` (one folder per
+        analysis request; the legacy analysis' files at the study folder's root).
         """
         if not _NAME.fullmatch(name):
             raise DispatchError(f"invalid outbox file name {name!r}")
         path = self.folder(study_uid) / name
         atomic_write(path, data)
         return path
-
-    def write_result(self, study_uid: str, result: CaseResult) -> Path:
-        """Write the engine result as ``result.json``."""
-        return self.write_file(study_uid, "result.json", result_to_json(result).encode())
