@@ -56,29 +56,42 @@ class StudyRouter:
         self.rules = settings.metadata_rules()
         self.limits = settings.routing_limits()
 
-    def slides(self, study_uid: str) -> list[SeriesMetadata]:
-        """Routing metadata of each slide series, by Series Instance UID.
+    def reads(self, sop_class_uid: str) -> bool:
+        """Whether any enabled analysis could read a series of this SOP class.
 
-        A series whose header cannot be read is routed as a slide nothing describes (the
-        configured defaults apply; without a default stain routing refuses it); the
-        worker that opens it reports why it cannot be read, as before routing existed.
+        Completion asks it: a study holding nothing any analysis reads is ignored.
+        """
+        return any(spec.applicability.reads_sop_class(sop_class_uid) for spec in self.specs)
+
+    def series(self, study_uid: str) -> list[SeriesMetadata]:
+        """Routing metadata of each series an enabled analysis could read, by Series UID.
+
+        A series whose header cannot be read is routed as a series of its SOP class that
+        nothing describes (for a slide the configured defaults apply; without a default
+        stain routing refuses it); the worker that opens it reports why it cannot be
+        read, as before routing existed.
         """
         out = []
-        for series_uid, paths in sorted(self.catalog.wsi_files(study_uid).items()):
+        files = self.catalog.series_files(study_uid)
+        for series_uid, (sop_class, paths) in sorted(files.items()):
+            if not self.reads(sop_class):
+                continue
             try:
                 ds = pydicom.dcmread(Path(paths[0]), stop_before_pixels=True)
                 out.append(series_metadata_from_dataset(ds, self.rules, key=series_uid))
             except (OSError, ValueError, pydicom.errors.InvalidDicomError) as exc:
                 logger.warning(
-                    "slide header unreadable for routing",
+                    "series header unreadable for routing",
                     extra={"study_uid": study_uid, "series_uid": series_uid, "error": str(exc)},
                 )
-                out.append(series_metadata_from_dataset(Dataset(), self.rules, key=series_uid))
+                blank = Dataset()
+                blank.SOPClassUID = sop_class
+                out.append(series_metadata_from_dataset(blank, self.rules, key=series_uid))
         return out
 
     def decide(self, study_uid: str) -> RoutingDecision:
-        """Route the study's slides over the enabled analyses."""
-        return route(self.slides(study_uid), self.specs, self.limits)
+        """Route the study's series over the enabled analyses."""
+        return route(self.series(study_uid), self.specs, self.limits)
 
     def job_key(self, request: AnalysisRequest) -> str:
         """The job's key in the study.
@@ -87,7 +100,7 @@ class StudyRouter:
         slides come from), else the request's key (``<analysis>:<block>``).
         """
         spec = next(s for s in self.specs if s.name == request.analysis)
-        if spec.applicability.inputs is InputKind.SLIDES:
+        if spec.applicability.inputs in (InputKind.SLIDES, InputKind.SERIES):
             return str(request.analysis)
         return request.job_key
 

@@ -1,6 +1,7 @@
 """A site's own analysis through the registry only: routed over DICOM, reported, delivered.
 
-The toy "tissue area" analysis (:mod:`support.toy_analysis`) lives in the test package.
+The toy analyses (:mod:`support.toy_analysis`: tissue area of H&E slides, mean HU of a
+CT volume, an input that is not a slide) live in the test package.
 The gateway, run as an operator runs it (``ihgamp serve`` as a child process), learns of
 it from its configuration alone (``[analyses] plugins`` and ``enabled``); no gateway
 module names it. A study sent with pynetdicom is routed to it, its SR arrives in Orthanc,
@@ -15,21 +16,63 @@ import os
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pydicom
 import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from gateway.catalog import AnalysisStore, Catalog, JobStore, StudyState
 from ihgamp_core.synthetic.samples import SampleCase
 from support.fhir_peer import fhir_server
 from support.gateway import GatewayProcess, free_port, send, settings_dict, wait_for, write_toml
 from support.orthanc import orthanc
-from support.toy_analysis import MODEL, NAME, PROCEDURE, SR_SERIES_NUMBER
+from support.toy_analysis import MODEL, NAME, PROCEDURE, SR_SERIES_NUMBER, VOLUME_NAME
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TESTS = Path(__file__).resolve().parents[1]
 TOKEN = "plugin-analysis-token-0123456789"
+CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+WSI = "1.2.840.10008.5.1.4.1.1.77.1.6"
+
+
+def _ct_series(folder: Path, slices: int = 4) -> tuple[str, list[Path]]:
+    """A small CT volume (16 x 16 x ``slices``, 40 + slice HU) as a scanner writes it."""
+    folder.mkdir(parents=True)
+    study, series, frame = generate_uid(), generate_uid(), generate_uid()
+    paths = []
+    for index in range(slices):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta.MediaStorageSOPClassUID = CT_IMAGE
+        ds.SOPClassUID, ds.SOPInstanceUID = CT_IMAGE, generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
+        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "CT^TOY", "CT-1", "", "O"
+        ds.StudyDate, ds.StudyTime, ds.AccessionNumber, ds.StudyID = (
+            "20261207",
+            "120000",
+            "CT1",
+            "1",
+        )
+        ds.ReferringPhysicianName, ds.Modality, ds.BodyPartExamined = "", "CT", "ABDOMEN"
+        ds.SeriesNumber, ds.InstanceNumber = 1, index + 1
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+        ds.ImagePositionPatient = [0.0, 0.0, 2.5 * index]
+        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+        ds.PixelSpacing, ds.SliceThickness = [0.8, 0.8], 2.5
+        ds.Rows = ds.Columns = 16
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
+        ds.PixelData = np.full((16, 16), 1064 + index, np.int16).tobytes()
+        path = folder / f"ct-{index}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return study, paths
 
 
 def _codes(item: pydicom.Dataset) -> set[str]:
@@ -128,3 +171,70 @@ def test_a_plugin_analysis_runs_end_to_end_without_touching_the_gateway(
     # The API lists it with every other analysis; the metrics carry its name.
     assert [(a["analysis"], a["call"]) for a in api["analyses"]] == [(NAME, row.call)]
     assert f'ihgamp_jobs_total{{analysis="{NAME}",outcome="done"}} 1.0' in metrics
+
+
+def test_a_ct_volume_reaches_an_analysis_that_reads_volumes_not_slides(tmp_path: Path) -> None:
+    """Inputs beyond slides: a CT series is routed, opened as files, reported and delivered."""
+    uid, files = _ct_series(tmp_path / "ct")
+    with orthanc() as pacs:
+        port = free_port()
+        data = settings_dict(
+            tmp_path,
+            dicom={"port": port, "sop_classes": [WSI, CT_IMAGE]},
+            analyses={"plugins": ["support.toy_analysis"], "enabled": ["hrd", VOLUME_NAME]},
+            dispatch={
+                "dicom": [
+                    {
+                        "name": "pacs",
+                        "ae_title": pacs.aet,
+                        "host": "127.0.0.1",
+                        "port": pacs.dicom_port,
+                    }
+                ],
+                "backoff_s": 0.5,
+                "poll_interval_s": 0.2,
+            },
+        )
+        config = write_toml(tmp_path / "gateway.toml", data)
+        path = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
+        gw = GatewayProcess(config, tmp_path / "gateway.log", env={"PYTHONPATH": path}).start()
+        try:
+            gw.wait_listening(port)
+            assert send(port, files) == [0] * len(files)
+            catalog = Catalog(data["catalog"]["url"])
+            try:
+
+                def scored() -> bool:
+                    study = catalog.study(uid)
+                    return study is not None and study.state == StudyState.SCORED
+
+                wait_for(scored, timeout=180)
+                (row,) = AnalysisStore(catalog).results(uid)
+                routing = AnalysisStore(catalog).routing(uid)
+            finally:
+                catalog.close()
+            document = json.loads(Path(row.result_path).read_text())
+            orthanc_id = wait_for(
+                lambda: pacs.find_instance(document["outputs"]["sr_sop_instance_uid"]), timeout=90
+            )
+        finally:
+            assert gw.stop() == 0
+        sr = pydicom.dcmread(DicomBytesIO(pacs.instance_file(orthanc_id)))  # type: ignore[arg-type]
+
+    # HRD (slides) was skipped, the CT was not refused as a slide of unknown stain.
+    assert routing is not None and not routing["refusals"]
+    assert [s["analysis"] for s in routing["skipped"]] == ["hrd"]
+    (request,) = routing["requests"]
+    assert [s["role"] for s in request["slides"]] == ["volume"]
+    # The analysis read every voxel of the volume from its files: 40..43 HU.
+    assert row.analysis == VOLUME_NAME and document["voxels"] == 4 * 16 * 16
+    assert document["mean_hu"] == pytest.approx(41.5)
+    # Its SR joined the CT study in the PACS, citing the CT images as evidence.
+    assert str(sr.StudyInstanceUID) == uid
+    cited = {
+        str(item.ReferencedSOPInstanceUID)
+        for series in sr.CurrentRequestedProcedureEvidenceSequence
+        for s in series.ReferencedSeriesSequence
+        for item in s.ReferencedSOPSequence
+    }
+    assert cited == {str(pydicom.dcmread(f).SOPInstanceUID) for f in files}

@@ -20,8 +20,9 @@ A study on *hold* (a retrieve from a PACS in progress, or one that ended with fa
 instances) is left alone until the retrieve completes it or an operator forces it.
 
 What happens to a completed study (queued, or failed with nothing scoreable) is
-:class:`~gateway.lifecycle.StudyLifecycle`'s; a study with no whole-slide images at all
-(e.g. only a structured report) is ``ignored``. With several receivers, only the holder
+:class:`~gateway.lifecycle.StudyLifecycle`'s; a study holding no series any enabled
+analysis reads (e.g. only a structured report; a CT when only slide analyses are
+enabled) is ``ignored``. With several receivers, only the holder
 of the ``completion`` lease acts; another takes over within the lease when it stops.
 """
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..catalog import Catalog, StudySnapshot, StudyState, utcnow
@@ -60,6 +62,7 @@ def decide(
     max_mpp: float | None,
     now: dt.datetime,
     since: dt.datetime | None = None,
+    reads: Callable[[str], bool] | None = None,
 ) -> Decision:
     """Apply the completion rules to one receiving study (pure function).
 
@@ -67,6 +70,10 @@ def decide(
     ----------
     since : datetime, optional
         When the gateway started listening; quiet time before it does not count.
+    reads : callable, optional
+        Whether an enabled analysis reads series of a SOP class (the router's
+        :meth:`~gateway.routing.StudyRouter.reads`); default: whole-slide images only.
+        A quiet study holding nothing any analysis reads is ignored.
     """
 
     def quiet_since(last: dt.datetime) -> float:
@@ -81,7 +88,8 @@ def decide(
         if quiet_since(s.last_received_at) >= settings.series_stable_s
     }
     all_stable = len(stable) == len(study.series)
-    has_wsi = any(s.sop_class_uid == WSI_SOP_CLASS for s in study.series)
+    reads = reads or (lambda sop_class: sop_class == WSI_SOP_CLASS)
+    has_input = any(reads(s.sop_class_uid) for s in study.series)
 
     if age >= settings.force_after_s and up >= settings.study_stable_s:
         return Decision("complete", f"forced after {settings.force_after_s:.0f} s", forced=True)
@@ -90,8 +98,8 @@ def decide(
         if len(ready) >= settings.expected_series:
             return Decision("complete", f"{len(ready)} expected slide series received")
     if quiet >= settings.study_stable_s and all_stable:
-        if not has_wsi:
-            return Decision("ignore", "the study holds no whole-slide images")
+        if not has_input:
+            return Decision("ignore", "the study holds no series any enabled analysis reads")
         return Decision("complete", f"no new instance for {settings.study_stable_s:.0f} s")
     return Decision("wait", "receiving")
 
@@ -138,7 +146,9 @@ class CompletionMonitor:
         for study in self.catalog.studies(states=[StudyState.RECEIVING], limit=10_000):
             if study.hold_reason:  # a retrieve is in progress or incomplete
                 continue
-            decision = decide(study, self.settings, self.max_mpp, now, self.since)
+            router = self.lifecycle.router
+            reads = router.reads if router is not None else None
+            decision = decide(study, self.settings, self.max_mpp, now, self.since, reads)
             if decision.action == "wait":
                 continue
             try:

@@ -31,8 +31,11 @@ from ihgamp_core.analysis import (
     Analysis,
     AnalysisRequest,
     ModalityPath,
+    SeriesInput,
+    SeriesKind,
     SlideRef,
     SlideRole,
+    series_kind,
 )
 from ihgamp_core.errors import IhgampError, MixedPatientsError, PairingError
 from ihgamp_core.scoring import Engine, ScoringOptions
@@ -184,25 +187,26 @@ class ScoreProcessor:
         self.legacy = registry.legacy_entry().name
 
     def __call__(self, job: ClaimedJob) -> None:
-        """Run the job's analysis on its slides and write its result."""
-        files = self.catalog.wsi_files(job.study_uid)
-        if not files:
-            raise PermanentJobError("the study holds no whole-slide image files")
+        """Run the job's analysis on its series and write its result."""
+        every = self.catalog.series_files(job.study_uid)
+        kinds = {k: series_kind(sop_class) for k, (sop_class, _) in every.items()}
+        files = {k: paths for k, (_, paths) in every.items()}
         if job.request is not None:
             request = request_from_dict(job.request)
             missing = [k for k in request.slide_keys() if k not in files]
             if missing:
                 raise PermanentJobError(
-                    f"{len(missing)} slide series of the request are no longer in the study; "
-                    "rescore it"
+                    f"{len(missing)} series of the request are no longer in the study; rescore it"
                 )
         elif job.analysis == self.legacy:  # queued before routing: every slide
-            request = AnalysisRequest(
-                self.legacy, tuple(SlideRef(k, SlideRole.HE) for k in sorted(files))
-            )
+            slides = sorted(k for k, kind in kinds.items() if kind is SeriesKind.SLIDE)
+            if not slides:
+                raise PermanentJobError("the study holds no whole-slide image files")
+            request = AnalysisRequest(self.legacy, tuple(SlideRef(k, SlideRole.HE) for k in slides))
         else:
             raise PermanentJobError(f"a {job.analysis} job without a request")
         files = {k: files[k] for k in request.slide_keys()}
+        kinds = {k: kinds[k] for k in request.slide_keys()}
         analysis = self.analyses.get(job.analysis)
         inputs_key = self._inputs_key(job, analysis, files)
         previous = self.results.result(job.study_uid, job.job_key)
@@ -216,7 +220,7 @@ class ScoreProcessor:
                 extra={"study_uid": job.study_uid, "job": job.job_key},
             )
             return
-        self._run(job, analysis, request, files, inputs_key)
+        self._run(job, analysis, request, files, kinds, inputs_key)
         if self.on_reported is not None:
             self.on_reported(job.study_uid)
 
@@ -262,9 +266,10 @@ class ScoreProcessor:
         analysis: Analysis[Any],
         request: AnalysisRequest,
         files: Mapping[str, list[str]],
+        kinds: Mapping[str, SeriesKind],
         inputs_key: str,
     ) -> None:
-        """The one road: open the slides, run, report, record."""
+        """The one road: open the inputs (slides; other series as files), run, report."""
         started = time.perf_counter()
         legacy = job.analysis == self.legacy
         try:
@@ -274,8 +279,14 @@ class ScoreProcessor:
                         SlideSource("dicom", tuple(Path(p) for p in paths), label=key).open()
                     )
                     for key, paths in files.items()
+                    if kinds[key] is SeriesKind.SLIDE
                 }
-                result = analysis.run(request, slides, job.study_uid)
+                others = {
+                    key: SeriesInput(key, kinds[key], tuple(Path(p) for p in paths))
+                    for key, paths in files.items()
+                    if kinds[key] is not SeriesKind.SLIDE
+                }
+                result = analysis.run(request, {**slides, **others}, job.study_uid)
                 thumbnails = {key: read_thumbnail(slide) for key, slide in slides.items()}
             try:
                 _, path = self.reports.write(

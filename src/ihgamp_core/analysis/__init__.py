@@ -24,10 +24,14 @@ from .contract import (
     InputKind,
     ModalityPath,
     ReportOptions,
+    SeriesInput,
+    SeriesKind,
     SlideRef,
     SlideRole,
     Stain,
     check_analysis_name,
+    request_slides,
+    series_kind,
 )
 from .metadata import (
     MetadataRules,
@@ -40,6 +44,10 @@ from .metadata import (
 from .routing import Refusal, RefusalKind, RoutingDecision, RoutingLimits, Skip, route
 
 __all__ = [
+    "SeriesInput",
+    "SeriesKind",
+    "series_kind",
+    "request_slides",
     "ANALYSIS_NAME_RE",
     "check_analysis_name",
     "Analysis",

@@ -22,6 +22,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -43,10 +44,15 @@ __all__ = [
     "InputKind",
     "ModalityPath",
     "ReportOptions",
+    "SOP_CLASS_KINDS",
+    "SeriesInput",
+    "SeriesKind",
     "SlideRef",
     "SlideRole",
     "Stain",
     "check_analysis_name",
+    "request_slides",
+    "series_kind",
 ]
 
 
@@ -91,6 +97,37 @@ class Stain(StrEnum):
     """Nothing in the headers, the vendor metadata or the configured rules says."""
 
 
+class SeriesKind(StrEnum):
+    """What a series of a study is, as far as routing needs to know (from its SOP class)."""
+
+    SLIDE = "slide"
+    """A whole-slide image (VL Whole Slide Microscopy)."""
+    VOLUME = "volume"
+    """A cross-sectional image series: CT, MR, PET (classic or enhanced)."""
+    SEGMENTATION = "segmentation"
+    """A DICOM Segmentation (e.g. a tumour delineated on a CT or MR volume)."""
+    OTHER = "other"
+    """Anything else (SR documents, secondary captures...): never an input."""
+
+
+#: SOP classes by series kind (what :func:`series_kind` recognises).
+SOP_CLASS_KINDS: dict[str, SeriesKind] = {
+    "1.2.840.10008.5.1.4.1.1.77.1.6": SeriesKind.SLIDE,  # VL Whole Slide Microscopy
+    "1.2.840.10008.5.1.4.1.1.2": SeriesKind.VOLUME,  # CT Image
+    "1.2.840.10008.5.1.4.1.1.2.1": SeriesKind.VOLUME,  # Enhanced CT Image
+    "1.2.840.10008.5.1.4.1.1.4": SeriesKind.VOLUME,  # MR Image
+    "1.2.840.10008.5.1.4.1.1.4.1": SeriesKind.VOLUME,  # Enhanced MR Image
+    "1.2.840.10008.5.1.4.1.1.128": SeriesKind.VOLUME,  # PET Image
+    "1.2.840.10008.5.1.4.1.1.130": SeriesKind.VOLUME,  # Enhanced PET Image
+    "1.2.840.10008.5.1.4.1.1.66.4": SeriesKind.SEGMENTATION,  # Segmentation
+}
+
+
+def series_kind(sop_class_uid: str | None) -> SeriesKind:
+    """The kind of a series from its SOP Class UID (:data:`SOP_CLASS_KINDS`)."""
+    return SOP_CLASS_KINDS.get(str(sop_class_uid or ""), SeriesKind.OTHER)
+
+
 class InputKind(StrEnum):
     """What an analysis needs from a case."""
 
@@ -98,13 +135,40 @@ class InputKind(StrEnum):
     """Every slide of the case with an accepted stain, scored together (HRD)."""
     HE_WITH_OPTIONAL_IHC = "he-with-optional-ihc"
     """Per tissue block: an H&E slide, with the block's HER2 IHC slide when there is one."""
+    SERIES = "series"
+    """Every series of the case it reads (volumes, segmentations), in one job per study.
+
+    The analysis pairs them itself (a segmentation names the volume it delineates)."""
 
 
 class SlideRole(StrEnum):
-    """The part a slide plays in a request."""
+    """The part a series plays in a request."""
 
     HE = "he"
     IHC = "ihc"
+    VOLUME = "volume"
+    SEGMENTATION = "segmentation"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class SeriesInput:
+    """A request's series that is not a slide: its instance files, for the analysis to read.
+
+    Parameters
+    ----------
+    key : str
+        Series Instance UID.
+    kind : SeriesKind
+        Volume or segmentation.
+    paths : tuple of Path
+        Its current instance files (headers and pixels; read them with pydicom,
+        highdicom or SimpleITK).
+    """
+
+    key: str
+    kind: SeriesKind
+    paths: tuple[Path, ...]
 
 
 class ModalityPath(StrEnum):
@@ -125,16 +189,22 @@ def _require(condition: bool, message: str) -> None:
 
 @dataclass(frozen=True)
 class Applicability:
-    """Which slides an analysis applies to, and what it needs from them.
+    """Which series an analysis applies to, and what it needs from them.
 
     Parameters
     ----------
     stains : frozenset of Stain
-        Stains the analysis reads; never :attr:`Stain.UNKNOWN`.
+        Stains the analysis reads; never :attr:`Stain.UNKNOWN`. Required for slides,
+        empty for an analysis that reads no slide.
     inputs : InputKind
         What the analysis needs from a case.
     modalities : frozenset of str
-        DICOM Modality values (``SM`` = slide microscopy).
+        DICOM Modality values (``SM`` = slide microscopy; ``CT``, ``MR``...).
+    series_kinds : frozenset of SeriesKind
+        The kinds of series it reads: slides (the default), or volumes and
+        segmentations (with :attr:`InputKind.SERIES`).
+    sop_classes : frozenset of str or None
+        SOP Class UIDs it reads; ``None``: any of its series kinds.
     body_parts : frozenset of str or None
         DICOM Body Part Examined terms (``BREAST``); ``None`` accepts any, including
         an unknown one. A slide whose body part is unknown never matches a set.
@@ -143,16 +213,31 @@ class Applicability:
         Description matches one are used.
     """
 
-    stains: frozenset[Stain]
+    stains: frozenset[Stain] = frozenset()
     inputs: InputKind = InputKind.SLIDES
     modalities: frozenset[str] = frozenset({"SM"})
     body_parts: frozenset[str] | None = None
     series_description_patterns: tuple[str, ...] = ()
+    series_kinds: frozenset[SeriesKind] = frozenset({SeriesKind.SLIDE})
+    sop_classes: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
-        _require(bool(self.stains), "an analysis must accept at least one stain")
+        _require(bool(self.series_kinds), "an analysis must read at least one kind of series")
+        _require(SeriesKind.OTHER not in self.series_kinds, "'other' series are never inputs")
+        slides = SeriesKind.SLIDE in self.series_kinds
+        if self.inputs is InputKind.SERIES:
+            _require(not slides, "slides are read per case or per block, not as SERIES")
+            _require(not self.stains, "an analysis that reads no slide reads no stain")
+        else:
+            _require(self.series_kinds == {SeriesKind.SLIDE}, f"{self.inputs} analyses read slides")
+            _require(bool(self.stains), "an analysis must accept at least one stain")
         _require(Stain.UNKNOWN not in self.stains, "an analysis cannot accept an unknown stain")
         _require(bool(self.modalities), "an analysis must accept at least one modality")
+        if self.sop_classes is not None:
+            _require(
+                all(series_kind(uid) in self.series_kinds for uid in self.sop_classes),
+                "every SOP class it reads must be of a series kind it reads",
+            )
         if self.inputs is InputKind.HE_WITH_OPTIONAL_IHC:
             _require(
                 self.stains <= {Stain.HE, Stain.IHC_HER2},
@@ -183,6 +268,12 @@ class Applicability:
         """Whether a slide's body part passes (any, when no set is declared)."""
         return self.body_parts is None or (body_part is not None and body_part in self.body_parts)
 
+    def reads_sop_class(self, sop_class_uid: str | None) -> bool:
+        """Whether a series of this SOP class could be an input (kind and class only)."""
+        if series_kind(sop_class_uid) not in self.series_kinds:
+            return False
+        return self.sop_classes is None or str(sop_class_uid) in self.sop_classes
+
 
 @dataclass(frozen=True)
 class AnalysisSpec:
@@ -206,14 +297,14 @@ class AnalysisSpec:
 
 @dataclass(frozen=True)
 class SlideRef:
-    """One slide named by a request.
+    """One series named by a request: a slide, or a volume or segmentation series.
 
     Parameters
     ----------
     key : str
-        The slide's key in the study (Series Instance UID, or the vendor file's path).
+        The series' key in the study (Series Instance UID, or the vendor file's path).
     role : SlideRole
-        H&E or IHC.
+        H&E or IHC for slides; volume or segmentation for other series.
     block : str or None
         The tissue block the slide was cut from, when known.
     """
@@ -271,6 +362,28 @@ class AnalysisRequest:
             "pairing": self.pairing,
             "slides": [{"key": s.key, "role": str(s.role), "block": s.block} for s in self.slides],
         }
+
+
+def request_slides(
+    request: AnalysisRequest, inputs: Mapping[str, Slide | SeriesInput]
+) -> dict[str, Slide]:
+    """The request's slides from the opened inputs, by key, in the request's order.
+
+    Raises
+    ------
+    ParameterError
+        If a series the request names was not opened, or is not a slide.
+    """
+    missing = [k for k in request.slide_keys() if k not in inputs]
+    if missing:
+        raise ParameterError(f"slides named by the request were not opened: {missing}")
+    out: dict[str, Slide] = {}
+    for key in request.slide_keys():
+        value = inputs[key]
+        if isinstance(value, SeriesInput):
+            raise ParameterError(f"series {key} is a {value.kind}, not a slide")
+        out[key] = value
+    return out
 
 
 @dataclass(frozen=True)
@@ -412,8 +525,13 @@ class Analysis(Protocol[R]):
     def model_key(self) -> str:
         """Which model this is (head/weights/version)."""
 
-    def run(self, request: AnalysisRequest, slides: Mapping[str, Slide], case_id: str) -> R:
-        """Run on the request's slides (opened by the caller, keyed by :attr:`SlideRef.key`).
+    def run(
+        self, request: AnalysisRequest, slides: Mapping[str, Slide | SeriesInput], case_id: str
+    ) -> R:
+        """Run on the request's series (opened by the caller, keyed by :attr:`SlideRef.key`).
+
+        Slides come opened (:class:`Slide`); other series as their files
+        (:class:`SeriesInput`).
 
         Raises
         ------

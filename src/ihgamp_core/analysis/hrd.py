@@ -28,7 +28,9 @@ from .contract import (
     HeatmapObject,
     InputKind,
     ReportOptions,
+    SeriesInput,
     Stain,
+    request_slides,
 )
 
 __all__ = ["HRD_APPLICABILITY", "HrdAnalysis", "hrd_document"]
@@ -96,7 +98,7 @@ class HrdAnalysis:
         return self.engine.model.key
 
     def run(
-        self, request: AnalysisRequest, slides: Mapping[str, Slide], case_id: str
+        self, request: AnalysisRequest, slides: Mapping[str, Slide | SeriesInput], case_id: str
     ) -> CaseResult:
         """Score the request's slides as one case with :meth:`Engine.score_case`.
 
@@ -109,10 +111,7 @@ class HrdAnalysis:
         """
         if request.analysis != AnalysisName.HRD:
             raise ParameterError(f"an {request.analysis} request given to the HRD analysis")
-        missing = [k for k in request.slide_keys() if k not in slides]
-        if missing:
-            raise ParameterError(f"slides named by the request were not opened: {missing}")
-        ordered = [slides[k] for k in request.slide_keys()]
+        ordered = list(request_slides(request, slides).values())
         return self.engine.score_case(ordered, case_id, self.options)
 
     def outcome(self, result: CaseResult) -> AnalysisOutcome:

@@ -30,6 +30,7 @@ other immunostain word (antibody, DAB, diaminobenzidine, IHC, immunohisto...) ma
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from typing import Literal
 from pydicom.dataset import Dataset
 
 from ..errors import ParameterError
-from .contract import Stain
+from .contract import SeriesKind, Stain, series_kind
 
 __all__ = [
     "MetadataRules",
@@ -211,7 +212,7 @@ class MetadataRules:
 
 @dataclass(frozen=True)
 class SeriesMetadata:
-    """What routing knows about one slide (no patient data).
+    """What routing knows about one series (no patient data).
 
     Parameters
     ----------
@@ -220,7 +221,7 @@ class SeriesMetadata:
     modality : str or None
         DICOM Modality (``SM`` for slides; vendor slides are ``SM``).
     stain : Stain
-        The slide's stain.
+        The slide's stain (:attr:`Stain.UNKNOWN` for series that are not slides).
     stain_source : str
         Where the stain came from: ``specimen-preparation``, ``vendor-metadata``,
         ``rule``, ``default`` or ``none``.
@@ -235,6 +236,10 @@ class SeriesMetadata:
     stain_conflict : tuple of Stain
         The classes a conflicting description named (H&E and an immunostain on one
         slide); empty otherwise. The stain is then ``UNKNOWN``.
+    kind : SeriesKind
+        Slide, volume, segmentation or other (from the SOP class).
+    sop_class_uid : str or None
+        The series' SOP Class UID, when read from a DICOM header.
     """
 
     key: str
@@ -246,6 +251,8 @@ class SeriesMetadata:
     series_description: str | None = None
     stain_text: tuple[str, ...] = ()
     stain_conflict: tuple[Stain, ...] = ()
+    kind: SeriesKind = SeriesKind.SLIDE
+    sop_class_uid: str | None = None
 
 
 def _text(value: object) -> str | None:
@@ -384,18 +391,34 @@ def _resolve(
 def series_metadata_from_dataset(
     ds: Dataset, rules: MetadataRules | None = None, key: str | None = None
 ) -> SeriesMetadata:
-    """Read routing metadata from a slide instance's header (pixels not needed).
+    """Read routing metadata from an instance's header (pixels not needed).
+
+    A slide's stain, body part and block are read as below; any other series (a CT or MR
+    volume, a segmentation) carries its kind, modality, SOP class, body part and
+    description, and no stain. A header without a SOP class is read as a slide.
 
     Parameters
     ----------
     ds : pydicom.dataset.Dataset
-        Any instance of the slide's series (the level-0 VOLUME is best).
+        Any instance of the series (for a slide, the level-0 VOLUME is best).
     rules : MetadataRules, optional
         Site rules.
     key : str, optional
         The slide key; defaults to the Series Instance UID.
     """
     rules = rules or MetadataRules()
+    sop_class = _text(ds.get("SOPClassUID"))
+    kind = series_kind(sop_class) if sop_class else SeriesKind.SLIDE
+    if kind is not SeriesKind.SLIDE:
+        return SeriesMetadata(
+            key or str(ds.get("SeriesInstanceUID", "")),
+            _text(ds.get("Modality")),
+            Stain.UNKNOWN,
+            body_part=_header_body_part(ds) or rules.default_body_part,
+            series_description=_text(ds.get("SeriesDescription")),
+            kind=kind,
+            sop_class_uid=sop_class,
+        )
     texts = _header_stain_texts(ds)
     fields = {
         "series_description": _text(ds.get("SeriesDescription")),
@@ -404,7 +427,7 @@ def series_metadata_from_dataset(
         "source": key,
     }
     specimen_ids = [_text(s.get("SpecimenIdentifier")) for s in _specimens(ds)]
-    return _resolve(
+    slide = _resolve(
         key or str(ds.get("SeriesInstanceUID", "")),
         _text(ds.get("Modality")),
         fields,
@@ -414,6 +437,7 @@ def series_metadata_from_dataset(
         [fields["container_identifier"], *specimen_ids, fields["series_description"], key],
         rules,
     )
+    return dataclasses.replace(slide, sop_class_uid=sop_class)
 
 
 _VENDOR_STAIN_KEYS = re.compile(r"stain|marker|antibod", re.IGNORECASE)

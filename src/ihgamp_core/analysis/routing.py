@@ -1,14 +1,16 @@
 """Routing: which analyses apply to a study, on which slides, and what is refused.
 
-:func:`route` is a pure function of the study's slide metadata and the enabled
+:func:`route` is a pure function of the study's series metadata and the enabled
 analyses' declarations; it opens no file. Its :class:`RoutingDecision` lists
 
 * **requests**: one per job (per analysis, and per tissue block for H&E + optional IHC
-  analyses), each naming its slides and modality path;
+  analyses), each naming its slides and modality path; an analysis that reads volumes
+  and segmentations (:attr:`InputKind.SERIES`) gets one request on every series it
+  reads;
 * **refusals**: slides or pairs that cannot be used, each with a typed reason and a
   message for people (nothing is dropped silently);
 * **skipped**: analyses that do not apply, and why (informational);
-* **ignored**: series that are not slides (not an error).
+* **ignored**: series no enabled analysis reads (not an error).
 
 A study that matches nothing is ``no_analysis_applies``: a normal outcome, not an error.
 
@@ -43,8 +45,10 @@ from ..errors import ParameterError
 from .contract import (
     AnalysisRequest,
     AnalysisSpec,
+    Applicability,
     InputKind,
     ModalityPath,
+    SeriesKind,
     SlideRef,
     SlideRole,
     Stain,
@@ -192,9 +196,14 @@ def route(
     RoutingDecision
     """
     limits = limits or RoutingLimits()
-    modalities = {m for a in analyses for m in a.applicability.modalities}
-    wsi = [s for s in slides if (s.modality or "SM") in modalities]
-    ignored = tuple(s.key for s in slides if s not in wsi)
+    slide_specs = [a for a in analyses if a.applicability.inputs is not InputKind.SERIES]
+    modalities = {m for a in slide_specs for m in a.applicability.modalities}
+    wsi = [s for s in slides if s.kind is SeriesKind.SLIDE and (s.modality or "SM") in modalities]
+    others = [s for s in slides if s.kind is not SeriesKind.SLIDE]
+    read = {
+        s.key for a in analyses for s in others if _reads_series(a.applicability, s, body=False)
+    }
+    ignored = tuple(s.key for s in slides if s not in wsi and s.key not in read)
     if limits.max_slides is not None and len(wsi) > limits.max_slides:
         refusal = Refusal(
             RefusalKind.TOO_MANY_SLIDES,
@@ -212,6 +221,11 @@ def route(
     skipped: list[Skip] = []
     for spec in analyses:
         a = spec.applicability
+        if a.inputs is InputKind.SERIES:
+            request, skip = _series_request(spec, others)
+            requests.extend([request] if request else [])
+            skipped.extend([skip] if skip else [])
+            continue
         usable = [
             s
             for s in known
@@ -248,6 +262,50 @@ def route(
         requests.extend(made)
         refusals.extend(refused)
     return RoutingDecision(tuple(requests), tuple(refusals), tuple(skipped), ignored)
+
+
+_SERIES_ROLES = {
+    SeriesKind.VOLUME: SlideRole.VOLUME,
+    SeriesKind.SEGMENTATION: SlideRole.SEGMENTATION,
+}
+
+
+def _reads_series(a: Applicability, s: SeriesMetadata, body: bool = True) -> bool:
+    """Whether a non-slide analysis reads a series (kind, SOP class, modality, text).
+
+    The modality is checked on volumes (``CT``, ``MR``); a segmentation (Modality ``SEG``)
+    is read for its kind and SOP class.
+    """
+    return (
+        a.inputs is InputKind.SERIES
+        and s.kind in a.series_kinds
+        and (a.sop_classes is None or s.sop_class_uid in a.sop_classes)
+        and (s.kind is not SeriesKind.VOLUME or (s.modality or "") in a.modalities)
+        and a.accepts_description(s.series_description)
+        and (not body or a.accepts_body_part(s.body_part))
+    )
+
+
+def _series_request(
+    spec: AnalysisSpec, series: Sequence[SeriesMetadata]
+) -> tuple[AnalysisRequest | None, Skip | None]:
+    """One request on every series a non-slide analysis reads, or why it is skipped."""
+    a = spec.applicability
+    usable = [s for s in series if _reads_series(a, s, body=False)]
+    in_scope = [s for s in usable if a.accepts_body_part(s.body_part)]
+    if not in_scope:
+        if usable:
+            parts = sorted({s.body_part or "unknown" for s in usable})
+            reason = f"body part {', '.join(parts)} is not among {sorted(a.body_parts or [])}"
+        else:
+            kinds = ", ".join(sorted(a.series_kinds))
+            reason = f"no series it reads ({kinds}; modality {', '.join(sorted(a.modalities))})"
+        return None, Skip(spec.name, reason)
+    refs = tuple(
+        SlideRef(s.key, _SERIES_ROLES.get(s.kind, SlideRole.OTHER))
+        for s in sorted(in_scope, key=lambda s: (s.kind != SeriesKind.VOLUME, s.key))
+    )
+    return AnalysisRequest(spec.name, refs), None
 
 
 def _stain_refusal(slide: SeriesMetadata) -> Refusal:

@@ -20,7 +20,9 @@ from ..analysis.contract import (
     HeatmapObject,
     ModalityPath,
     ReportOptions,
+    SeriesInput,
     SlideRole,
+    request_slides,
 )
 from ..errors import ParameterError
 from ..report.codes import LOINC, LOINC_HER2_IHC
@@ -91,7 +93,7 @@ class Her2Analysis:
         return self.model.key
 
     def run(
-        self, request: AnalysisRequest, slides: Mapping[str, Slide], case_id: str
+        self, request: AnalysisRequest, inputs: Mapping[str, Slide | SeriesInput], case_id: str
     ) -> Her2Result:
         """Score the request's block along its modality path.
 
@@ -105,9 +107,7 @@ class Her2Analysis:
         """
         if request.analysis != AnalysisName.HER2 or request.path is None:
             raise ParameterError(f"an {request.analysis} request given to the HER2 analysis")
-        missing = [k for k in request.slide_keys() if k not in slides]
-        if missing:
-            raise ParameterError(f"slides named by the request were not opened: {missing}")
+        slides = request_slides(request, inputs)
         he_keys, ihc_keys = request.slide_keys(SlideRole.HE), request.slide_keys(SlideRole.IHC)
         expected = {
             ModalityPath.DUAL: (1, 1),
