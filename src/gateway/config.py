@@ -40,7 +40,7 @@ from ihgamp_core.analysis.metadata import MetadataRules, StainRule
 from ihgamp_core.analysis.routing import RoutingLimits
 from ihgamp_core.errors import ParameterError
 
-from .catalog.schema import LEGACY_ANALYSIS
+from .analyses.registry import LEGACY_ANALYSIS
 from .errors import ConfigError
 
 __all__ = [
@@ -414,14 +414,27 @@ class AnalysesSettings(_Model):
 
         data = dict(data)
         plugins = data.get("plugins") or ()
+        if isinstance(plugins, str):
+            plugins = (plugins,)
+        if not isinstance(plugins, list | tuple) or not all(isinstance(p, str) for p in plugins):
+            raise ValueError("plugins: a list of importable module names")
         try:
-            load_plugins(tuple(plugins) if not isinstance(plugins, str) else (plugins,))
+            load_plugins(tuple(plugins))
         except PluginError as exc:
             raise ValueError(str(exc)) from None
         options: dict[str, Any] = {}
         for item in entries():
+            if item.name in cls.model_fields:
+                raise ValueError(f"an analysis cannot be named {item.name!r} (an [analyses] key)")
             table = data.pop(item.name, None)
             moved = {new: data.pop(old) for old, new in item.legacy_keys.items() if old in data}
+            both = sorted(
+                f"{old} and [analyses.{item.name}] {new}"
+                for old, new in item.legacy_keys.items()
+                if new in moved and isinstance(table, Mapping) and new in table
+            )
+            if both:
+                raise ValueError(f"give one of {'; '.join(both)}, not both")
             if isinstance(table, item.settings):
                 options[item.name] = table
                 continue
@@ -764,7 +777,7 @@ class Settings(_Model):
     completion: CompletionSettings = CompletionSettings()
     worker: WorkerSettings = WorkerSettings()
     model: ModelSettings = ModelSettings()
-    analyses: AnalysesSettings = AnalysesSettings()
+    analyses: AnalysesSettings = Field(default_factory=lambda: AnalysesSettings())
     triage: TriageSettings = TriageSettings()
     fhir: FhirSettings = FhirSettings()
     http: HttpSettings = HttpSettings()

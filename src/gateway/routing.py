@@ -73,19 +73,21 @@ class StudyRouter:
         """
         out = []
         files = self.catalog.series_files(study_uid)
-        for series_uid, (sop_class, paths) in sorted(files.items()):
-            if not self.reads(sop_class):
+        for series_uid, series in sorted(files.items()):
+            if not self.reads(series.sop_class_uid):
                 continue
             try:
-                ds = pydicom.dcmread(Path(paths[0]), stop_before_pixels=True)
+                ds = pydicom.dcmread(Path(series.paths[0]), stop_before_pixels=True)
                 out.append(series_metadata_from_dataset(ds, self.rules, key=series_uid))
             except (OSError, ValueError, pydicom.errors.InvalidDicomError) as exc:
                 logger.warning(
                     "series header unreadable for routing",
                     extra={"study_uid": study_uid, "series_uid": series_uid, "error": str(exc)},
                 )
-                blank = Dataset()
-                blank.SOPClassUID = sop_class
+                blank = Dataset()  # what the catalog knows of it
+                blank.SOPClassUID = series.sop_class_uid
+                if series.modality:
+                    blank.Modality = series.modality
                 out.append(series_metadata_from_dataset(blank, self.rules, key=series_uid))
         return out
 

@@ -453,7 +453,5 @@ def _loads(log: Path) -> int:
     """How many times a process loaded the HER2 model (its JSON log lines)."""
     lines = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
     return sum(
-        1
-        for x in lines
-        if x.get("logger") == "gateway.models" and x.get("message") == "HER2 model loaded"
+        1 for x in lines if x.get("message") == "analysis loaded" and x.get("analysis") == "her2"
     )

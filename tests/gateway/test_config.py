@@ -81,6 +81,14 @@ def test_environment_overrides_every_level(tmp_path: Path) -> None:
             "analyses: analysis plug-in 'site_models.nowhere' cannot be imported",
         ),
         (
+            {"IHGAMP__ANALYSES__PLUGINS": "5"},
+            "analyses: plugins: a list of importable module names",
+        ),
+        (
+            {"IHGAMP__ANALYSES__HER2_MAX_TILES": "7", "IHGAMP__ANALYSES__HER2__MAX_TILES": "5"},
+            "analyses: give one of her2_max_tiles and [analyses.her2] max_tiles, not both",
+        ),
+        (
             {"IHGAMP__ANALYSES__HER2__MAX_TILES": "0"},
             "analyses: her2.max_tiles: Input should be greater than or equal to 1",
         ),

@@ -7,7 +7,6 @@ imports torch, so it is imported by the loader, on a worker's first HER2 job).
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -15,15 +14,13 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from ihgamp_core.analysis import Analysis, AnalysisName, AnalysisSpec
-from ihgamp_core.analysis.hrd import HRD_APPLICABILITY
 from ihgamp_core.errors import IhgampError
 from ihgamp_core.her2.spec import HER2_SPEC
+from ihgamp_core.hrd.spec import HRD_APPLICABILITY
 
 from .registry import AnalysisEntry, AnalysisLoadError, AnalysisSettings, LoadContext, register
 
 __all__ = ["HER2", "HER2_DEMO_ENV", "HRD", "Her2Settings", "her2_demo_path"]
-
-logger = logging.getLogger(__name__)
 
 #: Environment variable naming the DEMO HER2 checkpoint (overrides the repository copy).
 HER2_DEMO_ENV = "IHGAMP_HER2_DEMO"
@@ -110,9 +107,6 @@ def _load_her2(context: LoadContext) -> Analysis[Any]:
         model = load_her2(settings.model or her2_demo_path(), resolve_device(context.device))
     except IhgampError as exc:
         raise AnalysisLoadError(f"HER2 model: {exc}") from exc
-    logger.info(
-        "HER2 model loaded", extra={"model": model.info.display_name, "device": str(model.device)}
-    )
     return Her2Analysis(model, Her2Options(max_tiles=settings.max_tiles or 2000))
 
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # the engine imports torch: only workers load it
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "LEGACY_ANALYSIS",
     "AnalysisEntry",
     "AnalysisLoadError",
     "AnalysisSettings",
@@ -49,10 +50,13 @@ __all__ = [
 
 #: Entry-point group under which an installed package publishes its analysis modules.
 ENTRY_POINT_GROUP = "ihgamp.analyses"
+#: The analysis of rows and jobs from before analyses existed (revision 0006 named them
+#: so): the built-in entry with ``legacy_layout`` has this name (a test checks it).
+LEGACY_ANALYSIS = "hrd"
 
 
 class PluginError(ValueError):
-    """An analysis plug-in module that cannot be imported or registers nothing valid."""
+    """An analysis plug-in that cannot be imported, or an entry that cannot be registered."""
 
 
 class AnalysisLoadError(RuntimeError):
@@ -149,6 +153,7 @@ class AnalysisEntry:
         return str(self.spec.name)
 
 
+_BUILTIN_NAMES = frozenset({"hrd", "her2"})
 _lock = threading.Lock()
 _entries: dict[str, AnalysisEntry] = {}
 _plugins_loaded: set[str] = set()
@@ -162,6 +167,8 @@ def register(new: AnalysisEntry) -> AnalysisEntry:
     PluginError
         If another entry has the name, or a second entry claims the legacy layout.
     """
+    if new.name not in _BUILTIN_NAMES:
+        _builtins()  # the shipped analyses are registered (and listed) first
     with _lock:
         current = _entries.get(new.name)
         if current is not None and current != new:

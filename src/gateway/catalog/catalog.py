@@ -35,6 +35,7 @@ __all__ = [
     "Catalog",
     "InstanceRecord",
     "RecordOutcome",
+    "SeriesFiles",
     "SeriesSnapshot",
     "StudySnapshot",
     "utcnow",
@@ -82,6 +83,15 @@ class RecordOutcome:
     duplicate: bool
     version: int
     reopened: bool
+
+
+@dataclass(frozen=True)
+class SeriesFiles:
+    """A series' SOP class, modality and current instance files (for routing and workers)."""
+
+    sop_class_uid: str
+    modality: str | None
+    paths: list[str]
 
 
 @dataclass(frozen=True)
@@ -596,24 +606,24 @@ class Catalog:
     def wsi_files(self, study_uid: str) -> dict[str, list[str]]:
         """Return the current instance files of each WSI series of a study."""
         return {
-            uid: paths
-            for uid, (sop_class, paths) in self.series_files(study_uid).items()
-            if sop_class == WSI_SOP_CLASS
+            uid: series.paths
+            for uid, series in self.series_files(study_uid).items()
+            if series.sop_class_uid == WSI_SOP_CLASS
         }
 
-    def series_files(self, study_uid: str) -> dict[str, tuple[str, list[str]]]:
-        """Return each series of a study (any SOP class) as ``(SOP class, current files)``."""
+    def series_files(self, study_uid: str) -> dict[str, SeriesFiles]:
+        """Return each series of a study (any SOP class) with its current instance files."""
         with self.session() as s:
             rows = s.execute(
-                select(Series.series_uid, Series.sop_class_uid, Instance.path)
+                select(Series.series_uid, Series.sop_class_uid, Series.modality, Instance.path)
                 .join(Instance, Instance.series_id == Series.id)
                 .join(Study, Study.id == Series.study_id)
                 .where(Study.study_uid == study_uid, Instance.current.is_(True))
                 .order_by(Series.series_uid, Instance.path)
             ).all()
-        files: dict[str, tuple[str, list[str]]] = {}
-        for series_uid, sop_class, path in rows:
-            files.setdefault(series_uid, (sop_class, []))[1].append(path)
+        files: dict[str, SeriesFiles] = {}
+        for series_uid, sop_class, modality, path in rows:
+            files.setdefault(series_uid, SeriesFiles(sop_class, modality, [])).paths.append(path)
         return files
 
     def instance_paths(self, study_uid: str) -> list[str]:

@@ -28,6 +28,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from ..analyses.registry import LEGACY_ANALYSIS
+
 __all__ = [
     "LEGACY_ANALYSIS",
     "AccessAction",
@@ -53,12 +55,6 @@ __all__ = [
     "Study",
     "StudyState",
 ]
-
-
-#: The analysis of rows from before analyses existed (revision 0006 gave them this name):
-#: jobs queued without a routing decision run it on every slide of the study. The
-#: registry's entry with ``legacy_layout`` has this name (checked by a test).
-LEGACY_ANALYSIS = "hrd"
 
 
 class StudyState(StrEnum):

@@ -67,11 +67,20 @@ app.command("sample-data")(sample_data)
 
 
 def _analysis_commands() -> None:
-    """Mount each registered analysis' own commands (``ihgamp <analysis> ...``)."""
+    """Mount each registered analysis' own commands (``ihgamp <analysis> ...``).
+
+    The built-ins and the analyses installed packages publish (entry points) are known
+    before any configuration is read; a module named only in ``[analyses] plugins`` is
+    not (its commands, if any, are run with ``python -m``). A plug-in that cannot be
+    imported is reported when the configuration is loaded, not here.
+    """
+    import contextlib
     import importlib
 
-    from ..analyses import entries
+    from ..analyses import PluginError, entries, load_plugins
 
+    with contextlib.suppress(PluginError):
+        load_plugins()
     for item in entries():
         if item.cli:
             module, _, attribute = item.cli.partition(":")

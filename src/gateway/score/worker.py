@@ -133,17 +133,35 @@ class AnalysisModels:
             return self._loaded[name]
 
     def _load(self, name: str) -> Analysis[Any]:
-        if name not in self.settings.enabled:
-            raise PermanentJobError(f"analysis {name!r} is not run by these workers")
-        entry = registry.entry(name)
+        """Load a registered analysis, enabled or not.
+
+        ``enabled`` decides routing: a job queued before a configuration change, or by a
+        node with another list, still runs.
+        """
+        try:
+            entry = registry.entry(name)
+        except KeyError as exc:
+            raise PermanentJobError(
+                f"analysis {name!r} is not run by these workers: {exc.args[0]}"
+            ) from None
         table = self.settings.settings_of(name)
         device = table.device if table.device != "auto" else self.device
+        started = time.perf_counter()
         try:
             analysis = entry.load(LoadContext(table, device, self.engine, self.scoring))
         except (AnalysisLoadError, IhgampError) as exc:
             raise PermanentJobError(str(exc)) from exc
         if str(analysis.spec.name) != name:
             raise PermanentJobError(f"the {name!r} loader built {analysis.spec.name!r}")
+        logger.info(
+            "analysis loaded",
+            extra={
+                "analysis": name,
+                "model": str(getattr(analysis, "model_key", ""))[:160],
+                "device": device,
+                "seconds": round(time.perf_counter() - started, 2),
+            },
+        )
         return analysis
 
 
@@ -189,8 +207,8 @@ class ScoreProcessor:
     def __call__(self, job: ClaimedJob) -> None:
         """Run the job's analysis on its series and write its result."""
         every = self.catalog.series_files(job.study_uid)
-        kinds = {k: series_kind(sop_class) for k, (sop_class, _) in every.items()}
-        files = {k: paths for k, (_, paths) in every.items()}
+        kinds = {k: series_kind(series.sop_class_uid) for k, series in every.items()}
+        files = {k: series.paths for k, series in every.items()}
         if job.request is not None:
             request = request_from_dict(job.request)
             missing = [k for k in request.slide_keys() if k not in files]

@@ -184,12 +184,12 @@ def analysis_maps(
     """
     if not valid_uid(study_uid):
         return []
-    study = outbox.root / study_uid
     out = []
     for row in rows:
-        folder = Path(row.result_path).parent
-        if folder.parent != study or not ANALYSIS_FOLDER_RE.match(folder.name):
-            continue
+        recorded = Path(row.result_path).parent  # as the writing node saw the outbox
+        if recorded.parent.name != study_uid or not ANALYSIS_FOLDER_RE.match(recorded.name):
+            continue  # the legacy results at the study folder's root
+        folder = outbox.root / study_uid / recorded.name
         names = sorted(
             (p.name for p in folder.glob("heatmap-*.png") if HEATMAP_RE.match(p.name)),
             key=lambda n: int(n[len("heatmap-") : -len(".png")]),

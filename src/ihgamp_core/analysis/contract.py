@@ -228,6 +228,10 @@ class Applicability:
         if self.inputs is InputKind.SERIES:
             _require(not slides, "slides are read per case or per block, not as SERIES")
             _require(not self.stains, "an analysis that reads no slide reads no stain")
+            _require(
+                SeriesKind.VOLUME not in self.series_kinds or "SM" not in self.modalities,
+                "an analysis of volumes names their modalities (CT, MR, PT), not SM",
+            )
         else:
             _require(self.series_kinds == {SeriesKind.SLIDE}, f"{self.inputs} analyses read slides")
             _require(bool(self.stains), "an analysis must accept at least one stain")

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ParameterError
+from ..hrd.spec import HRD_APPLICABILITY
 from ..report import CaseReport, ReportContext, TriagePolicy, build_reports
 from ..report.codes import LOINC, LOINC_HRD
 from ..report.fhir import default_patient_system
@@ -26,17 +27,12 @@ from .contract import (
     AnalysisSpec,
     Applicability,
     HeatmapObject,
-    InputKind,
     ReportOptions,
     SeriesInput,
-    Stain,
     request_slides,
 )
 
 __all__ = ["HRD_APPLICABILITY", "HrdAnalysis", "hrd_document"]
-
-#: HRD reads every H&E slide of a case, of any organ (the model is pan-cancer).
-HRD_APPLICABILITY = Applicability(stains=frozenset({Stain.HE}), inputs=InputKind.SLIDES)
 
 
 def hrd_document(report: CaseReport) -> dict[str, Any]:

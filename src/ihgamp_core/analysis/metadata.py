@@ -414,7 +414,7 @@ def series_metadata_from_dataset(
             key or str(ds.get("SeriesInstanceUID", "")),
             _text(ds.get("Modality")),
             Stain.UNKNOWN,
-            body_part=_header_body_part(ds) or rules.default_body_part,
+            body_part=_header_body_part(ds),  # the site default is for slides only
             series_description=_text(ds.get("SeriesDescription")),
             kind=kind,
             sop_class_uid=sop_class,

@@ -98,8 +98,9 @@ class RoutingLimits:
     Parameters
     ----------
     max_slides : int or None
-        Slides per study; a study with more is refused whole (``too-many-slides``): no
-        analysis runs on an arbitrary subset of a case.
+        Slides per study; a study with more has every slide refused
+        (``too-many-slides``): no slide analysis runs on an arbitrary subset of a case
+        (analyses of its volumes still run).
     max_requests : int or None
         Jobs per analysis and study (the blocks of a per-block analysis such as HER2);
         an analysis that would need more is refused for the study.
@@ -204,17 +205,19 @@ def route(
         s.key for a in analyses for s in others if _reads_series(a.applicability, s, body=False)
     }
     ignored = tuple(s.key for s in slides if s not in wsi and s.key not in read)
-    if limits.max_slides is not None and len(wsi) > limits.max_slides:
-        refusal = Refusal(
-            RefusalKind.TOO_MANY_SLIDES,
-            tuple(s.key for s in wsi),
-            f"the study holds {len(wsi)} slides, more than the {limits.max_slides} a study may "
-            "have (analyses.max_slides_per_study); not scored: split the case, or raise the "
-            "limit and rescore",
-        )
-        return RoutingDecision((), (refusal,), (), ignored)
     refusals: list[Refusal] = []
-    for s in (s for s in wsi if s.stain is Stain.UNKNOWN):
+    too_many = limits.max_slides is not None and len(wsi) > limits.max_slides
+    if too_many:  # no slide analysis runs on an arbitrary subset of the case
+        refusals.append(
+            Refusal(
+                RefusalKind.TOO_MANY_SLIDES,
+                tuple(s.key for s in wsi),
+                f"the study holds {len(wsi)} slides, more than the {limits.max_slides} a study "
+                "may have (analyses.max_slides_per_study); not scored: split the case, or "
+                "raise the limit and rescore",
+            )
+        )
+    for s in (s for s in wsi if s.stain is Stain.UNKNOWN and not too_many):
         refusals.append(_stain_refusal(s))
     known = [s for s in wsi if s.stain is not Stain.UNKNOWN]
     requests: list[AnalysisRequest] = []
@@ -225,6 +228,8 @@ def route(
             request, skip = _series_request(spec, others)
             requests.extend([request] if request else [])
             skipped.extend([skip] if skip else [])
+            continue
+        if too_many:
             continue
         usable = [
             s

@@ -68,7 +68,8 @@ def test_a_ct_header_is_a_volume_without_a_stain_even_with_a_default_stain() -> 
     ds = Dataset()
     ds.SOPClassUID, ds.SeriesInstanceUID, ds.Modality = CT_IMAGE, "1.2.3", "CT"
     ds.BodyPartExamined, ds.SeriesDescription = "ABDOMEN", "Portal venous 1.0"
-    meta = series_metadata_from_dataset(ds, MetadataRules(default_stain=Stain.HE))
+    rules = MetadataRules(default_stain=Stain.HE, default_body_part="BREAST")
+    meta = series_metadata_from_dataset(ds, rules)
     assert (meta.kind, meta.stain, meta.modality, meta.body_part) == (
         SeriesKind.VOLUME,
         Stain.UNKNOWN,
@@ -76,6 +77,8 @@ def test_a_ct_header_is_a_volume_without_a_stain_even_with_a_default_stain() -> 
         "ABDOMEN",
     )
     assert meta.sop_class_uid == CT_IMAGE and meta.series_description == "Portal venous 1.0"
+    del ds.BodyPartExamined  # the site's default body part is for slides only
+    assert series_metadata_from_dataset(ds, rules).body_part is None
 
 
 def test_a_volume_analysis_gets_its_volume_and_segmentation_and_hrd_its_slide() -> None:
@@ -115,9 +118,17 @@ def test_what_an_analysis_reads_is_validated_on_construction() -> None:
         Applicability(inputs=InputKind.SERIES)
     with pytest.raises(ParameterError, match="slides analyses read slides"):
         Applicability(frozenset({Stain.HE}), series_kinds=volumes)
+    with pytest.raises(ParameterError, match=r"names their modalities \(CT, MR, PT\), not SM"):
+        Applicability(inputs=InputKind.SERIES, series_kinds=volumes)
+    ct = frozenset({"CT"})
     with pytest.raises(ParameterError, match="SOP class it reads must be of a series kind"):
-        Applicability(inputs=InputKind.SERIES, series_kinds=volumes, sop_classes=frozenset({SEG}))
-    reads = Applicability(inputs=InputKind.SERIES, series_kinds=volumes)
+        Applicability(
+            inputs=InputKind.SERIES,
+            series_kinds=volumes,
+            modalities=ct,
+            sop_classes=frozenset({SEG}),
+        )
+    reads = Applicability(inputs=InputKind.SERIES, series_kinds=volumes, modalities=ct)
     assert reads.reads_sop_class(CT_IMAGE) and not reads.reads_sop_class(SEG)
 
 
@@ -132,3 +143,12 @@ def test_a_slide_analysis_given_a_volume_refuses_it() -> None:
         request_slides(request, {"ct": volume})
     with pytest.raises(ParameterError, match="were not opened"):
         request_slides(request, {})
+
+
+def test_too_many_slides_refuses_the_slides_not_the_volume() -> None:
+    from ihgamp_core.analysis import RefusalKind, RoutingLimits
+
+    study = [he(f"slide-{i}") for i in range(3)] + [series("ct", SeriesKind.VOLUME, "CT")]
+    decision = route(study, [HRD, RADIOMICS], RoutingLimits(max_slides=2))
+    assert [r.kind for r in decision.refusals] == [RefusalKind.TOO_MANY_SLIDES]
+    assert [r.analysis for r in decision.requests] == ["radiomics"]

@@ -1,0 +1,124 @@
+"""The import rules of the code base, checked on the source (no module is imported).
+
+* ``ihgamp_core`` never imports ``gateway`` (the engine runs without the gateway);
+* no import circles between modules (module-level imports; imports inside functions and
+  under ``TYPE_CHECKING`` are how a module defers a heavy or optional dependency);
+* the shared report kit imports no pathology analysis package (``her2``): what a new
+  analysis builds on stays free of the others. (HRD's result type still lives in the
+  kit's modules; docs/ARCHITECTURE.md says what is left to move.)
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def _modules() -> dict[str, tuple[Path, bool]]:
+    out = {}
+    for path in SRC.rglob("*.py"):
+        parts = list(path.relative_to(SRC).with_suffix("").parts)
+        package = parts[-1] == "__init__"
+        out[".".join(parts[:-1] if package else parts)] = (path, package)
+    return out
+
+
+def _top_level(body: list[ast.stmt]) -> list[ast.Import | ast.ImportFrom]:
+    """Imports that run when the module is imported (not under TYPE_CHECKING)."""
+    out: list[ast.Import | ast.ImportFrom] = []
+    for node in body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            out.append(node)
+        elif isinstance(node, ast.If) and "TYPE_CHECKING" not in ast.unparse(node.test):
+            out += _top_level(node.body) + _top_level(node.orelse)
+        elif isinstance(node, ast.Try):
+            out += _top_level(node.body) + _top_level(node.orelse)
+            for handler in node.handlers:
+                out += _top_level(handler.body)
+    return out
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, (path, package) in modules.items():
+        deps: set[str] = set()
+        for node in _top_level(ast.parse(path.read_text()).body):
+            if isinstance(node, ast.Import):
+                deps |= {alias.name for alias in node.names}
+                continue
+            base = name.split(".") if package else name.split(".")[:-1]
+            if node.level:
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            for alias in node.names:
+                full = f"{target}.{alias.name}"
+                deps.add(full if full in modules else target)
+        graph[name] = {d for d in deps if d in modules and d != name}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_engine_never_imports_the_gateway() -> None:
+    graph = _graph()
+    wrong = [(m, d) for m, deps in graph.items() if m.startswith("ihgamp_core") for d in deps]
+    assert not [(m, d) for m, d in wrong if d.split(".")[0] == "gateway"]
+    assert len(graph) > 150  # the scan saw the whole tree
+
+
+def test_there_are_no_import_circles() -> None:
+    assert _cycles(_graph()) == []
+
+
+def test_the_shared_report_kit_imports_no_pathology_analysis_package() -> None:
+    graph = _graph()
+    kit = [m for m in graph if m.startswith(("ihgamp_core.report", "ihgamp_core.slide"))]
+    assert kit
+    wrong = [(m, d) for m in kit for d in graph[m] if d.startswith("ihgamp_core.her2")]
+    assert wrong == []
+
+
+def test_the_scan_finds_a_circle_when_there_is_one() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
