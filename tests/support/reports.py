@@ -68,7 +68,7 @@ def make_reported(
         thumbs = {str(sl.info.series_instance_uid): read_thumbnail(sl, 256) for sl in slides}
     analysis = HrdAnalysis(engine, ScoringOptions(max_tiles=2, min_tiles=1))
     ordered = {k: files[k] for k in sorted(files)}
-    report, _ = ReportWriter(catalog, outbox, settings).write(
+    report, _, _ = ReportWriter(catalog, outbox, settings).write(
         study_uid, "hrd", analysis, result, ordered, thumbs, folder=""
     )
     return Reported(settings, catalog, outbox, study_uid, report, outbox.folder(study_uid), result)

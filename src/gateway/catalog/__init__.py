@@ -12,6 +12,7 @@ from .catalog import (
     utcnow,
 )
 from .jobs import LEGACY_REQUEST, ClaimedJob, JobRequest, JobStore, JobView
+from .manifest import ResultManifest
 from .migrations import HEAD, SchemaState, SchemaStatus, schema_status, upgrade
 from .schema import JobState, StudyState
 
@@ -29,6 +30,7 @@ __all__ = [
     "JobStore",
     "JobView",
     "RecordOutcome",
+    "ResultManifest",
     "SeriesFiles",
     "SeriesSnapshot",
     "StudySnapshot",

@@ -3,8 +3,9 @@
 A study's routing decision (:meth:`AnalysisStore.set_routing`) says which analyses run on
 which slides, what was refused and why, or that no analysis applies; the job store
 creates one job per request of it. Each request's latest result is one
-``analysis_results`` row (its ``result.json``, call, headline value, modality path), which
-the next result of the same request supersedes. Study states are not written here.
+``analysis_results`` row (call, headline value, modality path, and its output manifest:
+what it issued), which the next result of the same request supersedes. Study states are
+not written here.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy import select
 
 from ..errors import CatalogError
 from .catalog import Catalog, utcnow
+from .manifest import ResultManifest
 from .schema import AnalysisResult, Instance, Series, Study
 
 __all__ = ["AnalysisResultView", "AnalysisStore"]
@@ -37,6 +39,16 @@ class AnalysisResultView:
     demo: bool
     scored_at: dt.datetime
     inputs_key: str | None = None
+    outputs: ResultManifest | None = None
+
+
+def _manifest(text: str | None) -> ResultManifest | None:
+    if not text:
+        return None
+    try:
+        return ResultManifest.from_dict(json.loads(text))
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 class AnalysisStore:
@@ -81,11 +93,14 @@ class AnalysisStore:
         model_key: str | None,
         demo: bool,
         inputs_key: str | None = None,
+        outputs: ResultManifest | None = None,
     ) -> None:
         """Store (or replace) the latest result of one request.
 
         ``inputs_key`` identifies the model, its options and the exact input files: a
-        later job with the same key need not run (:meth:`input_files`).
+        later job with the same key need not run (:meth:`input_files`). ``outputs`` is
+        what the result issued; ``None`` keeps the row's (a result equal to the one
+        issued).
         """
         with self.catalog.session() as s:
             study = self._study(s, study_uid)
@@ -106,6 +121,8 @@ class AnalysisStore:
             row.demo = demo
             row.scored_at = utcnow()
             row.inputs_key = inputs_key
+            if outputs is not None:
+                row.outputs = json.dumps(outputs.to_dict(), sort_keys=True)
 
     def results(self, study_uid: str) -> list[AnalysisResultView]:
         """The study's latest results, one per request, by key."""
@@ -136,6 +153,7 @@ class AnalysisStore:
                         r.demo,
                         r.scored_at,
                         r.inputs_key,
+                        _manifest(r.outputs),
                     )
                 )
             return out

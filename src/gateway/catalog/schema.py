@@ -300,6 +300,8 @@ class AnalysisResult(Base):
     scored_at: Mapped[dt.datetime] = mapped_column(default=_utc)
     #: Digest of the model and the exact input files: equal means a re-run is not needed.
     inputs_key: Mapped[str | None] = mapped_column(String(64))
+    #: The output manifest (:class:`~gateway.catalog.manifest.ResultManifest`, JSON).
+    outputs: Mapped[str | None] = mapped_column(Text)
 
 
 class SiteKey(Base):

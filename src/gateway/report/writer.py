@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -47,7 +47,7 @@ from ihgamp_core.report import (
 )
 from ihgamp_core.report.fhir import DEVICE_SYSTEM, build_imaging_study, resolved_resources
 
-from ..catalog import AnalysisStore, Catalog
+from ..catalog import AnalysisStore, Catalog, ResultManifest
 from ..catalog.deliveries import DeliveryStore, ObservationStore
 from ..catalog.fhir_resources import FhirResourceStore
 from ..catalog.schema import LEGACY_ANALYSIS
@@ -56,7 +56,7 @@ from ..dispatch.destinations import KINDS, Payload
 from ..errors import ResultUnchangedError, ResultWithheldError
 from ..outbox import Outbox, job_folder
 
-__all__ = ["ReportWriter"]
+__all__ = ["ReportWriter", "Written"]
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +112,16 @@ def _dicom_bytes(dataset: Any) -> bytes:
     return bytes(buffer.getvalue())
 
 
+class Written(NamedTuple):
+    """What :meth:`ReportWriter.write` issued."""
+
+    report: AnalysisReport
+    path: Path
+    """The result's ``result.json`` (an export for people)."""
+    manifest: ResultManifest
+    """What it issued, for the result's catalog row."""
+
+
 class ReportWriter:
     """Builds and stores reports; creates one delivery per configured destination.
 
@@ -159,7 +169,7 @@ class ReportWriter:
         files_by_series: Mapping[str, list[str]],
         thumbnails: Mapping[str, NDArray[np.uint8]] | None = None,
         folder: str | None = None,
-    ) -> tuple[AnalysisReport, Path]:
+    ) -> Written:
         """Report one analysis request's result into its outbox folder, every analysis alike.
 
         ``files_by_series`` holds the request's slides in the request's order (reference
@@ -171,8 +181,9 @@ class ReportWriter:
 
         Returns
         -------
-        tuple
-            The report and the path of its ``result.json``.
+        Written
+            The report, the path of its ``result.json`` and its output manifest (which the
+            caller records with the result's row).
 
         Raises
         ------
@@ -257,7 +268,7 @@ class ReportWriter:
             at("result.json"),
             (json.dumps(document, indent=2, default=str) + "\n").encode(),
         )
-        return report, path
+        return Written(report, path, ResultManifest.from_document(document))
 
     def predecessor(
         self, study_uid: str, key: str, context: ReportContext, job_key: str = LEGACY_ANALYSIS
@@ -267,8 +278,7 @@ class ReportWriter:
         The same inputs give the same key (a re-score of the same slides with the same
         model): that is the same result again, not a replacement, and it is not issued
         again (its SOP Instance UIDs were sent with the earlier content). The earlier
-        result is the request's row; for the legacy analysis (HRD) without one, the
-        study's own (``studies.result_path``, results from before revision 0006).
+        result is the request's row and its output manifest (never its files).
 
         Raises
         ------
@@ -279,41 +289,33 @@ class ReportWriter:
             result never amends another patient's.
         """
         row = self.analyses.result(study_uid, job_key)
-        result_path = row.result_path if row is not None else None
-        if result_path is None and job_key == LEGACY_ANALYSIS:
-            study = self.catalog.study(study_uid)
-            result_path = study.result_path if study is not None else None
-        if not result_path:
+        if row is None:
             return None
-        try:
-            previous = json.loads(Path(result_path).read_text())
-            outputs = previous["outputs"]
-            if outputs["key"] == key:
-                raise ResultUnchangedError(
-                    f"the result equals the one issued ({result_path})", Path(result_path)
-                )
-            self._same_subject(outputs, context)
-            return Supersedes(
-                observation_identifier=outputs.get("fhir_observation_identifier")
-                or outputs["observation_identifier"],
-                sr_study_uid=study_uid,
-                sr_series_uid=outputs["sr_series_instance_uid"],
-                sr_sop_uid=outputs["sr_sop_instance_uid"],
-                sr_sop_class_uid=COMPREHENSIVE_3D_SR,
-                created=str(previous.get("created", "earlier")),
-                slides=len(previous.get("slides", [])),
-            )
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        earlier = row.outputs
+        if earlier is None:
             logger.warning(
-                "earlier result unreadable; the new one cannot name its predecessor",
-                extra={"study_uid": study_uid, "error": type(exc).__name__},
+                "earlier result has no recorded outputs; the new one cannot name its predecessor",
+                extra={"study_uid": study_uid, "job": job_key},
             )
             return None
+        if earlier.key == key:
+            raise ResultUnchangedError(
+                f"the result equals the one issued ({row.result_path})", Path(row.result_path)
+            )
+        self._same_subject(earlier.chain_identifier, context)
+        return Supersedes(
+            observation_identifier=earlier.chain_identifier,
+            sr_study_uid=study_uid,
+            sr_series_uid=earlier.sr_series_uid,
+            sr_sop_uid=earlier.sr_sop_uid,
+            sr_sop_class_uid=COMPREHENSIVE_3D_SR,
+            created=earlier.created,
+            slides=earlier.slides,
+        )
 
-    def _same_subject(self, outputs: Mapping[str, Any], context: ReportContext) -> None:
+    def _same_subject(self, chain: str, context: ReportContext) -> None:
         """Refuse to supersede a result whose Observation names another patient."""
-        chain = outputs.get("fhir_observation_identifier") or outputs.get("observation_identifier")
-        previous = self.observations.get(str(chain)) if chain else None
+        previous = self.observations.get(chain)
         if previous is None:
             return
         subject = previous.get("subject", {}).get("identifier", {})

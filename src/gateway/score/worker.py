@@ -44,7 +44,7 @@ from ihgamp_core.slide.resample import read_thumbnail
 
 from .. import analyses as registry
 from ..analyses import AnalysisLoadError, LoadContext
-from ..catalog import AnalysisStore, Catalog, ClaimedJob
+from ..catalog import AnalysisStore, Catalog, ClaimedJob, ResultManifest
 from ..config import AnalysesSettings, ModelSettings
 from ..errors import ResultUnchangedError, ResultWithheldError
 from ..queue.inprocess import PermanentJobError
@@ -231,7 +231,7 @@ class ScoreProcessor:
         if (
             previous is not None
             and previous.inputs_key == inputs_key
-            and Path(previous.result_path).is_file()
+            and previous.outputs is not None
         ):
             logger.info(
                 "inputs and model unchanged since the last result; it stands",
@@ -306,8 +306,9 @@ class ScoreProcessor:
                 }
                 result = analysis.run(request, {**slides, **others}, job.study_uid)
                 thumbnails = {key: read_thumbnail(slide) for key, slide in slides.items()}
+            manifest: ResultManifest | None = None  # None: the row's stands (unchanged)
             try:
-                _, path = self.reports.write(
+                _, path, manifest = self.reports.write(
                     job.study_uid,
                     job.job_key,
                     analysis,
@@ -340,6 +341,7 @@ class ScoreProcessor:
             outcome.model_key,
             outcome.demo,
             inputs_key,
+            manifest,
         )
         logger.info(
             "analysis scored",

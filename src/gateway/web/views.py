@@ -235,8 +235,9 @@ class StudyDetail:
 
 
 def analysis_row(row: AnalysisResultView) -> dict[str, Any]:
-    """One analysis result of a study (its ``result.json``'s triage and model, if readable)."""
-    out: dict[str, Any] = {
+    """One analysis result of a study, from its catalog row and output manifest."""
+    manifest = row.outputs
+    return {
         "job_key": row.job_key,
         "analysis": row.analysis,
         "call": row.call,
@@ -244,17 +245,11 @@ def analysis_row(row: AnalysisResultView) -> dict[str, Any]:
         "modality_path": row.modality_path,
         "demo": row.demo,
         "scored_at": row.scored_at.isoformat(),
-        "triage": None,
-        "notes": [],
+        "triage": None
+        if manifest is None
+        else {"category": manifest.triage_category, "text": manifest.triage_text},
+        "notes": [] if manifest is None else list(manifest.notes),
     }
-    try:
-        data = json.loads(Path(row.result_path).read_text())
-    except (OSError, ValueError):
-        return out
-    triage = data.get("triage") or {}
-    out["triage"] = {"category": triage.get("category"), "text": triage.get("text")}
-    out["notes"] = list(data.get("notes") or [])
-    return out
 
 
 def _timeline(

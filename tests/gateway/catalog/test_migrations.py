@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -207,3 +208,81 @@ def test_0007_keeps_studies_and_results_and_leaves_their_identity_to_the_receive
     finally:
         catalog.close()
         engine.dispose()
+
+
+def test_0008_records_each_result_manifest_from_its_file(catalog_url: str, tmp_path: Path) -> None:
+    """HRD and HER2 results from before 0008 get their manifest; an unreadable one none."""
+    from alembic import command
+
+    from gateway.catalog import AnalysisStore
+    from gateway.catalog.migrations import _config
+
+    engine = create_engine(catalog_url)
+    config = _config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0007")
+    hrd = tmp_path / "1.2.3.8" / "result.json"
+    her2 = tmp_path / "1.2.3.8" / "her2-A1" / "result.json"
+    her2.parent.mkdir(parents=True)
+    outputs = {
+        "key": "k-hrd",
+        "sr_sop_instance_uid": "1.2.9.1",
+        "sr_series_instance_uid": "1.2.9.2",
+        "observation_identifier": "obs-hrd-2",
+        "fhir_observation_identifier": "obs-hrd-1",
+        "files": ["sr.dcm", "heatmap-1.dcm"],
+        "folder": "",
+    }
+    hrd.write_text(
+        json.dumps(
+            {
+                "created": "2026-11-30T10:00:00+00:00",
+                "slides": [{}, {}],
+                "triage": {"category": "usual-criteria", "text": "HRD unlikely"},
+                "notes": ["a note"],
+                "outputs": outputs,
+            }
+        )
+    )
+    her2.write_text(json.dumps({"outputs": {**outputs, "key": "k-her2", "folder": "her2-A1"}}))
+    now = "2026-12-01 08:00:00"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO studies (id, study_uid, state, forced, first_received_at, "
+                "last_received_at, updated_at) VALUES (1, '1.2.3.8', 'scored', false, :t, :t, :t)"
+            ),
+            {"t": now},
+        )
+        for key, analysis, path in (
+            ("hrd", "hrd", hrd),
+            ("her2:A1", "her2", her2),
+            ("her2:B2", "her2", tmp_path / "gone.json"),
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO analysis_results (study_id, job_key, analysis, result_path, "
+                    "demo, scored_at) VALUES (1, :key, :analysis, :path, true, :t)"
+                ),
+                {"key": key, "analysis": analysis, "path": str(path), "t": now},
+            )
+    before, after = upgrade(engine)
+    assert (before.revision, after.revision) == ("0007", HEAD)
+    catalog = Catalog(catalog_url)
+    try:
+        rows = {r.job_key: r.outputs for r in AnalysisStore(catalog).results("1.2.3.8")}
+    finally:
+        catalog.close()
+        engine.dispose()
+    hrd_manifest = rows["hrd"]
+    assert hrd_manifest is not None
+    assert (hrd_manifest.key, hrd_manifest.chain_identifier, hrd_manifest.slides) == (
+        "k-hrd",
+        "obs-hrd-1",
+        2,
+    )
+    assert hrd_manifest.triage_text == "HRD unlikely" and hrd_manifest.notes == ("a note",)
+    assert hrd_manifest.files == ("sr.dcm", "heatmap-1.dcm") and hrd_manifest.folder == ""
+    assert rows["her2:A1"] is not None and rows["her2:A1"].folder == "her2-A1"
+    assert rows["her2:B2"] is None  # its file is gone: no manifest, nothing invented

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from pydicom.dataset import Dataset
 
-from gateway.catalog import AnalysisStore, Catalog
+from gateway.catalog import AnalysisStore, Catalog, ResultManifest
 from gateway.catalog.deliveries import ObservationStore
 from gateway.errors import ResultWithheldError
 from gateway.outbox import Outbox
@@ -41,15 +40,20 @@ def _writer_with_earlier_result(tmp_path: Path, subject: str) -> ReportWriter:
     catalog = Catalog(settings.catalog.url)
     catalog.hold(STUDY, "test")
     writer = ReportWriter(catalog, Outbox(settings.storage.outbox_dir), settings)
-    earlier = tmp_path / "earlier.json"
-    outputs = {
-        "key": "earlier-key",
-        "fhir_observation_identifier": "chain-1",
-        "sr_series_instance_uid": "1.2.3.9",
-        "sr_sop_instance_uid": "1.2.3.9.1",
-    }
-    earlier.write_text(json.dumps({"outputs": outputs, "created": "2026-12-01", "slides": [1]}))
-    AnalysisStore(catalog).record(STUDY, "her2", "her2", str(earlier), "2+", 0.5, "dual", "m", True)
+    earlier = ResultManifest(
+        key="earlier-key",
+        folder="her2",
+        files=("sr.dcm",),
+        sr_series_uid="1.2.3.9",
+        sr_sop_uid="1.2.3.9.1",
+        observation_identifier="own-2",
+        chain_identifier="chain-1",
+        created="2026-12-01",
+        slides=1,
+    )
+    AnalysisStore(catalog).record(
+        STUDY, "her2", "her2", "/gone/result.json", "2+", 0.5, "dual", "m", True, None, earlier
+    )
     system = writer.patient_system("HOSP")
     resource = {
         "resourceType": "Observation",
