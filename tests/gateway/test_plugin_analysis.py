@@ -27,7 +27,7 @@ from gateway.catalog import AnalysisStore, Catalog, JobStore, StudyState
 from ihgamp_core.synthetic.samples import SampleCase
 from support.fhir_peer import fhir_server
 from support.gateway import GatewayProcess, free_port, send, settings_dict, wait_for, write_toml
-from support.orthanc import orthanc
+from support.orthanc import Orthanc, orthanc
 from support.toy_analysis import MODEL, NAME, PROCEDURE, SR_SERIES_NUMBER, VOLUME_NAME
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -75,6 +75,17 @@ def _ct_series(folder: Path, slices: int = 4) -> tuple[str, list[Path]]:
     return study, paths
 
 
+def _dispatch(pacs: Orthanc, ehr: str | None = None) -> dict[str, object]:
+    """Results to the Orthanc (and the FHIR peer), retried quickly."""
+    pacs_node = {"name": "pacs", "ae_title": pacs.aet, "host": "127.0.0.1"}
+    return {
+        "dicom": [{**pacs_node, "port": pacs.dicom_port}],
+        "fhir": [{"name": "ehr", "url": ehr}] if ehr else [],
+        "backoff_s": 0.5,
+        "poll_interval_s": 0.2,
+    }
+
+
 def _codes(item: pydicom.Dataset) -> set[str]:
     """Every code value of an SR content tree."""
     out = {str(c.CodeValue) for c in item.get("ConceptCodeSequence", [])}
@@ -96,19 +107,7 @@ def test_a_plugin_analysis_runs_end_to_end_without_touching_the_gateway(
             dicom={"port": port},
             http={"port": http, "token": TOKEN},
             analyses={"plugins": ["support.toy_analysis"], "enabled": [NAME]},
-            dispatch={
-                "dicom": [
-                    {
-                        "name": "pacs",
-                        "ae_title": pacs.aet,
-                        "host": "127.0.0.1",
-                        "port": pacs.dicom_port,
-                    }
-                ],
-                "fhir": [{"name": "ehr", "url": ehr.url}],
-                "backoff_s": 0.5,
-                "poll_interval_s": 0.2,
-            },
+            dispatch=_dispatch(pacs, ehr.url),
         )
         config = write_toml(tmp_path / "gateway.toml", data)
         url = data["catalog"]["url"]
@@ -182,18 +181,7 @@ def test_a_ct_volume_reaches_an_analysis_that_reads_volumes_not_slides(tmp_path:
             tmp_path,
             dicom={"port": port, "sop_classes": [WSI, CT_IMAGE]},
             analyses={"plugins": ["support.toy_analysis"], "enabled": ["hrd", VOLUME_NAME]},
-            dispatch={
-                "dicom": [
-                    {
-                        "name": "pacs",
-                        "ae_title": pacs.aet,
-                        "host": "127.0.0.1",
-                        "port": pacs.dicom_port,
-                    }
-                ],
-                "backoff_s": 0.5,
-                "poll_interval_s": 0.2,
-            },
+            dispatch=_dispatch(pacs),
         )
         config = write_toml(tmp_path / "gateway.toml", data)
         path = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])

@@ -240,12 +240,8 @@ def route(
         ]
         in_scope = [s for s in usable if a.accepts_body_part(s.body_part)]
         if not in_scope:
-            if usable:
-                parts = sorted({s.body_part or "unknown" for s in usable})
-                reason = f"body part {', '.join(parts)} is not among {sorted(a.body_parts or [])}"
-            else:
-                reason = "no slide with a stain it reads (" + ", ".join(sorted(a.stains)) + ")"
-            skipped.append(Skip(spec.name, reason))
+            none = "no slide with a stain it reads (" + ", ".join(sorted(a.stains)) + ")"
+            skipped.append(Skip(spec.name, _why_not(a, usable, none)))
             continue
         if a.inputs is InputKind.SLIDES:
             requests.append(AnalysisRequest(spec.name, tuple(_ref(s) for s in in_scope)))
@@ -291,6 +287,14 @@ def _reads_series(a: Applicability, s: SeriesMetadata, body: bool = True) -> boo
     )
 
 
+def _why_not(a: Applicability, usable: Sequence[SeriesMetadata], none: str) -> str:
+    """Why an analysis is skipped: the body part of what it could read, else ``none``."""
+    if not usable:
+        return none
+    parts = sorted({s.body_part or "unknown" for s in usable})
+    return f"body part {', '.join(parts)} is not among {sorted(a.body_parts or [])}"
+
+
 def _series_request(
     spec: AnalysisSpec, series: Sequence[SeriesMetadata]
 ) -> tuple[AnalysisRequest | None, Skip | None]:
@@ -299,13 +303,9 @@ def _series_request(
     usable = [s for s in series if _reads_series(a, s, body=False)]
     in_scope = [s for s in usable if a.accepts_body_part(s.body_part)]
     if not in_scope:
-        if usable:
-            parts = sorted({s.body_part or "unknown" for s in usable})
-            reason = f"body part {', '.join(parts)} is not among {sorted(a.body_parts or [])}"
-        else:
-            kinds = ", ".join(sorted(a.series_kinds))
-            reason = f"no series it reads ({kinds}; modality {', '.join(sorted(a.modalities))})"
-        return None, Skip(spec.name, reason)
+        kinds = ", ".join(sorted(a.series_kinds))
+        none = f"no series it reads ({kinds}; modality {', '.join(sorted(a.modalities))})"
+        return None, Skip(spec.name, _why_not(a, usable, none))
     refs = tuple(
         SlideRef(s.key, _SERIES_ROLES.get(s.kind, SlideRole.OTHER))
         for s in sorted(in_scope, key=lambda s: (s.kind != SeriesKind.VOLUME, s.key))
