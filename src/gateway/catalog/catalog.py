@@ -13,7 +13,6 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,10 +21,20 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..config.base import redact_url
 from ..errors import CatalogError, InstanceConflictError, SenderConflictError, UidConflictError
 from .identity import PatientIdentity
 from .lifecycle import ALLOWED_TRANSITIONS, move
 from .migrations import SchemaStatus, ensure_current
+from .records import (
+    WSI_SOP_CLASS,
+    InstanceRecord,
+    RecordOutcome,
+    SeriesFiles,
+    SeriesSnapshot,
+    StudySnapshot,
+    utcnow,
+)
 from .schema import AnalysisResult, Association, Instance, Series, StoreRefusal, Study, StudyState
 
 _T = TypeVar("_T")
@@ -42,89 +51,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
-
-
-def utcnow() -> dt.datetime:
-    """Return the current time, timezone-aware UTC."""
-    return dt.datetime.now(dt.UTC)
-
-
-@dataclass(frozen=True)
-class InstanceRecord:
-    """What the receiver learnt about one stored instance.
-
-    ``patient`` holds keyed digests of its patient identity (no patient data; None
-    where no key is configured, e.g. catalog-only tests); ``source`` who sent it (the
-    calling AE title, or ``pacs:<name>`` for a retrieve).
-    """
-
-    study_uid: str
-    series_uid: str
-    sop_instance_uid: str
-    sop_class_uid: str
-    transfer_syntax_uid: str
-    modality: str | None
-    accession_number: str | None
-    image_flavor: str | None
-    pixel_spacing_um: float | None
-    path: str
-    size: int
-    sha256: str
-    patient: PatientIdentity | None = None
-    source: str | None = None
-
-
-@dataclass(frozen=True)
-class RecordOutcome:
-    """Result of recording an instance."""
-
-    duplicate: bool
-    version: int
-    reopened: bool
-
-
-@dataclass(frozen=True)
-class SeriesFiles:
-    """A series' SOP class, modality and current instance files (for routing and workers)."""
-
-    sop_class_uid: str
-    modality: str | None
-    paths: list[str]
-
-
-@dataclass(frozen=True)
-class SeriesSnapshot:
-    """A series as the completion logic sees it."""
-
-    series_uid: str
-    sop_class_uid: str
-    instance_count: int
-    finest_volume_mpp: float | None
-    last_received_at: dt.datetime
-
-
-@dataclass(frozen=True)
-class StudySnapshot:
-    """A study with its series, for completion checks and status listings."""
-
-    study_uid: str
-    accession_number: str | None
-    state: str
-    state_reason: str | None
-    forced: bool
-    first_received_at: dt.datetime
-    last_received_at: dt.datetime
-    completed_at: dt.datetime | None
-    scored_at: dt.datetime | None
-    result_path: str | None
-    result_call: str | None
-    result_probability: float | None
-    series: tuple[SeriesSnapshot, ...]
-    hold_reason: str | None = None
-    model_key: str | None = None
-    review_reason: str | None = None
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -172,7 +98,7 @@ class Catalog:
             self._sessions = sessionmaker(self.engine, expire_on_commit=False)
             self.schema: SchemaStatus = ensure_current(self.engine, create_schema)
         except OperationalError as exc:
-            raise CatalogError(f"cannot open the catalog at {_redact(url)}: {exc.orig}") from exc
+            raise CatalogError(f"cannot open the catalog at {redact_url(url)}: {exc.orig}") from exc
 
     def close(self) -> None:
         """Release database connections."""
@@ -638,45 +564,6 @@ class Catalog:
                 )
             )
 
-    def pull_cursor(self, pacs: str) -> tuple[dt.datetime, str | None] | None:
-        """Last successful auto-pull query time of a PACS, and the last error since."""
-        from .schema import PullCursor
-
-        with self.session() as s:
-            row = s.get(PullCursor, pacs)
-            return None if row is None else (row.last_success_at, row.last_error)
-
-    def set_pull_cursor(
-        self, pacs: str, success_at: dt.datetime | None = None, error: str | None = None
-    ) -> None:
-        """Advance the cursor after a successful pass, or record a failed attempt."""
-        from .schema import PullCursor
-
-        now = utcnow()
-        with self.session() as s:
-            # Create the row race-free (a poller and an operator may write at once).
-            from sqlalchemy.dialects import postgresql, sqlite
-
-            values = {"pacs": pacs, "last_success_at": success_at or now, "last_attempt_at": now}
-            if s.get_bind().dialect.name == "postgresql":
-                s.execute(
-                    postgresql.insert(PullCursor)
-                    .values(**values)
-                    .on_conflict_do_nothing(index_elements=["pacs"])
-                )
-            else:
-                s.execute(
-                    sqlite.insert(PullCursor).values(**values).on_conflict_do_nothing(["pacs"])
-                )
-            row = s.get(PullCursor, pacs, with_for_update=True, populate_existing=True)
-            assert row is not None  # noqa: S101  (inserted or present above)
-            if success_at is not None:
-                row.last_success_at = success_at
-                row.last_error = None
-            else:
-                row.last_error = (error or "")[:2000]
-            row.last_attempt_at = now
-
     def counts(self) -> dict[str, int]:
         """Count studies per state."""
         with self.session() as s:
@@ -743,13 +630,3 @@ def _db_reason(exc: DBAPIError) -> str:
 def _is_busy(exc: OperationalError) -> bool:
     text = str(exc.orig).lower()
     return "locked" in text or "busy" in text or "deadlock" in text or "serializ" in text
-
-
-def _redact(url: str) -> str:
-    """Hide a password in a database URL."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url

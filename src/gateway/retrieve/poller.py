@@ -23,6 +23,7 @@ import logging
 
 from ..catalog import Catalog, StudyState, utcnow
 from ..catalog.leases import NamedLease
+from ..catalog.pull_cursors import PullCursorStore
 from ..config import PacsNode, Settings
 from ..errors import GatewayError
 from ..loops import PollingLoop
@@ -73,7 +74,7 @@ class AutoPuller:
     def poll(self, node: PacsNode, now: dt.datetime | None = None) -> list[str]:
         """One pass over one PACS; return the study UIDs pulled or requeued."""
         now = now or utcnow()
-        cursor = self.catalog.pull_cursor(node.name)
+        cursor = PullCursorStore(self.catalog).get(node.name)
         since = cursor[0] if cursor else now
         start = since - dt.timedelta(days=self.settings.pull.lookback_days)
         date_range = f"{start:%Y%m%d}-{now:%Y%m%d}"
@@ -86,13 +87,13 @@ class AutoPuller:
                 if self._handle(node, match.study_uid, match.accession_number):
                     acted.append(match.study_uid)
         except (GatewayError, OSError) as exc:
-            self.catalog.set_pull_cursor(node.name, error=str(exc))
+            PullCursorStore(self.catalog).set(node.name, error=str(exc))
             logger.warning(
                 "auto-pull pass failed; will retry",
                 extra={"pacs": node.name, "error": str(exc)[:300]},
             )
             return acted
-        self.catalog.set_pull_cursor(node.name, success_at=now)
+        PullCursorStore(self.catalog).set(node.name, success_at=now)
         return acted
 
     def _handle(self, node: PacsNode, study_uid: str, accession: str | None) -> bool:

@@ -18,6 +18,7 @@ from gateway.catalog import (
     utcnow,
 )
 from gateway.catalog.access import AccessLog, SessionStore
+from gateway.catalog.pull_cursors import PullCursorStore
 from gateway.catalog.schema import AccessAction
 from gateway.errors import CatalogError, UidConflictError
 from support.factories import instance_record
@@ -187,14 +188,14 @@ def test_concurrent_first_pull_cursor_writes_do_not_collide(catalog: Catalog) ->
     def write(i: int) -> None:
         barrier.wait()
         if i % 2:
-            catalog.set_pull_cursor("pacs", success_at=earlier)
+            PullCursorStore(catalog).set("pacs", success_at=earlier)
         else:
-            catalog.set_pull_cursor("pacs", error="unreachable")
+            PullCursorStore(catalog).set("pacs", error="unreachable")
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         for future in [pool.submit(write, i) for i in range(6)]:
             future.result()  # no IntegrityError
-    cursor = catalog.pull_cursor("pacs")
+    cursor = PullCursorStore(catalog).get("pacs")
     assert cursor is not None and cursor[0] == earlier
 
 

@@ -17,6 +17,7 @@ from pydicom.uid import SecondaryCaptureImageStorage, generate_uid
 from typer.testing import CliRunner
 
 from gateway.catalog import StudyState
+from gateway.catalog.pull_cursors import PullCursorStore
 from gateway.cli.app import app
 from gateway.errors import RemoteError
 from gateway.service import Gateway
@@ -247,9 +248,9 @@ def test_unreachable_pacs_is_a_clear_error_and_the_poller_retries(
             env.gateway.retrieve.find("orthanc")
         node = env.settings.pacs[0]
         earlier = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-        env.gateway.catalog.set_pull_cursor("orthanc", success_at=earlier)
+        PullCursorStore(env.gateway.catalog).set("orthanc", success_at=earlier)
         assert env.gateway.puller.poll(node) == []
-        cursor = env.gateway.catalog.pull_cursor("orthanc")
+        cursor = PullCursorStore(env.gateway.catalog).get("orthanc")
         # The outage is recorded; the cursor stays where the last success left it, so the
         # next successful pass still covers everything since then.
         assert cursor == (earlier, cursor[1]) and "unreachable" in (cursor[1] or "")
