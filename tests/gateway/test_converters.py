@@ -20,6 +20,7 @@ import pydicom
 import pytest
 
 from gateway.catalog import JobStore, StudyState
+from gateway.catalog.dimse_audit import DimseAudit
 from gateway.catalog.fhir_resources import FhirResourceStore, ServedType
 from gateway.service import Gateway
 from ihgamp_core.scoring import Engine
@@ -119,7 +120,7 @@ def gateway(tmp_path: Path, engine: Engine) -> Iterator[Gateway]:
 
 
 def _refusals(gateway: Gateway) -> list[str]:
-    return [str(r["reason"]) for r in gateway.catalog.store_refusals(1000)]
+    return [str(r["reason"]) for r in DimseAudit(gateway.catalog).store_refusals(1000)]
 
 
 def test_what_can_never_be_scored_is_refused_before_the_acknowledgement(

@@ -35,7 +35,7 @@ from .records import (
     StudySnapshot,
     utcnow,
 )
-from .schema import AnalysisResult, Association, Instance, Series, StoreRefusal, Study, StudyState
+from .schema import AnalysisResult, Association, Instance, Series, Study, StudyState
 
 _T = TypeVar("_T")
 
@@ -124,100 +124,6 @@ class Catalog:
             yield session
 
     # -- associations ---------------------------------------------------------------
-
-    def open_association(
-        self, calling_ae: str, called_ae: str, host: str, port: int, tls: bool
-    ) -> int:
-        """Record an association request; return its audit id."""
-        with self.session() as s:
-            row = Association(
-                calling_ae=calling_ae,
-                called_ae=called_ae,
-                peer_host=host,
-                peer_port=port,
-                tls=tls,
-                started_at=utcnow(),
-            )
-            s.add(row)
-            s.flush()
-            return int(row.id)
-
-    def set_association_result(self, assoc_id: int, result: str, reason: str | None = None) -> None:
-        """Record accepted/rejected (with the reason)."""
-        with self.session() as s:
-            s.execute(
-                update(Association)
-                .where(Association.id == assoc_id)
-                .values(result=result, reason=reason)
-            )
-
-    def close_association(
-        self, assoc_id: int, outcome: str | None = None, reason: str | None = None
-    ) -> None:
-        """Record the end of an association (released / aborted / closed, and why)."""
-        with self.session() as s:
-            row = s.get(Association, assoc_id)
-            if row is None:
-                return
-            row.ended_at = utcnow()
-            if outcome and row.result in ("requested", "accepted"):
-                row.result = outcome
-                if reason:
-                    row.reason = reason[:2000]
-
-    def record_refused_connection(self, host: str, port: int, tls: bool, reason: str) -> None:
-        """Audit a connection refused before it sent an association request."""
-        now = utcnow()
-        with self.session() as s:
-            s.add(
-                Association(
-                    calling_ae="",
-                    called_ae="",
-                    peer_host=host[:64],
-                    peer_port=port,
-                    tls=tls,
-                    started_at=now,
-                    ended_at=now,
-                    result="refused",
-                    reason=reason[:2000],
-                )
-            )
-
-    def record_refused_store(
-        self, assoc_id: int | None, sop_instance_uid: str, status: int, reason: str
-    ) -> None:
-        """Audit one refused C-STORE (and count it on its association)."""
-        with self.session() as s:
-            s.add(
-                StoreRefusal(
-                    association_id=assoc_id,
-                    at=utcnow(),
-                    sop_instance_uid=sop_instance_uid[:64],
-                    status=status,
-                    reason=reason[:2000],
-                )
-            )
-            if assoc_id is not None:
-                s.execute(
-                    update(Association)
-                    .where(Association.id == assoc_id)
-                    .values(instances_failed=Association.instances_failed + 1)
-                )
-
-    def store_refusals(self, limit: int = 100) -> list[dict[str, Any]]:
-        """Return the most recent refused C-STOREs."""
-        with self.session() as s:
-            rows = s.scalars(select(StoreRefusal).order_by(StoreRefusal.id.desc()).limit(limit))
-            return [
-                {
-                    "association_id": r.association_id,
-                    "at": r.at,
-                    "sop_instance_uid": r.sop_instance_uid,
-                    "status": r.status,
-                    "reason": r.reason,
-                }
-                for r in rows
-            ]
 
     # -- receiving ----------------------------------------------------------------
 
@@ -569,29 +475,6 @@ class Catalog:
         with self.session() as s:
             rows = s.execute(select(Study.state, func.count()).group_by(Study.state)).all()
         return {str(state): int(n) for state, n in rows}
-
-    def associations(self, limit: int = 100) -> list[dict[str, Any]]:
-        """Return the most recent association audit records."""
-        with self.session() as s:
-            rows = s.scalars(select(Association).order_by(Association.id.desc()).limit(limit))
-            return [
-                {
-                    "id": r.id,
-                    "calling_ae": r.calling_ae,
-                    "called_ae": r.called_ae,
-                    "peer_host": r.peer_host,
-                    "peer_port": r.peer_port,
-                    "tls": r.tls,
-                    "started_at": r.started_at,
-                    "ended_at": r.ended_at,
-                    "result": r.result,
-                    "reason": r.reason,
-                    "instances_received": r.instances_received,
-                    "instances_failed": r.instances_failed,
-                    "bytes_received": r.bytes_received,
-                }
-                for r in rows
-            ]
 
 
 def _admit(s: Session, study: Study, rec: InstanceRecord, opener_only: bool) -> None:

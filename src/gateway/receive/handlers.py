@@ -24,6 +24,7 @@ from pydicom.dataset import Dataset
 from pynetdicom.pdu_primitives import A_ASSOCIATE
 
 from ..catalog import Catalog
+from ..catalog.dimse_audit import DimseAudit
 from ..metrics import ASSOCIATION_REFUSALS, ASSOCIATIONS, RefusalReason
 from .access import AccessPolicy
 from .guard import SUCCESS, store_guard
@@ -98,6 +99,7 @@ class ReceiveHandlers:
         called_ae: str = "IHGAMP",
     ) -> None:
         self.catalog = catalog
+        self.audit = DimseAudit(catalog)
         self.spool = store.spool
         self.store = store
         self.files = self.store.files
@@ -135,7 +137,7 @@ class ReceiveHandlers:
         text = reason if not suppressed else f"{reason} (and {suppressed} more refused before)"
         logger.warning("connection refused", extra={"peer": host, "reason": text})
         try:
-            self.catalog.record_refused_connection(host, port, tls, text)
+            self.audit.record_refused_connection(host, port, tls, text)
         except Exception:
             logger.exception("cannot audit a refused connection")
 
@@ -176,7 +178,7 @@ class ReceiveHandlers:
         else:
             outcome, reason = "closed", None
         try:
-            self.catalog.close_association(state.audit_id, outcome, reason)
+            self.audit.close_association(state.audit_id, outcome, reason)
         except Exception:
             logger.exception("cannot record the end of an association")
 
@@ -210,7 +212,7 @@ class ReceiveHandlers:
         calling = str(request.calling_ae_title).strip()
         called = str(request.called_ae_title).strip()
         state.calling_ae = calling
-        state.audit_id = self.catalog.open_association(calling, called, host, port, self.tls)
+        state.audit_id = self.audit.open_association(calling, called, host, port, self.tls)
         if called != self.called_ae:
             reason = f"called AE {called!r} is not {self.called_ae!r}"
             self._reject(assoc, state, reason, (0x01, 0x01, 0x07), RefusalReason.CALLED_AE)
@@ -242,7 +244,7 @@ class ReceiveHandlers:
             },
         )
         if state.audit_id is not None:
-            self.catalog.set_association_result(state.audit_id, "rejected", reason)
+            self.audit.set_association_result(state.audit_id, "rejected", reason)
         assoc.acse.send_reject(*rsd)
         # As pynetdicom does for its own rejections: wait until the A-ASSOCIATE-RJ is
         # sent and the peer has closed, so the peer sees a rejection, not an abort.
@@ -253,7 +255,7 @@ class ReceiveHandlers:
         state = self._state(event.assoc)
         ASSOCIATIONS.inc()
         if state is not None and state.audit_id is not None:
-            self.catalog.set_association_result(state.audit_id, "accepted")
+            self.audit.set_association_result(state.audit_id, "accepted")
             logger.info(
                 "association accepted",
                 extra={"calling_ae": state.calling_ae, "audit_id": state.audit_id},
@@ -268,7 +270,7 @@ class ReceiveHandlers:
             logger.warning(
                 "association rejected", extra={"calling_ae": state.calling_ae, "reason": reason}
             )
-            self.catalog.set_association_result(state.audit_id, "rejected", reason)
+            self.audit.set_association_result(state.audit_id, "rejected", reason)
 
     # -- services ---------------------------------------------------------------------
 

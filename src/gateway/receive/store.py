@@ -18,6 +18,7 @@ from functools import cached_property
 from pathlib import Path
 
 from ..catalog import Catalog, InstanceRecord
+from ..catalog.dimse_audit import DimseAudit
 from ..catalog.identity import (
     DEFAULT_KEY_NAME,
     IdentityKey,
@@ -80,6 +81,7 @@ class InstanceStore:
         opener_only: bool = False,
     ) -> None:
         self.catalog = catalog
+        self.audit = DimseAudit(catalog)
         self.spool = spool
         self.accepted = set(accepted) if accepted is not None else None
         self.files = ReceiveFiles(spool.incoming, spool.check_space)
@@ -204,7 +206,7 @@ class InstanceStore:
         if outcome.status == SUCCESS:
             return
         try:
-            self.catalog.record_refused_store(
+            self.audit.record_refused_store(
                 audit_id, sop_instance_uid, outcome.status, outcome.comment or ""
             )
         except Exception:

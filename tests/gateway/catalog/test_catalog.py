@@ -18,6 +18,7 @@ from gateway.catalog import (
     utcnow,
 )
 from gateway.catalog.access import AccessLog, SessionStore
+from gateway.catalog.dimse_audit import DimseAudit
 from gateway.catalog.pull_cursors import PullCursorStore
 from gateway.catalog.schema import AccessAction
 from gateway.errors import CatalogError, UidConflictError
@@ -51,7 +52,7 @@ def rec(
 
 
 def test_instances_studies_series_and_versions(catalog: Catalog) -> None:
-    assoc = catalog.open_association("SCANNER", "IHGAMP", "127.0.0.1", 4000, False)
+    assoc = DimseAudit(catalog).open_association("SCANNER", "IHGAMP", "127.0.0.1", 4000, False)
     first = catalog.record_instance(rec(sop="1.1", sha="a"), assoc)
     assert not first.duplicate and first.version == 1
     assert catalog.record_instance(rec(sop="1.1", sha="a"), assoc).duplicate
@@ -66,7 +67,7 @@ def test_instances_studies_series_and_versions(catalog: Catalog) -> None:
     assert series.instance_count == 2  # a new version replaces, it does not add
     assert series.finest_volume_mpp == pytest.approx(0.5)
     assert catalog.wsi_files("1.2.3") == {"1.2.3.4": ["/spool/1.1", "/spool/1.2"]}
-    (audit,) = catalog.associations()
+    (audit,) = DimseAudit(catalog).associations()
     assert audit["instances_received"] == 3 and audit["bytes_received"] == 30
 
 

@@ -19,6 +19,7 @@ import pytest
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 
+from gateway.catalog.dimse_audit import DimseAudit
 from support.gateway import send, tiny_wsi, wait_for
 from support.listener import Listener, tls_client, tls_sections
 from support.wire import (
@@ -37,7 +38,9 @@ Start = Callable[..., Listener]
 
 def _refusals(running: Listener) -> list[str]:
     return [
-        a["reason"] or "" for a in running.catalog.associations(1000) if a["result"] == "refused"
+        a["reason"] or ""
+        for a in DimseAudit(running.catalog).associations(1000)
+        if a["result"] == "refused"
     ]
 
 
@@ -321,5 +324,5 @@ def test_a_tls_certificate_is_bound_to_the_ae_title_it_may_use(listeners: Start,
     own.release()
     other = _echo(running.port, "PATHSCAN2", tls)  # the same certificate, another AE title
     assert other.is_rejected
-    reasons = [a["reason"] or "" for a in running.catalog.associations(100)]
+    reasons = [a["reason"] or "" for a in DimseAudit(running.catalog).associations(100)]
     assert any("must present a TLS certificate for 'pathscan2" in r for r in reasons)

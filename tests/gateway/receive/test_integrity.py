@@ -21,6 +21,7 @@ import pytest
 from pydicom.uid import generate_uid
 from sqlalchemy import select
 
+from gateway.catalog.dimse_audit import DimseAudit
 from gateway.catalog.schema import Instance
 from gateway.receive.store import InstanceStore
 from gateway.spool import Spool
@@ -78,7 +79,7 @@ def test_a_uid_reused_in_another_study_is_refused_and_nothing_moves(
     a = running.catalog.study(study_a)
     assert a is not None and a.series[0].instance_count == 1
     assert running.catalog.study(study_b) is None
-    (refusal,) = running.catalog.store_refusals()
+    (refusal,) = DimseAudit(running.catalog).store_refusals()
     assert refusal["status"] == 0x0111 and "another study" in refusal["reason"]
 
 
@@ -139,7 +140,7 @@ def test_incomplete_images_are_refused_before_acknowledgement(
         assert send(running.port, [path]) == [0xA900], name
     assert not list(running.spool.root.rglob("*.dcm"))
     assert running.catalog.study(study) is None
-    reasons = [r["reason"] for r in running.catalog.store_refusals()]
+    reasons = [r["reason"] for r in DimseAudit(running.catalog).store_refusals()]
     assert len(reasons) == len(variants)
     assert any("truncated" in r for r in reasons) and any("fragments" in r for r in reasons)
     assert send(running.port, [largest]) == [0]  # the intact slide itself is fine
@@ -169,7 +170,7 @@ def test_a_full_disk_mid_instance_answers_out_of_resources_and_recovers(
     assert [p.name for p in running.spool.incoming.iterdir()] == []
     assert shutil.disk_usage(small_disk).free > 20 * 2**20  # the partial file is gone
     assert send(running.port, [small]) == [0]  # a duplicate, without a restart
-    (refusal,) = running.catalog.store_refusals()
+    (refusal,) = DimseAudit(running.catalog).store_refusals()
     assert refusal["status"] == 0xA700 and "disk full" in refusal["reason"]
 
 
@@ -294,5 +295,5 @@ def test_a_patient_name_encoded_with_another_vr_is_refused(
     ds[0x00100010] = DataElement(0x00100010, "UL", 4711)  # Patient's Name as a number
     ds.save_as(path, enforce_file_format=True)
     assert send(running.port, [path]) == [0xA900]
-    (refusal,) = running.catalog.store_refusals()
+    (refusal,) = DimseAudit(running.catalog).store_refusals()
     assert "PatientName is encoded as UL; the standard says PN" in refusal["reason"]

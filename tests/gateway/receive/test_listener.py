@@ -12,6 +12,7 @@ import pytest
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 
+from gateway.catalog.dimse_audit import DimseAudit
 from ihgamp_core.synthetic.samples import SampleCase
 from support.gateway import dataset_bytes, send, storescu, tiny_wsi, wait_for
 from support.listener import Listener, start_listener
@@ -91,7 +92,7 @@ def test_twenty_concurrent_associations_two_hundred_instances(tmp_path: Path) ->
     assert len(studies) == 20 and all(s.series[0].instance_count == 10 for s in studies)
 
     def released() -> list[dict[str, object]]:
-        done = [a for a in listener.catalog.associations() if a["result"] == "released"]
+        done = [a for a in DimseAudit(listener.catalog).associations() if a["result"] == "released"]
         return done if len(done) == 20 else []
 
     audits = wait_for(released, timeout=10)  # recorded when each association's thread ends
@@ -164,9 +165,9 @@ def test_bad_datasets_get_failure_statuses_and_the_association_survives(
     assert statuses[3] == 0  # the same association still stores good data
     assert len(list(listener.spool.root.rglob("*.dcm"))) == 1
     assert not list(listener.spool.incoming.iterdir())
-    audit = listener.catalog.associations()[0]
+    audit = DimseAudit(listener.catalog).associations()[0]
     assert audit["instances_failed"] == 3 and audit["instances_received"] == 1
-    refusals = listener.catalog.store_refusals()
+    refusals = DimseAudit(listener.catalog).store_refusals()
     assert sorted(r["status"] for r in refusals) == [0xA900, 0xC000, 0xC000]
     assert all(r["association_id"] == audit["id"] and r["reason"] for r in refusals)
 
@@ -201,7 +202,7 @@ def test_unknown_ae_wrong_host_and_wrong_called_ae_are_rejected(tmp_path: Path) 
             with pytest.raises(ConnectionError, match="rejected=True"):
                 send(running.port, [file], calling_ae=calling, called_ae=called)
         assert send(running.port, [file]) == [0]  # the server keeps serving
-        reasons = [a["reason"] or "" for a in running.catalog.associations()]
+        reasons = [a["reason"] or "" for a in DimseAudit(running.catalog).associations()]
         assert any("'INTRUDER' is not in dicom.allowed_aes" in r for r in reasons)
         assert any("must connect from 10.255.0.1" in r for r in reasons)
         assert any("called AE 'SOMEONE' is not 'IHGAMP'" in r for r in reasons)
@@ -268,7 +269,9 @@ def test_tls_requires_a_client_certificate_from_the_ca(tmp_path: Path, pki: Path
         with pytest.raises(ConnectionError):  # plain TCP to a TLS port
             send(running.port, [file])
         audit = wait_for(
-            lambda: [a for a in running.catalog.associations() if a["result"] == "released"],
+            lambda: [
+                a for a in DimseAudit(running.catalog).associations() if a["result"] == "released"
+            ],
             timeout=10,
         )
         assert len(audit) == 1 and audit[0]["tls"]

@@ -16,6 +16,7 @@ from pydicom.uid import generate_uid
 from sqlalchemy import select
 
 from gateway.catalog import AnalysisStore, StudyState
+from gateway.catalog.dimse_audit import DimseAudit
 from gateway.catalog.identity import DEFAULT_KEY_NAME, IdentityKey
 from gateway.catalog.schema import Study
 from gateway.errors import ConfigError
@@ -59,7 +60,7 @@ def test_another_patients_series_is_refused_and_nothing_in_the_study_changes(
         before.last_received_at,
     )  # not reopened, no series added
     assert len(list(listener.spool.root.glob("*/*/*.dcm"))) == 1  # nothing spooled
-    refusals = listener.catalog.store_refusals()
+    refusals = DimseAudit(listener.catalog).store_refusals()
     assert [(r["status"], r["reason"]) for r in refusals] == [(0xC000, COMMENT)] * 3
     assert _conflicts("patient") == refused_before + 3
 

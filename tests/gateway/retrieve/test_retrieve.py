@@ -17,6 +17,7 @@ from pydicom.uid import SecondaryCaptureImageStorage, generate_uid
 from typer.testing import CliRunner
 
 from gateway.catalog import StudyState
+from gateway.catalog.dimse_audit import DimseAudit
 from gateway.catalog.pull_cursors import PullCursorStore
 from gateway.cli.app import app
 from gateway.errors import RemoteError
@@ -325,7 +326,9 @@ def test_auto_pull_takes_a_new_study_exactly_once_across_restarts(
             wait_for(lambda: env.state(uid) == StudyState.SCORED, timeout=180)
             time.sleep(3)  # more polls: no second retrieve
             inbound = [
-                a for a in env.gateway.catalog.associations() if a["calling_ae"] == "ORTHANC"
+                a
+                for a in DimseAudit(env.gateway.catalog).associations()
+                if a["calling_ae"] == "ORTHANC"
             ]
             assert len(inbound) == 1
         finally:
@@ -334,7 +337,9 @@ def test_auto_pull_takes_a_new_study_exactly_once_across_restarts(
         try:
             time.sleep(3)
             inbound = [
-                a for a in env.gateway.catalog.associations() if a["calling_ae"] == "ORTHANC"
+                a
+                for a in DimseAudit(env.gateway.catalog).associations()
+                if a["calling_ae"] == "ORTHANC"
             ]
             assert len(inbound) == 1 and env.state(uid) == StudyState.SCORED
         finally:
@@ -437,7 +442,9 @@ def test_a_pacs_study_of_two_patients_is_never_mixed(
                 for p in (tmp_path / "gw" / "spool").rglob("*.dcm")
             }
             assert len(kept) == 1  # one patient's slides, never both
-            refused = [r for r in env.gateway.catalog.store_refusals() if r["status"] == 0xC000]
+            refused = [
+                r for r in DimseAudit(env.gateway.catalog).store_refusals() if r["status"] == 0xC000
+            ]
             assert refused and all("patient identity differs" in r["reason"] for r in refused)
             stored = env.gateway.catalog.study(study)
             assert stored is not None and stored.state == StudyState.RECEIVING  # held, not queued
