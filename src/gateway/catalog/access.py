@@ -23,7 +23,7 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, delete, select, update
 
-from .catalog import Catalog, utcnow
+from .catalog import CatalogStore, utcnow
 from .schema import AccessAction, HttpAccess, HttpSession
 
 __all__ = ["AccessEntry", "AccessLog", "SessionStore", "SessionView"]
@@ -63,17 +63,8 @@ class AccessEntry:
         }
 
 
-class AccessLog:
-    """The ``http_access`` table.
-
-    Parameters
-    ----------
-    catalog : Catalog
-        The catalog.
-    """
-
-    def __init__(self, catalog: Catalog) -> None:
-        self.catalog = catalog
+class AccessLog(CatalogStore):
+    """The ``http_access`` table."""
 
     def record(
         self,
@@ -148,17 +139,8 @@ def _digest(cookie: str) -> str:
     return hashlib.sha256(cookie.encode()).hexdigest()
 
 
-class SessionStore:
-    """The ``http_sessions`` table.
-
-    Parameters
-    ----------
-    catalog : Catalog
-        The catalog.
-    """
-
-    def __init__(self, catalog: Catalog) -> None:
-        self.catalog = catalog
+class SessionStore(CatalogStore):
+    """The ``http_sessions`` table."""
 
     def create(self, token_name: str, client: str, max_age_s: float) -> tuple[str, SessionView]:
         """Open a session; return the cookie value (shown once) and the session."""

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ..errors import CatalogError
-from .catalog import Catalog, utcnow
+from .catalog import CatalogStore, utcnow
 from .manifest import ResultManifest
 from .schema import AnalysisResult, Instance, Series, Study
 
@@ -51,17 +51,8 @@ def _manifest(text: str | None) -> ResultManifest | None:
         return None
 
 
-class AnalysisStore:
-    """Routing decisions and analysis results of studies.
-
-    Parameters
-    ----------
-    catalog : Catalog
-        The catalog.
-    """
-
-    def __init__(self, catalog: Catalog) -> None:
-        self.catalog = catalog
+class AnalysisStore(CatalogStore):
+    """Routing decisions and analysis results of studies."""
 
     def _study(self, s: Any, study_uid: str) -> Study:
         study = s.scalars(select(Study).where(Study.study_uid == study_uid)).first()

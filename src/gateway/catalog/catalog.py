@@ -42,6 +42,7 @@ _T = TypeVar("_T")
 __all__ = [
     "ALLOWED_TRANSITIONS",
     "Catalog",
+    "CatalogStore",
     "InstanceRecord",
     "RecordOutcome",
     "SeriesFiles",
@@ -475,6 +476,19 @@ class Catalog:
         with self.session() as s:
             rows = s.execute(select(Study.state, func.count()).group_by(Study.state)).all()
         return {str(state): int(n) for state, n in rows}
+
+
+class CatalogStore:
+    """Rows of one concern in the catalog (one store per table group, one writer each).
+
+    Parameters
+    ----------
+    catalog : Catalog
+        The catalog.
+    """
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
 
 
 def _admit(s: Session, study: Study, rec: InstanceRecord, opener_only: bool) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..errors import CatalogError
-from .catalog import Catalog, utcnow
+from .catalog import Catalog, CatalogStore, utcnow
 from .leases import claim_first
 from .schema import Delivery, DeliveryState, StoredObservation, Study
 
@@ -62,17 +62,8 @@ def _view(row: Delivery, study_uid: str) -> DeliveryView:
     )
 
 
-class DeliveryStore:
-    """The ``deliveries`` table.
-
-    Parameters
-    ----------
-    catalog : Catalog
-        The catalog.
-    """
-
-    def __init__(self, catalog: Catalog) -> None:
-        self.catalog = catalog
+class DeliveryStore(CatalogStore):
+    """The ``deliveries`` table."""
 
     def create(
         self,

@@ -11,24 +11,15 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from .catalog import Catalog
+from .catalog import CatalogStore
 from .records import utcnow
 from .schema import Association, StoreRefusal
 
 __all__ = ["DimseAudit"]
 
 
-class DimseAudit:
-    """The ``associations`` and ``store_refusals`` rows.
-
-    Parameters
-    ----------
-    catalog : Catalog
-        The catalog.
-    """
-
-    def __init__(self, catalog: Catalog) -> None:
-        self.catalog = catalog
+class DimseAudit(CatalogStore):
+    """The ``associations`` and ``store_refusals`` rows."""
 
     def open_association(
         self, calling_ae: str, called_ae: str, host: str, port: int, tls: bool

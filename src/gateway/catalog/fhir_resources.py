@@ -14,7 +14,7 @@ from typing import Any, cast
 from sqlalchemy import select
 
 from ..errors import CatalogError
-from .catalog import Catalog
+from .catalog import CatalogStore
 from .schema import FhirResource, Study
 
 __all__ = ["FhirResourceStore", "ServedType"]
@@ -28,17 +28,8 @@ class ServedType(StrEnum):
     IMAGING_STUDY = "ImagingStudy"
 
 
-class FhirResourceStore:
-    """The ``fhir_resources`` table.
-
-    Parameters
-    ----------
-    catalog : Catalog
-        The catalog.
-    """
-
-    def __init__(self, catalog: Catalog) -> None:
-        self.catalog = catalog
+class FhirResourceStore(CatalogStore):
+    """The ``fhir_resources`` table."""
 
     def put(
         self,

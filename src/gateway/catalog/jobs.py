@@ -34,7 +34,7 @@ from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, upd
 from sqlalchemy.orm import Session, aliased
 
 from ..errors import CatalogError
-from .catalog import Catalog, utcnow
+from .catalog import CatalogStore, utcnow
 from .leases import claim_first
 from .lifecycle import move
 from .schema import LEGACY_ANALYSIS, Job, JobState, Study, StudyState
@@ -102,17 +102,8 @@ class JobView:
     job_key: str = LEGACY_ANALYSIS
 
 
-class JobStore:
-    """The durable queue's rows in the catalog.
-
-    Parameters
-    ----------
-    catalog : Catalog
-        The catalog holding the ``jobs`` table.
-    """
-
-    def __init__(self, catalog: Catalog) -> None:
-        self.catalog = catalog
+class JobStore(CatalogStore):
+    """The durable queue's rows in the catalog."""
 
     def enqueue(self, study_uid: str, max_attempts: int, reason: str = "complete") -> int:
         """Queue a study's jobs (:meth:`enqueue_all`); return the first job's id."""

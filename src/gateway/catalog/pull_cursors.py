@@ -6,24 +6,15 @@ import datetime as dt
 
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .catalog import Catalog
+from .catalog import CatalogStore
 from .records import utcnow
 from .schema import PullCursor
 
 __all__ = ["PullCursorStore"]
 
 
-class PullCursorStore:
-    """The ``pull_cursors`` rows (one writer: the poller; operators read them).
-
-    Parameters
-    ----------
-    catalog : Catalog
-        The catalog.
-    """
-
-    def __init__(self, catalog: Catalog) -> None:
-        self.catalog = catalog
+class PullCursorStore(CatalogStore):
+    """The ``pull_cursors`` rows (one writer: the poller; operators read them)."""
 
     def get(self, pacs: str) -> tuple[dt.datetime, str | None] | None:
         """Last successful auto-pull query time of a PACS, and the last error since."""
