@@ -12,7 +12,9 @@ With a router (:class:`gateway.routing.StudyRouter`, the enabled analyses) the s
 routed first and the decision stored: one job per request; a study no analysis applies
 to is ``ignored`` with the reason "no analysis applies" (not an error); a study whose
 slides were all refused (unknown stain, IHC without its H&E, mismatched blocks) is
-``failed`` with the refusals' messages, its files kept for a rescore.
+``failed`` with the refusals' messages, its files kept for a rescore. A study that an
+arriving instance reopened while it was being decided is not failed or ignored by that
+decision (the decision read it before the instance): it receives again.
 """
 
 from __future__ import annotations
@@ -137,9 +139,10 @@ class StudyLifecycle:
         if self._level_decides() and not scoreable_series(study, self.max_mpp):
             limit = "" if self.max_mpp is None else f" at or finer than {self.max_mpp:.2f} um/px"
             reason = f"no whole-slide series with a level{limit} (20x equivalent) to score"
-            self.catalog.transition(study_uid, StudyState.FAILED, reason)
-            self.jobs.cancel_waiting(study_uid, reason)
-            logger.warning("study not scoreable", extra={"study_uid": study_uid, "reason": reason})
+            if self._settle(study_uid, StudyState.FAILED, reason):
+                logger.warning(
+                    "study not scoreable", extra={"study_uid": study_uid, "reason": reason}
+                )
             return False
         return self._route_and_queue(study_uid, "complete")
 
@@ -153,6 +156,19 @@ class StudyLifecycle:
         if self.router is None:
             return analyses.legacy_entry().needs_scoring_level
         return all(analyses.entry(str(spec.name)).needs_scoring_level for spec in self.router.specs)
+
+    def _settle(self, study_uid: str, state: StudyState, reason: str) -> bool:
+        """End a study that nothing will score (failed, ignored) and cancel its waiting jobs.
+
+        Unless it was reopened meanwhile: an instance that arrived while the study was being
+        decided (the decision read the study before it) makes it receive again, and its
+        completion decides anew. Returns whether the study was ended.
+        """
+        if not self.catalog.transition(study_uid, state, reason, expect=_DECIDING):
+            logger.info("study reopened while being decided", extra={"study_uid": study_uid})
+            return False
+        self.jobs.cancel_waiting(study_uid, reason)
+        return True
 
     def _route_and_queue(self, study_uid: str, reason: str) -> bool:
         """Route the study (when a router is set), store the decision, queue its jobs."""
@@ -173,14 +189,14 @@ class StudyLifecycle:
         if decision.no_analysis_applies:
             skipped = "; ".join(f"{s.analysis}: {s.reason}" for s in decision.skipped)
             why = "no analysis applies" + (f" ({skipped})" if skipped else "")
-            self.catalog.transition(study_uid, StudyState.IGNORED, why)
-            self.jobs.cancel_waiting(study_uid, why)
+            self._settle(study_uid, StudyState.IGNORED, why)
             return False
         refused = _refusals(decision)
         if not decision.requests:
-            self.catalog.transition(study_uid, StudyState.FAILED, f"not scored: {refused}")
-            self.jobs.cancel_waiting(study_uid, f"not scored: {refused}")
-            logger.warning("every slide refused", extra={"study_uid": study_uid, "reason": refused})
+            if self._settle(study_uid, StudyState.FAILED, f"not scored: {refused}"):
+                logger.warning(
+                    "every slide refused", extra={"study_uid": study_uid, "reason": refused}
+                )
             return False
         self.queue.submit(study_uid, f"{reason}; refused: {refused}" if refused else reason)
         return True
@@ -219,6 +235,11 @@ class StudyLifecycle:
             raise CatalogError(f"study {study_uid} is {study.state}; wait until it finishes")
         self.analyses.flag_review(study_uid, None)
         self._route_and_queue(study_uid, reason)
+
+
+#: The states a study is decided from (completed, or finished and rescored): never while it
+#: receives again.
+_DECIDING = [s for s in StudyState if s is not StudyState.RECEIVING]
 
 
 def _refusals(decision: RoutingDecision) -> str:

@@ -320,3 +320,28 @@ def test_a_study_of_more_slides_than_the_cap_is_refused_whole_and_kept(
     assert state == StudyState.FAILED and reason is not None and "too-many-slides" in reason
     assert "4 slides, more than the 3" in reason and _keys(catalog, uid) == {}
     assert all(p.exists() for p in files)
+
+
+def test_a_study_reopened_while_it_is_decided_receives_again_instead_of_failing(
+    catalog: Catalog, her2_cases: tuple[Path, dict[str, Her2SampleCase]], tmp_path: Path
+) -> None:
+    """The decision read the study before a slide arrived: the slide reopens it for good.
+
+    (With 0 s completion timers this race failed a study whose last, scoreable instance
+    arrived while completion was failing it for having only coarse levels.)
+    """
+    root, cases = her2_cases
+    files = restudy(_files(root, cases["HER2-DEMO-01"], "he"), tmp_path / "he", "reopened")
+    *first, last = files
+    uid = _record(catalog, first)
+
+    class Racing(StudyLifecycle):
+        def _level_decides(self) -> bool:  # decided, then the last instance arrives
+            _record(self.catalog, [last])
+            return True
+
+    lifecycle = Racing(catalog, RowSubmitter(JobStore(catalog), 3), 0.25)
+    assert lifecycle.complete(uid, "stable")
+    study = catalog.study(uid)
+    assert study is not None and study.state == StudyState.RECEIVING
+    assert study.state_reason == "reopened: new whole-slide instance"

@@ -21,6 +21,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ihgamp_core.analysis.contract import SeriesKind, series_kind
+
 from ..config.base import redact_url
 from ..errors import CatalogError, InstanceConflictError, SenderConflictError, UidConflictError
 from .identity import PatientIdentity
@@ -287,9 +289,11 @@ class Catalog:
             if rec.accession_number and not study.accession_number:
                 study.accession_number = rec.accession_number
             reopened = False
-            if rec.sop_class_uid == WSI_SOP_CLASS and study.state != StudyState.RECEIVING:
-                reopened = True
-                move(study, StudyState.RECEIVING, "reopened: new whole-slide instance", now)
+            kind = series_kind(rec.sop_class_uid)
+            if kind is not SeriesKind.OTHER and study.state != StudyState.RECEIVING:
+                reopened = True  # a new input (a slide, a volume, a segmentation)
+                what = "whole-slide" if kind is SeriesKind.SLIDE else str(kind)
+                move(study, StudyState.RECEIVING, f"reopened: new {what} instance", now)
             if assoc_id is not None:
                 s.execute(
                     update(Association)

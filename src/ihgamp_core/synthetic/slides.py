@@ -232,8 +232,13 @@ def dicomize(
     series_description : str or None
         Series Description.
     """
+    from pydicom import config as pydicom_config
     from pydicom.dataset import Dataset
     from pydicom.uid import UID
+
+    # wsidicomizer turns pydicom's strict mode on for the whole process when imported
+    # (``config.enforce_valid_values = True``): it stays on for the conversion only.
+    strict = pydicom_config.enforce_valid_values
     from wsidicom.conceptcode import SpecimenStainsCode
     from wsidicom.metadata import (
         Equipment,
@@ -303,15 +308,19 @@ def dicomize(
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("*.dcm"):
         old.unlink()
-    files = WsiDicomizer.convert(
-        svs_path,
-        out_dir,
-        metadata=metadata,
-        uid_generator=_uid_generator(identity.series_instance_uid),
-        include_label=False,
-        include_overview=False,
-        include_thumbnail=False,
-        metadata_post_processor=extra,
-        workers=1,
-    )
+    pydicom_config.enforce_valid_values = True
+    try:
+        files = WsiDicomizer.convert(
+            svs_path,
+            out_dir,
+            metadata=metadata,
+            uid_generator=_uid_generator(identity.series_instance_uid),
+            include_label=False,
+            include_overview=False,
+            include_thumbnail=False,
+            metadata_post_processor=extra,
+            workers=1,
+        )
+    finally:
+        pydicom_config.enforce_valid_values = strict
     return [Path(f) for f in sorted(files)]

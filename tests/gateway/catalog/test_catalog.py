@@ -104,6 +104,19 @@ def test_new_slide_reopens_a_scored_study_but_an_sr_does_not(catalog: Catalog) -
     assert catalog.study("1.2.3").state == StudyState.RECEIVING  # type: ignore[union-attr]
 
 
+def test_a_new_volume_or_segmentation_reopens_a_finished_study_too(catalog: Catalog) -> None:
+    """Inputs beyond slides: a CT series arriving after the study finished reopens it."""
+    catalog.record_instance(rec(), None)
+    catalog.transition("1.2.3", StudyState.COMPLETE)
+    catalog.transition("1.2.3", StudyState.IGNORED, "no analysis applies")
+    ct = catalog.record_instance(
+        rec(series="7.7", sop="9.9", sop_class="1.2.840.10008.5.1.4.1.1.2", sha="f"), None
+    )
+    study = catalog.study("1.2.3")
+    assert ct.reopened and study is not None and study.state == StudyState.RECEIVING
+    assert study.state_reason == "reopened: new volume instance"
+
+
 def _queued(catalog: Catalog, n: int = 1) -> JobStore:
     jobs = JobStore(catalog)
     for i in range(n):

@@ -242,3 +242,21 @@ def test_without_opentile_installed_the_tifffile_reader_takes_over(
         data = read_encoded_planned_tile(slide, plan, 2)
         assert data is not None
         np.testing.assert_array_equal(decode_tile(data), read_planned_tile(slide, plan, 2))
+
+
+def test_converting_a_synthetic_slide_leaves_pydicom_as_it_was(
+    tmp_path: Path, slide_factory: Callable[..., Path]
+) -> None:
+    """wsidicomizer turns pydicom's strict mode on at import; it must not leak out.
+
+    (It made an unrelated test in the same process fail to write an over-long Accession
+    Number, and would make a process that also serves DICOM refuse what it should log.)
+    """
+    from pydicom import config
+
+    from ihgamp_core.synthetic.samples import _identity
+    from ihgamp_core.synthetic.slides import dicomize
+
+    before = config.enforce_valid_values
+    files = dicomize(slide_factory(), tmp_path / "dicom", _identity(1, "LEAK", "HGSOC", "A^B", "F"))
+    assert files and config.enforce_valid_values == before
