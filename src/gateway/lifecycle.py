@@ -22,6 +22,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Protocol
 
+from ihgamp_core.analysis.contract import WSI_SOP_CLASS
+
 from . import analyses
 from .catalog import AnalysisStore, Catalog, JobStore, StudySnapshot, StudyState
 from .errors import CatalogError
@@ -34,8 +36,6 @@ if TYPE_CHECKING:
 __all__ = ["RowSubmitter", "StudyLifecycle", "Submitter", "scoreable_series"]
 
 logger = logging.getLogger(__name__)
-
-WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 
 
 class Submitter(Protocol):

@@ -82,17 +82,13 @@ def make_processor(
     """Load the model (once) and build the scoring job processor."""
     from .outbox import Outbox
     from .report.writer import ReportWriter
-    from .score.worker import ScoreProcessor
+    from .score.worker import AnalysisModels, ScoreProcessor, scoring_options
 
     m = settings.model
     engine = engine or load_engine(m.head, m.backbone_checkpoint, m.device, m.precision)
     reports = ReportWriter(catalog, Outbox(settings.storage.outbox_dir), settings)
-    from .score.worker import AnalysisModels, scoring_options
-
     analyses = AnalysisModels(settings.analyses, m.device, engine, scoring_options(m))
-    processor = ScoreProcessor(
-        catalog, engine, reports, settings.model, on_reported=on_reported, analyses=analyses
-    )
+    processor = ScoreProcessor(catalog, reports, analyses, on_reported=on_reported)
     return processor, engine
 
 

@@ -141,7 +141,8 @@ def test_a_study_whose_slides_are_all_refused_fails_with_the_reasons_and_keeps_i
     assert reason is not None and reason.startswith("not scored: mismatched-blocks (her2):")
     uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
     assert _keys(catalog, uid) == {}
-    assert sum(len(v) for v in catalog.wsi_files(uid).values()) == len(files)  # nothing lost
+    kept = catalog.series_files(uid).values()
+    assert sum(len(v.paths) for v in kept) == len(files)  # nothing lost
 
 
 def test_a_slide_of_unknown_stain_is_refused_when_the_site_sets_no_default(
@@ -205,7 +206,7 @@ def test_an_ihc_slide_of_a_block_without_h_and_e_is_refused_while_the_pair_is_sc
     stray_series = str(pydicom.dcmread(stray[0], stop_before_pixels=True).SeriesInstanceUID)
     assert refusal["slides"] == [stray_series]
     assert reason is not None and "refused: unpaired-ihc (her2)" in reason
-    assert sum(len(v) for v in catalog.wsi_files(uid).values()) == len(files + stray)
+    assert sum(len(v.paths) for v in catalog.series_files(uid).values()) == len(files + stray)
 
 
 @pytest.mark.parametrize(

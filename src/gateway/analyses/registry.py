@@ -153,7 +153,6 @@ class AnalysisEntry:
         return str(self.spec.name)
 
 
-_BUILTIN_NAMES = frozenset({"hrd", "her2"})
 _lock = threading.Lock()
 _entries: dict[str, AnalysisEntry] = {}
 _plugins_loaded: set[str] = set()
@@ -167,8 +166,7 @@ def register(new: AnalysisEntry) -> AnalysisEntry:
     PluginError
         If another entry has the name, or a second entry claims the legacy layout.
     """
-    if new.name not in _BUILTIN_NAMES:
-        _builtins()  # the shipped analyses are registered (and listed) first
+    _builtins()  # the shipped analyses are registered (and listed) first
     with _lock:
         current = _entries.get(new.name)
         if current is not None and current != new:

@@ -29,7 +29,6 @@ from .identity import PatientIdentity
 from .lifecycle import ALLOWED_TRANSITIONS, move
 from .migrations import SchemaStatus, ensure_current
 from .records import (
-    WSI_SOP_CLASS,
     InstanceRecord,
     RecordOutcome,
     SeriesFiles,
@@ -439,14 +438,6 @@ class Catalog:
                     scored_at=utcnow(),
                 )
             )
-
-    def wsi_files(self, study_uid: str) -> dict[str, list[str]]:
-        """Return the current instance files of each WSI series of a study."""
-        return {
-            uid: series.paths
-            for uid, series in self.series_files(study_uid).items()
-            if series.sop_class_uid == WSI_SOP_CLASS
-        }
 
     def series_files(self, study_uid: str) -> dict[str, SeriesFiles]:
         """Return each series of a study (any SOP class) with its current instance files."""

@@ -10,6 +10,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ihgamp_core.analysis.contract import WSI_SOP_CLASS
+
 if TYPE_CHECKING:
     from .identity import PatientIdentity
 
@@ -22,8 +24,6 @@ __all__ = [
     "StudySnapshot",
     "utcnow",
 ]
-
-WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 
 
 def utcnow() -> dt.datetime:

@@ -33,6 +33,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ihgamp_core.analysis.contract import WSI_SOP_CLASS
+
 from ..catalog import Catalog, StudySnapshot, StudyState, utcnow
 from ..catalog.leases import NamedLease
 from ..config import CompletionSettings
@@ -43,8 +45,6 @@ from ..loops import PollingLoop
 __all__ = ["CompletionMonitor", "Decision", "decide"]
 
 logger = logging.getLogger(__name__)
-
-WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 
 
 @dataclass(frozen=True)
@@ -143,11 +143,11 @@ class CompletionMonitor:
         """Run one pass; return the decisions that changed something."""
         now = now or utcnow()
         changed = []
+        router = self.lifecycle.router
+        reads = router.reads if router is not None else None
         for study in self.catalog.studies(states=[StudyState.RECEIVING], limit=10_000):
             if study.hold_reason:  # a retrieve is in progress or incomplete
                 continue
-            router = self.lifecycle.router
-            reads = router.reads if router is not None else None
             decision = decide(study, self.settings, self.max_mpp, now, self.since, reads)
             if decision.action == "wait":
                 continue

@@ -20,7 +20,7 @@ from ihgamp_core.analysis.metadata import MetadataRules, StainRule
 from ihgamp_core.analysis.routing import RoutingLimits
 from ihgamp_core.errors import ParameterError
 
-from ..analyses.registry import LEGACY_ANALYSIS
+from ..analyses.registry import LEGACY_ANALYSIS, AnalysisSettings
 from .base import _Model
 
 
@@ -49,7 +49,7 @@ class AnalysesSettings(_Model):
 
     enabled: tuple[str, ...] = Field(default=(LEGACY_ANALYSIS,), min_length=1)
     plugins: tuple[str, ...] = ()
-    options: dict[str, Any] = Field(default_factory=dict, exclude=True)
+    options: dict[str, AnalysisSettings] = Field(default_factory=dict, exclude=True)
     default_stain: Literal["he", "ihc-her2", "ihc-other", "none"] = "he"
     default_body_part: str | None = Field(default=None, pattern=r"^[A-Z_ ]{1,16}$")
     block_pattern: str | None = None
@@ -75,7 +75,7 @@ class AnalysesSettings(_Model):
             load_plugins(tuple(plugins))
         except PluginError as exc:
             raise ValueError(str(exc)) from None
-        options: dict[str, Any] = {}
+        options: dict[str, AnalysisSettings] = {}
         for item in entries():
             if item.name in cls.model_fields:
                 raise ValueError(f"an analysis cannot be named {item.name!r} (an [analyses] key)")
@@ -129,7 +129,7 @@ class AnalysesSettings(_Model):
             out[name] = table.model_dump(mode="json")
         return out
 
-    def settings_of(self, name: str) -> Any:
+    def settings_of(self, name: str) -> AnalysisSettings:
         """The ``[analyses.<name>]`` table of a registered analysis (its defaults if absent)."""
         from ..analyses import entry
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ihgamp_core.analysis.contract import WSI_SOP_CLASS
+
 from ..catalog.identity import IdentityKey, PatientIdentity
 from ..spool import valid_uid
 from .guard import DatasetMismatchError, UnreadableDatasetError
@@ -19,7 +21,6 @@ from .structure import check_pixel_data
 
 __all__ = ["InstanceHeader", "read_header"]
 
-WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 DEFLATED = "1.2.840.10008.1.2.1.99"
 _MAX_MATRIX = 10_000_000  # pixels per side; far beyond any scanner (5 m at 0.5 um/px)
 #: Longest value kept in the catalog per attribute. AccessionNumber is SH (16) by the

@@ -43,7 +43,6 @@ from ihgamp_core.errors import ReportBuildError
 from ihgamp_core.report import (
     ReportContext,
     Supersedes,
-    TriagePolicy,
 )
 from ihgamp_core.report.fhir import DEVICE_SYSTEM, build_imaging_study, resolved_resources
 
@@ -139,7 +138,6 @@ class ReportWriter:
         self.catalog = catalog
         self.outbox = outbox
         self.settings = settings
-        self.policy = TriagePolicy(not_validated_patterns=settings.triage.not_validated_patterns)
         self.deliveries = DeliveryStore(catalog)
         self.observations = ObservationStore(catalog)
         self.resources = FhirResourceStore(catalog)

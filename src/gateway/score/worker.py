@@ -172,36 +172,26 @@ class ScoreProcessor:
     ----------
     catalog : Catalog
         Source of the study's files; receives the result summary.
-    engine : Engine
-        Loaded backbone and head (HRD, run as :class:`HrdAnalysis`).
     reports : ReportWriter
         Builds SR, heatmaps and FHIR into the outbox and queues deliveries.
-    settings : ModelSettings
-        Scoring options (tile cap, minimum tiles, batch size).
+    analyses : AnalysisModels
+        The analyses a job may name (loaded on first use, HRD on the worker's engine).
     on_reported : callable, optional
         Called with the study UID once its reports are written (wakes the dispatcher).
-    analyses : AnalysisModels, optional
-        The analyses (loaded on first use); default: the default settings' on ``engine``.
     """
 
     def __init__(
         self,
         catalog: Catalog,
-        engine: Engine,
         reports: ReportWriter,
-        settings: ModelSettings,
+        analyses: AnalysisModels,
         on_reported: Callable[[str], None] | None = None,
-        analyses: AnalysisModels | None = None,
     ) -> None:
         self.catalog = catalog
-        self.engine = engine
         self.reports = reports
+        self.analyses = analyses
         self.on_reported = on_reported
         self.results = AnalysisStore(catalog)
-        self.options = scoring_options(settings)
-        self.analyses = analyses or AnalysisModels(
-            AnalysesSettings(), settings.device, engine, self.options
-        )
         self.legacy = registry.legacy_entry().name
 
     def __call__(self, job: ClaimedJob) -> None:

@@ -173,27 +173,19 @@ class AnalysisMaps:
     legend: list[tuple[str, str]] = field(default_factory=list)
 
 
-def analysis_maps(
-    outbox: Outbox, study_uid: str, rows: list[AnalysisResultView]
-) -> list[AnalysisMaps]:
+def analysis_maps(rows: list[AnalysisResultView]) -> list[AnalysisMaps]:
     """The PNG maps of the study's analysis results kept in their own folders.
 
-    Found from the catalog's result rows (the folder of each result), never by
+    Read from each result's output manifest (its folder and the files it wrote), never by
     guessing folder names; the legacy results at the study folder's root are
     :func:`heatmaps`.
     """
-    if not valid_uid(study_uid):
-        return []
     out = []
     for row in rows:
-        recorded = Path(row.result_path).parent  # as the writing node saw the outbox
-        if recorded.parent.name != study_uid or not ANALYSIS_FOLDER_RE.match(recorded.name):
-            continue  # the legacy results at the study folder's root
-        folder = outbox.root / study_uid / recorded.name
-        names = sorted(
-            (p.name for p in folder.glob("heatmap-*.png") if HEATMAP_RE.match(p.name)),
-            key=lambda n: int(n[len("heatmap-") : -len(".png")]),
-        )
+        manifest = row.outputs
+        if manifest is None or not ANALYSIS_FOLDER_RE.match(manifest.folder):
+            continue  # the legacy results at the study folder's root (folder "")
+        names = [f"{manifest.folder}/{f}" for f in manifest.files if HEATMAP_RE.match(f)]
         if not names:
             continue
         try:
@@ -202,11 +194,7 @@ def analysis_maps(
             title, legend = row.analysis, []
         else:
             title, legend = item.title, item.legend() if item.legend else []
-        out.append(
-            AnalysisMaps(
-                row.analysis, title, row.job_key, [f"{folder.name}/{n}" for n in names], legend
-            )
-        )
+        out.append(AnalysisMaps(row.analysis, title, row.job_key, names, legend))
     return out
 
 
@@ -304,7 +292,7 @@ def study_detail(catalog: Catalog, outbox: Outbox, study_uid: str) -> StudyDetai
         _timeline(study, jobs, deliveries),
         store.routing(study_uid),
         [analysis_row(r) for r in rows],
-        analysis_maps(outbox, study_uid, rows),
+        analysis_maps(rows),
     )
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "ModalityPath",
     "ReportOptions",
     "SOP_CLASS_KINDS",
+    "WSI_SOP_CLASS",
     "SeriesInput",
     "SeriesKind",
     "SlideRef",
@@ -110,9 +111,12 @@ class SeriesKind(StrEnum):
     """Anything else (SR documents, secondary captures...): never an input."""
 
 
+#: VL Whole Slide Microscopy Image Storage.
+WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
+
 #: SOP classes by series kind (what :func:`series_kind` recognises).
 SOP_CLASS_KINDS: dict[str, SeriesKind] = {
-    "1.2.840.10008.5.1.4.1.1.77.1.6": SeriesKind.SLIDE,  # VL Whole Slide Microscopy
+    WSI_SOP_CLASS: SeriesKind.SLIDE,
     "1.2.840.10008.5.1.4.1.1.2": SeriesKind.VOLUME,  # CT Image
     "1.2.840.10008.5.1.4.1.1.2.1": SeriesKind.VOLUME,  # Enhanced CT Image
     "1.2.840.10008.5.1.4.1.1.4": SeriesKind.VOLUME,  # MR Image

@@ -66,7 +66,10 @@ def test_instances_studies_series_and_versions(catalog: Catalog) -> None:
     (series,) = study.series
     assert series.instance_count == 2  # a new version replaces, it does not add
     assert series.finest_volume_mpp == pytest.approx(0.5)
-    assert catalog.wsi_files("1.2.3") == {"1.2.3.4": ["/spool/1.1", "/spool/1.2"]}
+    files = catalog.series_files("1.2.3")
+    assert {k: (v.sop_class_uid, v.paths) for k, v in files.items()} == {
+        "1.2.3.4": (WSI, ["/spool/1.1", "/spool/1.2"])
+    }
     (audit,) = DimseAudit(catalog).associations()
     assert audit["instances_received"] == 3 and audit["bytes_received"] == 30
 

@@ -138,7 +138,7 @@ def test_the_study_page_shows_each_analysis_maps_with_their_key(
     import shutil
 
     from gateway.analyses import entry
-    from gateway.catalog import AnalysisStore
+    from gateway.catalog import AnalysisStore, ResultManifest
 
     study = reported.outbox.root / reported.study_uid
     (study / "her2-A1").mkdir(exist_ok=True)
@@ -148,7 +148,21 @@ def test_the_study_page_shows_each_analysis_maps_with_their_key(
     shutil.copy(study / "heatmap-1.png", study / "ghost-A1" / "heatmap-1.png")
     store = AnalysisStore(reported.catalog)
     result = str(study / "her2-A1" / "result.json")
-    store.record(reported.study_uid, "her2:A1", "her2", result, "her2-2+", 0.7, "dual", "m", True)
+    files = ("sr.dcm", "heatmap-1.dcm", "heatmap-1.png", "fhir-bundle.json")
+    issued = ResultManifest("k", "her2-A1", files, "1.2.9", "1.2.9.1", "o", "o")
+    store.record(
+        reported.study_uid,
+        "her2:A1",
+        "her2",
+        result,
+        "her2-2+",
+        0.7,
+        "dual",
+        "m",
+        True,
+        None,
+        issued,
+    )
     legend = entry("her2").legend
     assert legend is not None
     key_colours = legend()
