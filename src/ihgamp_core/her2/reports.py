@@ -48,7 +48,12 @@ from ..report.fhir import (
     quantity,
     transaction_bundle,
 )
-from ..report.heatmap import compose_overlay, grid_geometry, place_on_grid
+from ..report.heatmap import (
+    compose_overlay,
+    grid_geometry,
+    place_on_grid,
+    stable_dimension_uids,
+)
 from ..report.sr import add_comments, device_observation_context, measurement_report_sr
 from ..report.triage import Triage
 from .config import CLASS_LABELS
@@ -252,6 +257,7 @@ def build_her2_segmentation(result: Her2Result, source: Any, series_uid: str, so
     # General Image module, Type 2C: present (empty) when there is no patient orientation,
     # as for a slide in the slide coordinate system; dciodvfy requires it.
     seg.PatientOrientation = ""
+    stable_dimension_uids(seg)
     return seg
 
 

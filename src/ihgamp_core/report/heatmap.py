@@ -23,6 +23,7 @@ from pydicom.dataset import Dataset
 
 from .. import __version__
 from ..result import CaseResult, SlideResult
+from ..uids import derived_uid
 from . import codes as c
 
 #: Series Number of the HRD heatmaps (the SR's is 9001).
@@ -35,6 +36,7 @@ __all__ = [
     "grid_geometry",
     "overlay_png",
     "place_on_grid",
+    "stable_dimension_uids",
     "tile_grid",
 ]
 
@@ -95,6 +97,19 @@ def tile_grid(slide: SlideResult, probability: Probability) -> tuple[NDArray[np.
     values = probability(tiles.score).astype(np.float32)
     grid, _ = place_on_grid(tiles.x, tiles.y, tiles.size, slide.width, slide.height, values)
     return grid, tiles.size
+
+
+def stable_dimension_uids(dataset: Dataset) -> None:
+    """Derive a multi-frame object's Dimension Organization UID from its SOP Instance UID.
+
+    highdicom draws it at random; an object rebuilt for the same result must be the same
+    object, element for element, so the UID is derived as the other output UIDs are.
+    """
+    uid = derived_uid("ihgamp-dimension-organization", str(dataset.SOPInstanceUID))
+    for keyword in ("DimensionOrganizationSequence", "DimensionIndexSequence"):
+        for item in dataset.get(keyword, []):
+            if "DimensionOrganizationUID" in item:
+                item.DimensionOrganizationUID = uid
 
 
 def grid_geometry(source: Dataset, size: float) -> tuple[Any, Any, Any]:
@@ -210,6 +225,7 @@ def build_parametric_map(
         tile_size=(min(tile, grid.shape[0]), min(tile, grid.shape[1])),
         voi_lut_transformations=[hd.VOILUTTransformation(window_center=0.5, window_width=1.0)],
     )
+    stable_dimension_uids(pm)
     return pm
 
 
