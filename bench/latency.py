@@ -38,7 +38,7 @@ def measure(
     import pydicom
 
     from bench.large_slide import write_large_slide
-    from gateway.catalog import Catalog, StudyState
+    from gateway.catalog import AnalysisStore, Catalog, StudyState
     from support.gateway import GatewayProcess, free_port, send, settings_dict, write_toml
 
     _, dicom = write_large_slide(cache, tissue_tiles, cell=cell)
@@ -68,6 +68,7 @@ def measure(
             while True:
                 study = catalog.study(study_uid)
                 if study is not None and study.state in (StudyState.SCORED, StudyState.FAILED):
+                    row = AnalysisStore(catalog).result(study_uid, "hrd")
                     break
                 if gw.proc is not None and gw.proc.poll() is not None:
                     raise RuntimeError(f"the gateway exited; see {workdir / 'gw.log'}")
@@ -79,7 +80,9 @@ def measure(
         gw.stop()
     if study.state != StudyState.SCORED:
         raise RuntimeError(f"study failed: {study.state_reason}")
-    result = json.loads(Path(study.result_path).read_text())
+    if row is None:
+        raise RuntimeError("the study was scored without an HRD result")
+    result = json.loads(Path(row.result_path).read_text())
     return {
         "instances": len(files),
         "mib": round(sum(f.stat().st_size for f in files) / 2**20, 1),

@@ -25,7 +25,7 @@ from ihgamp_core.result import CaseResult, result_from_dict
 from ihgamp_core.synthetic.samples import SampleCase
 
 from .analyses.builtin import HER2, HRD
-from .catalog import AnalysisResultView, AnalysisStore, StudyState
+from .catalog import AnalysisResultView, AnalysisStore, ResultManifest, StudyState
 from .catalog.deliveries import DeliveryStore
 from .config import Settings
 from .errors import GatewayError
@@ -271,19 +271,17 @@ def run_network_demo(
         for cid, uid in uids.items():
             snap = gateway.catalog.study(uid)
             assert snap is not None  # noqa: S101 - checked above
-            result = summary = None
-            folder = None
-            if snap.result_path:
-                summary = json.loads(Path(snap.result_path).read_text())
-                result = result_from_dict(summary)
-                folder = Path(snap.result_path).parent
+            rows = AnalysisStore(gateway.catalog).results(uid)
+            hrd = next((r for r in rows if r.analysis == HRD.name), None)
+            result = folder = None
+            if hrd is not None:  # the engine's full result, for the case table: its export
+                result = result_from_dict(json.loads(Path(hrd.result_path).read_text()))
+                folder = Path(hrd.result_path).parent
             outcome = DemoOutcome(cid, uid, snap.state, snap.state_reason, result, folder)
-            if summary is not None:
-                outcome = _arrivals(outcome, summary, pacs, http, token)
+            if hrd is not None:
+                outcome = _arrivals(outcome, hrd, pacs, http, token)
             others = [
-                _analysis_arrivals(r, pacs, http, token)
-                for r in AnalysisStore(gateway.catalog).results(uid)
-                if r.analysis != HRD.name
+                _analysis_arrivals(r, pacs, http, token) for r in rows if r.analysis != HRD.name
             ]
             outcomes.append(replace(outcome, analyses=tuple(others)))
         return outcomes
@@ -305,22 +303,23 @@ def _wait_delivered(gateway: Gateway, deadline: float, report: Callable[[str], N
 
 
 def _lookups(
-    summary: dict[str, Any], pacs: Orthanc | None, http: int, token: str
+    manifest: ResultManifest | None, pacs: Orthanc | None, http: int, token: str
 ) -> tuple[str | None, dict[str, Any] | None]:
     """The SR as the PACS holds it, and the Observation from the gateway's FHIR API."""
     import httpx
 
-    outputs = summary.get("outputs", {})
+    if manifest is None:
+        return None, None
     sr_in_pacs = None
-    if pacs is not None and outputs.get("sr_sop_instance_uid"):
-        found = pacs.find_instance(outputs["sr_sop_instance_uid"])
+    if pacs is not None:
+        found = pacs.find_instance(manifest.sr_sop_uid)
         if found is not None:
             tags = pacs.get(f"/instances/{found}/simplified-tags")
             sr_in_pacs = f"{tags.get('SeriesDescription', 'SR')} (Orthanc instance {found[:8]})"
     observation = None
-    if http and outputs.get("observation_identifier"):
+    if http:
         response = httpx.get(
-            f"http://127.0.0.1:{http}/fhir/Observation/{outputs['observation_identifier']}",
+            f"http://127.0.0.1:{http}/fhir/Observation/{manifest.chain_identifier}",
             headers={"Authorization": f"Bearer {token}"},
             timeout=10,
         )
@@ -330,11 +329,11 @@ def _lookups(
 
 
 def _arrivals(
-    outcome: DemoOutcome, summary: dict[str, Any], pacs: Orthanc | None, http: int, token: str
+    outcome: DemoOutcome, row: AnalysisResultView, pacs: Orthanc | None, http: int, token: str
 ) -> DemoOutcome:
     """Look the SR up in the PACS and read the Observation over the gateway's FHIR API."""
-    sr_in_pacs, observation = _lookups(summary, pacs, http, token)
-    triage = summary.get("triage", {}).get("text")
+    sr_in_pacs, observation = _lookups(row.outputs, pacs, http, token)
+    triage = row.outputs.triage_text if row.outputs else None
     return replace(outcome, triage=triage, sr_in_pacs=sr_in_pacs, observation=observation)
 
 
@@ -342,18 +341,14 @@ def _analysis_arrivals(
     row: AnalysisResultView, pacs: Orthanc | None, http: int, token: str
 ) -> DemoAnalysis:
     """Another analysis' result, with its SR in the PACS and its Observation."""
-    try:
-        summary = json.loads(Path(row.result_path).read_text())
-    except (OSError, ValueError):
-        summary = {}
-    sr_in_pacs, observation = _lookups(summary, pacs, http, token)
+    sr_in_pacs, observation = _lookups(row.outputs, pacs, http, token)
     return DemoAnalysis(
         row.job_key,
         row.call,
         row.value,
         row.modality_path,
         row.demo,
-        summary.get("triage", {}).get("text"),
+        row.outputs.triage_text if row.outputs else None,
         sr_in_pacs,
         observation,
     )

@@ -21,7 +21,7 @@ from typing import Any
 
 from ihgamp_core.scoring import Engine
 
-from . import metrics
+from . import analyses, metrics
 from .config import QueueBackend, Settings
 from .dispatch.dispatcher import Dispatcher
 from .errors import ConfigError
@@ -106,8 +106,11 @@ class Gateway:
             self.retrieve = RetrieveService(
                 settings, self.catalog, self.listener.handlers.store, self.lifecycle
             )
-            key = model_key(self.engine) if self.engine is not None else None
-            self.puller = AutoPuller(settings, self.catalog, self.retrieve, key, core.leader)
+            keys: dict[str, str] = {}
+            if self.engine is not None:
+                key = model_key(self.engine)
+                keys = {e.name: key for e in analyses.entries() if e.uses_engine}
+            self.puller = AutoPuller(settings, self.catalog, self.retrieve, keys, core.leader)
             self.completion = CompletionMonitor(
                 self.catalog, self.lifecycle, settings.completion, core.leader
             )

@@ -143,11 +143,12 @@ def test_study_sent_to_the_stack_comes_back_as_an_sr_and_survives_down_up(
             and [d["state"] for d in s["deliveries"]] == ["delivered"]
         ],
     )[0]
-    assert 0.0 <= scored["probability"] <= 1.0
+    (hrd,) = scored["calls"]
+    assert hrd["job_key"] == "hrd" and 0.0 <= hrd["value"] <= 1.0 and hrd["demo"] is True
     series = _wait("the SR in the demo Orthanc", lambda: _sr_series(ports, study_uid))
     assert len(series) == 1
     assert series[0]["MainDicomTags"]["SeriesDescription"].endswith("DEMO")
-    result_file = f"/var/lib/ihgamp/outbox/{study_uid}/result.json"
+    result_file = f"/var/lib/ihgamp/outbox/{study_uid}/hrd/result.json"
     result = json.loads(compose("exec", "-T", "gateway", "cat", result_file))
     assert result["model"]["demo"] is True and "DEMO" in result["model"]["display_name"]
 
@@ -159,8 +160,8 @@ def test_study_sent_to_the_stack_comes_back_as_an_sr_and_survives_down_up(
 
     compose("up", "-d")
     again = _wait("the catalog after a second up", lambda: _studies(ports, token), timeout=240)
-    assert [(s["study_uid"], s["state"], s["probability"]) for s in again] == [
-        (study_uid, "scored", scored["probability"])
+    assert [(s["study_uid"], s["state"], s["calls"]) for s in again] == [
+        (study_uid, "scored", scored["calls"])
     ]
     assert json.loads(compose("exec", "-T", "gateway", "cat", result_file)) == result
     assert len(_sr_series(ports, study_uid)) == 1
@@ -203,7 +204,8 @@ def test_scale_out_roles_receive_score_and_deliver_through_the_broker(
             and [d["state"] for d in s["deliveries"]] == ["delivered"]
         ],
     )[0]
-    assert 0.0 <= scored["probability"] <= 1.0
+    (hrd,) = scored["calls"]
+    assert hrd["job_key"] == "hrd" and 0.0 <= hrd["value"] <= 1.0 and hrd["demo"] is True
     series = _wait("the SR in the demo Orthanc", lambda: _sr_series(ports, study_uid))
     assert len(series) == 1 and series[0]["MainDicomTags"]["SeriesDescription"].endswith("DEMO")
     # The job ran in the worker container (its counter), not in the receiver.

@@ -165,8 +165,12 @@ def test_each_study_is_routed_to_the_analyses_that_apply_with_one_sr_each(
             ).json()
             for name, (uid, _) in studies.items()
         }
-        # The HER2 class map is served next to the HRD heatmaps (API and study page).
-        (maps,) = api["pair"]["analysis_maps"]
+        # Each analysis' maps from its own folder, with its colour key (API and study page).
+        hrd_maps, maps = sorted(api["pair"]["analysis_maps"], key=lambda m: m["analysis"] != "hrd")
+        assert hrd_maps["analysis"] == "hrd" and hrd_maps["legend"] == []  # continuous
+        assert all(
+            m.endswith(tuple(f"/hrd/heatmap-{n}.png" for n in (1, 2))) for m in hrd_maps["maps"]
+        )
         assert maps["analysis"] == "her2" and [k["label"] for k in maps["legend"]] == [
             "0",
             "1+",

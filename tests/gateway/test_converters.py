@@ -157,7 +157,7 @@ def test_a_converted_slide_without_frame_of_reference_is_scored_once(
     wait_for(lambda: (s := gateway.catalog.study(uid)) is not None and s.state in done, 300)
     (job,) = JobStore(gateway.catalog).jobs(study_uid=uid)
     assert (job.state, job.attempts) == ("done", 1), job.last_error  # scored once
-    folder = tmp_path / "outbox" / uid
+    folder = tmp_path / "outbox" / uid / "hrd"
     result = json.loads((folder / "result.json").read_text())
     sr = pydicom.dcmread(folder / "sr.dcm")
     objects = ["sr.dcm"]

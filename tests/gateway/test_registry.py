@@ -30,16 +30,16 @@ ANALYSIS_NAME = re.compile(r"(?<![a-z-])(hrd|her2)(?![a-z0-9])", re.IGNORECASE)
 #: only shrinks: a module that no longer names one must leave it (checked below).
 STILL_NAMED = {
     "cli/app.py": "the product's description in --help",
-    "cli/common.py": "ihgamp score on vendor files prints HRD results (not yet routed)",
     "cli/research.py": "the research commands train and evaluate HRD heads",
     "cli/demo.py": "the demo sends the built-in analyses' sample cases",
     "demo.py": "the demo sends the built-in analyses' sample cases",
 }
 
 
-def test_the_built_in_analyses_are_registered_and_hrd_has_the_legacy_layout() -> None:
+def test_the_built_in_analyses_are_registered_and_hrd_scores_with_the_engine() -> None:
     assert analyses.names()[:2] == ["hrd", "her2"]
     assert analyses.legacy_entry().name == LEGACY_ANALYSIS
+    assert [e.name for e in analyses.entries() if e.uses_engine] == ["hrd"]
     assert analyses.entry("her2").legend is not None
     with pytest.raises(KeyError, match="unknown analysis 'ki67' \\(known: hrd, her2"):
         analyses.entry("ki67")
@@ -54,14 +54,11 @@ def _own_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(registry, "_entries", dict(registry._entries))
 
 
-def test_a_second_entry_of_a_name_or_a_second_legacy_layout_is_refused() -> None:
+def test_a_second_entry_of_a_name_is_refused() -> None:
     hrd = analyses.entry("hrd")
     assert register(hrd) is hrd  # the same entry again: idempotent
     with pytest.raises(PluginError, match="registered twice"):
         register(dataclasses.replace(hrd, title="another"))
-    spec = dataclasses.replace(hrd.spec, name="legacy-two")
-    with pytest.raises(PluginError, match="only one analysis has the legacy layout"):
-        register(AnalysisEntry(spec=spec, load=hrd.load, title="x", legacy_layout=True))
 
 
 def test_each_analysis_has_its_table_and_old_flat_keys_are_still_read(tmp_path: Path) -> None:

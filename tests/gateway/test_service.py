@@ -13,7 +13,7 @@ import pydicom
 import pytest
 from typer.testing import CliRunner
 
-from gateway.catalog import Catalog, StudyState
+from gateway.catalog import AnalysisStore, Catalog, StudyState
 from gateway.cli.app import app
 from ihgamp_core.synthetic.samples import SampleCase
 from support.gateway import (
@@ -43,6 +43,16 @@ def _study(url: str, uid: str) -> Any:
         return catalog.study(uid)
     finally:
         catalog.close()
+
+
+def _hrd_path(url: str, uid: str) -> Path | None:
+    """Where the study's HRD result was written (its catalog row says)."""
+    catalog = Catalog(url)
+    try:
+        row = AnalysisStore(catalog).result(uid, "hrd")
+    finally:
+        catalog.close()
+    return None if row is None else Path(row.result_path)
 
 
 def _state_is(url: str, uid: str, *states: str) -> Any:
@@ -82,9 +92,10 @@ def test_serve_receives_completes_scores_and_logs_no_patient_data(
                 lambda u=uid: _state_is(url, u, StudyState.SCORED, StudyState.FAILED), timeout=180
             )
             assert study.state == StudyState.SCORED, study.state_reason
-            result = json.loads(Path(study.result_path).read_text())
+            path = _hrd_path(url, uid)
+            assert path is not None and path.parent.name == "hrd" and path.parent.parent.name == uid
+            result = json.loads(path.read_text())
             assert result["case_id"] == uid and result["n_tiles"] == 3 * len(result["slides"])
-            assert Path(study.result_path).parent.name == uid
         runner = CliRunner()
         out = runner.invoke(app, ["status", "--config", str(config), "--json"])
         assert out.exit_code == 0, out.output
@@ -161,7 +172,8 @@ def test_kill_9_during_receive_loses_no_acknowledged_instance(
         finally:
             catalog.close()
         study = wait_for(lambda: _state_is(url, study_uid, StudyState.SCORED), timeout=180)
-        assert Path(study.result_path).is_file()
+        path = _hrd_path(url, study_uid)
+        assert study is not None and path is not None and path.is_file()
     finally:
         gw.stop()
 
@@ -187,7 +199,7 @@ def test_restart_resumes_a_half_received_study_and_a_new_slide_reopens_it(
         gw.wait_listening(port)
         study = wait_for(lambda: _state_is(url, uid, StudyState.SCORED), timeout=180)
         assert study.completed_at is not None and not study.forced
-        result = json.loads(Path(study.result_path).read_text())
+        result = json.loads(_hrd_path(url, uid).read_text())  # type: ignore[union-attr]
         assert len(result["slides"]) == 1
         # The second slide arrives later: the study reopens and is scored again with both.
         assert send(port, second) == [0] * len(second)
@@ -207,7 +219,9 @@ def test_restart_resumes_a_half_received_study_and_a_new_slide_reopens_it(
             s = _state_is(url, uid, StudyState.SCORED)
             if s is None:
                 return None
-            return s if len(json.loads(Path(s.result_path).read_text())["slides"]) == 2 else None
+            path = _hrd_path(url, uid)
+            assert path is not None
+            return s if len(json.loads(path.read_text())["slides"]) == 2 else None
 
         wait_for(rescored, timeout=180)
     finally:

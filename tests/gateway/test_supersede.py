@@ -17,7 +17,7 @@ from typing import Any
 import pydicom
 import pytest
 
-from gateway.catalog import Catalog, StudyState
+from gateway.catalog import AnalysisStore, Catalog, StudyState
 from ihgamp_core.synthetic.samples import SampleCase
 from support.fhir_peer import FhirPeer, fhir_server
 from support.gateway import GatewayProcess, free_port, send, settings_dict, wait_for, write_toml
@@ -58,11 +58,12 @@ def _result(url: str, uid: str) -> dict[str, Any] | None:
     catalog = Catalog(url)
     try:
         study = catalog.study(uid)
+        row = AnalysisStore(catalog).result(uid, "hrd")
     finally:
         catalog.close()
-    if study is None or study.state != StudyState.SCORED or not study.result_path:
+    if study is None or study.state != StudyState.SCORED or row is None:
         return None
-    return dict(json.loads(Path(study.result_path).read_text()))
+    return dict(json.loads(Path(row.result_path).read_text()))
 
 
 def _series_files(samples_root: Path, case: SampleCase) -> list[list[Path]]:
@@ -252,5 +253,5 @@ def test_another_patients_slides_never_amend_a_final_result(
     (observation,) = ehr.search("Observation", f"{OBSERVATION_SYSTEM}|{chain}")
     assert observation["status"] == "final"
     assert observation["subject"]["identifier"]["value"] == case.identity["patient_id"]  # type: ignore[index]
-    outbox = json.loads((tmp_path / "outbox" / uid / "result.json").read_text())
+    outbox = json.loads((tmp_path / "outbox" / uid / "hrd" / "result.json").read_text())
     assert outbox["outputs"]["sr_sop_instance_uid"] == first["outputs"]["sr_sop_instance_uid"]

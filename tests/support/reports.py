@@ -11,7 +11,7 @@ from typing import Any
 
 import pydicom
 
-from gateway.catalog import Catalog, InstanceRecord, StudyState
+from gateway.catalog import AnalysisStore, Catalog, InstanceRecord, StudyState
 from gateway.config import Settings
 from gateway.outbox import Outbox
 from gateway.report.writer import ReportWriter
@@ -29,7 +29,7 @@ class Reported:
     outbox: Outbox
     study_uid: str
     report: Any  # the AnalysisReport
-    folder: Path
+    folder: Path  # the result's folder (<outbox>/<study>/hrd)
     result: Any = None  # the engine's CaseResult
 
 
@@ -68,10 +68,24 @@ def make_reported(
         thumbs = {str(sl.info.series_instance_uid): read_thumbnail(sl, 256) for sl in slides}
     analysis = HrdAnalysis(engine, ScoringOptions(max_tiles=2, min_tiles=1))
     ordered = {k: files[k] for k in sorted(files)}
-    report, _, _ = ReportWriter(catalog, outbox, settings).write(
-        study_uid, "hrd", analysis, result, ordered, thumbs, folder=""
+    report, path, manifest = ReportWriter(catalog, outbox, settings).write(
+        study_uid, "hrd", analysis, result, ordered, thumbs
     )
-    return Reported(settings, catalog, outbox, study_uid, report, outbox.folder(study_uid), result)
+    outcome = report.outcome
+    AnalysisStore(catalog).record(
+        study_uid,
+        "hrd",
+        "hrd",
+        str(path),
+        outcome.call,
+        outcome.value,
+        None,
+        outcome.model_key,
+        outcome.demo,
+        None,
+        manifest,
+    )
+    return Reported(settings, catalog, outbox, study_uid, report, path.parent, result)
 
 
 def dciodvfy(path: Path) -> tuple[list[str], str]:

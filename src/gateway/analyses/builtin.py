@@ -34,6 +34,18 @@ def _load_hrd(context: LoadContext) -> Analysis[Any]:
     return HrdAnalysis(context.engine, context.scoring)
 
 
+def _export_hrd(result: Any) -> dict[str, Any]:
+    from ihgamp_core.result import result_to_dict
+
+    return result_to_dict(result)
+
+
+def _export_her2(result: Any) -> dict[str, Any]:
+    from ihgamp_core.her2.result import her2_result_to_dict
+
+    return her2_result_to_dict(result)
+
+
 #: HRD from H&E morphology (the IHGAMP model of ``[model]``), every H&E slide of a case.
 HRD = register(
     AnalysisEntry(
@@ -41,7 +53,8 @@ HRD = register(
         load=_load_hrd,
         title="HRD (IHGAMP, H&E)",
         needs_scoring_level=True,
-        legacy_layout=True,
+        uses_engine=True,
+        export=_export_hrd,
     )
 )
 
@@ -128,6 +141,7 @@ HER2 = register(
         title="HER2 (H&E + IHC)",
         settings=Her2Settings,
         legend=_her2_legend,
+        export=_export_her2,
         legacy_keys={"her2_model": "model", "her2_device": "device", "her2_max_tiles": "max_tiles"},
         cli="gateway.analyses.her2_cli:her2_app",
     )

@@ -51,7 +51,7 @@ __all__ = [
 #: Entry-point group under which an installed package publishes its analysis modules.
 ENTRY_POINT_GROUP = "ihgamp.analyses"
 #: The analysis of rows and jobs from before analyses existed (revision 0006 named them
-#: so): the built-in entry with ``legacy_layout`` has this name (a test checks it).
+#: so), and of the jobs of a gateway that routes nothing (every slide in one job).
 LEGACY_ANALYSIS = "hrd"
 
 
@@ -125,10 +125,12 @@ class AnalysisEntry:
     needs_scoring_level : bool
         Whether it needs a level at or finer than the engine's scoring spacing (20x): when
         every enabled analysis does, a study without such a level fails before routing.
-    legacy_layout : bool
-        The layout from before analyses existed (HRD): outputs at the root of the study's
-        outbox folder, the study's own result summary, and the analysis of jobs queued
-        without a routing decision. At most one entry has it.
+    uses_engine : bool
+        Whether its model is the worker's engine (``[model]``: backbone and head): the
+        auto-pull re-scores its results when the engine's model changes.
+    export : callable or None
+        ``export(result) -> dict``: the result as a JSON document for people (``ihgamp
+        score --out``); None: the outcome's fields.
     legacy_keys : mapping of str to str
         Old flat ``[analyses]`` keys still read into its table (``old -> field``).
     cli : str or None
@@ -143,7 +145,8 @@ class AnalysisEntry:
     settings: type[AnalysisSettings] = AnalysisSettings
     legend: Callable[[], list[tuple[str, str]]] | None = None
     needs_scoring_level: bool = False
-    legacy_layout: bool = False
+    uses_engine: bool = False
+    export: Callable[[Any], Mapping[str, Any]] | None = None
     legacy_keys: Mapping[str, str] = field(default_factory=dict)
     cli: str | None = None
 
@@ -164,17 +167,13 @@ def register(new: AnalysisEntry) -> AnalysisEntry:
     Raises
     ------
     PluginError
-        If another entry has the name, or a second entry claims the legacy layout.
+        If another entry has the name.
     """
     _builtins()  # the shipped analyses are registered (and listed) first
     with _lock:
         current = _entries.get(new.name)
         if current is not None and current != new:
             raise PluginError(f"analysis {new.name!r} is registered twice")
-        if new.legacy_layout and any(
-            e.legacy_layout and e.name != new.name for e in _entries.values()
-        ):
-            raise PluginError(f"analysis {new.name!r}: only one analysis has the legacy layout")
         _entries[new.name] = new
     return new
 
@@ -213,8 +212,8 @@ def entry(name: str) -> AnalysisEntry:
 
 
 def legacy_entry() -> AnalysisEntry:
-    """The analysis with the layout from before analyses existed (HRD)."""
-    return next(e for e in entries() if e.legacy_layout)
+    """The analysis of jobs queued without a routing decision (:data:`LEGACY_ANALYSIS`)."""
+    return entry(LEGACY_ANALYSIS)
 
 
 def load_plugins(modules: Sequence[str] = (), use_entry_points: bool = True) -> None:

@@ -61,7 +61,7 @@ class AnalysisStore(CatalogStore):
         return study  # type: ignore[no-any-return]
 
     def set_routing(self, study_uid: str, decision: dict[str, Any] | None) -> None:
-        """Store the study's routing decision (``None``: every slide with HRD)."""
+        """Store the study's routing decision (``None``: not routed, every slide in one job)."""
         with self.catalog.session() as s:
             study = self._study(s, study_uid)
             study.routing = None if decision is None else json.dumps(decision, sort_keys=True)
@@ -91,7 +91,7 @@ class AnalysisStore(CatalogStore):
         ``inputs_key`` identifies the model, its options and the exact input files: a
         later job with the same key need not run (:meth:`input_files`). ``outputs`` is
         what the result issued; ``None`` keeps the row's (a result equal to the one
-        issued).
+        issued). The study's ``scored_at`` becomes the time of its latest result.
         """
         with self.catalog.session() as s:
             study = self._study(s, study_uid)
@@ -110,7 +110,7 @@ class AnalysisStore(CatalogStore):
             row.modality_path = modality_path
             row.model_key = None if model_key is None else model_key[:160]
             row.demo = demo
-            row.scored_at = utcnow()
+            row.scored_at = study.scored_at = utcnow()
             row.inputs_key = inputs_key
             if outputs is not None:
                 row.outputs = json.dumps(outputs.to_dict(), sort_keys=True)

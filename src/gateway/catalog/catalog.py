@@ -317,9 +317,6 @@ class Catalog:
             last_received_at=study.last_received_at,
             completed_at=study.completed_at,
             scored_at=study.scored_at,
-            result_path=study.result_path,
-            result_call=study.result_call,
-            result_probability=study.result_probability,
             series=tuple(
                 SeriesSnapshot(
                     series_uid=x.series_uid,
@@ -331,7 +328,6 @@ class Catalog:
                 for x in series
             ),
             hold_reason=study.hold_reason,
-            model_key=study.model_key,
             review_reason=study.review_reason,
         )
 
@@ -421,23 +417,6 @@ class Catalog:
         """Let a held study complete by the usual rules again."""
         with self.session() as s:
             s.execute(update(Study).where(Study.study_uid == study_uid).values(hold_reason=None))
-
-    def record_result(
-        self, study_uid: str, path: str, call: str, probability: float | None, model_key: str
-    ) -> None:
-        """Store where a study's result is and its headline values."""
-        with self.session() as s:
-            s.execute(
-                update(Study)
-                .where(Study.study_uid == study_uid)
-                .values(
-                    result_path=path,
-                    result_call=call,
-                    result_probability=probability,
-                    model_key=model_key,
-                    scored_at=utcnow(),
-                )
-            )
 
     def series_files(self, study_uid: str) -> dict[str, SeriesFiles]:
         """Return each series of a study (any SOP class) with its current instance files."""

@@ -30,7 +30,7 @@ class ResultManifest:
     key : str
         The result key (from the model, its parameters and the input instances).
     folder : str
-        Its folder in the study's outbox folder (``""``: the study folder itself).
+        Its folder in the study's outbox folder (:func:`~gateway.outbox.job_folder`).
     files : tuple of str
         The files written there (``result.json`` aside).
     sr_series_uid, sr_sop_uid : str
@@ -44,10 +44,12 @@ class ResultManifest:
         When the analysis produced it (ISO 8601).
     slides : int
         How many series it read.
-    triage_category, triage_text : str or None
-        The triage outcome, for people.
+    triage_category, triage_text, triage_statement : str or None
+        The triage outcome and its statement of use, for people.
     notes : tuple of str
         Why an output is missing or what to know.
+    qc_flags : tuple of str
+        The analysis' quality-control flags.
     """
 
     key: str
@@ -62,6 +64,8 @@ class ResultManifest:
     triage_category: str | None = None
     triage_text: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    triage_statement: str | None = None
+    qc_flags: tuple[str, ...] = field(default_factory=tuple)
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> ResultManifest:
@@ -88,6 +92,8 @@ class ResultManifest:
             triage_category=_text(triage.get("category")),
             triage_text=_text(triage.get("text")),
             notes=tuple(str(n) for n in document.get("notes") or ()),
+            triage_statement=_text(triage.get("statement")),
+            qc_flags=tuple(str(f) for f in document.get("qc_flags") or ()),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,4 +113,5 @@ class ResultManifest:
         values = {k: v for k, v in data.items() if k in known}
         values["files"] = tuple(values.get("files") or ())
         values["notes"] = tuple(values.get("notes") or ())
+        values["qc_flags"] = tuple(values.get("qc_flags") or ())
         return cls(**values)

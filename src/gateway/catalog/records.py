@@ -98,10 +98,6 @@ class StudySnapshot:
     last_received_at: dt.datetime
     completed_at: dt.datetime | None
     scored_at: dt.datetime | None
-    result_path: str | None
-    result_call: str | None
-    result_probability: float | None
     series: tuple[SeriesSnapshot, ...]
     hold_reason: str | None = None
-    model_key: str | None = None
     review_reason: str | None = None

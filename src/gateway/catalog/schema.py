@@ -137,10 +137,6 @@ class Study(Base):
     completed_at: Mapped[dt.datetime | None]
     scored_at: Mapped[dt.datetime | None]
     updated_at: Mapped[dt.datetime] = mapped_column(default=_utc, onupdate=_utc)
-    result_path: Mapped[str | None] = mapped_column(Text)
-    result_call: Mapped[str | None] = mapped_column(String(16))
-    result_probability: Mapped[float | None] = mapped_column(Float)
-    model_key: Mapped[str | None] = mapped_column(String(160))
     hold_reason: Mapped[str | None] = mapped_column(Text)
     routing: Mapped[str | None] = mapped_column(Text)
     #: Keyed digests of the patient identity (:mod:`.identity`); never the values.

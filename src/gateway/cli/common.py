@@ -1,4 +1,8 @@
-"""Shared pieces of the command line: console, error exits, progress, result tables."""
+"""Shared pieces of the command line: console, error exits, progress, result tables.
+
+The result tables name no analysis: a row is an analysis' outcome
+(:class:`~ihgamp_core.analysis.AnalysisOutcome`), whatever the analysis.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 import typer
@@ -23,15 +28,18 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from ihgamp_core.analysis import AnalysisOutcome
 from ihgamp_core.errors import IhgampError
-from ihgamp_core.result import Call, CaseResult
 
 from ..logs import configure_logging
 
 __all__ = [
+    "DEMO_NOTICE",
+    "ResultRow",
     "RichScoringProgress",
     "console",
     "debug_enabled",
+    "err_console",
     "fail",
     "handle_errors",
     "model_lines",
@@ -137,56 +145,92 @@ def scoring_progress(enabled: bool = True) -> Iterator[RichScoringProgress | Non
         yield RichScoringProgress(progress)
 
 
-_CALL_STYLE = {Call.HRD_LIKELY: "bold red", Call.HRD_UNLIKELY: "green", Call.NO_CALL: "yellow"}
+#: How a call is shown: "no-call" (any analysis' call without a result) stands out.
+NO_CALL = "no-call"
+#: Said under a table with a result of a DEMO model.
+DEMO_NOTICE = "DEMO: synthetic training data, not for clinical use"
 
 
-def results_table(
-    results: Sequence[CaseResult],
-    title: str = "HRD estimates",
-    labels: Sequence[str] | None = None,
-) -> Table:
-    """One row per case: tiles, tissue, probability, call, QC flags, model.
+@dataclass(frozen=True)
+class ResultRow:
+    """One row of a results table: one request's (or one case's) outcome.
 
     Parameters
     ----------
-    results : sequence of CaseResult
-        The results.
+    label : str
+        The request (its job key) or the case.
+    slides : tuple of str
+        How people name its slides.
+    outcome : AnalysisOutcome
+        The analysis' summary of its result (:meth:`Analysis.outcome`).
+    model : str or None
+        How people name the model; None: the outcome's model key.
+    """
+
+    label: str
+    slides: tuple[str, ...]
+    outcome: AnalysisOutcome
+    model: str | None = None
+
+
+def results_table(
+    results: Sequence[ResultRow],
+    title: str = "Results",
+    labels: Sequence[str] | None = None,
+) -> Table:
+    """One row per request: analysis, slides, call, value, path, QC flags, DEMO.
+
+    Names no analysis: every row is an :class:`~ihgamp_core.analysis.AnalysisOutcome`;
+    :func:`model_lines` names the models under the table.
+
+    Parameters
+    ----------
+    results : sequence of ResultRow
+        The rows.
     title : str
         Table title.
     labels : sequence of str, optional
-        Names for the rows instead of the results' case ids.
+        Names for the rows instead of their own labels.
     """
     table = Table(title=title, show_lines=False)
-    table.add_column("Case", overflow="fold")
-    table.add_column("Slides", justify="right")
-    table.add_column("Tiles used", justify="right")
-    table.add_column("Tissue fraction", justify="right")
-    table.add_column("P(HRD)", justify="right")
-    table.add_column("Threshold", justify="right")
-    table.add_column("Call")
+    table.add_column("Analysis", no_wrap=True)
+    table.add_column("Request", overflow="fold")
+    table.add_column("Slides", overflow="fold")
+    table.add_column("Call", no_wrap=True)
+    table.add_column("Value", justify="right", no_wrap=True)
+    table.add_column("Path", overflow="fold")
     table.add_column("QC flags", overflow="fold")
-    table.add_column("Model", overflow="fold")
-    for index, r in enumerate(results):
-        tissue = ", ".join(f"{s.tissue_fraction:.2f}" for s in r.slides)
-        prob = "-" if r.probability is None else f"{r.probability:.3f}"
+    table.add_column("Model")
+    for index, row in enumerate(results):
+        o = row.outcome
+        style = "yellow" if o.call == NO_CALL else "bold"
         table.add_row(
-            labels[index] if labels else r.case_id,
-            str(len(r.slides)),
-            str(r.n_tiles),
-            tissue,
-            prob,
-            f"{r.threshold:.3f}",
-            f"[{_CALL_STYLE[r.call]}]{r.call}[/]",
-            ", ".join(str(f) for f in r.qc_flags) or "none",
-            f"{r.model.head_version} ({r.model.preset})" + (" DEMO" if r.model.demo else ""),
+            escape(str(o.analysis)),
+            escape(labels[index] if labels else row.label),
+            escape("\n".join(row.slides)),
+            f"[{style}]{escape(o.call)}[/]",
+            "-" if o.value is None else f"{o.value:.3f}",
+            str(o.path) if o.path else "-",
+            escape(", ".join(o.qc_flags)) or "none",
+            "[bold yellow]DEMO[/]" if o.demo else "-",
         )
     return table
 
 
-def model_lines(result: CaseResult) -> str:
-    """Describe the model of a result in two lines (printed under a results table)."""
-    style = "bold yellow" if result.model.demo else "bold"
-    return (
-        f"[{style}]model: {result.model.display_name}[/]\n"
-        f"backbone: {result.model.backbone.describe()}; preset: {result.model.preset}"
-    )
+def model_lines(*results: ResultRow) -> str:
+    """Name the models of the rows, one line per analysis and model (under a table).
+
+    A DEMO model's line says it is not for clinical use.
+    """
+    lines: list[str] = []
+    for row in results:
+        o = row.outcome
+        style = "bold yellow" if o.demo else "bold"
+        line = f"[{style}]{escape(str(o.analysis))} model: {escape(row.model or o.model_key)}[/]"
+        if o.demo and "not for clinical use" not in (row.model or ""):
+            line += f" ({DEMO_NOTICE})"
+        if row.model and row.model != o.model_key:
+            line += f"\n  key: {escape(o.model_key)}"
+        if line not in lines:
+            lines.append(line)
+    return "\n".join(lines)

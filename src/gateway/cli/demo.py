@@ -8,27 +8,66 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
-from ihgamp_core.result import CaseResult, result_to_json
+from ihgamp_core.result import Call, CaseResult, result_to_json
 from ihgamp_core.scoring import ScoringOptions
 from ihgamp_core.slide import discover_slides
 from ihgamp_core.synthetic.samples import SampleCase, build_samples
 
 from ..demo import DemoOutcome
 from ..models import load_engine, repo_root
-from .common import (
-    console,
-    handle_errors,
-    model_lines,
-    results_table,
-    scoring_progress,
-    setup_logging,
-)
+from .common import console, handle_errors, scoring_progress, setup_logging
 
 __all__ = ["DEMO_MAX_TILES", "demo", "sample_data"]
 
 #: Per-slide tile cap of the demo: keeps a case under a minute on 2 CPU cores.
 DEMO_MAX_TILES = 32
+
+
+_CALL_STYLE = {Call.HRD_LIKELY: "bold red", Call.HRD_UNLIKELY: "green", Call.NO_CALL: "yellow"}
+
+
+def results_table(results: list[CaseResult], title: str, labels: list[str] | None = None) -> Table:
+    """The HRD sample cases, one row each: tiles, tissue, probability, call, QC flags, model.
+
+    The demo's own table of the engine's full results (``ihgamp score`` prints the routed,
+    generic one).
+    """
+    table = Table(title=title, show_lines=False)
+    table.add_column("Case", overflow="fold")
+    table.add_column("Slides", justify="right")
+    table.add_column("Tiles used", justify="right")
+    table.add_column("Tissue fraction", justify="right")
+    table.add_column("P(HRD)", justify="right")
+    table.add_column("Threshold", justify="right")
+    table.add_column("Call")
+    table.add_column("QC flags", overflow="fold")
+    table.add_column("Model", overflow="fold")
+    for index, r in enumerate(results):
+        tissue = ", ".join(f"{s.tissue_fraction:.2f}" for s in r.slides)
+        prob = "-" if r.probability is None else f"{r.probability:.3f}"
+        table.add_row(
+            labels[index] if labels else r.case_id,
+            str(len(r.slides)),
+            str(r.n_tiles),
+            tissue,
+            prob,
+            f"{r.threshold:.3f}",
+            f"[{_CALL_STYLE[r.call]}]{r.call}[/]",
+            ", ".join(str(f) for f in r.qc_flags) or "none",
+            f"{r.model.head_version} ({r.model.preset})" + (" DEMO" if r.model.demo else ""),
+        )
+    return table
+
+
+def model_lines(result: CaseResult) -> str:
+    """The HRD model of a result in two lines (under the table)."""
+    style = "bold yellow" if result.model.demo else "bold"
+    return (
+        f"[{style}]model: {result.model.display_name}[/]\n"
+        f"backbone: {result.model.backbone.describe()}; preset: {result.model.preset}"
+    )
 
 
 def default_samples_dir() -> Path:

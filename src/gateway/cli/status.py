@@ -63,11 +63,12 @@ _STATE_STYLE = {
 
 
 def _analyses_text(results: list[AnalysisResultView]) -> str:
-    """``her2:A1 her2-2+ (dual, DEMO); hrd hrd-unlikely`` for the table."""
+    """``her2:A1 her2-2+ 0.710 (dual, DEMO); hrd hrd-unlikely 0.231`` for the table."""
     parts = []
     for r in results:
         extra = ", ".join(x for x in (r.modality_path, "DEMO" if r.demo else None) if x)
-        parts.append(f"{r.job_key} {r.call or '-'}" + (f" ({extra})" if extra else ""))
+        value = "" if r.value is None else f" {r.value:.3f}"
+        parts.append(f"{r.job_key} {r.call or '-'}{value}" + (f" ({extra})" if extra else ""))
     return "; ".join(parts) or "-"
 
 
@@ -100,9 +101,6 @@ def _study_json(
         "last_received_at": s.last_received_at.isoformat(),
         "completed_at": s.completed_at.isoformat() if s.completed_at else None,
         "scored_at": s.scored_at.isoformat() if s.scored_at else None,
-        "call": s.result_call,
-        "probability": s.result_probability,
-        "result": s.result_path,
         "analyses": [
             {
                 "job_key": r.job_key,
@@ -207,9 +205,7 @@ def status(
         "Last received",
         "Completed",
         "Scored",
-        "Call",
-        "Value",
-        "Analyses",
+        "Calls (every analysis)",
         "Note",
     ):
         table.add_column(column, overflow="fold")
@@ -226,8 +222,6 @@ def status(
             _age(s.last_received_at, now),
             _age(s.completed_at, now),
             _age(s.scored_at, now),
-            escape(s.result_call or "-"),
-            "-" if s.result_probability is None else f"{s.result_probability:.3f}",
             escape(_analyses_text(results[s.study_uid])),
             escape(_note(s, routings[s.study_uid])),
         )

@@ -77,8 +77,8 @@ class Outbox:
     def write_file(self, study_uid: str, name: str, data: bytes) -> Path:
         """Atomically write one file into the study's folder.
 
-        ``name`` is a file name, or ``<request folder>/<file name>`` (one folder per
-        analysis request; the legacy analysis' files at the study folder's root).
+        ``name`` is ``<request folder>/<file name>`` (one folder per analysis request),
+        or a file name.
         """
         if not _NAME.fullmatch(name):
             raise DispatchError(f"invalid outbox file name {name!r}")

@@ -4,17 +4,18 @@ One method for every analysis (:meth:`ReportWriter.write`): the analysis builds 
 reports (``analysis.report``), the writer names the predecessor, writes the files, keeps
 the FHIR resources, queues the deliveries and writes ``result.json`` last.
 
-Outbox folder of a study (HRD's result)::
+Each analysis request has its own folder in the study's outbox folder,
+``<study>/<job folder>/`` (:func:`~gateway.outbox.job_folder` of its job key: ``hrd``,
+``her2``, ``her2-A1``)::
 
-    result.json            engine result + triage + output identifiers
+    result.json            the analysis' result document + output identifiers (for people)
     sr.dcm                 DICOM SR (TID 1500)
-    heatmap-<n>.dcm        Parametric Map per slide (registered to the slide)
-    heatmap-<n>.png        heatmap over a thumbnail, for people
+    heatmap-<n>.dcm        map object per slide (Parametric Map, Segmentation)
+    heatmap-<n>.png        the map over a thumbnail, for people
     fhir-bundle.json       FHIR R4 transaction Bundle (Device, Observation, Provenance)
 
-Every other analysis request (HER2, per block) has its own folder in the study's folder,
-``<study>/<job folder>/`` (``her2``, ``her2-A1``), holding the same files: its
-``result.json``, ``sr.dcm``, ``heatmap-<n>.dcm``/``.png`` and ``fhir-bundle.json``.
+What was issued is recorded with the result's catalog row (its output manifest); readers
+use that, never these files.
 
 The FHIR endpoint's copies (Observation, Device, Provenance, ImagingStudy, with literal
 references between them) are kept in the catalog.
@@ -49,7 +50,6 @@ from ihgamp_core.report.fhir import DEVICE_SYSTEM, build_imaging_study, resolved
 from ..catalog import AnalysisStore, Catalog, ResultManifest
 from ..catalog.deliveries import DeliveryStore, ObservationStore
 from ..catalog.fhir_resources import FhirResourceStore
-from ..catalog.schema import LEGACY_ANALYSIS
 from ..config import Settings
 from ..dispatch.destinations import KINDS, Payload
 from ..errors import ResultUnchangedError, ResultWithheldError
@@ -166,14 +166,12 @@ class ReportWriter:
         result: Any,
         files_by_series: Mapping[str, list[str]],
         thumbnails: Mapping[str, NDArray[np.uint8]] | None = None,
-        folder: str | None = None,
     ) -> Written:
         """Report one analysis request's result into its outbox folder, every analysis alike.
 
         ``files_by_series`` holds the request's slides in the request's order (reference
-        slide first). ``folder`` is the request's folder in the study's (default:
-        :func:`~gateway.outbox.job_folder` of ``job_key``; ``""``: the study's
-        own, where HRD's results have always been). A result that replaces an earlier one
+        slide first). The files go to the request's folder in the study's
+        (:func:`~gateway.outbox.job_folder` of ``job_key``). A result that replaces an earlier one
         of the same request (another key) names it: SR predecessor, Observation amended in
         place. Everything is written before ``result.json``, whose key then means "issued".
 
@@ -209,10 +207,10 @@ class ReportWriter:
                     "previous_sr": supersedes.sr_sop_uid,
                 },
             )
-        folder = job_folder(job_key) if folder is None else folder
+        folder = job_folder(job_key)
 
         def at(name: str) -> str:
-            return f"{folder}/{name}" if folder else name
+            return f"{folder}/{name}"
 
         names: list[str] = ["sr.dcm"]
         self.outbox.write_file(study_uid, at("sr.dcm"), _dicom_bytes(report.sr))
@@ -269,7 +267,7 @@ class ReportWriter:
         return Written(report, path, ResultManifest.from_document(document))
 
     def predecessor(
-        self, study_uid: str, key: str, context: ReportContext, job_key: str = LEGACY_ANALYSIS
+        self, study_uid: str, key: str, context: ReportContext, job_key: str
     ) -> Supersedes | None:
         """The earlier result of the same request, when a result with another key replaces it.
 

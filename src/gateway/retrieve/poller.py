@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Mapping
 
-from ..catalog import Catalog, StudyState, utcnow
+from ..catalog import AnalysisStore, Catalog, StudyState, utcnow
 from ..catalog.leases import NamedLease
 from ..catalog.pull_cursors import PullCursorStore
 from ..config import PacsNode, Settings
@@ -45,8 +46,10 @@ class AutoPuller:
         The catalog (cursors, study states).
     retrieve : RetrieveService
         Find and retrieve.
-    model_key : str or None
-        The loaded model's key; studies scored with another model are rescored.
+    model_keys : mapping of str to str
+        The loaded model's key of each analysis that has one here (the worker's engine:
+        :attr:`AnalysisEntry.uses_engine`); a study with a result of such an analysis from
+        another model is rescored.
     leader : NamedLease, optional
         With several receivers, only the lease holder polls (the completion leader).
     """
@@ -56,13 +59,13 @@ class AutoPuller:
         settings: Settings,
         catalog: Catalog,
         retrieve: RetrieveService,
-        model_key: str | None,
+        model_keys: Mapping[str, str],
         leader: NamedLease | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.retrieve = retrieve
-        self.model_key = model_key
+        self.model_keys = dict(model_keys)
         self.leader = leader
         self._loop = PollingLoop("auto-pull", self._step, settings.pull.interval_s)
 
@@ -104,14 +107,17 @@ class AutoPuller:
             )
             self.retrieve.retrieve(node.name, study_uid, accession_number=accession)
             return True
-        if (
-            study.state == StudyState.SCORED
-            and self.model_key is not None
-            and study.model_key != self.model_key
-        ):
+        if study.state == StudyState.SCORED and self._other_model(study_uid):
             self.retrieve.lifecycle.rescore(study_uid, "rescore: scored with another model")
             return True
         return False
+
+    def _other_model(self, study_uid: str) -> bool:
+        """Whether a result of the study came from another model than the one loaded."""
+        return any(
+            r.analysis in self.model_keys and r.model_key != self.model_keys[r.analysis]
+            for r in AnalysisStore(self.catalog).results(study_uid)
+        )
 
     def poll_all(self) -> None:
         """One pass over every auto-pull PACS."""

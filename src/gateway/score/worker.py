@@ -5,10 +5,9 @@ analysis on named slides. Every analysis takes the same road, the analysis contr
 ``analysis.run`` on the request's slides, then :meth:`ReportWriter.write` (which calls
 ``analysis.report``), then the catalog. Which analysis a job names is looked up in the
 registry (:mod:`gateway.analyses`), whose entry loads it on the worker's first job of it
-(with the worker's loaded ``[model]`` engine, for analyses that score with it). The
-legacy analysis' outputs stay in the study's own outbox folder as always (the others' in
-``<study>/<job folder>/``); a job from before routing (no request) is the legacy
-analysis on every slide of the study.
+(with the worker's loaded ``[model]`` engine, for analyses that score with it). Every
+result's outputs go to ``<study>/<job folder>/`` and its catalog row records them; a job
+from before routing (no request) is the legacy analysis on every slide of the study.
 
 Slide, model and pairing errors are permanent (retrying cannot fix a corrupt slide or
 two sections of different blocks); anything else (I/O, database) is retried by the
@@ -279,7 +278,6 @@ class ScoreProcessor:
     ) -> None:
         """The one road: open the inputs (slides; other series as files), run, report."""
         started = time.perf_counter()
-        legacy = job.analysis == self.legacy
         try:
             with ExitStack() as stack:
                 slides = {
@@ -305,7 +303,6 @@ class ScoreProcessor:
                     result,
                     files,
                     thumbnails,
-                    folder="" if legacy else None,  # legacy outputs: the study's own folder
                 )
             except ResultUnchangedError as unchanged:
                 path = self._unchanged(job, unchanged)
@@ -316,10 +313,6 @@ class ScoreProcessor:
         except IhgampError as exc:
             raise PermanentJobError(str(exc)) from exc
         outcome = analysis.outcome(result)
-        if legacy:  # the study's own summary (status page, CLI) until results are rows only
-            self.catalog.record_result(
-                job.study_uid, str(path), outcome.call, outcome.value, outcome.model_key[:160]
-            )
         self.results.record(
             job.study_uid,
             job.job_key,

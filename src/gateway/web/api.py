@@ -1,4 +1,4 @@
-"""The JSON API: studies, one study, heatmap PNGs, the access audit, and pull requests.
+"""The JSON API: studies, one study, map PNGs, the access audit, and pull requests.
 
 Every parameter is declared with its bounds; a value outside them is answered with 422
 and a one-line ``{"detail": "limit: ..."}`` (see :mod:`.app`), never with a server error.
@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
 
-from ..catalog import Catalog, StudyState
+from ..catalog import AnalysisStore, Catalog, StudyState
 from ..catalog.access import AccessLog
 from ..catalog.deliveries import DeliveryStore
 from ..catalog.schema import AccessAction
@@ -73,7 +73,7 @@ def api_router(
     pull: Callable[[object, str | None], dict[str, Any]] | None = None,
     pull_status: Callable[[int], dict[str, Any] | None] | None = None,
 ) -> APIRouter:
-    """The ``/api`` routes and the heatmap files (bearer token; PNGs also by session)."""
+    """The ``/api`` routes and the map PNGs (bearer token; PNGs also by session)."""
     router = APIRouter(dependencies=[Depends(known_parameters)])
     reader = Depends(auth.bearer)
     operator = Depends(auth.operator_bearer)
@@ -88,14 +88,18 @@ def api_router(
     ) -> list[dict[str, Any]]:
         """Studies, newest first (optionally in one state)."""
         found = catalog.studies(states=[state] if state else None, limit=limit)
-        rows = [study_row(s, deliveries.deliveries(study_uid=s.study_uid)) for s in found]
+        results = AnalysisStore(catalog).results_of([s.study_uid for s in found])
+        rows = [
+            study_row(s, deliveries.deliveries(study_uid=s.study_uid), results.get(s.study_uid, []))
+            for s in found
+        ]
         auth.audit(request, principal, AccessAction.SEARCH, "Study", [s.study_uid for s in found])
         return rows
 
     @router.get("/api/studies/{study_uid}")
     def study(study_uid: StudyUid, request: Request, principal: Principal = reader) -> Any:
-        """One study: result, triage, model, jobs, deliveries, timeline."""
-        detail = study_detail(catalog, outbox, study_uid)
+        """One study: its analyses' results, jobs, deliveries, timeline."""
+        detail = study_detail(catalog, study_uid)
         if detail is None:
             raise HTTPException(404, f"no study {study_uid}")
         auth.audit(request, principal, AccessAction.READ, "Study", [study_uid])
@@ -109,22 +113,6 @@ def api_router(
     ) -> list[dict[str, Any]]:
         """Who read which results, newest first (``operate`` tokens only)."""
         return [e.to_dict() for e in AccessLog(catalog).entries(limit=limit, token_name=token)]
-
-    @router.get("/studies/{study_uid}/{name}")
-    def study_file(
-        study_uid: StudyUid,
-        name: Annotated[str, Path(max_length=32)],
-        request: Request,
-        principal: Principal = Depends(auth.bearer_or_session),  # noqa: B008
-    ) -> Response:
-        """A heatmap PNG of a study (``heatmap-<n>.png``)."""
-        if not HEATMAP_RE.match(name):
-            raise HTTPException(404, "only heatmap PNGs are served")
-        path = outbox.root / study_uid / name
-        if not path.is_file():
-            raise HTTPException(404, "no such file")
-        auth.audit(request, principal, AccessAction.READ, "Heatmap", [f"{study_uid}/{name}"])
-        return FileResponse(path, media_type="image/png")
 
     @router.get("/studies/{study_uid}/{folder}/{name}")
     def analysis_file(

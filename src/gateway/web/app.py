@@ -227,7 +227,6 @@ def create_app(
     app.include_router(
         pages_router(
             catalog,
-            outbox,
             auth,
             model,
             rescore or _row_rescore(catalog, settings),

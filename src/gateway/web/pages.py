@@ -35,16 +35,9 @@ from ..catalog.leases import LEADER_LEASE, NamedLease
 from ..catalog.schema import AccessAction, DeliveryState
 from ..config import TokenAccess
 from ..errors import CatalogError
-from ..outbox import Outbox
 from .api import StudyUid, known_parameters
 from .auth import Authenticator, AuthMethod, LoginRequired, Principal, client_address
-from .views import (
-    ModelSummary,
-    ResultSummary,
-    heatmaps,
-    result_summary,
-    study_detail,
-)
+from .views import AnalysisMaps, ModelSummary, analysis_maps, study_detail
 
 __all__ = ["STATIC_DIR", "mount_static", "pages_router", "render"]
 
@@ -91,15 +84,13 @@ def _local_path(target: str | None) -> str:
 @dataclass(frozen=True)
 class _Row:
     study: StudySnapshot
-    result: ResultSummary | None
     deliveries: list[DeliveryView]
-    heatmaps: list[str]
     analyses: list[AnalysisResultView]
+    maps: list[AnalysisMaps]
 
 
 def pages_router(
     catalog: Catalog,
-    outbox: Outbox,
     auth: Authenticator,
     model: ModelIdentity | None,
     rescore: Callable[[str, str], None],
@@ -163,10 +154,9 @@ def pages_router(
         rows = [
             _Row(
                 s,
-                result_summary(s, outbox),
                 deliveries.deliveries(study_uid=s.study_uid),
-                heatmaps(outbox, s.study_uid),
                 results.get(s.study_uid, []),
+                analysis_maps(results.get(s.study_uid, [])),
             )
             for s in studies
         ]
@@ -193,7 +183,7 @@ def pages_router(
         error: str | None = None,
         status_code: int = 200,
     ) -> Response:
-        detail = study_detail(catalog, outbox, study_uid)
+        detail = study_detail(catalog, study_uid)
         if detail is None:
             raise HTTPException(404, f"no study {study_uid}")
         auth.audit(request, principal, AccessAction.READ, "Study", [study_uid])

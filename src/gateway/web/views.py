@@ -1,24 +1,20 @@
 """What the API and the status page show of a study: one read model, two serialisers.
 
-A study's result summary (call, triage text, model identity with its DEMO flag) is read
-from its ``result.json`` in the outbox, cached by file modification time so that a page
-refresh does not parse every result again.
+A study's results are its catalog rows, one per analysis request, with their output
+manifests (call, value, triage, QC flags, the files each issued); no page or API answer
+opens a result file.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from .. import analyses
 from ..catalog import AnalysisResultView, AnalysisStore, Catalog, JobStore, JobView, StudySnapshot
 from ..catalog.deliveries import DeliveryStore, DeliveryView
-from ..outbox import Outbox
 from ..spool import valid_uid
 
 __all__ = [
@@ -27,15 +23,12 @@ __all__ = [
     "AnalysisMaps",
     "InvalidStudyUid",
     "ModelSummary",
-    "ResultSummary",
     "StudyDetail",
     "TimelineEvent",
     "analysis_row",
     "checked_study_uid",
     "analysis_maps",
     "detail_dict",
-    "heatmaps",
-    "result_summary",
     "study_detail",
     "study_row",
 ]
@@ -75,80 +68,6 @@ class ModelSummary:
 
 
 @dataclass(frozen=True)
-class ResultSummary:
-    """The parts of ``result.json`` an operator reads."""
-
-    call: str | None
-    probability: float | None
-    threshold: float | None
-    qc_flags: tuple[str, ...]
-    triage_category: str | None
-    triage_text: str | None
-    triage_statement: str | None
-    histology: str | None
-    model: ModelSummary | None
-    notes: tuple[str, ...] = ()
-
-
-def _model(m: dict[str, Any]) -> ModelSummary:
-    backbone = m.get("backbone") or {}
-    return ModelSummary(
-        str(m.get("display_name", "?")),
-        str(m.get("head_version", "?")),
-        f"{backbone.get('architecture', '?')} {backbone.get('weights', '')}".strip(),
-        bool(m.get("demo", False)),
-        str(m.get("intended_use", "")),
-    )
-
-
-@lru_cache(maxsize=512)
-def _read_summary(path: str, _mtime_ns: int) -> ResultSummary | None:
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    triage = data.get("triage") or {}
-    return ResultSummary(
-        data.get("call"),
-        data.get("probability"),
-        data.get("threshold"),
-        tuple(data.get("qc_flags") or ()),
-        triage.get("category"),
-        triage.get("text"),
-        triage.get("statement"),
-        triage.get("histology"),
-        _model(data["model"]) if isinstance(data.get("model"), dict) else None,
-        tuple(data.get("notes") or ()),
-    )
-
-
-def result_summary(study: StudySnapshot, outbox: Outbox) -> ResultSummary | None:
-    """The study's result summary, if it has a readable ``result.json``.
-
-    The catalog's ``result_path`` when recorded, else the study's outbox folder.
-    """
-    path = study.result_path or str(
-        outbox.root / checked_study_uid(study.study_uid) / "result.json"
-    )
-    try:
-        mtime = Path(path).stat().st_mtime_ns
-    except OSError:
-        return None
-    return _read_summary(path, mtime)
-
-
-def heatmaps(outbox: Outbox, study_uid: str) -> list[str]:
-    """Names of the study's heatmap PNGs in the outbox."""
-    if not valid_uid(study_uid):
-        return []
-    folder = outbox.root / study_uid
-    if not folder.is_dir():
-        return []
-    names = [p.name for p in folder.glob("heatmap-*.png") if HEATMAP_RE.match(p.name)]
-    return sorted(names, key=lambda n: int(n[len("heatmap-") : -len(".png")]))
-
-
-@dataclass(frozen=True)
 class AnalysisMaps:
     """The PNG maps of one analysis request's result, with its analysis' colour key.
 
@@ -174,17 +93,16 @@ class AnalysisMaps:
 
 
 def analysis_maps(rows: list[AnalysisResultView]) -> list[AnalysisMaps]:
-    """The PNG maps of the study's analysis results kept in their own folders.
+    """The PNG maps of the study's analysis results, each in its request's folder.
 
     Read from each result's output manifest (its folder and the files it wrote), never by
-    guessing folder names; the legacy results at the study folder's root are
-    :func:`heatmaps`.
+    guessing folder names.
     """
     out = []
     for row in rows:
         manifest = row.outputs
         if manifest is None or not ANALYSIS_FOLDER_RE.match(manifest.folder):
-            continue  # the legacy results at the study folder's root (folder "")
+            continue  # a folder this gateway does not write (an old catalog's)
         names = [f"{manifest.folder}/{f}" for f in manifest.files if HEATMAP_RE.match(f)]
         if not names:
             continue
@@ -212,14 +130,13 @@ class StudyDetail:
     """Everything the study page and ``GET /api/studies/{uid}`` show."""
 
     study: StudySnapshot
-    result: ResultSummary | None
     jobs: list[JobView]
     deliveries: list[DeliveryView]
-    heatmaps: list[str]
     timeline: list[TimelineEvent] = field(default_factory=list)
     routing: dict[str, Any] | None = None
     analyses: list[dict[str, Any]] = field(default_factory=list)
     maps: list[AnalysisMaps] = field(default_factory=list)
+    results: list[AnalysisResultView] = field(default_factory=list)
 
 
 def analysis_row(row: AnalysisResultView) -> dict[str, Any]:
@@ -235,13 +152,21 @@ def analysis_row(row: AnalysisResultView) -> dict[str, Any]:
         "scored_at": row.scored_at.isoformat(),
         "triage": None
         if manifest is None
-        else {"category": manifest.triage_category, "text": manifest.triage_text},
+        else {
+            "category": manifest.triage_category,
+            "text": manifest.triage_text,
+            "statement": manifest.triage_statement,
+        },
+        "qc_flags": [] if manifest is None else list(manifest.qc_flags),
         "notes": [] if manifest is None else list(manifest.notes),
     }
 
 
 def _timeline(
-    study: StudySnapshot, jobs: list[JobView], deliveries: list[DeliveryView]
+    study: StudySnapshot,
+    jobs: list[JobView],
+    deliveries: list[DeliveryView],
+    results: list[AnalysisResultView],
 ) -> list[TimelineEvent]:
     events = [
         TimelineEvent(study.first_received_at, "first instance received"),
@@ -256,8 +181,8 @@ def _timeline(
         if job.finished_at:
             detail = (job.last_error or "") if job.state == "failed" else ""
             events.append(TimelineEvent(job.finished_at, f"job {job.job_id} {job.state}", detail))
-    if study.scored_at:
-        events.append(TimelineEvent(study.scored_at, "scored", study.result_call or ""))
+    for r in results:
+        events.append(TimelineEvent(r.scored_at, f"{r.job_key} scored", r.call or ""))
     for d in deliveries:
         if d.created_at:
             events.append(TimelineEvent(d.created_at, f"delivery to {d.destination} queued"))
@@ -274,7 +199,7 @@ def _timeline(
     return sorted(events, key=lambda e: e.at)
 
 
-def study_detail(catalog: Catalog, outbox: Outbox, study_uid: str) -> StudyDetail | None:
+def study_detail(catalog: Catalog, study_uid: str) -> StudyDetail | None:
     """The study's detail, or None if the catalog does not know it."""
     study = catalog.study(checked_study_uid(study_uid))
     if study is None:
@@ -285,14 +210,13 @@ def study_detail(catalog: Catalog, outbox: Outbox, study_uid: str) -> StudyDetai
     rows = store.results(study_uid)
     return StudyDetail(
         study,
-        result_summary(study, outbox),
         jobs,
         deliveries,
-        heatmaps(outbox, study_uid),
-        _timeline(study, jobs, deliveries),
+        _timeline(study, jobs, deliveries, rows),
         store.routing(study_uid),
         [analysis_row(r) for r in rows],
         analysis_maps(rows),
+        rows,
     )
 
 
@@ -300,16 +224,26 @@ def _iso(when: dt.datetime | None) -> str | None:
     return when.isoformat() if when else None
 
 
-def study_row(study: StudySnapshot, deliveries: list[DeliveryView]) -> dict[str, Any]:
-    """A study as ``GET /api/studies`` lists it."""
+def study_row(
+    study: StudySnapshot, deliveries: list[DeliveryView], results: list[AnalysisResultView]
+) -> dict[str, Any]:
+    """A study as ``GET /api/studies`` lists it: one call per analysis request."""
     return {
         "study_uid": study.study_uid,
         "accession_number": study.accession_number,
         "state": study.state,
         "reason": study.state_reason,
         "review": study.review_reason,
-        "call": study.result_call,
-        "probability": study.result_probability,
+        "calls": [
+            {
+                "job_key": r.job_key,
+                "analysis": r.analysis,
+                "call": r.call,
+                "value": r.value,
+                "demo": r.demo,
+            }
+            for r in results
+        ],
         "last_received_at": study.last_received_at.isoformat(),
         "scored_at": _iso(study.scored_at),
         "deliveries": [
@@ -327,24 +261,7 @@ def study_row(study: StudySnapshot, deliveries: list[DeliveryView]) -> dict[str,
 
 def detail_dict(detail: StudyDetail) -> dict[str, Any]:
     """A study as ``GET /api/studies/{uid}`` shows it."""
-    out = study_row(detail.study, detail.deliveries)
-    r = detail.result
-    out["result"] = None
-    if r is not None:
-        out["result"] = {
-            "call": r.call,
-            "probability": r.probability,
-            "threshold": r.threshold,
-            "qc_flags": list(r.qc_flags),
-            "triage": {"category": r.triage_category, "text": r.triage_text},
-            "model": None
-            if r.model is None
-            else {
-                "name": r.model.display_name,
-                "version": r.model.version,
-                "demo": r.model.demo,
-            },
-        }
+    out = study_row(detail.study, detail.deliveries, detail.results)
     out["jobs"] = [
         {
             "job_id": j.job_id,
@@ -360,7 +277,6 @@ def detail_dict(detail: StudyDetail) -> dict[str, Any]:
     ]
     out["routing"] = detail.routing
     out["analyses"] = detail.analyses
-    out["heatmaps"] = [f"/studies/{detail.study.study_uid}/{name}" for name in detail.heatmaps]
     out["analysis_maps"] = [
         {
             "analysis": m.analysis,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 from typer.testing import CliRunner
 
 from gateway.catalog import HEAD, Catalog, SchemaState, StudyState, schema_status, upgrade
@@ -64,7 +64,10 @@ def test_the_release_catalog_is_refused_until_upgraded_then_keeps_its_data(
     catalog = Catalog(catalog_url)
     scored = catalog.study("1.2.826.0.1.3680043.8.498.1")
     assert scored is not None and scored.state == StudyState.SCORED
-    assert scored.result_probability == pytest.approx(0.12)
+    from gateway.catalog import AnalysisStore
+
+    (kept,) = AnalysisStore(catalog).results("1.2.826.0.1.3680043.8.498.1")
+    assert kept.analysis == "hrd" and kept.value == pytest.approx(0.12)
     assert catalog.study("1.2.826.0.1.3680043.8.498.2").state == StudyState.RECEIVING  # type: ignore[union-attr]
     with catalog.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM deliveries")).scalar() == 1
@@ -283,6 +286,123 @@ def test_0008_records_each_result_manifest_from_its_file(catalog_url: str, tmp_p
         2,
     )
     assert hrd_manifest.triage_text == "HRD unlikely" and hrd_manifest.notes == ("a note",)
-    assert hrd_manifest.files == ("sr.dcm", "heatmap-1.dcm") and hrd_manifest.folder == ""
+    assert (
+        hrd_manifest.files == ("sr.dcm", "heatmap-1.dcm") and hrd_manifest.folder == "hrd"
+    )  # 0009
     assert rows["her2:A1"] is not None and rows["her2:A1"].folder == "her2-A1"
     assert rows["her2:B2"] is None  # its file is gone: no manifest, nothing invented
+
+
+def test_0009_moves_root_results_into_their_folder_and_drops_the_study_columns(
+    catalog_url: str, tmp_path: Path
+) -> None:
+    """From a 0006 catalog with an HRD result at the study root and a HER2 one in its folder."""
+    from alembic import command
+
+    from gateway.catalog import AnalysisStore
+    from gateway.catalog.deliveries import DeliveryStore
+    from gateway.catalog.migrations import _config
+    from gateway.web.views import analysis_maps
+
+    engine = create_engine(catalog_url)
+    config = _config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0006")
+    study = tmp_path / "outbox" / "1.2.3.9"
+    (study / "her2-A1").mkdir(parents=True)
+    outputs = {
+        "key": "k-hrd",
+        "sr_sop_instance_uid": "1.2.9.1",
+        "sr_series_instance_uid": "1.2.9.2",
+        "observation_identifier": "obs-hrd",
+        "files": ["sr.dcm", "heatmap-1.dcm", "heatmap-1.png", "fhir-bundle.json"],
+        "folder": "",
+    }
+    (study / "result.json").write_text(json.dumps({"outputs": outputs, "call": "hrd-unlikely"}))
+    for name in outputs["files"]:
+        (study / name).write_bytes(name.encode())
+    (study / "notes.txt").write_text("an operator's file stays")
+    her2_outputs = {**outputs, "key": "k-her2", "folder": "her2-A1", "files": ["sr.dcm"]}
+    (study / "her2-A1" / "result.json").write_text(json.dumps({"outputs": her2_outputs}))
+    (study / "her2-A1" / "sr.dcm").write_bytes(b"her2 sr")
+    now = "2026-12-01 08:00:00"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO studies (id, study_uid, state, forced, first_received_at, "
+                "last_received_at, updated_at, result_path, result_call, result_probability, "
+                "model_key, scored_at) VALUES (1, '1.2.3.9', 'scored', false, :t, :t, :t, "
+                ":path, 'hrd-unlikely', 0.2, 'engine-key', :t)"
+            ),
+            {"t": now, "path": str(study / "result.json")},
+        )
+        for key, analysis, path in (
+            ("hrd", "hrd", study / "result.json"),
+            ("her2:A1", "her2", study / "her2-A1" / "result.json"),
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO analysis_results (study_id, job_key, analysis, result_path, "
+                    "call, model_key, demo, scored_at) VALUES "
+                    "(1, :key, :analysis, :path, 'x', 'engine-key', true, :t)"
+                ),
+                {"key": key, "analysis": analysis, "path": str(path), "t": now},
+            )
+        for report_key, destination, files, state in (
+            ("k-hrd", "pacs", ["sr.dcm", "heatmap-1.dcm"], "pending"),
+            ("k-hrd", "ehr", ["fhir-bundle.json"], "delivered"),
+            ("k-her2", "pacs", ["her2-A1/sr.dcm"], "pending"),
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO deliveries (study_id, report_key, destination, kind, files, "
+                    "state, attempts, max_attempts, next_attempt_at, created_at, updated_at) "
+                    "VALUES (1, :key, :destination, 'dicom', :files, :state, 0, 3, :t, :t, :t)"
+                ),
+                {
+                    "key": report_key,
+                    "destination": destination,
+                    "files": json.dumps(files),
+                    "state": state,
+                    "t": now,
+                },
+            )
+    before, after = upgrade(engine)
+    assert (before.revision, after.revision) == ("0006", HEAD)
+
+    moved = study / "hrd"
+    assert sorted(p.name for p in moved.iterdir()) == sorted([*outputs["files"], "result.json"])
+    assert (moved / "sr.dcm").read_bytes() == b"sr.dcm"
+    assert sorted(p.name for p in study.iterdir()) == ["her2-A1", "hrd", "notes.txt"]
+    assert (study / "her2-A1" / "sr.dcm").read_bytes() == b"her2 sr"  # untouched
+    catalog = Catalog(catalog_url)
+    try:
+        rows = {r.job_key: r for r in AnalysisStore(catalog).results("1.2.3.9")}
+        assert rows["hrd"].result_path == str(moved / "result.json")
+        hrd_manifest = rows["hrd"].outputs
+        assert hrd_manifest is not None and hrd_manifest.folder == "hrd"
+        assert hrd_manifest.key == "k-hrd"  # filled by 0008 from the file, then moved
+        her2_manifest = rows["her2:A1"].outputs
+        assert her2_manifest is not None and her2_manifest.folder == "her2-A1"
+        assert rows["her2:A1"].result_path == str(study / "her2-A1" / "result.json")
+        files = sorted(d.files for d in DeliveryStore(catalog).deliveries(study_uid="1.2.3.9"))
+        assert files == [
+            ("her2-A1/sr.dcm",),
+            ("hrd/fhir-bundle.json",),
+            ("hrd/sr.dcm", "hrd/heatmap-1.dcm"),
+        ]
+        maps = analysis_maps(list(rows.values()))
+        assert [(m.job_key, m.names) for m in maps] == [("hrd", ["hrd/heatmap-1.png"])]
+        snapshot = catalog.study("1.2.3.9")
+        assert snapshot is not None and snapshot.scored_at is not None
+        columns = {c["name"] for c in inspect(catalog.engine).get_columns("studies")}
+        assert "scored_at" in columns and not columns & {
+            "result_path",
+            "result_call",
+            "result_probability",
+            "model_key",
+        }
+    finally:
+        catalog.close()
+        engine.dispose()

@@ -72,3 +72,40 @@ def test_the_command_line_and_the_service_load_without_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout[:300]
+
+
+def _render(*items: object) -> str:
+    from rich.console import Console
+
+    out = Console(width=200, record=True, color_system=None)
+    for item in items:
+        out.print(item)
+    return out.export_text()
+
+
+def test_the_results_table_shows_any_analysis_outcome() -> None:
+    """One generic table: any analysis' request, its slides, call, value, path and model."""
+    from gateway.cli.common import DEMO_NOTICE, ResultRow, model_lines, results_table
+    from ihgamp_core.analysis import AnalysisOutcome, ModalityPath
+
+    block = ResultRow(
+        "ki67:B1",
+        ("he.svs (he)", "ihc.svs (ihc)"),
+        AnalysisOutcome("ki67", "ki67-high", 0.4567, (), "ki67|v3", False, ModalityPath.DUAL),
+    )
+    case = ResultRow(
+        "C7",
+        ("a.svs",),
+        AnalysisOutcome("tissue", "no-call", None, ("too-few-tiles",), "head|v2", True),
+        "Head v2",
+    )
+    rows = [" ".join(line.split()) for line in _render(results_table([block, case])).splitlines()]
+    assert "│ ki67 │ ki67:B1 │ he.svs (he) │ ki67-high │ 0.457 │ dual │ none │ - │" in rows
+    assert "│ │ │ ihc.svs (ihc) │ │ │ │ │ │" in rows
+    assert "│ tissue │ C7 │ a.svs │ no-call │ - │ - │ too-few-tiles │ DEMO │" in rows
+    lines = _render(model_lines(block, case, case)).splitlines()
+    assert lines == [
+        "ki67 model: ki67|v3",
+        f"tissue model: Head v2 ({DEMO_NOTICE})",
+        "  key: head|v2",
+    ]

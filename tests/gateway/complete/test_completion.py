@@ -121,9 +121,7 @@ def test_decide_is_pure() -> None:
     from gateway.catalog import SeriesSnapshot, StudySnapshot
 
     series = SeriesSnapshot("1.1", WSI, 3, 0.25, T0)
-    study = StudySnapshot(
-        "1", None, "receiving", None, False, T0, T0, None, None, None, None, None, (series,)
-    )
+    study = StudySnapshot("1", None, "receiving", None, False, T0, T0, None, None, (series,))
     assert decide(study, RULES, 0.55, T0 + dt.timedelta(seconds=29)).action == "wait"
     assert decide(study, RULES, 0.55, T0 + dt.timedelta(seconds=30)).action == "complete"
     assert decide(study, RULES, 0.55, T0 + dt.timedelta(seconds=600)).forced

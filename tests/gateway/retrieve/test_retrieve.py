@@ -450,3 +450,29 @@ def test_a_pacs_study_of_two_patients_is_never_mixed(
             assert stored is not None and stored.state == StudyState.RECEIVING  # held, not queued
         finally:
             env.stop()
+
+
+def test_auto_pull_rescores_a_study_only_for_a_result_of_another_engine_model(
+    tmp_path: Path, engine: Engine
+) -> None:
+    """The engine's analyses (HRD) are re-scored when its model changed; others are not."""
+    from gateway.catalog import AnalysisStore
+
+    dead = {"name": "p", "ae_title": "GONE", "host": "127.0.0.1", "port": free_port()}
+    env = Env(tmp_path, engine, [{**dead, "auto_pull": True}], pull={"interval_s": 3600})
+    try:
+        puller = env.gateway.puller
+        assert puller is not None and puller.model_keys == {"hrd": engine.model.key[:160]}
+        uid = "1.2.3.77"
+        env.gateway.catalog.hold(uid, "a test study")
+        store = AnalysisStore(env.gateway.catalog)
+        store.record(uid, "her2:A1", "her2", "/o/a.json", "her2-1+", 0.5, "dual", "m2", True)
+        assert not puller._other_model(uid)  # HER2's model is not the engine's
+        store.record(
+            uid, "hrd", "hrd", "/o/b.json", "hrd-unlikely", 0.2, None, engine.model.key, True
+        )
+        assert not puller._other_model(uid)
+        store.record(uid, "hrd", "hrd", "/o/b.json", "hrd-unlikely", 0.2, None, "older-head", True)
+        assert puller._other_model(uid)
+    finally:
+        env.stop()

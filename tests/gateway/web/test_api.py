@@ -80,14 +80,28 @@ def test_health_metrics_api_and_heatmaps(service: tuple[str, Reported]) -> None:
     assert httpx.get(f"{url}/api/studies").status_code == 401
     studies = httpx.get(f"{url}/api/studies", headers=bearer(READER)).json()
     assert studies[0]["study_uid"] == reported.study_uid
+    outcome = reported.report.outcome
+    assert studies[0]["calls"] == [
+        {
+            "job_key": "hrd",
+            "analysis": "hrd",
+            "call": outcome.call,
+            "value": pytest.approx(outcome.value),
+            "demo": True,
+        }
+    ]
     detail = httpx.get(f"{url}/api/studies/{reported.study_uid}", headers=bearer(READER)).json()
-    assert detail["result"]["model"]["demo"] is True
-    assert detail["result"]["triage"]["text"] == reported.report.triage.text
-    assert detail["heatmaps"] == [f"/studies/{reported.study_uid}/heatmap-1.png"]
-    png = httpx.get(f"{url}{detail['heatmaps'][0]}", headers=bearer(READER))
+    (hrd,) = detail["analyses"]
+    assert (hrd["job_key"], hrd["call"], hrd["demo"]) == ("hrd", outcome.call, True)
+    assert hrd["triage"]["text"] == reported.report.triage.text
+    assert hrd["qc_flags"] == list(outcome.qc_flags)
+    (maps,) = detail["analysis_maps"]
+    assert maps["maps"] == [f"/studies/{reported.study_uid}/hrd/heatmap-1.png"]
+    png = httpx.get(f"{url}{maps['maps'][0]}", headers=bearer(READER))
     assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
-    sr = httpx.get(f"{url}/studies/{reported.study_uid}/sr.dcm", headers=bearer(READER))
-    assert sr.status_code == 404
+    for other in ("hrd/sr.dcm", "heatmap-1.png", "hrd/result.json"):
+        gone = httpx.get(f"{url}/studies/{reported.study_uid}/{other}", headers=bearer(READER))
+        assert gone.status_code == 404, other
     assert "SYNTHETIC" not in str(detail)  # no patient names in the API
 
 
@@ -97,7 +111,7 @@ def test_a_token_in_the_url_is_refused(service: tuple[str, Reported]) -> None:
     obs_id = reported.report.ids.observation_identifier
     assert httpx.get(f"{url}/api/studies", params=token).status_code == 401
     assert httpx.get(f"{url}/fhir/Observation/{obs_id}", params=token).status_code == 401
-    heatmap = f"{url}/studies/{reported.study_uid}/heatmap-1.png"
+    heatmap = f"{url}/studies/{reported.study_uid}/hrd/heatmap-1.png"
     assert httpx.get(heatmap, params=token).status_code == 401
     page = httpx.get(f"{url}/", params=token)
     assert page.status_code == 401 and "Authorization header" in page.json()["detail"]

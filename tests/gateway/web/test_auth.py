@@ -142,10 +142,10 @@ def test_the_study_page_shows_each_analysis_maps_with_their_key(
 
     study = reported.outbox.root / reported.study_uid
     (study / "her2-A1").mkdir(exist_ok=True)
-    shutil.copy(study / "heatmap-1.png", study / "her2-A1" / "heatmap-1.png")
+    shutil.copy(study / "hrd" / "heatmap-1.png", study / "her2-A1" / "heatmap-1.png")
     (study / "her2-A1" / "result.json").write_text("{}")
     (study / "ghost-A1").mkdir(exist_ok=True)  # a folder without a result row: not shown
-    shutil.copy(study / "heatmap-1.png", study / "ghost-A1" / "heatmap-1.png")
+    shutil.copy(study / "hrd" / "heatmap-1.png", study / "ghost-A1" / "heatmap-1.png")
     store = AnalysisStore(reported.catalog)
     result = str(study / "her2-A1" / "result.json")
     files = ("sr.dcm", "heatmap-1.dcm", "heatmap-1.png", "fhir-bundle.json")
@@ -183,6 +183,7 @@ def test_the_study_page_shows_each_analysis_maps_with_their_key(
         status = client.get("/").text  # the study list shows every analysis' call
         calls = status[status.index(reported.study_uid) :].split("</tr>")[0]
         assert 'data-job="her2:A1">her2:A1: her2-2+ (0.700) <span class="demo">DEMO' in calls
+        assert 'data-job="hrd">hrd: hrd-' in calls  # HRD's call, from its row like any other
     finally:
         shutil.rmtree(study / "her2-A1")
         shutil.rmtree(study / "ghost-A1")
@@ -270,7 +271,7 @@ def test_reads_are_audited_by_token_without_patient_identifiers(
     # Operators see the audit with the API and the CLI.
     api = httpx.get(f"{url}/api/audit", params={"token": "ehr"}, headers=bearer(OPERATOR))
     assert {e["route"] for e in api.json()} >= set(by_route)
-    config = reported.folder.parents[1] / "gateway.toml"
+    config = reported.folder.parents[2] / "gateway.toml"
     result = CliRunner().invoke(cli, ["audit", "--config", str(config), "--json", "--token", "ehr"])
     assert result.exit_code == 0, result.output
     shown: list[dict[str, Any]] = json.loads(result.output)
@@ -281,7 +282,7 @@ def test_reads_are_audited_by_token_without_patient_identifiers(
 
 def test_the_sessions_command_lists_and_revokes(url: str, reported: Reported) -> None:
     client = _login(url)
-    config = str(reported.folder.parents[1] / "gateway.toml")
+    config = str(reported.folder.parents[2] / "gateway.toml")
     listed = CliRunner().invoke(cli, ["sessions", "--config", config])
     assert listed.exit_code == 0 and "operator" in listed.output
     revoked = CliRunner().invoke(cli, ["sessions", "--config", config, "--revoke"])

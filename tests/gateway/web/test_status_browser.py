@@ -126,10 +126,12 @@ def test_an_operator_works_from_the_status_page(
     _after_click(browser, "filter-all", "studies")
 
     # The scored study: triage text, model, heatmap with its legend, timeline.
-    _after_click(browser, reported.study_uid, "triage", By.LINK_TEXT)
-    assert browser.find_element(By.ID, "triage").text.startswith(reported.report.triage.text)
-    assert "DEMO" in browser.find_element(By.ID, "result-model").text
-    image = browser.find_element(By.CSS_SELECTOR, ".heatmaps img")
+    _after_click(browser, reported.study_uid, "analyses", By.LINK_TEXT)
+    hrd = browser.find_element(By.CSS_SELECTOR, '#analyses tr.result[data-job="hrd"]')
+    triage = hrd.find_element(By.CSS_SELECTOR, "td.triage").text
+    assert triage.startswith(reported.report.triage.text)
+    assert "DEMO" in hrd.find_element(By.CSS_SELECTOR, "td.call").text
+    image = browser.find_element(By.CSS_SELECTOR, "#maps-hrd img")
     assert browser.execute_script("return arguments[0].naturalWidth", image) > 0
     assert browser.find_element(By.CSS_SELECTOR, ".legend").text.startswith("0")
     events = browser.find_element(By.ID, "timeline").text
