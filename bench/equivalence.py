@@ -196,7 +196,7 @@ def case_equivalence(backbone: Any, max_tiles: int, reference: Any = None) -> di
     """
     from gateway.models import demo_head_path
     from ihgamp_core.head import load_head
-    from ihgamp_core.scoring import Engine, ScoringOptions
+    from ihgamp_core.hrd.engine import Engine, ScoringOptions
     from ihgamp_core.slide import open_slide
     from ihgamp_core.synthetic.samples import load_cases
 
@@ -239,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line; returns the report."""
     from bench.throughput import SLIDE_GROUPS, sample_slides
     from ihgamp_core.embed import OpenClipBackbone
-    from ihgamp_core.scoring import auto_batch_size
+    from ihgamp_core.hrd.engine import auto_batch_size
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")

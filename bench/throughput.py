@@ -385,8 +385,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from bench.equivalence import case_equivalence, equivalence
     from bench.variants import VariantError, build_backbone, parse_engine_method
     from ihgamp_core.embed import OpenClipBackbone
+    from ihgamp_core.hrd.engine import auto_batch_size
     from ihgamp_core.params import get_preset
-    from ihgamp_core.scoring import auto_batch_size
     from ihgamp_core.slide import open_slide
     from ihgamp_core.tiling import plan_tiles
 

@@ -11,7 +11,7 @@ import pytest
 
 from ihgamp_core.embed import OpenClipBackbone
 from ihgamp_core.head import HeadArtifact, load_head
-from ihgamp_core.scoring import Engine
+from ihgamp_core.hrd.engine import Engine
 from ihgamp_core.synthetic.samples import SampleCase, build_samples
 from ihgamp_core.synthetic.slides import SyntheticSlideSpec, render_slide, write_svs
 

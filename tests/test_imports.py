@@ -3,9 +3,9 @@
 * ``ihgamp_core`` never imports ``gateway`` (the engine runs without the gateway);
 * no import circles between modules (module-level imports; imports inside functions and
   under ``TYPE_CHECKING`` are how a module defers a heavy or optional dependency);
-* the shared report kit imports no pathology analysis package (``her2``): what a new
-  analysis builds on stays free of the others. (HRD's result type still lives in the
-  kit's modules; docs/ARCHITECTURE.md says what is left to move.)
+* the shared kit (``report``, ``slide``, ``embed``, ``tiling``, ``tissue``, ``uids``,
+  ``codestream``) imports no analysis package (``hrd``, ``her2``): what a new analysis
+  builds on stays free of the others; and one analysis never imports another.
 """
 
 from __future__ import annotations
@@ -112,12 +112,50 @@ def test_there_are_no_import_circles() -> None:
     assert _cycles(_graph()) == []
 
 
-def test_the_shared_report_kit_imports_no_pathology_analysis_package() -> None:
-    graph = _graph()
-    kit = [m for m in graph if m.startswith(("ihgamp_core.report", "ihgamp_core.slide"))]
-    assert kit
-    wrong = [(m, d) for m in kit for d in graph[m] if d.startswith("ihgamp_core.her2")]
+KIT = ("report", "slide", "embed", "tiling", "tissue", "uids", "codestream")
+ANALYSES = ("hrd", "her2")
+
+
+def _package(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if parts[0] == "ihgamp_core" and len(parts) > 1 else ""
+
+
+def _all_imports() -> dict[str, set[str]]:
+    """Every import of every module, deferred ones included (inside functions too)."""
+    modules = _modules()
+    out: dict[str, set[str]] = {}
+    for name, (path, package) in modules.items():
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                deps |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = name.split(".") if package else name.split(".")[:-1]
+                if node.level:
+                    base = base[: len(base) - node.level + 1]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    target = node.module or ""
+                deps |= {target, *(f"{target}.{a.name}" for a in node.names)}
+        out[name] = {d for d in deps if d in modules}
+    return out
+
+
+def test_the_shared_kit_imports_no_analysis_and_analyses_not_each_other() -> None:
+    graph = _all_imports()
+    kit = [m for m in graph if _package(m) in KIT]
+    assert {_package(m) for m in kit} == set(KIT)
+    wrong = [(m, d) for m in kit for d in graph[m] if _package(d) in ANALYSES]
     assert wrong == []
+    crossed = [
+        (m, d)
+        for m in graph
+        if _package(m) in ANALYSES
+        for d in graph[m]
+        if _package(d) in ANALYSES and _package(d) != _package(m)
+    ]
+    assert crossed == []
 
 
 def test_the_scan_finds_a_circle_when_there_is_one() -> None:

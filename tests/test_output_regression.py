@@ -16,7 +16,7 @@ import pytest
 
 from ihgamp_core.her2.model import load_her2
 from ihgamp_core.her2.samples import build_her2_samples
-from ihgamp_core.scoring import Engine
+from ihgamp_core.hrd.engine import Engine
 from support import golden
 
 pytestmark = pytest.mark.slow

@@ -39,7 +39,7 @@ ENTRY_MODULES = (
     "wsidicom",
     "pynetdicom",
     "ihgamp_core.embed.pipeline",
-    "ihgamp_core.scoring",
+    "ihgamp_core.hrd.engine",
     "ihgamp_core.slide",
     "gateway.cli.app",
     "gateway.service",

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ihgamp_core.result import CaseResult, result_from_dict
+from ihgamp_core.hrd.result import CaseResult, result_from_dict
 from ihgamp_core.synthetic.samples import SampleCase
 
 from .analyses.builtin import HER2, HRD

@@ -10,7 +10,7 @@ from ihgamp_core.embed import OpenClipBackbone, resolve_device
 from ihgamp_core.embed.openclip import Precision
 from ihgamp_core.errors import ArtifactError
 from ihgamp_core.head import HeadArtifact, load_head
-from ihgamp_core.scoring import Engine
+from ihgamp_core.hrd.engine import Engine
 
 __all__ = [
     "DEMO_HEAD_ENV",

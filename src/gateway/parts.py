@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ihgamp_core.scoring import Engine
+from ihgamp_core.hrd.engine import Engine
 
 from .catalog import Catalog, JobStore
 from .catalog.leases import LEADER_LEASE, NamedLease

@@ -19,7 +19,7 @@ import threading
 from types import FrameType
 from typing import Any
 
-from ihgamp_core.scoring import Engine
+from ihgamp_core.hrd.engine import Engine
 
 from . import analyses, metrics
 from .config import QueueBackend, Settings

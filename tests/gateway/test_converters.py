@@ -23,7 +23,7 @@ from gateway.catalog import JobStore, StudyState
 from gateway.catalog.dimse_audit import DimseAudit
 from gateway.catalog.fhir_resources import FhirResourceStore, ServedType
 from gateway.service import Gateway
-from ihgamp_core.scoring import Engine
+from ihgamp_core.hrd.engine import Engine
 from support.gateway import make_settings, send, storescu, wait_for
 from support.reports import dciodvfy
 

@@ -16,7 +16,7 @@ from pydicom.uid import generate_uid
 
 from gateway.catalog import StudyState
 from gateway.service import Gateway
-from ihgamp_core.scoring import Engine
+from ihgamp_core.hrd.engine import Engine
 from ihgamp_core.synthetic.samples import SampleCase
 from support.gateway import free_port, make_settings, send, tiny_wsi, wait_for
 from support.wire import associate_rq, closed_by_peer, connect

@@ -14,14 +14,14 @@ import pytest
 from ihgamp_core.embed import BackboneIdentity, OpenClipBackbone
 from ihgamp_core.errors import BackboneMismatchError, ParameterError
 from ihgamp_core.head import HeadArtifact
-from ihgamp_core.result import (
+from ihgamp_core.hrd.engine import Engine, ScoringOptions, embed_slide
+from ihgamp_core.hrd.result import (
     Call,
     QCFlag,
     result_from_dict,
     result_to_dict,
     result_to_json,
 )
-from ihgamp_core.scoring import Engine, ScoringOptions, embed_slide
 from ihgamp_core.slide import discover_slides, open_slide
 from ihgamp_core.synthetic.samples import SampleCase
 

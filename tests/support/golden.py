@@ -147,9 +147,9 @@ def _thumbnails(files: dict[str, list[Path]]) -> Iterator[dict[str, Any]]:
 
 def hrd_reports(samples_root: Path, engine: Any, results: dict[str, Any]) -> dict[str, Any]:
     """Fingerprints of the HRD sample cases' reports, from the given engine results."""
-    from ihgamp_core.analysis.hrd import HrdAnalysis
+    from ihgamp_core.hrd.analysis import HrdAnalysis
+    from ihgamp_core.hrd.result import result_from_dict
     from ihgamp_core.report import ReportContext
-    from ihgamp_core.result import result_from_dict
 
     analysis = HrdAnalysis(engine)
     out: dict[str, Any] = {}
@@ -210,8 +210,8 @@ def _score_and_write() -> None:  # pragma: no cover - run by hand
     from ihgamp_core.her2.model import load_her2
     from ihgamp_core.her2.result import her2_result_to_dict
     from ihgamp_core.her2.samples import build_her2_samples
-    from ihgamp_core.result import result_to_dict
-    from ihgamp_core.scoring import Engine, ScoringOptions
+    from ihgamp_core.hrd.engine import Engine, ScoringOptions
+    from ihgamp_core.hrd.result import result_to_dict
     from ihgamp_core.slide import discover_slides
     from ihgamp_core.slide.dicom import DicomSlide
     from ihgamp_core.synthetic.samples import build_samples

@@ -15,8 +15,8 @@ from gateway.catalog import AnalysisStore, Catalog, InstanceRecord, StudyState
 from gateway.config import Settings
 from gateway.outbox import Outbox
 from gateway.report.writer import ReportWriter
-from ihgamp_core.analysis.hrd import HrdAnalysis
-from ihgamp_core.scoring import Engine, ScoringOptions
+from ihgamp_core.hrd.analysis import HrdAnalysis
+from ihgamp_core.hrd.engine import Engine, ScoringOptions
 from ihgamp_core.slide import discover_slides
 from ihgamp_core.slide.resample import read_thumbnail
 from ihgamp_core.synthetic.samples import SampleCase

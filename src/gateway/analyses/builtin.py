@@ -27,7 +27,7 @@ HER2_DEMO_ENV = "IHGAMP_HER2_DEMO"
 
 
 def _load_hrd(context: LoadContext) -> Analysis[Any]:
-    from ihgamp_core.analysis.hrd import HrdAnalysis
+    from ihgamp_core.hrd.analysis import HrdAnalysis
 
     if context.engine is None:
         raise AnalysisLoadError("HRD scores with the worker's [model] engine; none is loaded")
@@ -35,7 +35,7 @@ def _load_hrd(context: LoadContext) -> Analysis[Any]:
 
 
 def _export_hrd(result: Any) -> dict[str, Any]:
-    from ihgamp_core.result import result_to_dict
+    from ihgamp_core.hrd.result import result_to_dict
 
     return result_to_dict(result)
 

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict
 from ihgamp_core.analysis import Analysis, AnalysisSpec
 
 if TYPE_CHECKING:  # the engine imports torch: only workers load it
-    from ihgamp_core.scoring import Engine, ScoringOptions
+    from ihgamp_core.hrd.engine import Engine, ScoringOptions
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -10,8 +10,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ihgamp_core.result import Call, CaseResult, result_to_json
-from ihgamp_core.scoring import ScoringOptions
+from ihgamp_core.hrd.engine import ScoringOptions
+from ihgamp_core.hrd.result import Call, CaseResult, result_to_json
 from ihgamp_core.slide import discover_slides
 from ihgamp_core.synthetic.samples import SampleCase, build_samples
 

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ihgamp_core.embed import BackboneIdentity, OpenClipBackbone, file_sha256
 from ihgamp_core.errors import ParameterError
 from ihgamp_core.head import load_head, save_head
+from ihgamp_core.hrd.engine import auto_batch_size
 from ihgamp_core.params import PRESETS, Preset, get_preset
 from ihgamp_core.research import (
     EmbeddingStore,
@@ -34,7 +35,6 @@ from ihgamp_core.research.cohort import embed_cohort
 from ihgamp_core.research.manifest import Manifest as CohortManifest
 from ihgamp_core.research.store import embedding_settings, settings_difference
 from ihgamp_core.research.train import DEFAULT_INTENDED_USE, DEMO_INTENDED_USE
-from ihgamp_core.scoring import auto_batch_size
 
 from .common import console, err_console, handle_errors, scoring_progress, setup_logging
 

@@ -40,7 +40,7 @@ from ihgamp_core.analysis import (
     series_metadata_from_properties,
 )
 from ihgamp_core.analysis.contract import WSI_SOP_CLASS
-from ihgamp_core.scoring import Engine, ScoringOptions
+from ihgamp_core.hrd.engine import Engine, ScoringOptions
 from ihgamp_core.slide import SlideSource, discover_slides
 from ihgamp_core.slide.base import Slide
 

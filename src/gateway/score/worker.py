@@ -37,7 +37,7 @@ from ihgamp_core.analysis import (
     series_kind,
 )
 from ihgamp_core.errors import IhgampError, MixedPatientsError, PairingError
-from ihgamp_core.scoring import Engine, ScoringOptions
+from ihgamp_core.hrd.engine import Engine, ScoringOptions
 from ihgamp_core.slide import SlideSource
 from ihgamp_core.slide.resample import read_thumbnail
 

@@ -6,9 +6,8 @@
   metadata and site rules (:class:`SeriesMetadata`).
 * :mod:`.routing`: :func:`route`, the pure function from a study's slides to requests,
   refusals and "no analysis applies".
-* :mod:`.hrd`: :class:`HrdAnalysis`, the HRD model under the contract.
-
-The HER2 analysis lives in :mod:`ihgamp_core.her2`.
+Each analysis has its own folder beside this package: :mod:`ihgamp_core.hrd`,
+:mod:`ihgamp_core.her2`.
 """
 
 from .contract import (

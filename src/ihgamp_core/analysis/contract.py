@@ -521,7 +521,7 @@ R = TypeVar("R")
 class Analysis(Protocol[R]):
     """One model behind the gateway.
 
-    Implementations: :class:`~ihgamp_core.analysis.hrd.HrdAnalysis`,
+    Implementations: :class:`~ihgamp_core.hrd.analysis.HrdAnalysis`,
     :class:`~ihgamp_core.her2.analysis.Her2Analysis`.
     """
 

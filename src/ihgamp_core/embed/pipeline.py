@@ -61,7 +61,7 @@ Planner = Callable[[Slide], TilePlan | None]
 
 
 class SlideProgress(Protocol):
-    """Receives pipeline events (:class:`ihgamp_core.scoring.ScoringProgress` fits)."""
+    """Receives pipeline events (:class:`ihgamp_core.hrd.engine.ScoringProgress` fits)."""
 
     def slide_started(self, label: str, n_tiles: int) -> None:
         """A slide's first batch reaches the backbone."""

@@ -25,10 +25,11 @@ from ..analysis.contract import (
     request_slides,
 )
 from ..errors import ParameterError
-from ..report.codes import LOINC, LOINC_HER2_IHC
+from ..report.codes import LOINC
 from ..report.context import ReportContext
 from ..report.fhir import default_patient_system
 from ..slide.base import Slide
+from .codes import LOINC_HER2_IHC
 from .infer import Her2Options, score_her2
 from .model import Her2Model
 from .reports import Her2Report, build_her2_reports, missing_note

@@ -56,6 +56,7 @@ from ..report.heatmap import (
 )
 from ..report.sr import add_comments, device_observation_context, measurement_report_sr
 from ..report.triage import Triage
+from . import codes as h2
 from .config import CLASS_LABELS
 from .result import Her2Result
 from .triage import MISSING_HE_NOTE, MISSING_IHC_NOTE, her2_triage
@@ -134,8 +135,8 @@ def build_her2_sr(
     )
     measurements = []
     for values, concepts in (
-        (result.probabilities, c.HER2_PROBABILITY),
-        (result.tile_fractions, c.HER2_FRACTION),
+        (result.probabilities, h2.HER2_PROBABILITY),
+        (result.tile_fractions, h2.HER2_FRACTION),
     ):
         for label, value in zip(CLASS_LABELS, values or (), strict=False):
             measurements.append(
@@ -143,17 +144,17 @@ def build_her2_sr(
                     name=concepts[label], value=value, unit=c.UCUM_NO_UNITS, algorithm_id=algorithm
                 )
             )
-    score_code = c.HER2_SCORE_CODES[str(result.score)] if result.score else c.LOINC_INDETERMINATE
+    score_code = h2.HER2_SCORE_CODES[str(result.score)] if result.score else h2.LOINC_INDETERMINATE
     evaluations = [
-        QualitativeEvaluation(c.HER2_SCORE, score_code),
-        QualitativeEvaluation(c.HER2_PATH, c.HER2_PATH_CODES[result.path]),
+        QualitativeEvaluation(h2.HER2_SCORE, score_code),
+        QualitativeEvaluation(h2.HER2_PATH, h2.HER2_PATH_CODES[result.path]),
     ]
     if result.ihc_missing:
-        evaluations.append(QualitativeEvaluation(c.HER2_MISSING, c.HER2_MISSING_CODES["ihc"]))
+        evaluations.append(QualitativeEvaluation(h2.HER2_MISSING, h2.HER2_MISSING_CODES["ihc"]))
     if result.he_missing:
-        evaluations.append(QualitativeEvaluation(c.HER2_MISSING, c.HER2_MISSING_CODES["he"]))
-    evaluations.append(QualitativeEvaluation(c.TRIAGE, c.HER2_TRIAGE_CODES[triage.category]))
-    evaluations += [QualitativeEvaluation(c.QC_FLAG, c.HER2_QC_FLAGS[f]) for f in result.qc_flags]
+        evaluations.append(QualitativeEvaluation(h2.HER2_MISSING, h2.HER2_MISSING_CODES["he"]))
+    evaluations.append(QualitativeEvaluation(c.TRIAGE, h2.HER2_TRIAGE_CODES[triage.category]))
+    evaluations += [QualitativeEvaluation(c.QC_FLAG, h2.HER2_QC_FLAGS[f]) for f in result.qc_flags]
     bases = [slide.base for slide in context.slides]
     group = MeasurementsAndQualitativeEvaluations(
         tracking_identifier=TrackingIdentifier(
@@ -171,7 +172,7 @@ def build_her2_sr(
         description += " no IHC"
     return measurement_report_sr(
         group,
-        c.HER2_PROCEDURE,
+        h2.HER2_PROCEDURE,
         device_observation_context(m.name, f"{m.name} {m.version}", ids.device_uid, context),
         context,
         ids,
@@ -221,8 +222,8 @@ def build_her2_segmentation(result: Her2Result, source: Any, series_uid: str, so
         hd.seg.SegmentDescription(
             segment_number=k + 1,
             segment_label=f"HER2 {label} (AI estimate)",
-            segmented_property_category=c.HER2_SEGMENT_CATEGORY,
-            segmented_property_type=c.HER2_SEGMENT_TYPES[label],
+            segmented_property_category=h2.HER2_SEGMENT_CATEGORY,
+            segmented_property_type=h2.HER2_SEGMENT_TYPES[label],
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algorithm,
         )
@@ -323,15 +324,15 @@ def build_her2_bundle(
         for label, value in zip(CLASS_LABELS, result.probabilities or (), strict=False):
             components.append(
                 {
-                    "code": {"coding": [local_coding(c.HER2_PROBABILITY[label])]},
+                    "code": {"coding": [local_coding(h2.HER2_PROBABILITY[label])]},
                     "valueQuantity": quantity(value, "1", "probability"),
                 }
             )
         components.append(
             {
-                "code": {"coding": [local_coding(c.HER2_PATH)]},
+                "code": {"coding": [local_coding(h2.HER2_PATH)]},
                 "valueCodeableConcept": {
-                    "coding": [local_coding(c.HER2_PATH_CODES[result.path])],
+                    "coding": [local_coding(h2.HER2_PATH_CODES[result.path])],
                     "text": str(result.path),
                 },
             }
@@ -340,9 +341,9 @@ def build_her2_bundle(
             if flag:
                 components.append(
                     {
-                        "code": {"coding": [local_coding(c.HER2_MISSING)]},
+                        "code": {"coding": [local_coding(h2.HER2_MISSING)]},
                         "valueCodeableConcept": {
-                            "coding": [local_coding(c.HER2_MISSING_CODES[missing])]
+                            "coding": [local_coding(h2.HER2_MISSING_CODES[missing])]
                         },
                     }
                 )
@@ -350,7 +351,7 @@ def build_her2_bundle(
             {
                 "code": {"coding": [local_coding(c.TRIAGE)]},
                 "valueCodeableConcept": {
-                    "coding": [local_coding(c.HER2_TRIAGE_CODES[triage.category])],
+                    "coding": [local_coding(h2.HER2_TRIAGE_CODES[triage.category])],
                     "text": triage.text,
                 },
             }
@@ -359,10 +360,10 @@ def build_her2_bundle(
             components.append(
                 {
                     "code": {"coding": [local_coding(c.QC_FLAG)]},
-                    "valueCodeableConcept": {"coding": [local_coding(c.HER2_QC_FLAGS[flag_name])]},
+                    "valueCodeableConcept": {"coding": [local_coding(h2.HER2_QC_FLAGS[flag_name])]},
                 }
             )
-        answer = c.HER2_SCORE_CODES[str(result.score)] if result.score else c.LOINC_INDETERMINATE
+        answer = h2.HER2_SCORE_CODES[str(result.score)] if result.score else h2.LOINC_INDETERMINATE
         value_text = f"HER2 {result.score} (AI estimate)" if result.score else "No result (QC flag)"
         sources = {
             ModalityPath.DUAL: "H&E and HER2 IHC",
@@ -374,7 +375,7 @@ def build_her2_bundle(
                 **frame,
                 "code": {
                     "coding": [
-                        coding(c.LOINC, c.LOINC_HER2_IHC, c.LOINC_HER2_IHC_DISPLAY),
+                        coding(c.LOINC, h2.LOINC_HER2_IHC, h2.LOINC_HER2_IHC_DISPLAY),
                         coding(
                             c.FHIR_LOCAL,
                             "HER2-EST-IMAGE",

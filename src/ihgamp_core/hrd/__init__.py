@@ -1,6 +1,7 @@
-"""HRD from H&E morphology (IHGAMP): the analysis' own folder (its declaration so far).
+"""HRD from H&E morphology (IHGAMP): the analysis' own folder.
 
-The engine (:mod:`ihgamp_core.scoring`), result (:mod:`ihgamp_core.result`), reports
-(:mod:`ihgamp_core.report`) and contract adapter (:mod:`ihgamp_core.analysis.hrd`) move
-here next; :mod:`.spec` is importable without the model (routing reads it).
+:mod:`.spec` (name and applicability; importable without the model, routing reads it),
+:mod:`.engine` (backbone + head over a case's tiles), :mod:`.result` (the case result),
+:mod:`.analysis` (the contract's adapter). Its reports are built from the shared kit of
+:mod:`ihgamp_core.report`.
 """

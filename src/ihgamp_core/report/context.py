@@ -1,6 +1,6 @@
 """What the report builders need from the source DICOM headers, and stable output UIDs.
 
-The engine's :class:`~ihgamp_core.result.CaseResult` carries no patient data. Reports
+The engine's :class:`~ihgamp_core.hrd.result.CaseResult` carries no patient data. Reports
 do: they copy the patient and study modules from the slides (DICOM SR), or name the
 patient by identifier (FHIR). :class:`ReportContext` gathers those headers (read without
 pixel data) per slide.
@@ -17,7 +17,6 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from ..errors import MixedPatientsError
-from ..result import CaseResult
 from ..uids import derived_uid
 
 __all__ = [
@@ -26,8 +25,6 @@ __all__ = [
     "SlideHeaders",
     "Supersedes",
     "derive_output_ids",
-    "model_key",
-    "output_ids",
 ]
 
 
@@ -334,11 +331,6 @@ class ReportContext:
         return str(self.first.StudyInstanceUID)
 
 
-def model_key(result: CaseResult) -> str:
-    """Identify head + backbone + preset of a result."""
-    return result.model.key
-
-
 @dataclass(frozen=True)
 class OutputIds:
     """Stable identifiers of everything produced for one result.
@@ -393,11 +385,3 @@ def derive_output_ids(
         observation_identifier=digest[:40],
         device_identifier=device_digest,
     )
-
-
-def output_ids(result: CaseResult) -> OutputIds:
-    """Compute the stable identifiers of an HRD result's outputs."""
-    study = result.slides[0].info.study_instance_uid or result.case_id
-    inputs = [uid for s in result.slides for uid in s.info.sop_instance_uids]
-    tiling = repr(sorted(result.tiling.items()))
-    return derive_output_ids(study, model_key(result), tiling, inputs, len(result.slides))

@@ -31,19 +31,14 @@ from fhir.resources.R4B.imagingstudy import ImagingStudy
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.provenance import Provenance
 
-from ..result import Call, CaseResult
 from . import codes as c
 from .context import OutputIds, ReportContext, Supersedes
-from .triage import Triage
 
 __all__ = [
     "DEVICE_SYSTEM",
     "OBSERVATION_SYSTEM",
     "PROVENANCE_TAG_SYSTEM",
-    "build_bundle",
-    "build_device",
     "build_imaging_study",
-    "build_observation",
     "coding",
     "default_patient_system",
     "resolved_resources",
@@ -61,12 +56,6 @@ DICOM_UID_SYSTEM = "urn:dicom:uid"
 DICOM_DCM = "http://dicom.nema.org/resources/ontology/DCM"
 UCUM = "http://unitsofmeasure.org"
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
-
-_INTERPRETATION = {
-    Call.HRD_LIKELY: ("POS", "Positive"),
-    Call.HRD_UNLIKELY: ("NEG", "Negative"),
-    Call.NO_CALL: ("IND", "Indeterminate"),
-}
 
 PatientSystem = Callable[[str | None], str]
 
@@ -116,24 +105,6 @@ def device_resource(
             ],
             "note": [{"text": note}],
         }
-    )
-
-
-def build_device(result: CaseResult, ids: OutputIds) -> Device:
-    """The model as a FHIR Device (name, version, backbone identity, intended use)."""
-    m = result.model
-    return device_resource(
-        ids,
-        m.display_name,
-        m.head_name,
-        "AI software: HRD estimate from H&E whole-slide image morphology",
-        m.head_version,
-        [
-            ("backbone", f"{m.backbone.architecture} {m.backbone.weights}"),
-            ("preset", m.preset),
-            ("endpoint", m.endpoint),
-        ],
-        m.intended_use,
     )
 
 
@@ -208,116 +179,6 @@ def observation_frame(
 def quantity(value: float, code: str, unit: str) -> dict[str, Any]:
     """A UCUM Quantity rounded to 6 decimals."""
     return {"value": round(float(value), 6), "unit": unit, "system": UCUM, "code": code}
-
-
-def build_observation(
-    result: CaseResult,
-    triage: Triage,
-    context: ReportContext,
-    ids: OutputIds,
-    device_ref: str,
-    patient_system: PatientSystem = default_patient_system,
-    issued: dt.datetime | None = None,
-    supersedes: Supersedes | None = None,
-) -> Observation:
-    """The HRD estimate as a FHIR Observation (see the module docstring).
-
-    With ``supersedes``, the Observation keeps the identifier of the result it replaces
-    (first) and adds its own, and its status is ``amended``.
-
-    Raises
-    ------
-    ValueError
-        If the source study has no Patient ID (a result needs a subject).
-    """
-    issued = issued or dt.datetime.now(dt.UTC)
-    frame = observation_frame(
-        ids,
-        context,
-        device_ref,
-        result.model.display_name,
-        result.created,
-        (triage.text, triage.statement),
-        patient_system,
-        issued,
-        supersedes,
-    )
-    components: list[dict[str, Any]] = []
-    if result.probability is not None:
-        components.append(
-            {
-                "code": {"coding": [local_coding(c.HRD_PROBABILITY)]},
-                "valueQuantity": quantity(result.probability, "1", "probability"),
-            }
-        )
-    if result.score is not None:
-        components.append(
-            {
-                "code": {"coding": [local_coding(c.HRD_SCORE)]},
-                "valueQuantity": quantity(result.score, "{score}", "score"),
-            }
-        )
-    components.append(
-        {
-            "code": {"coding": [local_coding(c.OPERATING_THRESHOLD)]},
-            "valueQuantity": quantity(result.threshold, "1", "probability"),
-        }
-    )
-    components.append(
-        {
-            "code": {"coding": [local_coding(c.TRIAGE)]},
-            "valueCodeableConcept": {
-                "coding": [local_coding(c.TRIAGE_CODES[triage.category])],
-                "text": triage.text,
-            },
-        }
-    )
-    for flag in result.qc_flags:
-        components.append(
-            {
-                "code": {"coding": [local_coding(c.QC_FLAG)]},
-                "valueCodeableConcept": {"coding": [local_coding(c.QC_FLAGS[flag])]},
-            }
-        )
-    interp_code, interp_display = _INTERPRETATION[result.call]
-    call_code = c.CALL_CODES[result.call]
-    return Observation.model_validate(
-        {
-            **frame,
-            "code": {
-                "coding": [
-                    coding(c.LOINC, c.LOINC_HRD, c.LOINC_HRD_DISPLAY),
-                    coding(
-                        c.FHIR_LOCAL,
-                        "HRD-EST-IMAGE",
-                        "HRD status, AI estimate from H&E whole-slide image morphology",
-                    ),
-                ],
-                "text": "HRD status: AI estimate from H&E morphology (not a molecular test)",
-            },
-            "method": {
-                "coding": [
-                    coding(
-                        c.FHIR_LOCAL,
-                        "AI-HE-WSI",
-                        "AI estimate from H&E whole-slide image morphology",
-                    )
-                ],
-                "text": (
-                    f"Image-based AI estimate ({result.model.display_name}, backbone "
-                    f"{result.model.backbone.describe()}); not a molecular assay"
-                ),
-            },
-            "valueCodeableConcept": {
-                "coding": [local_coding(call_code)],
-                "text": call_code.meaning,
-            },
-            "interpretation": [
-                {"coding": [coding(c.FHIR_INTERPRETATION, interp_code, interp_display)]}
-            ],
-            "component": components,
-        }
-    )
 
 
 def transaction_bundle(
@@ -555,30 +416,3 @@ def resolved_resources(
         out.append(resolved)
     out.append(imaging_study.model_dump(mode="json", exclude_none=True))
     return out
-
-
-def build_bundle(
-    result: CaseResult,
-    triage: Triage,
-    context: ReportContext,
-    ids: OutputIds,
-    patient_system: PatientSystem = default_patient_system,
-    issued: dt.datetime | None = None,
-    supersedes: Supersedes | None = None,
-) -> Bundle:
-    """The transaction Bundle: Device, Observation and Provenance, conditionally created.
-
-    With ``supersedes`` the Observation amends the earlier result's in place.
-    """
-    issued = issued or dt.datetime.now(dt.UTC)
-    return transaction_bundle(
-        ids,
-        build_device(result, ids),
-        lambda device_url: build_observation(
-            result, triage, context, ids, device_url, patient_system, issued, supersedes
-        ),
-        context,
-        "HRD estimation from H&E whole-slide images (IHGAMP)",
-        issued,
-        supersedes,
-    )

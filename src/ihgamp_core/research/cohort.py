@@ -12,8 +12,8 @@ from numpy.typing import NDArray
 
 from ..embed.backbone import Backbone, BackboneIdentity
 from ..errors import IhgampError, ParameterError
+from ..hrd.engine import ScoringProgress, embed_slide
 from ..params import Preset
-from ..scoring import ScoringProgress, embed_slide
 from ..slide.opener import discover_slides
 from .manifest import SPLITS, Manifest, name_some
 from .store import EmbeddingStore
@@ -71,7 +71,7 @@ def embed_cohort(
     on_slide : callable, optional
         Called with (case id, slide, outcome) after each slide.
     path : {"fast", "reference"}
-        Embedding path (:class:`ihgamp_core.scoring.ScoringOptions`).
+        Embedding path (:class:`ihgamp_core.hrd.engine.ScoringOptions`).
     """
     summary = EmbedSummary()
     store.clean_partial()

@@ -25,7 +25,7 @@ from ihgamp_core.analysis import (
     Stain,
     request_slides,
 )
-from ihgamp_core.scoring import Engine, ScoringOptions
+from ihgamp_core.hrd.engine import Engine, ScoringOptions
 from ihgamp_core.slide import open_slide
 from ihgamp_core.slide.base import Slide
 from ihgamp_core.synthetic.samples import SampleCase

@@ -13,7 +13,7 @@ import pytest
 
 from gateway.catalog.deliveries import DeliveryStore
 from gateway.dispatch.dispatcher import Dispatcher
-from ihgamp_core.scoring import Engine
+from ihgamp_core.hrd.engine import Engine
 from ihgamp_core.synthetic.samples import SampleCase
 from support.fhir_peer import fhir_server
 from support.gateway import dataset_bytes, free_port, make_settings

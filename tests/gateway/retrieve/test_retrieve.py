@@ -22,7 +22,7 @@ from gateway.catalog.pull_cursors import PullCursorStore
 from gateway.cli.app import app
 from gateway.errors import RemoteError
 from gateway.service import Gateway
-from ihgamp_core.scoring import Engine
+from ihgamp_core.hrd.engine import Engine
 from ihgamp_core.synthetic.samples import SampleCase
 from support.gateway import free_port, make_settings, wait_for
 from support.orthanc import Orthanc, orthanc

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gateway.web import HttpServer
-from ihgamp_core.scoring import Engine
+from ihgamp_core.hrd.engine import Engine
 from ihgamp_core.synthetic.samples import SampleCase
 from support.gateway import make_settings, settings_dict, write_toml
 from support.reports import Reported, make_reported

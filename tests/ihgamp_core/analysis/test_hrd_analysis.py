@@ -17,12 +17,13 @@ from ihgamp_core.analysis import (
     route,
     series_metadata_from_dataset,
 )
-from ihgamp_core.analysis.hrd import HrdAnalysis, hrd_document
 from ihgamp_core.errors import ParameterError
 from ihgamp_core.her2.analysis import HER2_APPLICABILITY
-from ihgamp_core.report import ReportContext, build_reports
-from ihgamp_core.result import result_to_dict
-from ihgamp_core.scoring import Engine, ScoringOptions
+from ihgamp_core.hrd.analysis import HrdAnalysis, hrd_document
+from ihgamp_core.hrd.engine import Engine, ScoringOptions
+from ihgamp_core.hrd.reports import build_reports
+from ihgamp_core.hrd.result import result_to_dict
+from ihgamp_core.report import ReportContext
 from ihgamp_core.slide import DicomSlide
 
 pytestmark = pytest.mark.slow

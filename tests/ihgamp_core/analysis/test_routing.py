@@ -24,9 +24,9 @@ from ihgamp_core.analysis import (
     series_metadata_from_dataset,
     series_metadata_from_properties,
 )
-from ihgamp_core.analysis.hrd import HRD_APPLICABILITY
 from ihgamp_core.errors import ParameterError
 from ihgamp_core.her2.analysis import HER2_APPLICABILITY
+from ihgamp_core.hrd.analysis import HRD_APPLICABILITY
 
 pytestmark = pytest.mark.unit
 

@@ -20,8 +20,8 @@ from ihgamp_core.analysis import (
     series_kind,
     series_metadata_from_dataset,
 )
-from ihgamp_core.analysis.hrd import HRD_APPLICABILITY
 from ihgamp_core.errors import ParameterError
+from ihgamp_core.hrd.analysis import HRD_APPLICABILITY
 
 pytestmark = pytest.mark.unit
 

@@ -21,8 +21,8 @@ from ihgamp_core.embed.pipeline import PipelineOptions, embed_slides
 from ihgamp_core.embed.tensor_preprocess import make_tensor_preprocessor
 from ihgamp_core.errors import SlideReadError
 from ihgamp_core.head import HeadArtifact
+from ihgamp_core.hrd.engine import Engine, ScoringOptions
 from ihgamp_core.params import get_preset
-from ihgamp_core.scoring import Engine, ScoringOptions
 from ihgamp_core.slide import open_slide
 from ihgamp_core.synthetic.samples import SampleCase
 from ihgamp_core.tiling import TilePlan, plan_tiles

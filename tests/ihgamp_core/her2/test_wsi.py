@@ -28,9 +28,9 @@ from ihgamp_core.analysis import (
     route,
     series_metadata_from_dataset,
 )
-from ihgamp_core.analysis.hrd import HRD_APPLICABILITY
 from ihgamp_core.embed.extract import read_planned_tile
 from ihgamp_core.errors import PairingError, ParameterError
+from ihgamp_core.her2 import codes as h2
 from ihgamp_core.her2.analysis import HER2_APPLICABILITY, Her2Analysis
 from ihgamp_core.her2.infer import Her2Options, score_her2
 from ihgamp_core.her2.model import Her2Model, load_her2
@@ -43,9 +43,9 @@ from ihgamp_core.her2.result import (
 )
 from ihgamp_core.her2.samples import Her2SampleCase, build_her2_samples
 from ihgamp_core.her2.triage import MISSING_HE_NOTE, MISSING_IHC_NOTE
+from ihgamp_core.hrd.analysis import HRD_APPLICABILITY
 from ihgamp_core.params import TilingParams
 from ihgamp_core.report import ReportContext
-from ihgamp_core.report import codes as c
 from ihgamp_core.slide import DicomSlide, open_slide
 from ihgamp_core.slide.resample import read_thumbnail
 from ihgamp_core.tiling import plan_tiles
@@ -185,12 +185,12 @@ def test_dual_path_on_an_he_ihc_pair(
 
     assert _dciodvfy(report.sr, tmp_path, "sr") == []
     items = _sr_items(report.sr)
-    assert (c.HER2_SCORE.value, c.HER2_SCORE_CODES[case.score].value) in items
-    assert (c.HER2_PATH.value, c.HER2_PATH_CODES[ModalityPath.DUAL].value) in items
-    assert not [v for name, v in items if name == c.HER2_MISSING.value]
+    assert (h2.HER2_SCORE.value, h2.HER2_SCORE_CODES[case.score].value) in items
+    assert (h2.HER2_PATH.value, h2.HER2_PATH_CODES[ModalityPath.DUAL].value) in items
+    assert not [v for name, v in items if name == h2.HER2_MISSING.value]
     assert report.sr.StudyInstanceUID == case.identity["study_instance_uid"]
-    from ihgamp_core.report.heatmap import PM_SERIES_NUMBER
-    from ihgamp_core.report.sr import SR_SERIES_NUMBER
+    from ihgamp_core.hrd.maps import PM_SERIES_NUMBER
+    from ihgamp_core.hrd.sr import SR_SERIES_NUMBER
 
     numbers = {report.sr.SeriesNumber} | {h.dataset.SeriesNumber for h in report.heatmaps}
     assert not numbers & {SR_SERIES_NUMBER, PM_SERIES_NUMBER}  # apart from HRD's series
@@ -207,7 +207,7 @@ def test_dual_path_on_an_he_ihc_pair(
     codings = {(x["system"], x["code"]) for x in observation["code"]["coding"]}
     assert ("http://loinc.org", "85319-2") in codings
     value = {(x["system"], x["code"]) for x in observation["valueCodeableConcept"]["coding"]}
-    assert ("http://loinc.org", c.HER2_SCORE_CODES[case.score].value) in value
+    assert ("http://loinc.org", h2.HER2_SCORE_CODES[case.score].value) in value
     assert observation["meta"]["security"][0]["code"] == "AIAST"
     assert any("DEMO" in n["text"] for n in observation["note"])
     assert report.observation_code == ("http://loinc.org", "85319-2")
@@ -230,8 +230,8 @@ def test_he_only_path_says_the_ihc_is_missing_in_every_output(
 
     assert _dciodvfy(report.sr, tmp_path, "sr") == []
     items = _sr_items(report.sr)
-    assert (c.HER2_MISSING.value, c.HER2_MISSING_CODES["ihc"].value) in items
-    assert (c.HER2_PATH.value, c.HER2_PATH_CODES[ModalityPath.HE_ONLY].value) in items
+    assert (h2.HER2_MISSING.value, h2.HER2_MISSING_CODES["ihc"].value) in items
+    assert (h2.HER2_PATH.value, h2.HER2_PATH_CODES[ModalityPath.HE_ONLY].value) in items
     assert MISSING_IHC_NOTE in [v for _, v in items]
     assert "no IHC" in report.sr.SeriesDescription
 
@@ -241,7 +241,7 @@ def test_he_only_path_says_the_ihc_is_missing_in_every_output(
         for comp in observation["component"]
         if "valueCodeableConcept" in comp
     }
-    assert components[c.HER2_MISSING.value] == c.HER2_MISSING_CODES["ihc"].value
+    assert components[h2.HER2_MISSING.value] == h2.HER2_MISSING_CODES["ihc"].value
     assert any(n["text"] == MISSING_IHC_NOTE for n in observation["note"])
     assert "H&E only" in observation["method"]["text"]
 
@@ -267,7 +267,7 @@ def test_ihc_only_path_flags_the_missing_he(
     result, report = _run(analysis, request, files, case.case_id)
     assert result.path is ModalityPath.IHC_ONLY and result.he_missing and result.n_tiles >= 40
     items = _sr_items(report.sr)
-    assert (c.HER2_MISSING.value, c.HER2_MISSING_CODES["he"].value) in items
+    assert (h2.HER2_MISSING.value, h2.HER2_MISSING_CODES["he"].value) in items
     assert MISSING_HE_NOTE in [v for _, v in items]
     assert report.triage.category == "confirm-without-he"
     assert _dciodvfy(report.sr, tmp_path, "sr") == []

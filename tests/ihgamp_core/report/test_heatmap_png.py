@@ -9,8 +9,8 @@ import pytest
 from matplotlib import colormaps
 from PIL import Image
 
-from ihgamp_core.report.heatmap import overlay_png
-from ihgamp_core.result import SlideResult, TileScores
+from ihgamp_core.hrd.maps import overlay_png
+from ihgamp_core.hrd.result import SlideResult, TileScores
 from ihgamp_core.slide.base import SlideInfo
 
 pytestmark = pytest.mark.unit

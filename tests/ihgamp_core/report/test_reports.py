@@ -17,12 +17,14 @@ from fhir.resources.R4B.observation import Observation
 from PIL import Image
 from pydicom.filebase import DicomBytesIO
 
-from ihgamp_core.report import CaseReport, ReportContext, build_reports, output_ids
+from ihgamp_core.hrd import codes as hc
+from ihgamp_core.hrd.engine import Engine, ScoringOptions
+from ihgamp_core.hrd.maps import tile_grid
+from ihgamp_core.hrd.reports import CaseReport, build_reports, output_ids
+from ihgamp_core.hrd.result import Call, CaseResult, QCFlag
+from ihgamp_core.hrd.triage import DISCLAIMER, TriagePolicy, triage
+from ihgamp_core.report import ReportContext
 from ihgamp_core.report import codes as c
-from ihgamp_core.report.heatmap import tile_grid
-from ihgamp_core.report.triage import DISCLAIMER, TriagePolicy, triage
-from ihgamp_core.result import Call, CaseResult, QCFlag
-from ihgamp_core.scoring import Engine, ScoringOptions
 from ihgamp_core.slide import discover_slides
 from ihgamp_core.slide.resample import read_thumbnail
 from ihgamp_core.synthetic.samples import SampleCase
@@ -86,12 +88,12 @@ def test_sr_is_valid_and_reads_back(
     assert ds.CodingSchemeIdentificationSequence[0].CodingSchemeDesignator == "99IHGAMP"
     (group,) = sr.content.get_image_measurement_groups()
     values = {m.name.value: m.value for m in group.get_measurements()}
-    assert values[c.HRD_PROBABILITY.value] == pytest.approx(result.probability)
-    assert values[c.HRD_SCORE.value] == pytest.approx(result.score)
-    assert values[c.OPERATING_THRESHOLD.value] == pytest.approx(result.threshold)
+    assert values[hc.HRD_PROBABILITY.value] == pytest.approx(result.probability)
+    assert values[hc.HRD_SCORE.value] == pytest.approx(result.score)
+    assert values[hc.OPERATING_THRESHOLD.value] == pytest.approx(result.threshold)
     evaluations = {e.name.value: e.value.value for e in group.get_qualitative_evaluations()}
-    assert evaluations[c.HRD_CALL.value] == c.CALL_CODES[result.call].value
-    assert evaluations[c.TRIAGE.value] == c.TRIAGE_CODES[report.triage.category].value
+    assert evaluations[hc.HRD_CALL.value] == hc.CALL_CODES[result.call].value
+    assert evaluations[c.TRIAGE.value] == hc.TRIAGE_CODES[report.triage.category].value
     items = list(_walk(ds.ContentSequence))
     texts = {name: [v for n, v in items if n == name] for name, _ in items}
     assert "IHGAMP HRD" in texts["Algorithm Name"]
@@ -196,7 +198,7 @@ def test_fhir_bundle_codes_and_values(
     assert float(components["HRD-T"].valueQuantity.value) == pytest.approx(
         result.threshold, abs=1e-6
     )
-    assert obs.valueCodeableConcept.coding[0].code == c.CALL_CODES[result.call].value
+    assert obs.valueCodeableConcept.coding[0].code == hc.CALL_CODES[result.call].value
     notes = " ".join(n.text for n in obs.note)
     assert DISCLAIMER in notes and "not for clinical use" in notes
     expected_interp = {Call.HRD_LIKELY: "POS", Call.HRD_UNLIKELY: "NEG", Call.NO_CALL: "IND"}

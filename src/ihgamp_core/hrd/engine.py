@@ -16,14 +16,16 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from . import __version__
-from .embed.backbone import Backbone
-from .embed.extract import SlideEmbeddings, embed_plan
-from .embed.pipeline import PipelineOptions, embed_slides
-from .embed.preprocess import Preprocessor, make_preprocessor
-from .errors import NoUsableLevelError, ParameterError
-from .head.artifact import HeadArtifact
-from .params import Preset
+from .. import __version__
+from ..embed.backbone import Backbone
+from ..embed.extract import SlideEmbeddings, embed_plan
+from ..embed.pipeline import PipelineOptions, embed_slides
+from ..embed.preprocess import Preprocessor, make_preprocessor
+from ..errors import NoUsableLevelError, ParameterError
+from ..head.artifact import HeadArtifact
+from ..params import Preset
+from ..slide.base import Slide
+from ..tiling import TilePlan, plan_tiles
 from .result import (
     Call,
     CaseResult,
@@ -34,8 +36,6 @@ from .result import (
     TileScores,
     Timings,
 )
-from .slide.base import Slide
-from .tiling import TilePlan, plan_tiles
 
 __all__ = ["Engine", "ScoringOptions", "ScoringProgress", "auto_batch_size", "embed_slide"]
 

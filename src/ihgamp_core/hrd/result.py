@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .embed.backbone import BackboneIdentity
-from .slide.base import SlideInfo
+from ..embed.backbone import BackboneIdentity
+from ..slide.base import SlideInfo
 
 __all__ = [
     "RESULT_SCHEMA",

@@ -1,7 +1,7 @@
 """HRD as an analysis under the contract: the existing engine and reports, unchanged.
 
 :class:`HrdAnalysis` adds nothing to the HRD model: :meth:`~HrdAnalysis.run` is
-:meth:`~ihgamp_core.scoring.Engine.score_case` on the request's H&E slides, and
+:meth:`~ihgamp_core.hrd.engine.Engine.score_case` on the request's H&E slides, and
 :meth:`~HrdAnalysis.report` is :func:`~ihgamp_core.report.build_reports`. The tests prove
 that results, SR and FHIR are identical to calling those directly.
 """
@@ -11,15 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import ParameterError
-from ..hrd.spec import HRD_APPLICABILITY
-from ..report import CaseReport, ReportContext, TriagePolicy, build_reports
-from ..report.codes import LOINC, LOINC_HRD
-from ..report.fhir import default_patient_system
-from ..result import CaseResult, result_to_dict
-from ..scoring import Engine, ScoringOptions
-from ..slide.base import Slide
-from .contract import (
+from ..analysis.contract import (
     AnalysisName,
     AnalysisOutcome,
     AnalysisReport,
@@ -31,6 +23,17 @@ from .contract import (
     SeriesInput,
     request_slides,
 )
+from ..errors import ParameterError
+from ..report import ReportContext
+from ..report.codes import LOINC
+from ..report.fhir import default_patient_system
+from ..slide.base import Slide
+from .codes import LOINC_HRD
+from .engine import Engine, ScoringOptions
+from .reports import CaseReport, build_reports
+from .result import CaseResult, result_to_dict
+from .spec import HRD_APPLICABILITY
+from .triage import TriagePolicy
 
 __all__ = ["HRD_APPLICABILITY", "HrdAnalysis", "hrd_document"]
 
