@@ -194,7 +194,7 @@ def case_equivalence(backbone: Any, max_tiles: int, reference: Any = None) -> di
     (default: the same backbone). The issue's bound is probabilities equal to 3
     decimals, i.e. within 0.0005, and the same call.
     """
-    from gateway.models import demo_head_path
+    from gateway.analyses.engine import demo_head_path
     from ihgamp_core.head import load_head
     from ihgamp_core.hrd.engine import Engine, ScoringOptions
     from ihgamp_core.slide import open_slide

@@ -9,13 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ihgamp_core.hrd.engine import Engine
-
+from .analyses.engine import Engine, load_engine, target_max_mpp
 from .catalog import Catalog, JobStore
 from .catalog.leases import LEADER_LEASE, NamedLease
 from .config import QueueBackend, Settings
 from .lifecycle import StudyLifecycle
-from .models import load_engine, target_max_mpp
 from .queue.base import JobQueue
 from .queue.inprocess import InProcessQueue, worker_owner
 from .queue.runner import JobProcessor, JobRunner
@@ -80,9 +78,10 @@ def make_processor(
     on_reported: Callable[[str], None] | None = None,
 ) -> tuple[JobProcessor, Engine]:
     """Load the model (once) and build the scoring job processor."""
+    from .analyses.engine import scoring_options
     from .outbox import Outbox
     from .report.writer import ReportWriter
-    from .score.worker import AnalysisModels, ScoreProcessor, scoring_options
+    from .score.worker import AnalysisModels, ScoreProcessor
 
     m = settings.model
     engine = engine or load_engine(m.head, m.backbone_checkpoint, m.device, m.precision)

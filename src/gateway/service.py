@@ -19,9 +19,8 @@ import threading
 from types import FrameType
 from typing import Any
 
-from ihgamp_core.hrd.engine import Engine
-
 from . import analyses, metrics
+from .analyses.engine import Engine, model_key
 from .config import QueueBackend, Settings
 from .dispatch.dispatcher import Dispatcher
 from .errors import ConfigError
@@ -33,7 +32,6 @@ from .resources import http_connection_budget, open_descriptors
 from .retrieve import AutoPuller, RetrieveService
 from .retrieve.pulls import PullDesk, PullRunner
 from .roles import Role, problems
-from .score.worker import model_key
 from .spool import Spool
 from .web import HttpLimits, HttpServer, create_app
 

@@ -90,7 +90,7 @@ def her2_demo_path() -> Path:
     AnalysisLoadError
         If it is missing (the message says which variable to set).
     """
-    from ..models import repo_root
+    from .engine import repo_root
 
     configured = os.environ.get(HER2_DEMO_ENV)
     path = (

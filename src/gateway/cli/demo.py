@@ -15,8 +15,8 @@ from ihgamp_core.hrd.result import Call, CaseResult, result_to_json
 from ihgamp_core.slide import discover_slides
 from ihgamp_core.synthetic.samples import SampleCase, build_samples
 
+from ..analyses.engine import load_engine, repo_root
 from ..demo import DemoOutcome
-from ..models import load_engine, repo_root
 from .common import console, handle_errors, scoring_progress, setup_logging
 
 __all__ = ["DEMO_MAX_TILES", "demo", "sample_data"]

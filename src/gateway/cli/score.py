@@ -40,13 +40,12 @@ from ihgamp_core.analysis import (
     series_metadata_from_properties,
 )
 from ihgamp_core.analysis.contract import WSI_SOP_CLASS
-from ihgamp_core.hrd.engine import Engine, ScoringOptions
 from ihgamp_core.slide import SlideSource, discover_slides
 from ihgamp_core.slide.base import Slide
 
 from .. import analyses as registry
 from ..analyses import AnalysisEntry, AnalysisLoadError, LoadContext
-from ..models import load_engine
+from ..analyses.engine import Engine, ScoringOptions, load_engine
 from .common import (
     ResultRow,
     console,

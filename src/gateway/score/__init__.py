@@ -1,5 +1,5 @@
-"""Scoring queued studies with the engine."""
+"""Scoring queued studies: each job's analysis on its series, through the contract."""
 
-from .worker import ScoreProcessor, model_key
+from .worker import ScoreProcessor
 
-__all__ = ["ScoreProcessor", "model_key"]
+__all__ = ["ScoreProcessor"]

@@ -37,14 +37,14 @@ from ihgamp_core.analysis import (
     series_kind,
 )
 from ihgamp_core.errors import IhgampError, MixedPatientsError, PairingError
-from ihgamp_core.hrd.engine import Engine, ScoringOptions
 from ihgamp_core.slide import SlideSource
 from ihgamp_core.slide.resample import read_thumbnail
 
 from .. import analyses as registry
 from ..analyses import AnalysisLoadError, LoadContext
+from ..analyses.engine import Engine, ScoringOptions
 from ..catalog import AnalysisStore, Catalog, ClaimedJob, ResultManifest
-from ..config import AnalysesSettings, ModelSettings
+from ..config import AnalysesSettings
 from ..errors import ResultUnchangedError, ResultWithheldError
 from ..queue.inprocess import PermanentJobError
 from ..report.writer import ReportWriter
@@ -52,28 +52,10 @@ from ..report.writer import ReportWriter
 __all__ = [
     "AnalysisModels",
     "ScoreProcessor",
-    "model_key",
     "request_from_dict",
-    "scoring_options",
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def model_key(engine: Engine) -> str:
-    """Identify head + backbone, to know whether a study was scored with this model."""
-    return engine.model.key[:160]
-
-
-def scoring_options(settings: ModelSettings) -> ScoringOptions:
-    """The engine's run-time options from ``[model]``."""
-    return ScoringOptions(
-        max_tiles=settings.max_tiles,
-        min_tiles=settings.min_tiles,
-        batch_size=settings.batch_size,
-        workers=settings.readers,
-        path=settings.pipeline,
-    )
 
 
 def request_from_dict(data: Mapping[str, Any]) -> AnalysisRequest:

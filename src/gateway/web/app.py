@@ -27,8 +27,8 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ihgamp_core import __version__
-from ihgamp_core.hrd.result import ModelIdentity
 
+from ..analyses.engine import ModelIdentity
 from ..catalog import Catalog, JobStore
 from ..config import Settings
 from ..lifecycle import RowSubmitter, StudyLifecycle

@@ -19,8 +19,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from ihgamp_core import __version__
-from ihgamp_core.hrd.result import ModelIdentity
 
+from ..analyses.engine import ModelIdentity
 from ..catalog import (
     AnalysisResultView,
     AnalysisStore,

@@ -1,4 +1,10 @@
-"""Finding and loading the model files an operator points to (or the DEMO models)."""
+"""The ``[model]`` engine: the backbone + head a worker loads once, HRD's model.
+
+The registry's entries with ``uses_engine`` (HRD) are built on it (:class:`LoadContext`'s
+``engine``); the rest of the gateway holds it as an opaque resource (loaded at start-up,
+its identity on the status page, its key for the auto-pull). Finding and loading the
+model files an operator points to, or the DEMO head.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +16,18 @@ from ihgamp_core.embed import OpenClipBackbone, resolve_device
 from ihgamp_core.embed.openclip import Precision
 from ihgamp_core.errors import ArtifactError
 from ihgamp_core.head import HeadArtifact, load_head
-from ihgamp_core.hrd.engine import Engine
+from ihgamp_core.hrd.engine import Engine, ScoringOptions
+from ihgamp_core.hrd.result import ModelIdentity
+
+from ..config.runtime import ModelSettings
 
 __all__ = [
     "DEMO_HEAD_ENV",
+    "Engine",
+    "ModelIdentity",
+    "ScoringOptions",
+    "model_key",
+    "scoring_options",
     "demo_head_path",
     "load_engine",
     "repo_root",
@@ -28,7 +42,7 @@ DEMO_HEAD_ENV = "IHGAMP_DEMO_HEAD"
 
 def repo_root() -> Path:
     """Return the source checkout this package runs from (``src/gateway`` -> root)."""
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[3]
 
 
 def demo_head_path() -> Path:
@@ -116,3 +130,19 @@ def target_max_mpp(head: Path | None) -> float | None:
     if tiling.target_mpp is None:
         return None
     return tiling.target_mpp * (1.0 + tiling.mpp_tolerance) + 1e-9  # as choose_level
+
+
+def model_key(engine: Engine) -> str:
+    """Identify head + backbone, to know whether a study was scored with this model."""
+    return engine.model.key[:160]
+
+
+def scoring_options(settings: ModelSettings) -> ScoringOptions:
+    """The engine's run-time options from ``[model]``."""
+    return ScoringOptions(
+        max_tiles=settings.max_tiles,
+        min_tiles=settings.min_tiles,
+        batch_size=settings.batch_size,
+        workers=settings.readers,
+        path=settings.pipeline,
+    )
