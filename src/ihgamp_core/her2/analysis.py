@@ -42,21 +42,10 @@ __all__ = ["HER2_APPLICABILITY", "Her2Analysis", "her2_document"]
 def her2_document(report: Her2Report) -> dict[str, Any]:
     """The ``result.json`` content of a HER2 report (without the file list)."""
     data = her2_result_to_dict(report.result)
-    data["triage"] = {
-        "category": report.triage.category,
-        "text": report.triage.text,
-        "statement": report.triage.statement,
-        "histology": report.triage.histology,
-    }
+    data["triage"] = report.triage.to_dict()
     note = missing_note(report.result)
     data["notes"] = [*([note] if note else []), *report.notes]
-    data["outputs"] = {
-        "key": report.ids.key,
-        "sr_sop_instance_uid": report.ids.sr_sop_uid,
-        "sr_series_instance_uid": report.ids.sr_series_uid,
-        "heatmap_series_instance_uid": report.ids.pm_series_uid,
-        "observation_identifier": report.ids.observation_identifier,
-    }
+    data["outputs"] = report.ids.to_dict()
     return data
 
 

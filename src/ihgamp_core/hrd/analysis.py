@@ -45,19 +45,10 @@ def hrd_document(report: CaseReport) -> dict[str, Any]:
     (the identifiers of the SR, heatmaps and Observation).
     """
     data = result_to_dict(report.result)
-    data["triage"] = {
-        "category": report.triage.category,
-        "text": report.triage.text,
-        "statement": report.triage.statement,
-        "histology": report.triage.histology,
-    }
+    data["triage"] = report.triage.to_dict()
     data["notes"] = list(report.notes)
     data["outputs"] = {
-        "key": report.ids.key,
-        "sr_sop_instance_uid": report.ids.sr_sop_uid,
-        "sr_series_instance_uid": report.ids.sr_series_uid,
-        "heatmap_series_instance_uid": report.ids.pm_series_uid,
-        "observation_identifier": report.ids.observation_identifier,
+        **report.ids.to_dict(),
         "fhir_observation_identifier": report.ids.observation_identifier,
     }
     return data

@@ -349,6 +349,16 @@ class OutputIds:
     observation_identifier: str
     device_identifier: str
 
+    def to_dict(self) -> dict[str, str]:
+        """The ``outputs`` block of a result document (what was issued, for people)."""
+        return {
+            "key": self.key,
+            "sr_sop_instance_uid": self.sr_sop_uid,
+            "sr_series_instance_uid": self.sr_series_uid,
+            "heatmap_series_instance_uid": self.pm_series_uid,
+            "observation_identifier": self.observation_identifier,
+        }
+
 
 def derive_output_ids(
     study: str, model: str, parameters: str, inputs: Sequence[str], n_maps: int

@@ -36,6 +36,15 @@ class Triage:
     histology: str | None
     statement: str
 
+    def to_dict(self) -> dict[str, str | None]:
+        """The ``triage`` block of a result document."""
+        return {
+            "category": self.category,
+            "text": self.text,
+            "statement": self.statement,
+            "histology": self.histology,
+        }
+
     @property
     def full_text(self) -> str:
         """Recommendation followed by the intended-use statement."""
