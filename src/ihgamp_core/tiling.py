@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,11 +28,74 @@ from .slide.levels import LevelChoice, choose_level
 from .slide.resample import read_resampled
 from .tissue import tissue_mask
 
-__all__ = ["TilePlan", "plan_tiles", "read_mask_image", "select_capped", "tile_coverage_counts"]
+__all__ = [
+    "TileGrid",
+    "TilePlan",
+    "plan_tiles",
+    "read_mask_image",
+    "select_capped",
+    "tile_coverage_counts",
+]
 
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+@dataclass(frozen=True, eq=False)
+class TileGrid:
+    """Where a result's tiles lie on a slide; each analysis adds what it found per tile.
+
+    Parameters
+    ----------
+    x, y : numpy.ndarray
+        Upper-left corners in level-0 pixels.
+    size : float
+        Tile side in level-0 pixels.
+    x_um, y_um : numpy.ndarray
+        Upper-left corners in micrometres from the image origin.
+    size_um : float
+        Tile side in micrometres.
+    """
+
+    x: NDArray[np.int64]
+    y: NDArray[np.int64]
+    size: float
+    x_um: NDArray[np.float64]
+    y_um: NDArray[np.float64]
+    size_um: float
+
+    def __len__(self) -> int:
+        return int(self.x.size)
+
+    def positions_to_dict(self) -> dict[str, Any]:
+        """The positions in a result document (sizes to 3 decimals, micrometres to 2)."""
+        return {
+            "size": round(self.size, 3),
+            "size_um": round(self.size_um, 3),
+            "x": self.x.tolist(),
+            "y": self.y.tolist(),
+            "x_um": np.round(self.x_um, 2).tolist(),
+            "y_um": np.round(self.y_um, 2).tolist(),
+        }
+
+    @staticmethod
+    def positions_from_dict(data: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`positions_to_dict`'s form back, as keyword arguments of a grid.
+
+        Raises
+        ------
+        KeyError
+            If a position field is missing.
+        """
+        return {
+            "x": np.asarray(data["x"], dtype=np.int64),
+            "y": np.asarray(data["y"], dtype=np.int64),
+            "size": float(data["size"]),
+            "x_um": np.asarray(data["x_um"], dtype=np.float64),
+            "y_um": np.asarray(data["y_um"], dtype=np.float64),
+            "size_um": float(data["size_um"]),
+        }
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from ..analysis.contract import ModalityPath, SlideRole
 from ..slide.base import SlideInfo
+from ..tiling import TileGrid
 from .config import CLASS_LABELS, N_CLASSES
 from .register import Registration
 
@@ -77,33 +78,18 @@ class Her2QCFlag(StrEnum):
 
 
 @dataclass(frozen=True, eq=False)
-class Her2Tiles:
-    """Scored tiles on the reference slide (the H&E, or the IHC on the IHC-only path).
+class Her2Tiles(TileGrid):
+    """Scored tiles (:class:`TileGrid`) on the reference slide.
+
+    The reference slide is the H&E, or the IHC on the IHC-only path.
 
     Parameters
     ----------
-    x, y : numpy.ndarray
-        Upper-left corners in level-0 pixels.
-    size : float
-        Tile side in level-0 pixels.
-    x_um, y_um : numpy.ndarray
-        Upper-left corners in micrometres.
-    size_um : float
-        Tile side in micrometres.
     probabilities : numpy.ndarray
         ``(N, 4)`` class probabilities.
     """
 
-    x: NDArray[np.int64]
-    y: NDArray[np.int64]
-    size: float
-    x_um: NDArray[np.float64]
-    y_um: NDArray[np.float64]
-    size_um: float
     probabilities: NDArray[np.float64]
-
-    def __len__(self) -> int:
-        return int(self.x.size)
 
     @property
     def classes(self) -> NDArray[np.int64]:
@@ -306,12 +292,7 @@ def her2_result_to_dict(result: Her2Result, include_tiles: bool = True) -> dict[
         ],
         "tiles": (
             {
-                "size": round(tiles.size, 3),
-                "size_um": round(tiles.size_um, 3),
-                "x": tiles.x.tolist(),
-                "y": tiles.y.tolist(),
-                "x_um": np.round(tiles.x_um, 2).tolist(),
-                "y_um": np.round(tiles.y_um, 2).tolist(),
+                **tiles.positions_to_dict(),
                 "probabilities": np.round(tiles.probabilities, 5).tolist(),
             }
             if include_tiles and tiles is not None
@@ -348,12 +329,7 @@ def her2_result_from_dict(data: dict[str, Any]) -> Her2Result:
         t = data.get("tiles")
         tiles = (
             Her2Tiles(
-                x=np.asarray(t["x"], dtype=np.int64),
-                y=np.asarray(t["y"], dtype=np.int64),
-                size=float(t["size"]),
-                x_um=np.asarray(t["x_um"], dtype=np.float64),
-                y_um=np.asarray(t["y_um"], dtype=np.float64),
-                size_um=float(t["size_um"]),
+                **TileGrid.positions_from_dict(t),
                 probabilities=np.asarray(t["probabilities"], dtype=np.float64).reshape(-1, 4),
             )
             if t

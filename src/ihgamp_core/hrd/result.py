@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 
 from ..embed.backbone import BackboneIdentity
 from ..slide.base import SlideInfo
+from ..tiling import TileGrid
 
 __all__ = [
     "RESULT_SCHEMA",
@@ -56,36 +57,19 @@ class QCFlag(StrEnum):
 
 
 @dataclass(frozen=True, eq=False)
-class TileScores:
-    """Where each embedded tile lies and the head's score for it.
+class TileScores(TileGrid):
+    """Where each embedded tile lies (:class:`TileGrid`) and the head's score for it.
 
     Parameters
     ----------
-    x, y : numpy.ndarray
-        Upper-left corners in level-0 pixels.
-    size : float
-        Tile side in level-0 pixels.
-    x_um, y_um : numpy.ndarray
-        Upper-left corners in micrometres from the image origin.
-    size_um : float
-        Tile side in micrometres.
     coverage : numpy.ndarray
         Tissue fraction of each tile.
     score : numpy.ndarray
         Continuous head score of each tile (the linear head applied to the tile).
     """
 
-    x: NDArray[np.int64]
-    y: NDArray[np.int64]
-    size: float
-    x_um: NDArray[np.float64]
-    y_um: NDArray[np.float64]
-    size_um: float
     coverage: NDArray[np.float32]
     score: NDArray[np.float64]
-
-    def __len__(self) -> int:
-        return int(self.x.size)
 
 
 @dataclass(frozen=True)
@@ -179,12 +163,7 @@ def _num(value: float | None, digits: int = 6) -> float | None:
 
 def _tiles_to_dict(tiles: TileScores) -> dict[str, Any]:
     return {
-        "size": round(tiles.size, 3),
-        "size_um": round(tiles.size_um, 3),
-        "x": tiles.x.tolist(),
-        "y": tiles.y.tolist(),
-        "x_um": np.round(tiles.x_um, 2).tolist(),
-        "y_um": np.round(tiles.y_um, 2).tolist(),
+        **tiles.positions_to_dict(),
         "coverage": np.round(tiles.coverage.astype(np.float64), 4).tolist(),
         "score": np.round(tiles.score, 6).tolist(),
     }
@@ -192,12 +171,7 @@ def _tiles_to_dict(tiles: TileScores) -> dict[str, Any]:
 
 def _tiles_from_dict(data: dict[str, Any]) -> TileScores:
     return TileScores(
-        x=np.asarray(data["x"], dtype=np.int64),
-        y=np.asarray(data["y"], dtype=np.int64),
-        size=float(data["size"]),
-        x_um=np.asarray(data["x_um"], dtype=np.float64),
-        y_um=np.asarray(data["y_um"], dtype=np.float64),
-        size_um=float(data["size_um"]),
+        **TileGrid.positions_from_dict(data),
         coverage=np.asarray(data["coverage"], dtype=np.float32),
         score=np.asarray(data["score"], dtype=np.float64),
     )

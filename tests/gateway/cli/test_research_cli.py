@@ -147,7 +147,8 @@ def test_embed_train_evaluate_score(
         "--no-progress",
     )
     assert code == 0, out
-    scored = json.loads(result_file.read_text())
+    (entry,) = json.loads(result_file.read_text())["results"]  # the trained head scored it
+    scored = entry["result"]
     assert scored["model"]["head_name"] == "Test HRD" and scored["model"]["demo"] is False
     assert scored["call"] in ("hrd-likely", "hrd-unlikely"), scored["qc_flags"]
 

@@ -223,10 +223,12 @@ def test_offline_demo(tmp_path: Path, samples_root: Path) -> None:
 
 @pytest.fixture()
 def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tables one row per line (the console is 80 columns wide off a terminal)."""
-    from gateway.cli import common
+    """Tables one row per line (the console is 80 columns wide off a terminal).
 
-    monkeypatch.setattr(common.console, "width", 220)
+    Through ``COLUMNS``, which the console reads each time: setting its ``width`` would
+    leave it fixed for every later test of the process.
+    """
+    monkeypatch.setenv("COLUMNS", "220")
 
 
 def _one_line_error(output: str) -> str:
