@@ -19,7 +19,15 @@ from .queue.inprocess import InProcessQueue, worker_owner
 from .queue.runner import JobProcessor, JobRunner
 from .routing import StudyRouter
 
-__all__ = ["Core", "build_core", "build_worker_runtime", "make_processor"]
+__all__ = ["Core", "build_core", "build_worker_runtime", "make_processor", "open_catalog"]
+
+
+def open_catalog(settings: Settings) -> Catalog:
+    """Open the catalog the settings name, with the password of ``catalog.password_file``.
+
+    Every command and role opens it here, never from ``catalog.url`` alone.
+    """
+    return Catalog(settings.catalog.connect_url())
 
 
 @dataclass
@@ -54,7 +62,7 @@ def build_core(settings: Settings) -> Core:
     The queue only queues until :meth:`Core.enable_scoring` gives in-process workers
     their processor (roles ``all`` and ``worker``).
     """
-    catalog = Catalog(settings.catalog.connect_url())
+    catalog = open_catalog(settings)
     jobs = JobStore(catalog)
     owner = worker_owner(settings.node_name())
     queue: JobQueue
@@ -93,7 +101,7 @@ def make_processor(
 
 def build_worker_runtime(settings: Settings) -> tuple[Catalog, JobStore, JobRunner, str]:
     """What a Celery pool process needs: catalog, job rows, a runner with the model."""
-    catalog = Catalog(settings.catalog.connect_url())
+    catalog = open_catalog(settings)
     jobs = JobStore(catalog)
     processor, _ = make_processor(settings, catalog)
     runner = JobRunner(jobs, processor, settings.worker)

@@ -10,9 +10,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..catalog import Catalog
 from ..catalog.access import AccessLog, SessionStore
 from ..config import load_settings
+from ..parts import open_catalog
 from .common import console, handle_errors
 from .serve import ConfigOption
 
@@ -31,7 +31,7 @@ def audit(
 ) -> None:
     """Show the HTTP access audit: reads of results and operator actions, newest first."""
     settings = load_settings(config)
-    catalog = Catalog(settings.catalog.url)
+    catalog = open_catalog(settings)
     since = None
     if since_hours is not None:
         since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=since_hours)
@@ -70,7 +70,7 @@ def sessions(
 ) -> None:
     """List the status page's live sessions, or revoke them."""
     settings = load_settings(config)
-    catalog = Catalog(settings.catalog.url)
+    catalog = open_catalog(settings)
     try:
         store = SessionStore(catalog)
         if revoke:

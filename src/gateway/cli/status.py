@@ -28,7 +28,7 @@ from ..catalog.deliveries import DeliveryStore
 from ..catalog.leases import LEADER_LEASE, NamedLease
 from ..catalog.schema import DeliveryState
 from ..config import Settings, load_settings
-from ..parts import build_core
+from ..parts import build_core, open_catalog
 from .common import console, handle_errors
 from .serve import ConfigOption
 
@@ -37,7 +37,7 @@ __all__ = ["complete", "redispatch", "rescore", "status"]
 
 def _open(config: Path | None) -> tuple[Settings, Catalog]:
     settings = load_settings(config)
-    return settings, Catalog(settings.catalog.connect_url())
+    return settings, open_catalog(settings)
 
 
 def _age(when: dt.datetime | None, now: dt.datetime) -> str:
