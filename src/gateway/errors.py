@@ -14,7 +14,6 @@
     │   └── SenderConflictError     the study was scored and only its first sender may add
     ├── ResultWithheldError   a result was not issued: a person must review the study
     ├── ResultUnchangedError  a result equals the one already issued (not issued again)
-    ├── QueueError            the job queue cannot accept or hand out work
     ├── DispatchError         a result could not be delivered to a destination
     └── RemoteError           a remote PACS or FHIR server refused or failed a request
 """
@@ -34,7 +33,6 @@ __all__ = [
     "SenderConflictError",
     "StudyConflictError",
     "UidConflictError",
-    "QueueError",
     "RemoteError",
     "ResultUnchangedError",
     "ResultWithheldError",
@@ -96,10 +94,6 @@ class ResultUnchangedError(GatewayError):
     def __init__(self, message: str, path: Path) -> None:
         super().__init__(message)
         self.path = path
-
-
-class QueueError(GatewayError):
-    """The job queue cannot accept or hand out work."""
 
 
 class DispatchError(GatewayError):

@@ -42,11 +42,6 @@ class BackboneIdentity:
         if not self.architecture or not self.weights or self.embedding_dim <= 0:
             raise ValueError(f"incomplete backbone identity: {self}")
 
-    @property
-    def is_random_init(self) -> bool:
-        """Whether the weights are a seeded random initialisation (demo only)."""
-        return self.weights.startswith("random-init")
-
     def describe(self) -> str:
         """One line for people: ``open_clip/ViT-B-16 @ sha256:0123abcd...``."""
         weights = self.weights

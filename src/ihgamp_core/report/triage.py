@@ -44,8 +44,3 @@ class Triage:
             "statement": self.statement,
             "histology": self.histology,
         }
-
-    @property
-    def full_text(self) -> str:
-        """Recommendation followed by the intended-use statement."""
-        return f"{self.text} {self.statement}"

@@ -138,10 +138,6 @@ class Slide(abc.ABC):
         """Level-0 pixel spacing in um/px."""
         return self.levels[0].mpp
 
-    def downsample(self, level: int) -> float:
-        """Scale of ``level`` relative to level 0 (>= 1)."""
-        return self.levels[0].width / self.levels[level].width
-
     @abc.abstractmethod
     def read_region(self, level: int, x: int, y: int, width: int, height: int) -> NDArray[np.uint8]:
         """Read an RGB region of ``level``.
