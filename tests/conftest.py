@@ -25,6 +25,23 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # workers) must not fix the width of the CLI's tables: tests set it per command.
 os.environ.pop("COLUMNS", None)
 
+#: Every test is in one tier at least (``make unit``, ``-m integration`` select by them).
+TIERS = ("unit", "integration", "slow", "container")
+
+
+def unmarked(items: list[pytest.Item]) -> list[str]:
+    """The tests that carry no tier marker."""
+    return [i.nodeid for i in items if not any(i.get_closest_marker(t) for t in TIERS)]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse to run a test without a tier marker (it would escape every tier's run)."""
+    missing = unmarked(items)
+    if missing:
+        raise pytest.UsageError(
+            f"tests without a tier marker ({', '.join(TIERS)}): " + ", ".join(missing[:10])
+        )
+
 
 @pytest.fixture(scope="session")
 def samples_root() -> Path:

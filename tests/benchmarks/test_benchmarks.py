@@ -22,6 +22,7 @@ from ihgamp_core.tiling import plan_tiles
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.unit
 def test_large_slide_has_the_tissue_asked_for_in_both_formats(tmp_path: Path) -> None:
     svs, dicom = write_large_slide(tmp_path, tissue_tiles=100)
     tiling = get_preset("paper").with_max_tiles(40).tiling
@@ -91,6 +92,7 @@ def test_latency_bench_measures_ack_to_result_through_the_gateway(tmp_path: Path
     assert "analysis scored" in (tmp_path / "run" / "gw.log").read_text()
 
 
+@pytest.mark.unit
 def test_large_slide_is_written_without_imagecodecs(tmp_path: Path) -> None:
     # The GPU machines have no imagecodecs: tifffile must write the encoded tiles as is.
     code = (

@@ -106,6 +106,7 @@ def test_dry_run_imports_nothing_the_gpu_machine_lacks(dry_run: tuple[Path, Path
     assert result["carried_unused"] == [], result
 
 
+@pytest.mark.unit
 def test_an_overrunning_step_is_cut_and_a_failing_one_recorded(tmp_path: Path) -> None:
     started = time.perf_counter()
     cut = run_step("sleeper", ["timeit", "-n", "1", "import time; time.sleep(60)"], 2, tmp_path, {})
@@ -116,6 +117,7 @@ def test_an_overrunning_step_is_cut_and_a_failing_one_recorded(tmp_path: Path) -
     assert any("missing.json" in line for line in failed["tail"])
 
 
+@pytest.mark.unit
 def test_the_import_check_fails_fast_naming_what_is_missing(tmp_path: Path) -> None:
     python = tmp_path / "python-without-site-packages"
     python.write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
@@ -133,6 +135,7 @@ def test_the_import_check_fails_fast_naming_what_is_missing(tmp_path: Path) -> N
     assert not (tmp_path / "out" / "gpu-run.json").exists()  # nothing ran
 
 
+@pytest.mark.unit
 def test_gpu_budgets_fit_eight_minutes() -> None:
     config = gpu_config()
     # total_s counts from the script's start (wheels and import check included); a cut
@@ -141,6 +144,7 @@ def test_gpu_budgets_fit_eight_minutes() -> None:
     assert config.total_s + 15 + 5 < 8 * 60
 
 
+@pytest.mark.unit
 def test_targets_compare_the_best_engine_with_each_baseline() -> None:
     rows = [
         {"method": "notebook", "tiles_per_s": 500.0},
@@ -167,6 +171,7 @@ def test_targets_compare_the_best_engine_with_each_baseline() -> None:
     }
 
 
+@pytest.mark.unit
 def test_wheel_folder_check_catches_what_would_break_the_device_install(tmp_path: Path) -> None:
     version = pins()["pydicom"]
     for name in (
@@ -183,6 +188,7 @@ def test_wheel_folder_check_catches_what_would_break_the_device_install(tmp_path
     assert re.search(r"sqlalchemy: wheel 9\.9, constraints.txt pins", found, re.I)
 
 
+@pytest.mark.unit
 def test_closure_tells_carried_device_and_optional_from_missing(tmp_path: Path) -> None:
     (tmp_path / "1.txt").write_text("numpy\nopen_clip\nimagecodecs\n")
     assert closure(tmp_path)["missing"] == []
@@ -191,6 +197,7 @@ def test_closure_tells_carried_device_and_optional_from_missing(tmp_path: Path) 
     assert closure(tmp_path)["missing"] == ["celery"]
 
 
+@pytest.mark.unit
 def test_steps_after_failed_slides_are_skipped_not_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -37,6 +37,7 @@ def _pillow(image: Image.Image, **options: object) -> bytes:
     return out.getvalue()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("subsampling", "expected"), [(2, "2x2"), (1, "2x1"), (0, "1x1")])
 def test_ycbcr_tiles_go_to_the_gpu(pixels: np.ndarray, subsampling: int, expected: str) -> None:
     data = _pillow(Image.fromarray(pixels), subsampling=subsampling)
@@ -46,6 +47,7 @@ def test_ycbcr_tiles_go_to_the_gpu(pixels: np.ndarray, subsampling: int, expecte
     assert gpu_decodable(data)
 
 
+@pytest.mark.unit
 def test_rgb_coded_tiles_are_decoded_on_the_cpu_and_decode_right(pixels: np.ndarray) -> None:
     # What Aperio SVS stores: JPEG without the colour transform, flagged by Adobe APP14.
     data = bytes(imagecodecs.jpeg8_encode(pixels, level=95, outcolorspace="RGB"))
@@ -56,6 +58,7 @@ def test_rgb_coded_tiles_are_decoded_on_the_cpu_and_decode_right(pixels: np.ndar
     assert np.abs(decoded.astype(int) - pixels.astype(int)).mean() < 3  # colours kept
 
 
+@pytest.mark.unit
 def test_component_identifiers_alone_mark_an_rgb_stream(pixels: np.ndarray) -> None:
     data = bytearray(_pillow(Image.fromarray(pixels), subsampling=0))
     sof = data.index(b"\xff\xc0")
@@ -70,6 +73,7 @@ def test_component_identifiers_alone_mark_an_rgb_stream(pixels: np.ndarray) -> N
     assert not gpu_decodable(bytes(data))
 
 
+@pytest.mark.unit
 def test_grey_progressive_and_damaged_streams_stay_off_the_gpu(pixels: np.ndarray) -> None:
     grey = _pillow(Image.fromarray(pixels).convert("L"))
     assert read_jpeg_header(grey).colour_model == "grey" and not gpu_decodable(grey)
@@ -82,6 +86,7 @@ def test_grey_progressive_and_damaged_streams_stay_off_the_gpu(pixels: np.ndarra
             read_jpeg_header(bad)
 
 
+@pytest.mark.unit
 def test_the_sample_slides_stored_tiles_qualify_for_the_gpu(
     samples_root: Path, sample_cases: dict[str, SampleCase]
 ) -> None:
