@@ -14,6 +14,7 @@
     │   └── SenderConflictError     the study was scored and only its first sender may add
     ├── ResultWithheldError   a result was not issued: a person must review the study
     ├── ResultUnchangedError  a result equals the one already issued (not issued again)
+    ├── PermanentJobError     a job that retrying cannot help (bad data, bad model file)
     ├── DispatchError         a result could not be delivered to a destination
     └── RemoteError           a remote PACS or FHIR server refused or failed a request
 """
@@ -34,6 +35,7 @@ __all__ = [
     "StudyConflictError",
     "UidConflictError",
     "RemoteError",
+    "PermanentJobError",
     "ResultUnchangedError",
     "ResultWithheldError",
     "SpoolError",
@@ -94,6 +96,10 @@ class ResultUnchangedError(GatewayError):
     def __init__(self, message: str, path: Path) -> None:
         super().__init__(message)
         self.path = path
+
+
+class PermanentJobError(GatewayError):
+    """Raised by a job processor when retrying cannot help (bad data, bad model file)."""
 
 
 class DispatchError(GatewayError):

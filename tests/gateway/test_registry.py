@@ -18,7 +18,7 @@ from gateway import analyses
 from gateway.analyses import AnalysisEntry, AnalysisLoadError, PluginError, register
 from gateway.catalog.schema import LEGACY_ANALYSIS
 from gateway.config import AnalysesSettings
-from gateway.queue.inprocess import PermanentJobError
+from gateway.errors import PermanentJobError
 from gateway.score.worker import AnalysisModels
 
 pytestmark = pytest.mark.unit

@@ -19,9 +19,9 @@ from ..catalog import JobStore
 from ..config import WorkerSettings
 from ..loops import PollingLoop
 from .base import JobQueue
-from .runner import JobProcessor, JobRunner, PermanentJobError
+from .runner import JobProcessor, JobRunner
 
-__all__ = ["InProcessQueue", "JobProcessor", "PermanentJobError", "worker_owner"]
+__all__ = ["InProcessQueue", "JobProcessor", "worker_owner"]
 
 logger = logging.getLogger(__name__)
 

@@ -18,18 +18,14 @@ from dataclasses import dataclass
 
 from ..catalog import ClaimedJob, JobStore
 from ..config import WorkerSettings
-from ..errors import GatewayError
+from ..errors import PermanentJobError
 from ..metrics import JOB_LEASE_TAKEOVERS, JOB_QUEUE_SECONDS, JOBS, SCORING_SECONDS
 
-__all__ = ["JobOutcome", "JobProcessor", "JobRunner", "PermanentJobError"]
+__all__ = ["JobOutcome", "JobProcessor", "JobRunner"]
 
 logger = logging.getLogger(__name__)
 
 JobProcessor = Callable[[ClaimedJob], None]
-
-
-class PermanentJobError(GatewayError):
-    """Raised by a processor when retrying cannot help (bad data, bad model file)."""
 
 
 @dataclass(frozen=True)

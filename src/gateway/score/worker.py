@@ -45,8 +45,7 @@ from ..analyses import AnalysisLoadError, LoadContext
 from ..analyses.engine import Engine, ScoringOptions
 from ..catalog import AnalysisStore, Catalog, ClaimedJob, ResultManifest
 from ..config import AnalysesSettings
-from ..errors import ResultUnchangedError, ResultWithheldError
-from ..queue.inprocess import PermanentJobError
+from ..errors import PermanentJobError, ResultUnchangedError, ResultWithheldError
 from ..report.writer import ReportWriter
 
 __all__ = [
