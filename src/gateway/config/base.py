@@ -10,13 +10,14 @@ from pydantic import (
     ConfigDict,
     Field,
 )
+from pydicom.uid import Comprehensive3DSRStorage, VLWholeSlideMicroscopyImageStorage
 
 ENV_PREFIX = "IHGAMP__"
 _AE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # printable, no backslash, 1..16
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 #: SOP classes accepted by default: VL Whole Slide Microscopy Image, Comprehensive 3D SR.
-DEFAULT_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.77.1.6", "1.2.840.10008.5.1.4.1.1.88.34")
+DEFAULT_SOP_CLASSES = (str(VLWholeSlideMicroscopyImageStorage), str(Comprehensive3DSRStorage))
 
 
 class _Model(BaseModel):

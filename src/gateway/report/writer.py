@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 from pydicom.filebase import DicomBytesIO
+from pydicom.uid import Comprehensive3DSRStorage
 
 from ihgamp_core.analysis import Analysis, AnalysisReport, ReportOptions
 from ihgamp_core.errors import ReportBuildError
@@ -59,7 +60,7 @@ __all__ = ["ReportWriter", "Written"]
 
 logger = logging.getLogger(__name__)
 
-COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
+COMPREHENSIVE_3D_SR = str(Comprehensive3DSRStorage)
 
 
 def _chain_identifier(own: str, supersedes: Supersedes | None) -> str:

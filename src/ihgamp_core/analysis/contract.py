@@ -27,6 +27,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
+from pydicom import uid
 
 from ..errors import ParameterError
 from ..slide.base import Slide
@@ -112,18 +113,23 @@ class SeriesKind(StrEnum):
 
 
 #: VL Whole Slide Microscopy Image Storage.
-WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
+WSI_SOP_CLASS = str(uid.VLWholeSlideMicroscopyImageStorage)
 
-#: SOP classes by series kind (what :func:`series_kind` recognises).
+#: SOP classes by series kind (what :func:`series_kind` recognises), as PS3.4 names them.
 SOP_CLASS_KINDS: dict[str, SeriesKind] = {
     WSI_SOP_CLASS: SeriesKind.SLIDE,
-    "1.2.840.10008.5.1.4.1.1.2": SeriesKind.VOLUME,  # CT Image
-    "1.2.840.10008.5.1.4.1.1.2.1": SeriesKind.VOLUME,  # Enhanced CT Image
-    "1.2.840.10008.5.1.4.1.1.4": SeriesKind.VOLUME,  # MR Image
-    "1.2.840.10008.5.1.4.1.1.4.1": SeriesKind.VOLUME,  # Enhanced MR Image
-    "1.2.840.10008.5.1.4.1.1.128": SeriesKind.VOLUME,  # PET Image
-    "1.2.840.10008.5.1.4.1.1.130": SeriesKind.VOLUME,  # Enhanced PET Image
-    "1.2.840.10008.5.1.4.1.1.66.4": SeriesKind.SEGMENTATION,  # Segmentation
+    **{
+        str(sop_class): SeriesKind.VOLUME
+        for sop_class in (
+            uid.CTImageStorage,
+            uid.EnhancedCTImageStorage,
+            uid.MRImageStorage,
+            uid.EnhancedMRImageStorage,
+            uid.PositronEmissionTomographyImageStorage,
+            uid.EnhancedPETImageStorage,
+        )
+    },
+    str(uid.SegmentationStorage): SeriesKind.SEGMENTATION,
 }
 
 

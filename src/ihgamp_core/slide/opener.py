@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from pydicom.uid import VLWholeSlideMicroscopyImageStorage
+
 from ..errors import SlideOpenError
 from .base import Slide
 from .dicom import DicomSlide
@@ -27,7 +29,7 @@ __all__ = ["VL_WSI_SOP_CLASS", "SlideSource", "discover_slides", "open_slide"]
 logger = logging.getLogger(__name__)
 
 #: VL Whole Slide Microscopy Image Storage.
-VL_WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
+VL_WSI_SOP_CLASS = str(VLWholeSlideMicroscopyImageStorage)
 
 _VENDOR_SUFFIXES = {
     ".svs",
