@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from ..errors import CatalogError
 from .catalog import Catalog, CatalogStore, utcnow
 from .leases import claim_first
-from .schema import Delivery, DeliveryState, StoredObservation, Study
+from .schema import AttemptOutcome, Delivery, DeliveryState, StoredObservation, Study
 
 __all__ = ["DeliveryStore", "DeliveryView", "ObservationStore"]
 
@@ -161,19 +161,21 @@ class DeliveryStore(CatalogStore):
                 row.delivered_at = utcnow()
                 row.last_error = None
 
-    def failed(self, delivery_id: int, error: str, backoff_s: float, backoff_max_s: float) -> str:
+    def failed(
+        self, delivery_id: int, error: str, backoff_s: float, backoff_max_s: float
+    ) -> AttemptOutcome:
         """Record a failed attempt: ``retry`` later, or ``dead-letter`` after max attempts."""
         with self.catalog.session() as s:
             row = s.get(Delivery, delivery_id)
             if row is None:
-                return "lost"
+                return AttemptOutcome.LOST
             row.last_error = error[:2000]
             if row.attempts >= row.max_attempts:
                 row.state = DeliveryState.DEAD_LETTER
-                return "dead-letter"
+                return AttemptOutcome.DEAD_LETTER
             delay = min(backoff_max_s, backoff_s * 2 ** max(0, row.attempts - 1))
             row.next_attempt_at = utcnow() + dt.timedelta(seconds=delay)
-            return "retry"
+            return AttemptOutcome.RETRY
 
     def redispatch(
         self,

@@ -37,7 +37,7 @@ from ..errors import CatalogError
 from .catalog import CatalogStore, utcnow
 from .leases import claim_first
 from .lifecycle import move
-from .schema import LEGACY_ANALYSIS, Job, JobState, Study, StudyState
+from .schema import LEGACY_ANALYSIS, AttemptOutcome, Job, JobState, Study, StudyState
 
 __all__ = ["ClaimedJob", "JobRequest", "JobStore", "JobView", "LEGACY_REQUEST"]
 
@@ -388,19 +388,19 @@ class JobStore(CatalogStore):
         backoff_s: float,
         backoff_max_s: float,
         permanent: bool = False,
-    ) -> tuple[str, float]:
+    ) -> tuple[AttemptOutcome, float]:
         """Record a failed attempt: retry later with exponential backoff, or give up.
 
         Returns
         -------
         tuple
-            ``("retry", delay_s)``, ``("failed", 0)`` or ``("lost", 0)`` (not ours any more).
+            ``(RETRY, delay_s)``, ``(FAILED, 0)`` or ``(LOST, 0)`` (not ours any more).
         """
         now = utcnow()
         with self.catalog.session() as s:
             job = s.get(Job, job_id)
             if job is None or job.lease_owner != owner:
-                return "lost", 0.0
+                return AttemptOutcome.LOST, 0.0
             job.last_error = error[:2000]
             job.lease_owner = None
             study = s.get(Study, job.study_id)
@@ -419,7 +419,7 @@ class JobStore(CatalogStore):
                 if study is not None:
                     s.flush()
                     self._settle(s, study, job, now)
-                return "failed", 0.0
+                return AttemptOutcome.FAILED, 0.0
             delay = min(backoff_max_s, backoff_s * 2 ** (job.attempts - 1))
             job.state = JobState.QUEUED
             job.next_attempt_at = now + dt.timedelta(seconds=delay)
@@ -434,7 +434,7 @@ class JobStore(CatalogStore):
                 if running is None:
                     reason = f"retry in {delay:.0f} s after: {error[:200]}"
                     move(study, StudyState.QUEUED, reason, now)
-            return "retry", delay
+            return AttemptOutcome.RETRY, delay
 
     @staticmethod
     def _settle(s: Session, study: Study, job: Job, now: dt.datetime) -> None:

@@ -31,27 +31,28 @@ from sqlalchemy.types import TypeDecorator
 from ..analyses.registry import LEGACY_ANALYSIS
 
 __all__ = [
-    "LEGACY_ANALYSIS",
     "AccessAction",
     "AnalysisResult",
     "Association",
+    "AttemptOutcome",
     "Base",
     "Delivery",
     "DeliveryState",
-    "StoreRefusal",
     "FhirResource",
     "HttpAccess",
     "HttpSession",
-    "StoredObservation",
     "Instance",
     "Job",
+    "JobState",
+    "LEGACY_ANALYSIS",
     "Lease",
     "PullCursor",
     "PullRequest",
     "PullState",
-    "JobState",
     "Series",
     "SiteKey",
+    "StoreRefusal",
+    "StoredObservation",
     "Study",
     "StudyState",
 ]
@@ -323,6 +324,23 @@ class Lease(Base):
     owner: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[dt.datetime]
     acquired_at: Mapped[dt.datetime]
+
+
+class AttemptOutcome(StrEnum):
+    """How one attempt at a job or a delivery ended (metrics label them so)."""
+
+    DONE = "done"
+    """A job finished (its result is recorded)."""
+    DELIVERED = "delivered"
+    """A delivery reached its destination."""
+    RETRY = "retry"
+    """It failed and is tried again after a back-off."""
+    FAILED = "failed"
+    """A job failed for good (permanent error, or its attempts are spent)."""
+    DEAD_LETTER = "dead-letter"
+    """A delivery's attempts are spent: an operator redispatches it."""
+    LOST = "lost"
+    """Another node holds it now (the lease expired): its outcome is not this node's."""
 
 
 class DeliveryState(StrEnum):

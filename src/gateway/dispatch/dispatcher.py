@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from ..catalog import Catalog
 from ..catalog.deliveries import DeliveryStore
+from ..catalog.schema import AttemptOutcome
 from ..config import Settings
 from ..errors import DispatchError
 from ..loops import PollingLoop
@@ -79,7 +80,7 @@ class Dispatcher:
             )
             DISPATCH_ATTEMPTS.labels(destination.name, outcome).inc()
             logger.log(
-                logging.ERROR if outcome == "dead-letter" else logging.WARNING,
+                logging.ERROR if outcome is AttemptOutcome.DEAD_LETTER else logging.WARNING,
                 "delivery failed",
                 extra={
                     "destination": destination.name,
@@ -91,7 +92,7 @@ class Dispatcher:
             )
             return True
         self.store.delivered(delivery.delivery_id)
-        DISPATCH_ATTEMPTS.labels(destination.name, "delivered").inc()
+        DISPATCH_ATTEMPTS.labels(destination.name, AttemptOutcome.DELIVERED).inc()
         logger.info(
             "delivered",
             extra={

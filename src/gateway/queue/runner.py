@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..catalog import ClaimedJob, JobStore
+from ..catalog.schema import AttemptOutcome
 from ..config import WorkerSettings
 from ..errors import PermanentJobError
 from ..metrics import JOB_LEASE_TAKEOVERS, JOB_QUEUE_SECONDS, JOBS, SCORING_SECONDS
@@ -32,7 +33,7 @@ JobProcessor = Callable[[ClaimedJob], None]
 class JobOutcome:
     """How one attempt ended: ``done``, ``retry`` (after ``delay_s``), ``failed``, ``lost``."""
 
-    outcome: str
+    outcome: AttemptOutcome
     delay_s: float = 0.0
     seconds: float = 0.0
 
@@ -135,7 +136,7 @@ class JobRunner:
                 permanent=permanent,
             )
             logger.log(
-                logging.ERROR if kind == "failed" else logging.WARNING,
+                logging.ERROR if kind is AttemptOutcome.FAILED else logging.WARNING,
                 "job failed",
                 exc_info=not permanent,
                 extra={
@@ -149,7 +150,8 @@ class JobRunner:
         else:
             done.set()
             finished = self.jobs.finish(job.job_id, owner)
-            outcome = JobOutcome("done" if finished else "lost", 0.0, time.perf_counter() - started)
+            kind = AttemptOutcome.DONE if finished else AttemptOutcome.LOST
+            outcome = JobOutcome(kind, 0.0, time.perf_counter() - started)
             logger.info(
                 "job done" if finished else "job finished after its lease was lost",
                 extra={"job_id": job.job_id, "study_uid": job.study_uid},
@@ -158,7 +160,7 @@ class JobRunner:
             done.set()
             beat.join(timeout=5)
         JOBS.labels(outcome.outcome, job.analysis).inc()
-        if outcome.outcome == "done":
+        if outcome.outcome is AttemptOutcome.DONE:
             SCORING_SECONDS.labels(job.analysis).observe(outcome.seconds)
         if self.on_outcome is not None:
             self.on_outcome(job, outcome)
