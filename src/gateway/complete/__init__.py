@@ -1,5 +1,5 @@
 """Study completion: series/study stability, expected series, forced completion."""
 
-from .completion import CompletionMonitor, Decision, decide
+from .completion import CompletionAction, CompletionMonitor, Decision, decide
 
-__all__ = ["CompletionMonitor", "Decision", "decide"]
+__all__ = ["CompletionAction", "CompletionMonitor", "Decision", "decide"]

@@ -32,6 +32,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from ihgamp_core.analysis.contract import WSI_SOP_CLASS
 
@@ -42,16 +43,27 @@ from ..errors import CatalogError
 from ..lifecycle import StudyLifecycle, scoreable_series
 from ..loops import PollingLoop
 
-__all__ = ["CompletionMonitor", "Decision", "decide"]
+__all__ = ["CompletionAction", "CompletionMonitor", "Decision", "decide"]
 
 logger = logging.getLogger(__name__)
 
 
+class CompletionAction(StrEnum):
+    """What the completion rules decide for a receiving study."""
+
+    WAIT = "wait"
+    """More instances may come: keep receiving."""
+    COMPLETE = "complete"
+    """Complete it and route it to the analyses."""
+    IGNORE = "ignore"
+    """Close it: it holds nothing an enabled analysis reads."""
+
+
 @dataclass(frozen=True)
 class Decision:
-    """What to do with a study now."""
+    """What to do with a study now, and why."""
 
-    action: str  # "wait", "complete", "ignore"
+    action: CompletionAction
     reason: str
     forced: bool = False
 
@@ -92,16 +104,24 @@ def decide(
     has_input = any(reads(s.sop_class_uid) for s in study.series)
 
     if age >= settings.force_after_s and up >= settings.study_stable_s:
-        return Decision("complete", f"forced after {settings.force_after_s:.0f} s", forced=True)
+        return Decision(
+            CompletionAction.COMPLETE, f"forced after {settings.force_after_s:.0f} s", forced=True
+        )
     if settings.expected_series > 0:
         ready = [uid for uid in scoreable_series(study, max_mpp) if uid in stable]
         if len(ready) >= settings.expected_series:
-            return Decision("complete", f"{len(ready)} expected slide series received")
+            return Decision(
+                CompletionAction.COMPLETE, f"{len(ready)} expected slide series received"
+            )
     if quiet >= settings.study_stable_s and all_stable:
         if not has_input:
-            return Decision("ignore", "the study holds no series any enabled analysis reads")
-        return Decision("complete", f"no new instance for {settings.study_stable_s:.0f} s")
-    return Decision("wait", "receiving")
+            return Decision(
+                CompletionAction.IGNORE, "the study holds no series any enabled analysis reads"
+            )
+        return Decision(
+            CompletionAction.COMPLETE, f"no new instance for {settings.study_stable_s:.0f} s"
+        )
+    return Decision(CompletionAction.WAIT, "receiving")
 
 
 class CompletionMonitor:
@@ -149,7 +169,7 @@ class CompletionMonitor:
             if study.hold_reason:  # a retrieve is in progress or incomplete
                 continue
             decision = decide(study, self.settings, self.max_mpp, now, self.since, reads)
-            if decision.action == "wait":
+            if decision.action is CompletionAction.WAIT:
                 continue
             try:
                 acted = self.apply(study, decision)
@@ -164,7 +184,7 @@ class CompletionMonitor:
 
     def apply(self, study: StudySnapshot, decision: Decision) -> bool:
         """Carry out a decision: ignore, or complete and queue (or fail: nothing scoreable)."""
-        if decision.action == "ignore":
+        if decision.action is CompletionAction.IGNORE:
             return self.lifecycle.ignore(study.study_uid, decision.reason)
         return self.lifecycle.complete(study.study_uid, decision.reason, decision.forced)
 
