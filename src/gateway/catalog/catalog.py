@@ -356,9 +356,9 @@ class Catalog:
     def transition(
         self,
         study_uid: str,
-        to_state: str,
+        to_state: StudyState,
         reason: str | None = None,
-        expect: Sequence[str] | None = None,
+        expect: Sequence[StudyState] | None = None,
         forced: bool | None = None,
     ) -> bool:
         """Move a study to ``to_state``.
@@ -367,11 +367,11 @@ class Catalog:
         ----------
         study_uid : str
             The study.
-        to_state : str
+        to_state : StudyState
             Target state.
         reason : str, optional
             Why (shown in ``ihgamp status``).
-        expect : sequence of str, optional
+        expect : sequence of StudyState, optional
             Only move from these states; otherwise return False without change.
         forced : bool, optional
             Record that completion was forced.

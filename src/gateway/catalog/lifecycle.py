@@ -28,7 +28,7 @@ from .schema import Study, StudyState
 __all__ = ["ALLOWED_TRANSITIONS", "move"]
 
 S = StudyState
-ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+ALLOWED_TRANSITIONS: dict[StudyState, frozenset[StudyState]] = {
     S.RECEIVING: frozenset({S.COMPLETE, S.IGNORED, S.FAILED}),
     S.COMPLETE: frozenset({S.QUEUED, S.FAILED, S.RECEIVING, S.IGNORED}),
     S.QUEUED: frozenset({S.SCORING, S.FAILED, S.RECEIVING, S.QUEUED}),
@@ -41,7 +41,7 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
 
 def move(
     study: Study,
-    to_state: str,
+    to_state: StudyState,
     reason: str | None,
     now: dt.datetime,
     forced: bool | None = None,
@@ -53,7 +53,7 @@ def move(
     CatalogError
         If the state machine does not allow the transition.
     """
-    if to_state not in ALLOWED_TRANSITIONS[study.state]:
+    if to_state not in ALLOWED_TRANSITIONS[StudyState(study.state)]:
         raise CatalogError(f"study {study.study_uid}: cannot go from {study.state} to {to_state}")
     study.state = to_state
     study.state_reason = None if reason is None else reason[:2000]
