@@ -40,15 +40,10 @@ __all__ = [
     "LOINC_INDETERMINATE",
 ]
 
-# -- HER2 -----------------------------------------------------------------------------
 LOINC_HER2_IHC = "85319-2"
-
-
 LOINC_HER2_IHC_DISPLAY = "HER2 [Presence] in Breast cancer specimen by Immune stain"
 
-
 LOINC_INDETERMINATE = Code("LA11884-6", "LN", "Indeterminate")
-
 
 #: LOINC answer list LL4396-9, by HER2 score label.
 HER2_SCORE_CODES: dict[str, Code] = {
@@ -57,28 +52,19 @@ HER2_SCORE_CODES: dict[str, Code] = {
     "2+": Code("LA11842-4", "LN", "2+"),
     "3+": Code("LA11843-2", "LN", "3+"),
 }
-
-
 HER2_PROCEDURE = local_code("HER2-EST", "HER2 IHC score estimation from whole-slide images")
 
-
 HER2_SCORE = local_code("HER2-SCORE", "HER2 IHC score, image-based AI estimate")
-
-
 HER2_PROBABILITY: dict[str, Code] = {
     label: local_code(f"HER2-P{k}", f"Probability of HER2 IHC score {label}, image-based estimate")
     for k, label in enumerate(("0", "1+", "2+", "3+"))
 }
 
-
 HER2_FRACTION: dict[str, Code] = {
     label: local_code(f"HER2-F{k}", f"Fraction of tiles classified HER2 {label}")
     for k, label in enumerate(("0", "1+", "2+", "3+"))
 }
-
-
 HER2_PATH = local_code("HER2-PATH", "Modality path")
-
 
 HER2_PATH_CODES: dict[ModalityPath, Code] = {
     ModalityPath.DUAL: local_code("PATH-DUAL", "H&E and HER2 IHC slides of the same block"),
@@ -87,17 +73,12 @@ HER2_PATH_CODES: dict[ModalityPath, Code] = {
         "PATH-IHC-ONLY", "IHC only; H&E synthesised inside the model"
     ),
 }
-
-
 HER2_MISSING = local_code("MISSING", "Missing modality")
-
 
 HER2_MISSING_CODES: dict[str, Code] = {
     "ihc": local_code("IHC-MISSING", "HER2 IHC slide missing"),
     "he": local_code("HE-MISSING", "H&E slide missing"),
 }
-
-
 HER2_TRIAGE_CODES: dict[str, Code] = {
     "manual-review": local_code("TRI-MANUAL", "No result: manual review"),
     "confirm-with-ihc": local_code("TRI-ORDER-IHC", "Order HER2 IHC; pathologist confirmation"),
@@ -106,18 +87,15 @@ HER2_TRIAGE_CODES: dict[str, Code] = {
     "pathologist-confirmation": local_code("TRI-CONFIRM", "Pathologist confirmation of the score"),
 }
 
-
 HER2_QC_FLAGS: dict[str, Code] = {
     "no-usable-level": QC_FLAGS["no-usable-level"],
     "too-few-tiles": QC_FLAGS["too-few-tiles"],
 }
 
-
 #: Segmentation of the class map: SCT "Morphologically abnormal structure", and one local
+
 #: type per score (no standard concept names "tissue with HER2 IHC score k").
 HER2_SEGMENT_CATEGORY = Code("49755003", "SCT", "Morphologically abnormal structure")
-
-
 HER2_SEGMENT_TYPES: dict[str, Code] = {
     label: local_code(f"HER2-T{k}", f"Tissue with HER2 IHC score {label} (AI estimate)")
     for k, label in enumerate(("0", "1+", "2+", "3+"))

@@ -12,6 +12,7 @@ from pydicom.sr.coding import Code
 
 from ..report.codes import local_code
 from .result import Call
+from .triage import TriageCategory
 
 __all__ = [
     "CALL_CODES",
@@ -27,43 +28,33 @@ __all__ = [
 ]
 
 LOINC_HRD = "107286-7"
-
-
 LOINC_HRD_DISPLAY = (
     "Homologous recombination deficiency status analysis [Presence] in Tissue by "
     "Molecular genetics method"
 )
 
-
 # -- DICOM SR concepts (TID 1500 content) ----------------------------------------------
 PROCEDURE = local_code("HRD-EST", "HRD estimation from H&E whole-slide images")
-
-
 HRD_PROBABILITY = local_code("HRD-P", "HRD probability (scarHRD >= 33), image-based estimate")
 
-
 HRD_PROBABILITY_TILE = local_code("HRD-P-TILE", "Tile-level HRD probability, image-based estimate")
-
-
 HRD_SCORE = local_code("HRD-S", "Continuous HRD score, image-based estimate")
 
-
 OPERATING_THRESHOLD = local_code("HRD-T", "Operating threshold of the HRD probability")
-
-
 HRD_CALL = local_code("HRD-CALL", "HRD estimate call")
-
 
 CALL_CODES: dict[Call, Code] = {
     Call.HRD_LIKELY: local_code("HRD-LIKELY", "HRD likely"),
     Call.HRD_UNLIKELY: local_code("HRD-UNLIKELY", "HRD unlikely"),
     Call.NO_CALL: local_code("NO-CALL", "No call"),
 }
-
-
 TRIAGE_CODES: dict[str, Code] = {
-    "prioritise-testing": local_code("TRI-PRIORITISE", "Prioritise confirmatory molecular testing"),
-    "usual-criteria": local_code("TRI-USUAL", "Molecular testing per usual criteria"),
-    "not-validated": local_code("TRI-NOT-VALIDATED", "Model not validated for this histology"),
-    "manual-review": local_code("TRI-MANUAL", "No result: manual review"),
+    TriageCategory.PRIORITISE_TESTING: local_code(
+        "TRI-PRIORITISE", "Prioritise confirmatory molecular testing"
+    ),
+    TriageCategory.USUAL_CRITERIA: local_code("TRI-USUAL", "Molecular testing per usual criteria"),
+    TriageCategory.NOT_VALIDATED: local_code(
+        "TRI-NOT-VALIDATED", "Model not validated for this histology"
+    ),
+    TriageCategory.MANUAL_REVIEW: local_code("TRI-MANUAL", "No result: manual review"),
 }

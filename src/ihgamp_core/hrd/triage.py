@@ -22,17 +22,27 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from ..report.triage import DEMO_DISCLAIMER, Triage
 from .result import CaseResult
 
-__all__ = ["DISCLAIMER", "TriagePolicy", "triage"]
+__all__ = ["DISCLAIMER", "TriageCategory", "TriagePolicy", "triage"]
 
 DISCLAIMER = (
     "Screening/triage estimate of homologous recombination deficiency from H&E "
     "morphology (IHGAMP). Not a companion diagnostic: treatment decisions need a "
     "validated molecular HRD test."
 )
+
+
+class TriageCategory(StrEnum):
+    """HRD's triage outcomes (the rules of the module docstring)."""
+
+    PRIORITISE_TESTING = "prioritise-testing"
+    USUAL_CRITERIA = "usual-criteria"
+    NOT_VALIDATED = "not-validated"
+    MANUAL_REVIEW = "manual-review"
 
 
 DEFAULT_NOT_VALIDATED = (r"squamous", r"\bSCC\b", r"keratini[sz]ing")
@@ -54,21 +64,23 @@ class TriagePolicy:
     not_validated_patterns: tuple[str, ...] = DEFAULT_NOT_VALIDATED
     texts: dict[str, str] = field(
         default_factory=lambda: {
-            "prioritise-testing": "HRD likely: prioritise confirmatory molecular testing.",
-            "usual-criteria": "HRD unlikely on morphology; molecular testing per usual criteria.",
-            "not-validated": (
+            TriageCategory.PRIORITISE_TESTING: (
+                "HRD likely: prioritise confirmatory molecular testing."
+            ),
+            TriageCategory.USUAL_CRITERIA: (
+                "HRD unlikely on morphology; molecular testing per usual criteria."
+            ),
+            TriageCategory.NOT_VALIDATED: (
                 "Model not validated for this histology: molecular testing recommended."
             ),
-            "manual-review": "No result: manual review.",
+            TriageCategory.MANUAL_REVIEW: "No result: manual review.",
         }
     )
 
     def __post_init__(self) -> None:
         for pattern in self.not_validated_patterns:
             re.compile(pattern)
-        missing = {"prioritise-testing", "usual-criteria", "not-validated", "manual-review"} - set(
-            self.texts
-        )
+        missing = set(TriageCategory) - set(self.texts)
         if missing:
             raise ValueError(f"triage texts missing for: {sorted(missing)}")
 
@@ -85,12 +97,12 @@ def triage(result: CaseResult, histology: str | None, policy: TriagePolicy | Non
     """Apply the policy to a result (see the module docstring)."""
     policy = policy or TriagePolicy()
     if result.qc_flags or result.probability is None:
-        category = "manual-review"
+        category = TriageCategory.MANUAL_REVIEW
     elif policy.not_validated(histology):
-        category = "not-validated"
+        category = TriageCategory.NOT_VALIDATED
     elif result.probability >= result.threshold:
-        category = "prioritise-testing"
+        category = TriageCategory.PRIORITISE_TESTING
     else:
-        category = "usual-criteria"
+        category = TriageCategory.USUAL_CRITERIA
     statement = DISCLAIMER + (f" {DEMO_DISCLAIMER}" if result.model.demo else "")
     return Triage(category, policy.texts[category], histology, statement)
