@@ -134,6 +134,8 @@ def test_embed_train_evaluate_score(
     code, out = _invoke(
         "score",
         str(samples_root / demo1.dicom[0]),
+        "--analysis",
+        "hrd",
         "--head",
         str(head_dir),
         "--max-tiles",
@@ -147,7 +149,7 @@ def test_embed_train_evaluate_score(
         "--no-progress",
     )
     assert code == 0, out
-    (entry,) = json.loads(result_file.read_text())["results"]  # the trained head scored it
+    (entry,) = json.loads(result_file.read_text())["results"]  # HRD with the trained head
     scored = entry["result"]
     assert scored["model"]["head_name"] == "Test HRD" and scored["model"]["demo"] is False
     assert scored["call"] in ("hrd-likely", "hrd-unlikely"), scored["qc_flags"]
