@@ -44,6 +44,15 @@ def _top_level(body: list[ast.stmt]) -> list[ast.Import | ast.ImportFrom]:
     return out
 
 
+def _target(name: str, package: bool, node: ast.ImportFrom) -> str:
+    """The module a ``from ... import`` names, relative levels resolved."""
+    if not node.level:
+        return node.module or ""
+    base = name.split(".") if package else name.split(".")[:-1]
+    base = base[: len(base) - node.level + 1]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
 def _graph() -> dict[str, set[str]]:
     modules = _modules()
     graph: dict[str, set[str]] = {}
@@ -53,12 +62,7 @@ def _graph() -> dict[str, set[str]]:
             if isinstance(node, ast.Import):
                 deps |= {alias.name for alias in node.names}
                 continue
-            base = name.split(".") if package else name.split(".")[:-1]
-            if node.level:
-                base = base[: len(base) - node.level + 1]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
+            target = _target(name, package, node)
             for alias in node.names:
                 full = f"{target}.{alias.name}"
                 deps.add(full if full in modules else target)
@@ -131,12 +135,7 @@ def _all_imports() -> dict[str, set[str]]:
             if isinstance(node, ast.Import):
                 deps |= {alias.name for alias in node.names}
             elif isinstance(node, ast.ImportFrom):
-                base = name.split(".") if package else name.split(".")[:-1]
-                if node.level:
-                    base = base[: len(base) - node.level + 1]
-                    target = ".".join(base + ([node.module] if node.module else []))
-                else:
-                    target = node.module or ""
+                target = _target(name, package, node)
                 deps |= {target, *(f"{target}.{a.name}" for a in node.names)}
         out[name] = {d for d in deps if d in modules}
     return out

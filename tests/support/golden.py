@@ -145,24 +145,38 @@ def _thumbnails(files: dict[str, list[Path]]) -> Iterator[dict[str, Any]]:
         }
 
 
+def _issues(analysis: Any, result: Any, files: dict[str, list[Path]]) -> list[dict[str, Any]]:
+    """The report of one result as first issued and as superseding :data:`PREDECESSOR`."""
+    from ihgamp_core.report import ReportContext
+
+    context = ReportContext.from_files(files)
+    with _thumbnails(files) as thumbs:
+        return [
+            report_fingerprint(
+                analysis.report(result, context, ReportOptions(thumbs, None, None, s))
+            )
+            for s in (None, PREDECESSOR)
+        ]
+
+
+def _by_case(case_id: str, issues: list[dict[str, Any]]) -> dict[str, Any]:
+    return {case_id: issues[0], f"{case_id}-amended": issues[1]}
+
+
 def hrd_reports(samples_root: Path, engine: Any, results: dict[str, Any]) -> dict[str, Any]:
     """Fingerprints of the HRD sample cases' reports, from the given engine results."""
     from ihgamp_core.hrd.analysis import HrdAnalysis
     from ihgamp_core.hrd.result import result_from_dict
-    from ihgamp_core.report import ReportContext
 
     analysis = HrdAnalysis(engine)
     out: dict[str, Any] = {}
     for case_id, data in sorted(results.items()):
         result = result_from_dict(data)
         files = _files(samples_root / "dicom" / case_id)
-        order = [s.info.series_instance_uid for s in result.slides]
-        files = {k: files[k] for k in order}
-        context = ReportContext.from_files(files)
-        with _thumbnails(files) as thumbs:
-            for name, supersedes in ((case_id, None), (f"{case_id}-amended", PREDECESSOR)):
-                options = ReportOptions(thumbs, supersedes=supersedes)
-                out[name] = report_fingerprint(analysis.report(result, context, options))
+        files = {
+            s.info.series_instance_uid: files[s.info.series_instance_uid] for s in result.slides
+        }
+        out |= _by_case(case_id, _issues(analysis, result, files))
     return out
 
 
@@ -170,19 +184,14 @@ def her2_reports(her2_root: Path, model: Any, results: dict[str, Any]) -> dict[s
     """Fingerprints of the HER2 sample cases' reports, from the given model results."""
     from ihgamp_core.her2.analysis import Her2Analysis
     from ihgamp_core.her2.result import her2_result_from_dict
-    from ihgamp_core.report import ReportContext
 
     analysis = Her2Analysis(model)
     out: dict[str, Any] = {}
     for case_id, entry in sorted(results.items()):
-        result = her2_result_from_dict(entry["result"])
         files = _files(her2_root / "dicom" / case_id)
         files = {k: files[k] for k in entry["slides"]}
-        context = ReportContext.from_files(files)
-        with _thumbnails(files) as thumbs:
-            for name, supersedes in ((case_id, None), (f"{case_id}-amended", PREDECESSOR)):
-                options = ReportOptions(thumbs, supersedes=supersedes)
-                out[name] = report_fingerprint(analysis.report(result, context, options))
+        result = her2_result_from_dict(entry["result"])
+        out |= _by_case(case_id, _issues(analysis, result, files))
     return out
 
 
