@@ -40,12 +40,12 @@ from ..analysis.contract import ModalityPath
 from ..report import codes as c
 from ..report.context import OutputIds, ReportContext, Supersedes, derive_output_ids
 from ..report.fhir import (
+    coded_component,
     coding,
     default_patient_system,
     device_resource,
-    local_coding,
     observation_frame,
-    quantity,
+    quantity_component,
     transaction_bundle,
 )
 from ..report.heatmap import (
@@ -320,49 +320,22 @@ def build_her2_bundle(
             issued,
             supersedes,
         )
-        components: list[dict[str, Any]] = []
-        for label, value in zip(CLASS_LABELS, result.probabilities or (), strict=False):
-            components.append(
-                {
-                    "code": {"coding": [local_coding(h2.HER2_PROBABILITY[label])]},
-                    "valueQuantity": quantity(value, "1", "probability"),
-                }
-            )
+        components: list[dict[str, Any]] = [
+            quantity_component(h2.HER2_PROBABILITY[label], value, "1", "probability")
+            for label, value in zip(CLASS_LABELS, result.probabilities or (), strict=False)
+        ]
         components.append(
-            {
-                "code": {"coding": [local_coding(h2.HER2_PATH)]},
-                "valueCodeableConcept": {
-                    "coding": [local_coding(h2.HER2_PATH_CODES[result.path])],
-                    "text": str(result.path),
-                },
-            }
+            coded_component(h2.HER2_PATH, h2.HER2_PATH_CODES[result.path], str(result.path))
         )
         for missing, flag in (("ihc", result.ihc_missing), ("he", result.he_missing)):
             if flag:
-                components.append(
-                    {
-                        "code": {"coding": [local_coding(h2.HER2_MISSING)]},
-                        "valueCodeableConcept": {
-                            "coding": [local_coding(h2.HER2_MISSING_CODES[missing])]
-                        },
-                    }
-                )
+                components.append(coded_component(h2.HER2_MISSING, h2.HER2_MISSING_CODES[missing]))
         components.append(
-            {
-                "code": {"coding": [local_coding(c.TRIAGE)]},
-                "valueCodeableConcept": {
-                    "coding": [local_coding(h2.HER2_TRIAGE_CODES[triage.category])],
-                    "text": triage.text,
-                },
-            }
+            coded_component(c.TRIAGE, h2.HER2_TRIAGE_CODES[triage.category], triage.text)
         )
-        for flag_name in result.qc_flags:
-            components.append(
-                {
-                    "code": {"coding": [local_coding(c.QC_FLAG)]},
-                    "valueCodeableConcept": {"coding": [local_coding(h2.HER2_QC_FLAGS[flag_name])]},
-                }
-            )
+        components += [
+            coded_component(c.QC_FLAG, h2.HER2_QC_FLAGS[flag]) for flag in result.qc_flags
+        ]
         answer = h2.HER2_SCORE_CODES[str(result.score)] if result.score else h2.LOINC_INDETERMINATE
         value_text = f"HER2 {result.score} (AI estimate)" if result.score else "No result (QC flag)"
         sources = {

@@ -17,12 +17,13 @@ from ..report import codes as c
 from ..report.context import OutputIds, ReportContext, Supersedes
 from ..report.fhir import (
     PatientSystem,
+    coded_component,
     coding,
     default_patient_system,
     device_resource,
     local_coding,
     observation_frame,
-    quantity,
+    quantity_component,
     transaction_bundle,
 )
 from ..report.triage import Triage
@@ -91,40 +92,15 @@ def build_observation(
     components: list[dict[str, Any]] = []
     if result.probability is not None:
         components.append(
-            {
-                "code": {"coding": [local_coding(hc.HRD_PROBABILITY)]},
-                "valueQuantity": quantity(result.probability, "1", "probability"),
-            }
+            quantity_component(hc.HRD_PROBABILITY, result.probability, "1", "probability")
         )
     if result.score is not None:
-        components.append(
-            {
-                "code": {"coding": [local_coding(hc.HRD_SCORE)]},
-                "valueQuantity": quantity(result.score, "{score}", "score"),
-            }
-        )
+        components.append(quantity_component(hc.HRD_SCORE, result.score, "{score}", "score"))
     components.append(
-        {
-            "code": {"coding": [local_coding(hc.OPERATING_THRESHOLD)]},
-            "valueQuantity": quantity(result.threshold, "1", "probability"),
-        }
+        quantity_component(hc.OPERATING_THRESHOLD, result.threshold, "1", "probability")
     )
-    components.append(
-        {
-            "code": {"coding": [local_coding(c.TRIAGE)]},
-            "valueCodeableConcept": {
-                "coding": [local_coding(hc.TRIAGE_CODES[triage.category])],
-                "text": triage.text,
-            },
-        }
-    )
-    for flag in result.qc_flags:
-        components.append(
-            {
-                "code": {"coding": [local_coding(c.QC_FLAG)]},
-                "valueCodeableConcept": {"coding": [local_coding(c.QC_FLAGS[flag])]},
-            }
-        )
+    components.append(coded_component(c.TRIAGE, hc.TRIAGE_CODES[triage.category], triage.text))
+    components += [coded_component(c.QC_FLAG, c.QC_FLAGS[flag]) for flag in result.qc_flags]
     interp_code, interp_display = _INTERPRETATION[result.call]
     call_code = hc.CALL_CODES[result.call]
     return Observation.model_validate(

@@ -39,6 +39,7 @@ __all__ = [
     "OBSERVATION_SYSTEM",
     "PROVENANCE_TAG_SYSTEM",
     "build_imaging_study",
+    "coded_component",
     "coding",
     "default_patient_system",
     "resolved_resources",
@@ -46,6 +47,7 @@ __all__ = [
     "local_coding",
     "observation_frame",
     "quantity",
+    "quantity_component",
     "transaction_bundle",
 ]
 
@@ -179,6 +181,22 @@ def observation_frame(
 def quantity(value: float, code: str, unit: str) -> dict[str, Any]:
     """A UCUM Quantity rounded to 6 decimals."""
     return {"value": round(float(value), 6), "unit": unit, "system": UCUM, "code": code}
+
+
+def quantity_component(concept: Any, value: float, code: str, unit: str) -> dict[str, Any]:
+    """An Observation component: a local concept with a UCUM quantity."""
+    return {
+        "code": {"coding": [local_coding(concept)]},
+        "valueQuantity": quantity(value, code, unit),
+    }
+
+
+def coded_component(concept: Any, answer: Any, text: str | None = None) -> dict[str, Any]:
+    """An Observation component: a local concept with a local coded answer (and its text)."""
+    value: dict[str, Any] = {"coding": [local_coding(answer)]}
+    if text is not None:
+        value["text"] = text
+    return {"code": {"coding": [local_coding(concept)]}, "valueCodeableConcept": value}
 
 
 def transaction_bundle(
