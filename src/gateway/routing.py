@@ -29,9 +29,40 @@ from . import analyses
 from .catalog import Catalog
 from .config import AnalysesSettings
 
-__all__ = ["StudyRouter", "enabled_specs"]
+__all__ = ["StudyRouter", "enabled_specs", "job_key", "routing_header"]
 
 logger = logging.getLogger(__name__)
+
+
+def job_key(request: AnalysisRequest, spec: AnalysisSpec) -> str:
+    """A request's job key in its study.
+
+    The analysis for whole-case analyses (one job per study, whatever blocks its slides
+    come from), else the request's key (``<analysis>:<block>``).
+    """
+    if spec.applicability.inputs in (InputKind.SLIDES, InputKind.SERIES):
+        return str(request.analysis)
+    return request.job_key
+
+
+def routing_header(
+    path: Path, sop_class: str, modality: str | None = None
+) -> tuple[Dataset, str | None]:
+    """One instance's header for routing (never the pixels), and why it could not be read.
+
+    A header that cannot be read gives a dataset of ``sop_class`` (and ``modality``)
+    that nothing else describes: for a slide the configured defaults apply, without a
+    default stain routing refuses it, and whoever opens the series later reports why it
+    cannot be read.
+    """
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True), None
+    except (OSError, ValueError, pydicom.errors.InvalidDicomError) as exc:
+        blank = Dataset()
+        blank.SOPClassUID = sop_class
+        if modality:
+            blank.Modality = modality
+        return blank, str(exc)
 
 
 def enabled_specs(settings: AnalysesSettings) -> list[AnalysisSpec]:
@@ -67,28 +98,21 @@ class StudyRouter:
         """Routing metadata of each series an enabled analysis could read, by Series UID.
 
         A series whose header cannot be read is routed as a series of its SOP class that
-        nothing describes (for a slide the configured defaults apply; without a default
-        stain routing refuses it); the worker that opens it reports why it cannot be
-        read, as before routing existed.
+        nothing describes (:func:`routing_header`, with what the catalog knows of it); the
+        worker that opens it reports why it cannot be read, as before routing existed.
         """
         out = []
         files = self.catalog.series_files(study_uid)
         for series_uid, series in sorted(files.items()):
             if not self.reads(series.sop_class_uid):
                 continue
-            try:
-                ds = pydicom.dcmread(Path(series.paths[0]), stop_before_pixels=True)
-                out.append(series_metadata_from_dataset(ds, self.rules, key=series_uid))
-            except (OSError, ValueError, pydicom.errors.InvalidDicomError) as exc:
+            ds, error = routing_header(Path(series.paths[0]), series.sop_class_uid, series.modality)
+            if error is not None:
                 logger.warning(
                     "series header unreadable for routing",
-                    extra={"study_uid": study_uid, "series_uid": series_uid, "error": str(exc)},
+                    extra={"study_uid": study_uid, "series_uid": series_uid, "error": error},
                 )
-                blank = Dataset()  # what the catalog knows of it
-                blank.SOPClassUID = series.sop_class_uid
-                if series.modality:
-                    blank.Modality = series.modality
-                out.append(series_metadata_from_dataset(blank, self.rules, key=series_uid))
+            out.append(series_metadata_from_dataset(ds, self.rules, key=series_uid))
         return out
 
     def decide(self, study_uid: str) -> RoutingDecision:
@@ -96,15 +120,8 @@ class StudyRouter:
         return route(self.series(study_uid), self.specs, self.limits)
 
     def job_key(self, request: AnalysisRequest) -> str:
-        """The job's key in the study.
-
-        The analysis for whole-case analyses (one job per study, whatever blocks its
-        slides come from), else the request's key (``<analysis>:<block>``).
-        """
-        spec = next(s for s in self.specs if s.name == request.analysis)
-        if spec.applicability.inputs in (InputKind.SLIDES, InputKind.SERIES):
-            return str(request.analysis)
-        return request.job_key
+        """The job's key in the study (:func:`job_key`, with the request's analysis)."""
+        return job_key(request, next(s for s in self.specs if s.name == request.analysis))
 
     def to_dict(self, decision: RoutingDecision) -> dict[str, Any]:
         """The decision as the catalog stores it, with the gateway's job keys."""

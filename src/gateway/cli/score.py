@@ -29,8 +29,6 @@ from ihgamp_core.analysis import (
     Analysis,
     AnalysisOutcome,
     AnalysisRequest,
-    AnalysisSpec,
-    InputKind,
     MetadataRules,
     RoutingDecision,
     SeriesMetadata,
@@ -44,6 +42,7 @@ from ihgamp_core.slide import SlideSource, discover_slides
 from ihgamp_core.slide.base import Slide
 
 from .. import analyses as registry
+from .. import routing
 from ..analyses import AnalysisEntry, AnalysisLoadError, LoadContext
 from ..analyses.engine import Engine, ScoringOptions, load_engine
 from .common import (
@@ -115,17 +114,7 @@ def _metadata(source: SlideSource, rules: MetadataRules) -> SeriesMetadata:
     if source.kind == "vendor":
         key = source.label
         return series_metadata_from_properties(key, _vendor_properties(source.paths[0]), rules)
-    import pydicom
-    from pydicom.dataset import Dataset
-
-    ds: Dataset
-    try:
-        ds = pydicom.dcmread(source.paths[0], stop_before_pixels=True)
-    except (OSError, ValueError, pydicom.errors.InvalidDicomError):
-        # As the gateway does: a slide nothing describes (the open reports why).
-        ds = Dataset()
-        ds.SOPClassUID = WSI_SOP_CLASS
-        ds.Modality = "SM"
+    ds, _ = routing.routing_header(source.paths[0], WSI_SOP_CLASS, "SM")  # as the gateway reads it
     key = str(ds.get("SeriesInstanceUID", "")) or source.label
     return series_metadata_from_dataset(ds, rules, key=key)
 
@@ -175,13 +164,6 @@ def _nothing_to_run(decision: RoutingDecision, chosen: Sequence[AnalysisEntry]) 
     return (
         f"no analysis applies to these slides ({why or ', '.join(e.name for e in chosen)}); {hint}"
     )
-
-
-def _job_key(request: AnalysisRequest, spec: AnalysisSpec) -> str:
-    """The request's job key as the gateway names it (whole-case analyses: the name)."""
-    if spec.applicability.inputs in (InputKind.SLIDES, InputKind.SERIES):
-        return str(request.analysis)
-    return request.job_key
 
 
 def _load(
@@ -239,13 +221,13 @@ def _write(
                 "result": _document(run) or outcome,
             }
         )
-    routing = decision.to_dict()
+    routed = decision.to_dict()
     document = {
         "schema": SCORE_SCHEMA,
         "case_id": case,
         "results": entries,
-        "refusals": routing["refusals"],
-        "skipped": routing["skipped"],
+        "refusals": routed["refusals"],
+        "skipped": routed["skipped"],
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(document, indent=2, default=str) + "\n")
@@ -280,7 +262,7 @@ def _run_all(
                 label = f"running {request.analysis} on {len(inputs)} slide(s)"
                 status.enter_context(err_console.status(label))
             result = analysis.run(request, inputs, case)
-        job_key = _job_key(request, analysis.spec)
+        job_key = routing.job_key(request, analysis.spec)
         runs.append(_Run(request, job_key, result, analysis.outcome(result)))
     return runs
 
