@@ -346,3 +346,29 @@ def test_a_study_reopened_while_it_is_decided_receives_again_instead_of_failing(
     study = catalog.study(uid)
     assert study is not None and study.state == StudyState.RECEIVING
     assert study.state_reason == "reopened: new whole-slide instance"
+
+
+@pytest.mark.unit
+def test_an_unreadable_header_routes_as_an_undescribed_series_of_its_class(
+    tmp_path: Path,
+) -> None:
+    """The router and ``ihgamp score`` read headers through one function."""
+    from gateway.routing import routing_header
+    from ihgamp_core.analysis import MetadataRules, Stain, series_metadata_from_dataset
+
+    broken = tmp_path / "broken.dcm"
+    broken.write_bytes(b"not DICOM at all")
+    ct = "1.2.840.10008.5.1.4.1.1.2"
+    ds, error = routing_header(broken, ct, "CT")
+    assert error and (ds.SOPClassUID, ds.Modality) == (ct, "CT")
+    meta = series_metadata_from_dataset(ds, MetadataRules(), key="1.2.3")
+    assert (meta.key, meta.modality, meta.stain) == ("1.2.3", "CT", Stain.UNKNOWN)
+    header = pydicom.Dataset()
+    header.SOPClassUID, header.Modality, header.SeriesInstanceUID = ct, "CT", "1.2.3.4"
+    header.SOPInstanceUID = "1.2.3.4.1"
+    header.file_meta = pydicom.dataset.FileMetaDataset()
+    header.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    good = tmp_path / "good.dcm"
+    header.save_as(good, enforce_file_format=True)
+    read, none = routing_header(good, "ignored")
+    assert none is None and read.SeriesInstanceUID == "1.2.3.4" and read.SOPClassUID == ct
