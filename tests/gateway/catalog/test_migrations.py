@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import Engine, create_engine, inspect, text
 from typer.testing import CliRunner
 
 from gateway.catalog import HEAD, Catalog, SchemaState, StudyState, schema_status, upgrade
@@ -35,6 +35,20 @@ def _load_release(url: str) -> None:
     with engine.begin() as conn:
         conn.exec_driver_sql((DATA / "catalog-release-0.1.postgresql.sql").read_text())
     engine.dispose()
+
+
+def _at_revision(url: str, revision: str) -> Engine:
+    """An engine on a catalog upgraded only as far as ``revision`` (the state tests start from)."""
+    from alembic import command
+
+    from gateway.catalog.migrations import _config
+
+    engine = create_engine(url)
+    config = _config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+    return engine
 
 
 def test_a_new_catalog_is_created_at_head_and_matches_the_models(catalog_url: str) -> None:
@@ -100,16 +114,9 @@ def test_a_catalog_newer_than_this_gateway_is_refused(catalog_url: str) -> None:
 
 
 def test_0006_gives_existing_jobs_and_results_the_hrd_analysis(catalog_url: str) -> None:
-    from alembic import command
-
     from gateway.catalog import AnalysisStore, JobStore
-    from gateway.catalog.migrations import _config
 
-    engine = create_engine(catalog_url)
-    config = _config()
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0005")  # the catalog as the release before analyses left it
+    engine = _at_revision(catalog_url, "0005")  # the catalog as the release before analyses left it
     now = "2026-11-28 06:10:41"
     with engine.begin() as conn:
         conn.execute(
@@ -169,16 +176,9 @@ def test_0006_gives_existing_jobs_and_results_the_hrd_analysis(catalog_url: str)
 def test_0007_keeps_studies_and_results_and_leaves_their_identity_to_the_receiver(
     catalog_url: str, tmp_path: Path
 ) -> None:
-    from alembic import command
-
     from gateway.catalog import AnalysisStore
-    from gateway.catalog.migrations import _config
 
-    engine = create_engine(catalog_url)
-    config = _config()
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0006")
+    engine = _at_revision(catalog_url, "0006")
     now = "2026-12-01 08:00:00"
     with engine.begin() as conn:
         conn.execute(
@@ -215,16 +215,9 @@ def test_0007_keeps_studies_and_results_and_leaves_their_identity_to_the_receive
 
 def test_0008_records_each_result_manifest_from_its_file(catalog_url: str, tmp_path: Path) -> None:
     """HRD and HER2 results from before 0008 get their manifest; an unreadable one none."""
-    from alembic import command
-
     from gateway.catalog import AnalysisStore
-    from gateway.catalog.migrations import _config
 
-    engine = create_engine(catalog_url)
-    config = _config()
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0007")
+    engine = _at_revision(catalog_url, "0007")
     hrd = tmp_path / "1.2.3.8" / "result.json"
     her2 = tmp_path / "1.2.3.8" / "her2-A1" / "result.json"
     her2.parent.mkdir(parents=True)
@@ -297,18 +290,11 @@ def test_0009_moves_root_results_into_their_folder_and_drops_the_study_columns(
     catalog_url: str, tmp_path: Path
 ) -> None:
     """From a 0006 catalog with an HRD result at the study root and a HER2 one in its folder."""
-    from alembic import command
-
     from gateway.catalog import AnalysisStore
     from gateway.catalog.deliveries import DeliveryStore
-    from gateway.catalog.migrations import _config
     from gateway.web.views import analysis_maps
 
-    engine = create_engine(catalog_url)
-    config = _config()
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0006")
+    engine = _at_revision(catalog_url, "0006")
     study = tmp_path / "outbox" / "1.2.3.9"
     (study / "her2-A1").mkdir(parents=True)
     outputs = {
