@@ -100,40 +100,34 @@ class DimseAudit(CatalogStore):
                     .values(instances_failed=Association.instances_failed + 1)
                 )
 
+    def _latest(
+        self, table: type[Association | StoreRefusal], columns: tuple[str, ...], limit: int
+    ) -> list[dict[str, Any]]:
+        """The ``limit`` newest rows of ``table`` as dicts of ``columns``."""
+        with self.catalog.session() as s:
+            rows = s.scalars(select(table).order_by(table.id.desc()).limit(limit))
+            return [{name: getattr(r, name) for name in columns} for r in rows]
+
     def store_refusals(self, limit: int = 100) -> list[dict[str, Any]]:
         """Return the most recent refused C-STOREs."""
-        with self.catalog.session() as s:
-            rows = s.scalars(select(StoreRefusal).order_by(StoreRefusal.id.desc()).limit(limit))
-            return [
-                {
-                    "association_id": r.association_id,
-                    "at": r.at,
-                    "sop_instance_uid": r.sop_instance_uid,
-                    "status": r.status,
-                    "reason": r.reason,
-                }
-                for r in rows
-            ]
+        columns = ("association_id", "at", "sop_instance_uid", "status", "reason")
+        return self._latest(StoreRefusal, columns, limit)
 
     def associations(self, limit: int = 100) -> list[dict[str, Any]]:
         """Return the most recent association audit records."""
-        with self.catalog.session() as s:
-            rows = s.scalars(select(Association).order_by(Association.id.desc()).limit(limit))
-            return [
-                {
-                    "id": r.id,
-                    "calling_ae": r.calling_ae,
-                    "called_ae": r.called_ae,
-                    "peer_host": r.peer_host,
-                    "peer_port": r.peer_port,
-                    "tls": r.tls,
-                    "started_at": r.started_at,
-                    "ended_at": r.ended_at,
-                    "result": r.result,
-                    "reason": r.reason,
-                    "instances_received": r.instances_received,
-                    "instances_failed": r.instances_failed,
-                    "bytes_received": r.bytes_received,
-                }
-                for r in rows
-            ]
+        columns = (
+            "id",
+            "calling_ae",
+            "called_ae",
+            "peer_host",
+            "peer_port",
+            "tls",
+            "started_at",
+            "ended_at",
+            "result",
+            "reason",
+            "instances_received",
+            "instances_failed",
+            "bytes_received",
+        )
+        return self._latest(Association, columns, limit)
