@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Rebuild the DEMO head in sample_data/demo_head/ with `ihgamp embed` and `ihgamp train`.
+"""Rebuild the DEMO head in sample_data/demo_head/ with `ihgamp hrd embed` and `ihgamp hrd train`.
 
 Steps (about 12 minutes on 2 CPU cores; slides and embeddings are kept under
 sample_data/generated/demo_cohort/, so a rerun only retrains, in seconds):
@@ -11,9 +11,9 @@ sample_data/generated/demo_cohort/, so a rerun only retrains, in seconds):
    `ihgamp_core.synthetic.he`, written as an Aperio-style SVS (four 256 px tiles).
    The slides and a cohort manifest (case_id, slides, score, cancer_type, tss) go to
    sample_data/generated/demo_cohort/.
-3. `ihgamp embed` with the seeded, randomly initialised OpenCLIP ViT-B/16
+3. `ihgamp hrd embed` with the seeded, randomly initialised OpenCLIP ViT-B/16
    (`random-init-seed-0`) and the paper preset, on the CPU.
-4. `ihgamp train --demo`: the paper protocol (patient-level 80/10/10 split, PCA(384) ->
+4. `ihgamp hrd train --demo`: the paper protocol (patient-level 80/10/10 split, PCA(384) ->
    Ridge(30) on s, Platt scaling on the validation split, Youden threshold), written to
    sample_data/demo_head/ with its MODEL_CARD.md.
 5. reference_tile.json: the embedding of one fixed synthetic tile, which the test suite
@@ -117,8 +117,9 @@ def main() -> None:
 
     manifest = write_cohort(args.cases)
     embeddings = COHORT / "embeddings"
-    ihgamp("embed", "--manifest", str(manifest), "--out", str(embeddings), "--device", "cpu")
+    ihgamp("hrd", "embed", "--manifest", str(manifest), "--out", str(embeddings), "--device", "cpu")
     ihgamp(
+        "hrd",
         "train",
         "--embeddings",
         str(embeddings),

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.demo import send_with_storescu
+from gateway.dcmtk import send_with_storescu
 from gateway.pacs_local import free_port
 from ihgamp_core.synthetic.samples import SampleCase
 from support.docker import DockerEngine

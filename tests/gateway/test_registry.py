@@ -26,14 +26,6 @@ pytestmark = pytest.mark.unit
 GATEWAY = Path(__file__).resolve().parents[2] / "src" / "gateway"
 #: An analysis' name in code (not a stain value such as ``ihc-her2``).
 ANALYSIS_NAME = re.compile(r"(?<![a-z-])(hrd|her2)(?![a-z0-9])", re.IGNORECASE)
-#: Gateway modules that still name an analysis outside the registry, and why. The list
-#: only shrinks: a module that no longer names one must leave it (checked below).
-STILL_NAMED = {
-    "cli/app.py": "the product's description in --help",
-    "cli/research.py": "the research commands train and evaluate HRD heads",
-    "cli/demo.py": "the demo sends the built-in analyses' sample cases",
-    "demo.py": "the demo sends the built-in analyses' sample cases",
-}
 
 
 def test_the_built_in_analyses_are_registered_and_hrd_scores_with_the_engine() -> None:
@@ -144,6 +136,4 @@ def test_no_gateway_module_outside_the_registry_names_an_analysis() -> None:
         found = _named(path)
         if found:
             named[rel] = found
-    unexpected = {k: v for k, v in named.items() if k not in STILL_NAMED}
-    assert not unexpected, f"ask the registry (gateway.analyses) instead: {unexpected}"
-    assert set(STILL_NAMED) == set(named), "a module no longer names one: drop it from the list"
+    assert not named, f"ask the registry (gateway.analyses) instead: {named}"

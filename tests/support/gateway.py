@@ -291,7 +291,7 @@ def storescu(
     port: int, paths: Sequence[Path], calling_ae: str = "STORESCU"
 ) -> subprocess.CompletedProcess[str]:
     """Send with DCMTK's storescu (``-xy -R`` offers the WSI contexts)."""
-    from gateway.demo import dcmtk_tool
+    from gateway.dcmtk import dcmtk_tool
 
     exe = dcmtk_tool("storescu")
     cmd = [

@@ -55,6 +55,7 @@ HRD = register(
         needs_scoring_level=True,
         uses_engine=True,
         export=_export_hrd,
+        cli="gateway.analyses.hrd_cli:hrd_app",
     )
 )
 

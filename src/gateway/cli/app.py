@@ -6,10 +6,9 @@ import typer
 
 from ihgamp_core import __version__
 
+from ..analyses.demo_cli import demo, sample_data
 from .access import audit, sessions
 from .db import db_app
-from .demo import demo, sample_data
-from .research import embed, evaluate_cmd, import_head, train
 from .retrieve import find, retrieve
 from .score import score
 from .serve import config_app, serve
@@ -20,10 +19,10 @@ __all__ = ["app", "main"]
 app = typer.Typer(
     name="ihgamp",
     help=(
-        "IHGAMP pathology AI gateway: receives whole-slide images over DICOM, estimates "
-        "homologous-recombination deficiency (HRD) from H&E morphology, and returns DICOM SR "
-        "and FHIR results. A screening/triage aid to prioritise confirmatory molecular "
-        "testing, not a companion diagnostic."
+        "IHGAMP pathology AI gateway: receives images over DICOM, runs the enabled analyses "
+        "on them (`[analyses] enabled`; docs/analyses.md) and returns DICOM SR, maps and FHIR "
+        "results. Screening and triage aids to prioritise confirmatory testing, not companion "
+        "diagnostics."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -55,10 +54,6 @@ app.command("audit")(audit)
 app.command("sessions")(sessions)
 app.command("find")(find)
 app.command("retrieve")(retrieve)
-app.command("embed")(embed)
-app.command("train")(train)
-app.command("evaluate")(evaluate_cmd)
-app.command("import-head")(import_head)
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.command("score")(score)

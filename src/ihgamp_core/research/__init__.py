@@ -1,7 +1,7 @@
 """The research toolkit: cohort embedding, training and evaluation (the paper's protocol).
 
-``ihgamp embed`` -> :func:`embed_cohort`; ``ihgamp train`` -> :func:`train_head`;
-``ihgamp evaluate`` -> :func:`evaluate`; ``ihgamp import-head`` ->
+``ihgamp hrd embed`` -> :func:`embed_cohort`; ``ihgamp hrd train`` -> :func:`train_head`;
+``ihgamp hrd evaluate`` -> :func:`evaluate`; ``ihgamp hrd import-head`` ->
 :func:`import_notebook_head`.
 """
 

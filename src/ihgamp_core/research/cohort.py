@@ -225,7 +225,7 @@ def load_cohort(
         where = f"no value in column {label_column!r}" if label_column else "no label and no score"
         raise ParameterError(f"{where} for case(s) {name_some(unlabelled)} in {manifest.path}")
     if not ids:
-        raise ParameterError("no case of the manifest has embeddings; run `ihgamp embed` first")
+        raise ParameterError("no case of the manifest has embeddings; run `ihgamp hrd embed` first")
     return Cohort(
         tuple(ids),
         np.vstack(xs),

@@ -124,7 +124,7 @@ def evaluate(cohort: Cohort, head: HeadArtifact, options: EvaluationOptions) -> 
             reasons.append(f"NaN in the embeddings of {name_some(cohort.dropped_nan)}")
         raise ParameterError(
             f"{len(cohort.missing) + len(cohort.dropped_nan)} case(s) cannot be evaluated: "
-            f"{'; '.join(reasons)}; embed them again (`ihgamp embed`) or pass --skip-missing "
+            f"{'; '.join(reasons)}; embed them again (`ihgamp hrd embed`) or pass --skip-missing "
             "to evaluate without them"
         )
     part = cohort.in_split(options.split) if options.split else cohort

@@ -3,7 +3,7 @@
 The notebooks save a joblib dict holding a scikit-learn ``Pipeline`` (StandardScaler,
 PCA(384), Ridge) and a ``LogisticRegression`` (Platt scaling). Loading a joblib file
 runs pickle, which can execute code; so this happens only in the explicit offline
-command ``ihgamp import-head``, after a warning, through an unpickler that refuses every
+command ``ihgamp hrd import-head``, after a warning, through an unpickler that refuses every
 class outside a short allow-list of the expected scikit-learn and NumPy classes. The
 gateway itself never unpickles anything.
 """

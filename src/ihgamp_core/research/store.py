@@ -140,7 +140,7 @@ def check_embedding_settings(embedded: Mapping[str, Any], preset: Preset, where:
         f"{where}: embedded with preset {embedded.get('name')!r}, which tiles or "
         f"preprocesses differently from preset {preset.name!r} "
         f"({settings_difference(embedded, preset)}); use embeddings made with preset "
-        f"{preset.name!r} (`ihgamp embed --preset {preset.name}`)"
+        f"{preset.name!r} (`ihgamp hrd embed --preset {preset.name}`)"
     )
 
 
@@ -441,5 +441,5 @@ def _check_features(features: NDArray[Any], backbone: BackboneIdentity, where: s
         raise ParameterError(
             f"{where}: tile embeddings of size {size}, but {backbone.describe()} makes "
             f"embeddings of size {backbone.embedding_dim}; re-embed the slide "
-            "(`ihgamp embed`)"
+            "(`ihgamp hrd embed`)"
         )

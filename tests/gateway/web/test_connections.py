@@ -74,7 +74,7 @@ def _dcmtk(*args: str) -> int:
     Not pynetdicom in this process: with the 1,000 idle sockets held here its descriptors
     pass 1024, beyond what pynetdicom's select() can watch, and the client aborts itself.
     """
-    from gateway.demo import dcmtk_tool  # DCMTK's, not pynetdicom's same-named scripts
+    from gateway.dcmtk import dcmtk_tool  # DCMTK's, not pynetdicom's same-named scripts
 
     tool, *rest = args
     cmd = [dcmtk_tool(tool), "-to", "10", "-aet", "SCANNER", "-aec", "IHGAMP", *rest]

@@ -11,10 +11,8 @@ endpoint; the demo then reads them back. Every model is a DEMO model.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -24,13 +22,14 @@ from typing import TYPE_CHECKING, Any
 from ihgamp_core.hrd.result import CaseResult, result_from_dict
 from ihgamp_core.synthetic.samples import SampleCase
 
-from .analyses.builtin import HER2, HRD
-from .catalog import AnalysisResultView, AnalysisStore, ResultManifest, StudyState
-from .catalog.deliveries import DeliveryStore
-from .config import Settings
-from .errors import GatewayError
-from .pacs_local import Orthanc, free_port, orthanc_available
-from .service import Gateway
+from ..catalog import AnalysisResultView, AnalysisStore, ResultManifest, StudyState
+from ..catalog.deliveries import DeliveryStore
+from ..config import Settings
+from ..dcmtk import send_with_storescu
+from ..errors import GatewayError
+from ..pacs_local import Orthanc, free_port, orthanc_available
+from ..service import Gateway
+from .builtin import HER2, HRD
 
 if TYPE_CHECKING:  # the HER2 sample generator imports torch
     from ihgamp_core.her2.samples import Her2SampleCase
@@ -42,7 +41,6 @@ __all__ = [
     "DemoOutcome",
     "demo_settings",
     "run_network_demo",
-    "send_with_storescu",
 ]
 
 DEMO_SCANNER_AE = "DEMO-SCANNER"
@@ -128,55 +126,6 @@ def demo_settings(
     )
 
 
-def dcmtk_tool(name: str) -> str:
-    """Return the path of a DCMTK program (pynetdicom installs same-named Python scripts).
-
-    Raises
-    ------
-    GatewayError
-        If DCMTK is not installed.
-    """
-    for folder in os.environ.get("PATH", "").split(os.pathsep):
-        candidate = Path(folder) / name
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            with candidate.open("rb") as fh:
-                if fh.read(2) != b"#!":  # a compiled program, not a Python entry point
-                    return str(candidate)
-    raise GatewayError(f"DCMTK's {name} is not installed; run `apt-get install dcmtk`")
-
-
-def send_with_storescu(folder: Path, port: int, called_ae: str = "IHGAMP") -> None:
-    """Send every DICOM file under ``folder`` with DCMTK ``storescu``.
-
-    ``-xy`` proposes JPEG baseline (what the slides are stored as) and ``-R`` proposes
-    only the contexts the files need, which keeps the number of presentation contexts
-    within the 128 a DICOM association allows.
-
-    Raises
-    ------
-    GatewayError
-        If ``storescu`` is missing or reports a failure.
-    """
-    exe = dcmtk_tool("storescu")
-    cmd = [
-        exe,
-        "-aet",
-        DEMO_SCANNER_AE,
-        "-aec",
-        called_ae,
-        "-xy",
-        "-R",
-        "+sd",
-        "+r",
-        "127.0.0.1",
-        str(port),
-        str(folder),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)  # noqa: S603
-    if proc.returncode != 0:
-        raise GatewayError(f"storescu failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
-
-
 def run_network_demo(
     samples_root: Path,
     cases: list[SampleCase],
@@ -235,7 +184,9 @@ def run_network_demo(
         uids = {}
         for case in cases:
             started = time.perf_counter()
-            send_with_storescu(samples_root / "dicom" / case.case_id, port)
+            send_with_storescu(
+                samples_root / "dicom" / case.case_id, port, calling_ae=DEMO_SCANNER_AE
+            )
             uids[case.case_id] = str(case.identity["study_instance_uid"])
             report(
                 f"{case.case_id}: sent {len(case.dicom)} slide(s) with storescu in "
@@ -244,7 +195,9 @@ def run_network_demo(
         for her2_case in her2_cases or []:
             assert her2_root is not None  # noqa: S101 - given together
             started = time.perf_counter()
-            send_with_storescu(her2_root / "dicom" / her2_case.case_id, port)
+            send_with_storescu(
+                her2_root / "dicom" / her2_case.case_id, port, calling_ae=DEMO_SCANNER_AE
+            )
             uids[her2_case.case_id] = str(her2_case.identity["study_instance_uid"])
             roles = " + ".join("H&E" if r == "he" else "HER2 IHC" for r in her2_case.slides)
             report(

@@ -15,9 +15,9 @@ from ihgamp_core.hrd.result import Call, CaseResult, result_to_json
 from ihgamp_core.slide import discover_slides
 from ihgamp_core.synthetic.samples import SampleCase, build_samples
 
-from ..analyses.engine import load_engine, repo_root
-from ..demo import DemoOutcome
-from .common import console, handle_errors, scoring_progress, setup_logging
+from ..cli.common import console, handle_errors, scoring_progress, setup_logging
+from .demo import DemoOutcome
+from .engine import load_engine, repo_root
 
 __all__ = ["DEMO_MAX_TILES", "demo", "sample_data"]
 
@@ -129,7 +129,7 @@ def demo(
     else:
         from ihgamp_core.her2.samples import build_her2_samples  # imports torch
 
-        from ..demo import run_network_demo
+        from .demo import run_network_demo
 
         with console.status("preparing the breast (HER2) sample slides"):
             her2_root = root / "her2"

@@ -1,4 +1,4 @@
-"""``ihgamp embed``, ``train``, ``evaluate``, ``import-head``: the research toolkit.
+"""``ihgamp hrd embed | train | evaluate | import-head``: the HRD research toolkit.
 
 These run offline on files; they need no gateway. The head they write is the artifact the
 gateway loads (``--head`` / ``model.head``).
@@ -36,14 +36,23 @@ from ihgamp_core.research.manifest import Manifest as CohortManifest
 from ihgamp_core.research.store import embedding_settings, settings_difference
 from ihgamp_core.research.train import DEFAULT_INTENDED_USE, DEMO_INTENDED_USE
 
-from .common import console, err_console, handle_errors, scoring_progress, setup_logging
+from ..cli.common import console, err_console, handle_errors, scoring_progress, setup_logging
 
-__all__ = ["embed", "evaluate_cmd", "import_head", "train"]
+__all__ = ["hrd_app"]
+
+hrd_app = typer.Typer(
+    help=(
+        "HRD from H&E (IHGAMP): embed a cohort's slides, train and evaluate a head, import "
+        "the notebooks' head. Offline, on files."
+    ),
+    no_args_is_help=True,
+)
 
 Manifest = Annotated[Path, typer.Option("--manifest", help="Cohort CSV (docs/research.md).")]
 Embeddings = Annotated[Path, typer.Option("--embeddings", help="Embedding store folder.")]
 
 
+@hrd_app.command("embed")
 @handle_errors
 def embed(
     manifest: Manifest,
@@ -132,7 +141,7 @@ def _store_identity(
                 stored = store.read(path, load_arrays=False)
                 return stored.backbone, stored.preset
     raise ParameterError(
-        f"no slide of {manifest.path} has embeddings in {store.root}; run `ihgamp embed` first"
+        f"no slide of {manifest.path} has embeddings in {store.root}; run `ihgamp hrd embed` first"
     )
 
 
@@ -155,11 +164,12 @@ def _training_preset(name: str | None, embedded: dict[str, object], store: Path)
             f"{name} tiles or preprocesses differently ({settings_difference(embedded, chosen)}); "
             f"the head would make the gateway tile new slides unlike its training data: "
             f"train with --preset {embedded_name} (or leave --preset out), or re-embed with "
-            f"`ihgamp embed --preset {name}` into another folder"
+            f"`ihgamp hrd embed --preset {name}` into another folder"
         )
     return chosen
 
 
+@hrd_app.command("train")
 @handle_errors
 def train(
     embeddings: Embeddings,
@@ -242,6 +252,7 @@ def train(
     )
 
 
+@hrd_app.command("evaluate")
 @handle_errors
 def evaluate_cmd(
     head: Annotated[Path, typer.Option("--head", help="Head artifact folder.")],
@@ -298,7 +309,7 @@ def evaluate_cmd(
             f"the head {artifact.metadata.display_name!r} was trained with preset "
             f"{trained_with.name!r}, but the embeddings in {embeddings} were made with preset "
             f"{embedded.get('name')!r} ({settings_difference(embedded, trained_with)}); "
-            f"embed the cohort with `ihgamp embed --preset {trained_with.name}`"
+            f"embed the cohort with `ihgamp hrd embed --preset {trained_with.name}`"
         )
     cohort = load_cohort(
         cases,
@@ -334,6 +345,7 @@ def evaluate_cmd(
     console.print(f"report: {', '.join(str(f) for f in files)}")
 
 
+@hrd_app.command("import-head")
 @handle_errors
 def import_head(
     joblib_file: Annotated[Path, typer.Argument(help="frozen_model.joblib from the notebooks.")],

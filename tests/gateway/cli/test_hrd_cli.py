@@ -44,6 +44,7 @@ def test_embed_train_evaluate_score(
         )
         w.writerow(["BROKEN", str(tmp_path / "missing.svs"), "20", "OV", "LOCAL"])
     code, out = _invoke(
+        "hrd",
         "embed",
         "--manifest",
         str(manifest),
@@ -60,6 +61,7 @@ def test_embed_train_evaluate_score(
     leftover.parent.mkdir(parents=True, exist_ok=True)
     leftover.write_text("half-written")
     code, out = _invoke(
+        "hrd",
         "embed",
         "--manifest",
         str(manifest),
@@ -92,6 +94,7 @@ def test_embed_train_evaluate_score(
 
     head_dir = tmp_path / "head"
     code, out = _invoke(
+        "hrd",
         "train",
         "--embeddings",
         str(store_dir),
@@ -110,6 +113,7 @@ def test_embed_train_evaluate_score(
 
     report_dir = tmp_path / "report"
     code, out = _invoke(
+        "hrd",
         "evaluate",
         "--head",
         str(head_dir),
@@ -169,6 +173,7 @@ def test_import_head_command(tmp_path: Path) -> None:
     lr = LogisticRegression().fit(pipe.predict(x).reshape(-1, 1), (y > 30).astype(int))
     joblib.dump({"model": pipe, "platt": lr}, tmp_path / "frozen_model.joblib")
     code, out = _invoke(
+        "hrd",
         "import-head",
         str(tmp_path / "frozen_model.joblib"),
         "--out",
@@ -178,6 +183,7 @@ def test_import_head_command(tmp_path: Path) -> None:
     )
     assert code == 2 and "--yes" in out  # explicit confirmation needed
     code, out = _invoke(
+        "hrd",
         "import-head",
         str(tmp_path / "frozen_model.joblib"),
         "--out",
@@ -202,6 +208,7 @@ def test_train_and_evaluate_another_endpoint_from_a_label_column(tmp_path: Path)
     head_dir = tmp_path / "head"
     args = ["--embeddings", str(embeddings), "--manifest", str(manifest)]
     code, out = _invoke(
+        "hrd",
         "train",
         *args,
         "--out",
@@ -216,6 +223,7 @@ def test_train_and_evaluate_another_endpoint_from_a_label_column(tmp_path: Path)
     assert meta["endpoint"] == "platinum_resistant"
     assert meta["training"]["target"] == "binary label" and meta["training"]["split_seed"] == 4
     code, out = _invoke(
+        "hrd",
         "evaluate",
         "--head",
         str(head_dir),

@@ -1,4 +1,4 @@
-"""Bad cohort input to ``ihgamp train`` / ``evaluate`` / ``embed``: one-line errors, no tracebacks.
+"""Bad cohort input to ``ihgamp hrd train | evaluate | embed``: one-line errors, no tracebacks.
 
 Small synthetic cohorts (no ViT) and ``--pca-components 8`` keep these fast.
 """
@@ -56,6 +56,7 @@ def _write_rows(manifest: Path, rows: list[list[str]]) -> None:
 
 def _train(manifest: Path, embeddings: Path, out: Path, *extra: str) -> tuple[int, str]:
     return _invoke(
+        "hrd",
         "train",
         "--embeddings",
         str(embeddings),
@@ -73,6 +74,7 @@ def _evaluate(
     head: Path, manifest: Path, embeddings: Path, out: Path, *extra: str
 ) -> tuple[int, str]:
     return _invoke(
+        "hrd",
         "evaluate",
         "--head",
         str(head),
@@ -197,7 +199,7 @@ def test_training_split_without_one_class_is_refused(
 def test_train_refuses_a_preset_the_embeddings_were_not_made_with(tmp_path: Path) -> None:
     manifest, embeddings = _cohort(tmp_path, preset=get_preset("ihgamp-code"))
     code, out = _train(manifest, embeddings, tmp_path / "head", "--preset", "paper")
-    _assert_one_line_error(code, out, "'ihgamp-code'", "--preset ihgamp-code", "ihgamp embed")
+    _assert_one_line_error(code, out, "'ihgamp-code'", "--preset ihgamp-code", "ihgamp hrd embed")
     assert not (tmp_path / "head").exists()
 
     code, out = _train(manifest, embeddings, tmp_path / "head")  # default: as embedded
@@ -257,10 +259,17 @@ def test_out_pointing_to_a_file_is_a_clean_error(
     _assert_one_line_error(code, out, str(a_file), "--out")
     code, out = _evaluate(head, manifest, embeddings, a_file)
     _assert_one_line_error(code, out, str(a_file), "--out")
-    code, out = _invoke("embed", "--manifest", str(manifest), "--out", str(a_file))
+    code, out = _invoke("hrd", "embed", "--manifest", str(manifest), "--out", str(a_file))
     _assert_one_line_error(code, out, str(a_file), "--out")
     code, out = _invoke(
-        "import-head", str(a_file), "--out", str(a_file), "--backbone-weights", "sha256:ab", "--yes"
+        "hrd",
+        "import-head",
+        str(a_file),
+        "--out",
+        str(a_file),
+        "--backbone-weights",
+        "sha256:ab",
+        "--yes",
     )
     _assert_one_line_error(code, out, str(a_file), "--out")
     assert a_file.read_text() == "not a folder"
