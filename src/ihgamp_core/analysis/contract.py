@@ -26,10 +26,15 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
+from fhir.resources.R4B.bundle import Bundle
 from numpy.typing import NDArray
 from pydicom import uid
+from pydicom.dataset import Dataset
 
 from ..errors import ParameterError
+from ..report.context import OutputIds
+from ..report.outputs import HeatmapObject, Outputs
+from ..report.triage import Triage
 from ..slide.base import Slide
 
 __all__ = [
@@ -432,25 +437,6 @@ class AnalysisOutcome:
 
 
 @dataclass(frozen=True)
-class HeatmapObject:
-    """A DICOM heatmap object registered to one slide, with its PNG for people.
-
-    Parameters
-    ----------
-    series_uid : str
-        The slide it is registered to.
-    dataset : pydicom.dataset.Dataset
-        Parametric Map (HRD) or Segmentation (HER2 class map).
-    png : bytes or None
-        The same map over a slide thumbnail.
-    """
-
-    series_uid: str
-    dataset: Any
-    png: bytes | None
-
-
-@dataclass(frozen=True)
 class ReportOptions:
     """What report building needs besides the result and the headers.
 
@@ -510,15 +496,39 @@ class AnalysisReport:
     analysis: str
     outcome: AnalysisOutcome
     document: dict[str, Any]
-    triage: Any
+    triage: Triage
     key: str
-    sr: Any
+    sr: Dataset
     heatmaps: tuple[HeatmapObject, ...]
-    bundle: Any
+    bundle: Bundle | None
     observation_identifier: str
     observation_code: tuple[str, str]
     notes: tuple[str, ...] = ()
-    ids: Any = None
+    ids: OutputIds | None = None
+
+    @classmethod
+    def from_outputs(
+        cls,
+        outputs: Outputs[Any],
+        outcome: AnalysisOutcome,
+        document: dict[str, Any],
+        observation_code: tuple[str, str],
+    ) -> AnalysisReport:
+        """The report of an analysis' :class:`~ihgamp_core.report.outputs.Outputs`."""
+        return cls(
+            analysis=outcome.analysis,
+            outcome=outcome,
+            document=document,
+            triage=outputs.triage,
+            key=outputs.ids.key,
+            sr=outputs.sr,
+            heatmaps=outputs.heatmaps,
+            bundle=outputs.bundle,
+            observation_identifier=outputs.ids.observation_identifier,
+            observation_code=observation_code,
+            notes=outputs.notes,
+            ids=outputs.ids,
+        )
 
 
 R = TypeVar("R")

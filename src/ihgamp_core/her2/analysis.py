@@ -17,7 +17,6 @@ from ..analysis.contract import (
     AnalysisRequest,
     AnalysisSpec,
     Applicability,
-    HeatmapObject,
     ModalityPath,
     ReportOptions,
     SeriesInput,
@@ -41,12 +40,8 @@ __all__ = ["HER2_APPLICABILITY", "Her2Analysis", "her2_document"]
 
 def her2_document(report: Her2Report) -> dict[str, Any]:
     """The ``result.json`` content of a HER2 report (without the file list)."""
-    data = her2_result_to_dict(report.result)
-    data["triage"] = report.triage.to_dict()
     note = missing_note(report.result)
-    data["notes"] = [*([note] if note else []), *report.notes]
-    data["outputs"] = report.ids.to_dict()
-    return data
+    return report.document(her2_result_to_dict(report.result), [note] if note else [])
 
 
 class Her2Analysis:
@@ -136,17 +131,6 @@ class Her2Analysis:
             options.patient_system or default_patient_system,
             options.supersedes,
         )
-        return AnalysisReport(
-            analysis=AnalysisName.HER2,
-            outcome=self.outcome(result),
-            document=her2_document(report),
-            triage=report.triage,
-            key=report.ids.key,
-            sr=report.sr,
-            heatmaps=tuple(HeatmapObject(s, seg, png) for s, seg, png in report.heatmaps),
-            bundle=report.bundle,
-            observation_identifier=report.ids.observation_identifier,
-            observation_code=(LOINC, LOINC_HER2_IHC),
-            notes=report.notes,
-            ids=report.ids,
+        return AnalysisReport.from_outputs(
+            report, self.outcome(result), her2_document(report), (LOINC, LOINC_HER2_IHC)
         )

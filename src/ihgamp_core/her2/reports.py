@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -38,7 +37,13 @@ from numpy.typing import NDArray
 from .. import __version__
 from ..analysis.contract import ModalityPath
 from ..report import codes as c
-from ..report.context import OutputIds, ReportContext, Supersedes, derive_output_ids
+from ..report.context import (
+    OutputIds,
+    ReportContext,
+    SlideHeaders,
+    Supersedes,
+    derive_output_ids,
+)
 from ..report.fhir import (
     coded_component,
     coding,
@@ -53,6 +58,13 @@ from ..report.heatmap import (
     grid_geometry,
     place_on_grid,
     stable_dimension_uids,
+)
+from ..report.outputs import (
+    HeatmapObject,
+    Outputs,
+    amended_triage,
+    bundle_if_patient,
+    place_maps,
 )
 from ..report.sr import add_comments, device_observation_context, measurement_report_sr
 from ..report.triage import Triage
@@ -397,17 +409,8 @@ def build_her2_bundle(
     )
 
 
-@dataclass(frozen=True)
-class Her2Report:
-    """Everything produced for one HER2 result (like the HRD ``CaseReport``)."""
-
-    result: Her2Result
-    triage: Triage
-    ids: OutputIds
-    sr: Any
-    heatmaps: tuple[tuple[str, Any, bytes | None], ...]
-    bundle: Any
-    notes: tuple[str, ...] = ()
+#: Everything produced for one HER2 result.
+Her2Report = Outputs[Her2Result]
 
 
 def build_her2_reports(
@@ -424,29 +427,27 @@ def build_her2_reports(
     the SR references it, the Observation amends it).
     """
     ids = her2_output_ids(result)
-    triage = her2_triage(result, context.histology)
-    if supersedes is not None:
-        triage = replace(triage, text=f"{triage.text} {supersedes.note()}")
+    triage = amended_triage(her2_triage(result, context.histology), supersedes)
     sr = build_her2_sr(result, triage, context, ids, supersedes)
-    heatmaps: list[tuple[str, Any, bytes | None]] = []
     notes: list[str] = list(context.header_notes)
-    reference = context.slide(result.slides[0].info.series_instance_uid)
-    if reference is not None and reference.no_spatial_objects:
-        notes.append(f"slide {reference.series_uid}: {reference.no_spatial_objects}")
-    elif result.tiles is not None and len(result.tiles) and reference is not None:
-        if reference.spatial_note:
-            notes.append(f"slide {reference.series_uid}: {reference.spatial_note}")
+
+    def class_map(index: int, headers: SlideHeaders) -> HeatmapObject:
         seg = build_her2_segmentation(
-            result, reference.spatial_base, ids.pm_series_uid, ids.pm_sop_uids[0]
+            result, headers.spatial_base, ids.pm_series_uid, ids.pm_sop_uids[index]
         )
-        thumb = (thumbnails or {}).get(reference.series_uid)
+        thumb = (thumbnails or {}).get(headers.series_uid)
         png = class_map_png(thumb, result) if thumb is not None else None
-        heatmaps.append((reference.series_uid, seg, png))
-    bundle = None
-    if context.patient_id:
-        bundle = build_her2_bundle(
+        return HeatmapObject(headers.series_uid, seg, png)
+
+    # One class map, on the reference slide (H&E when present), when tiles were scored.
+    scored = result.tiles is not None and len(result.tiles) > 0
+    mapped = [(0, result.slides[0].info.series_instance_uid)] if scored else []
+    heatmaps = place_maps(context, mapped, class_map, notes)
+    bundle = bundle_if_patient(
+        context,
+        lambda: build_her2_bundle(
             result, triage, context, ids, patient_system, supersedes=supersedes
-        )
-    else:
-        notes.append("no FHIR Observation: the study has no Patient ID")
-    return Her2Report(result, triage, ids, sr, tuple(heatmaps), bundle, tuple(notes))
+        ),
+        notes,
+    )
+    return Her2Report(result, triage, ids, sr, heatmaps, bundle, tuple(notes))

@@ -18,7 +18,6 @@ from ..analysis.contract import (
     AnalysisRequest,
     AnalysisSpec,
     Applicability,
-    HeatmapObject,
     ReportOptions,
     SeriesInput,
     request_slides,
@@ -44,13 +43,8 @@ def hrd_document(report: CaseReport) -> dict[str, Any]:
     The engine result (``ihgamp-result/1``) plus ``triage``, ``notes`` and ``outputs``
     (the identifiers of the SR, heatmaps and Observation).
     """
-    data = result_to_dict(report.result)
-    data["triage"] = report.triage.to_dict()
-    data["notes"] = list(report.notes)
-    data["outputs"] = {
-        **report.ids.to_dict(),
-        "fhir_observation_identifier": report.ids.observation_identifier,
-    }
+    data = report.document(result_to_dict(report.result))
+    data["outputs"]["fhir_observation_identifier"] = report.ids.observation_identifier
     return data
 
 
@@ -133,17 +127,6 @@ class HrdAnalysis:
             options.patient_system or default_patient_system,
             supersedes=options.supersedes,
         )
-        return AnalysisReport(
-            analysis=AnalysisName.HRD,
-            outcome=self.outcome(result),
-            document=hrd_document(report),
-            triage=report.triage,
-            key=report.ids.key,
-            sr=report.sr,
-            heatmaps=tuple(HeatmapObject(s, pm, png) for s, pm, png in report.heatmaps),
-            bundle=report.bundle,
-            observation_identifier=report.ids.observation_identifier,
-            observation_code=(LOINC, LOINC_HRD),
-            notes=report.notes,
-            ids=report.ids,
+        return AnalysisReport.from_outputs(
+            report, self.outcome(result), hrd_document(report), (LOINC, LOINC_HRD)
         )

@@ -7,15 +7,25 @@ headers (:class:`~ihgamp_core.report.ReportContext`); :func:`build_reports` make
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ..report.context import OutputIds, ReportContext, Supersedes, derive_output_ids
+from ..report.context import (
+    OutputIds,
+    ReportContext,
+    SlideHeaders,
+    Supersedes,
+    derive_output_ids,
+)
 from ..report.fhir import default_patient_system
-from ..report.triage import Triage
+from ..report.outputs import (
+    HeatmapObject,
+    Outputs,
+    amended_triage,
+    bundle_if_patient,
+    place_maps,
+)
 from .fhir import build_bundle
 from .maps import build_parametric_map, overlay_png
 from .result import CaseResult
@@ -38,35 +48,8 @@ def output_ids(result: CaseResult) -> OutputIds:
     return derive_output_ids(study, model_key(result), tiling, inputs, len(result.slides))
 
 
-@dataclass(frozen=True)
-class CaseReport:
-    """Everything produced for one result.
-
-    Parameters
-    ----------
-    result : CaseResult
-        The engine's result.
-    triage : Triage
-        Triage outcome.
-    ids : OutputIds
-        Stable identifiers of the outputs.
-    sr : pydicom.dataset.Dataset
-        The DICOM SR.
-    heatmaps : tuple
-        ``(series_uid, Parametric Map dataset, PNG bytes or None)`` per slide with tiles.
-    bundle : fhir.resources.R4B.bundle.Bundle or None
-        The FHIR transaction Bundle; None when the study has no Patient ID.
-    notes : tuple of str
-        Why an output is missing.
-    """
-
-    result: CaseResult
-    triage: Triage
-    ids: OutputIds
-    sr: Any
-    heatmaps: tuple[tuple[str, Any, bytes | None], ...]
-    bundle: Any
-    notes: tuple[str, ...] = ()
+#: Everything produced for one HRD result.
+CaseReport = Outputs[CaseResult]
 
 
 def build_reports(
@@ -99,21 +82,12 @@ def build_reports(
         predecessor, the Observation amends it, and the triage text says so.
     """
     ids = output_ids(result)
-    outcome = triage(result, context.histology, policy)
-    if supersedes is not None:
-        outcome = replace(outcome, text=f"{outcome.text} {supersedes.note()}")
+    outcome = amended_triage(triage(result, context.histology, policy), supersedes)
     sr = build_sr(result, outcome, context, ids, supersedes)
-    heatmaps = []
     notes: list[str] = list(context.header_notes)
-    for index, slide in enumerate(result.slides):
-        headers = context.slide(slide.info.series_instance_uid)
-        if slide.tiles is None or len(slide.tiles) == 0 or headers is None:
-            continue
-        if headers.no_spatial_objects:
-            notes.append(f"slide {headers.series_uid}: {headers.no_spatial_objects}")
-            continue
-        if headers.spatial_note:
-            notes.append(f"slide {headers.series_uid}: {headers.spatial_note}")
+
+    def heatmap(index: int, headers: SlideHeaders) -> HeatmapObject:
+        slide = result.slides[index]
         pm = build_parametric_map(
             result,
             slide,
@@ -125,10 +99,17 @@ def build_reports(
         )
         thumb = (thumbnails or {}).get(headers.series_uid)
         png = overlay_png(thumb, slide, probability) if thumb is not None else None
-        heatmaps.append((headers.series_uid, pm, png))
-    bundle = None
-    if context.patient_id:
-        bundle = build_bundle(result, outcome, context, ids, patient_system, supersedes=supersedes)
-    else:
-        notes.append("no FHIR Observation: the study has no Patient ID")
-    return CaseReport(result, outcome, ids, sr, tuple(heatmaps), bundle, tuple(notes))
+        return HeatmapObject(headers.series_uid, pm, png)
+
+    mapped = [
+        (index, slide.info.series_instance_uid)
+        for index, slide in enumerate(result.slides)
+        if slide.tiles is not None and len(slide.tiles)
+    ]
+    heatmaps = place_maps(context, mapped, heatmap, notes)
+    bundle = bundle_if_patient(
+        context,
+        lambda: build_bundle(result, outcome, context, ids, patient_system, supersedes=supersedes),
+        notes,
+    )
+    return CaseReport(result, outcome, ids, sr, heatmaps, bundle, tuple(notes))

@@ -106,7 +106,7 @@ def test_hrd_analysis_result_sr_fhir_equal_the_engine_path(
     expected = build_reports(via_contract, context, engine.head.probability)
     assert _stable(report.sr) == _stable(expected.sr)
     assert [_stable(h.dataset) for h in report.heatmaps] == [
-        _stable(pm) for _, pm, _ in expected.heatmaps
+        _stable(h.dataset) for h in expected.heatmaps
     ]
     assert _bundle(report.bundle) == _bundle(expected.bundle)
     assert report.key == expected.ids.key

@@ -137,7 +137,8 @@ def test_heatmap_parametric_map_is_registered_and_round_trips(
 ) -> None:
     result, context, report = scored
     assert len(report.heatmaps) == len(result.slides) == 2
-    for (series_uid, pm, png), slide in zip(report.heatmaps, result.slides, strict=True):
+    for heatmap, slide in zip(report.heatmaps, result.slides, strict=True):
+        series_uid, pm, png = heatmap.series_uid, heatmap.dataset, heatmap.png
         errors, text = _dciodvfy(pm, tmp_path)
         assert errors == [], text
         ds = _roundtrip(pm)
