@@ -275,12 +275,7 @@ def her2_result_to_dict(result: Her2Result, include_tiles: bool = True) -> dict[
         "slides": [
             {
                 "role": str(s.role),
-                "source": s.info.source,
-                "format": s.info.format,
-                "series_instance_uid": s.info.series_instance_uid,
-                "study_instance_uid": s.info.study_instance_uid,
-                "sop_instance_uids": list(s.info.sop_instance_uids),
-                "container_identifier": s.info.container_identifier,
+                **s.info.to_dict(),
                 "width": s.width,
                 "height": s.height,
                 "base_mpp": round(s.base_mpp, 6),
@@ -350,14 +345,7 @@ def her2_result_from_dict(data: dict[str, Any]) -> Her2Result:
             slides=tuple(
                 Her2SlideResult(
                     role=SlideRole(s["role"]),
-                    info=SlideInfo(
-                        source=s["source"],
-                        format=s["format"],
-                        series_instance_uid=s["series_instance_uid"],
-                        study_instance_uid=s["study_instance_uid"],
-                        sop_instance_uids=tuple(s["sop_instance_uids"]),
-                        container_identifier=s["container_identifier"],
-                    ),
+                    info=SlideInfo.from_dict(s),
                     width=int(s["width"]),
                     height=int(s["height"]),
                     base_mpp=float(s["base_mpp"]),

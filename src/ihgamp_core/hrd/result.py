@@ -191,12 +191,7 @@ def result_to_dict(result: CaseResult, include_tiles: bool = True) -> dict[str, 
     for s in result.slides:
         slides.append(
             {
-                "source": s.info.source,
-                "format": s.info.format,
-                "series_instance_uid": s.info.series_instance_uid,
-                "study_instance_uid": s.info.study_instance_uid,
-                "sop_instance_uids": list(s.info.sop_instance_uids),
-                "container_identifier": s.info.container_identifier,
+                **s.info.to_dict(),
                 "width": s.width,
                 "height": s.height,
                 "base_mpp": _num(s.base_mpp),
@@ -266,14 +261,7 @@ def result_from_dict(data: dict[str, Any]) -> CaseResult:
     try:
         slides = tuple(
             SlideResult(
-                info=SlideInfo(
-                    source=s["source"],
-                    format=s["format"],
-                    series_instance_uid=s["series_instance_uid"],
-                    study_instance_uid=s["study_instance_uid"],
-                    sop_instance_uids=tuple(s["sop_instance_uids"]),
-                    container_identifier=s["container_identifier"],
-                ),
+                info=SlideInfo.from_dict(s),
                 width=int(s["width"]),
                 height=int(s["height"]),
                 base_mpp=float(s["base_mpp"]),

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import abc
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -80,6 +82,29 @@ class SlideInfo:
     study_instance_uid: str | None = None
     sop_instance_uids: tuple[str, ...] = ()
     container_identifier: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The slide's identity in a result document (every analysis' ``slides`` rows)."""
+        return {
+            "source": self.source,
+            "format": self.format,
+            "series_instance_uid": self.series_instance_uid,
+            "study_instance_uid": self.study_instance_uid,
+            "sop_instance_uids": list(self.sop_instance_uids),
+            "container_identifier": self.container_identifier,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SlideInfo:
+        """Read :meth:`to_dict`'s fields back (``KeyError`` when one is missing)."""
+        return cls(
+            source=data["source"],
+            format=data["format"],
+            series_instance_uid=data["series_instance_uid"],
+            study_instance_uid=data["study_instance_uid"],
+            sop_instance_uids=tuple(data["sop_instance_uids"]),
+            container_identifier=data["container_identifier"],
+        )
 
 
 class Slide(abc.ABC):
