@@ -62,6 +62,10 @@ class CatalogError(GatewayError):
     """The catalog database cannot be used."""
 
 
+class CatalogUnavailableError(CatalogError):
+    """The catalog database cannot be reached now; the same call may succeed later."""
+
+
 class UidConflictError(GatewayError):
     """A received series UID already belongs to another study (refused, never moved)."""
 

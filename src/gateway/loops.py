@@ -4,7 +4,9 @@ Workers, dispatchers, the completion leader, the sweeper and the auto-puller eac
 their work in a :class:`PollingLoop`: a daemon thread calling ``step()``; when the step
 found nothing to do it waits ``interval_s`` (or until :meth:`PollingLoop.wake`), when it
 did work it goes again at once. An exception in a step is logged (one line with the
-traceback, never a patient identifier: steps log UIDs only) and the loop carries on.
+traceback, never a patient identifier: steps log UIDs only) and the loop carries on,
+backing off while the steps keep failing (an outage of the catalog or the broker) and
+logging each further failure as one line without the traceback.
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ from collections.abc import Callable
 __all__ = ["PollingLoop"]
 
 logger = logging.getLogger(__name__)
+
+#: The wait after a second failed step in a row, doubled after each further one (to 60 s),
+#: and never shorter than the loop's interval: an outage of the catalog or the broker is
+#: waited out without flooding the log.
+FAILED_STEP_BACKOFF_S = 1.0
 
 
 class PollingLoop:
@@ -74,12 +81,39 @@ class PollingLoop:
                 self._thread = None  # else `running` says a step outlived the wait
 
     def _run(self) -> None:
+        failures = 0
         while not self._stop.is_set():
+            wait = self.interval_s
             try:
                 busy = self.step()
-            except Exception:
-                logger.exception("background step failed; retrying", extra={"loop": self.name})
+            except Exception as exc:
+                failures += 1
+                wait = self._backoff(failures)
+                self._log_failure(exc, failures, wait)
                 busy = False
+            else:
+                if failures:
+                    logger.info(
+                        "background step works again", extra={"loop": self.name, "failed": failures}
+                    )
+                failures = 0
             if not busy:
-                self._wake.wait(self.interval_s)
+                self._wake.wait(wait)
                 self._wake.clear()
+
+    def _backoff(self, failures: int) -> float:
+        """The interval after one failure; then 1, 2, 4 ... up to 60 s (or the interval)."""
+        if failures < 2:
+            return self.interval_s
+        return max(self.interval_s, min(FAILED_STEP_BACKOFF_S * 2.0 ** (failures - 2), 60.0))
+
+    def _log_failure(self, exc: Exception, failures: int, wait: float) -> None:
+        """The first failure of a run with its traceback, the next ones one line each."""
+        extra = {"loop": self.name, "failures": failures, "retry_in_s": round(wait, 1)}
+        if failures == 1:
+            logger.exception("background step failed; retrying", extra=extra)
+        else:
+            logger.warning(
+                "background step failed again; retrying",
+                extra={**extra, "error": type(exc).__name__},
+            )

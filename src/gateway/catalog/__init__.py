@@ -9,6 +9,7 @@ from .catalog import (
     SeriesFiles,
     SeriesSnapshot,
     StudySnapshot,
+    catalog_unavailable,
     utcnow,
 )
 from .jobs import LEGACY_REQUEST, ClaimedJob, JobRequest, JobStore, JobView
@@ -35,6 +36,7 @@ __all__ = [
     "SeriesSnapshot",
     "StudySnapshot",
     "StudyState",
+    "catalog_unavailable",
     "SchemaState",
     "SchemaStatus",
     "schema_status",

@@ -18,13 +18,19 @@ from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event, func, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ihgamp_core.analysis.contract import SeriesKind, series_kind
 
 from ..config.base import redact_url
-from ..errors import CatalogError, InstanceConflictError, SenderConflictError, UidConflictError
+from ..errors import (
+    CatalogError,
+    CatalogUnavailableError,
+    InstanceConflictError,
+    SenderConflictError,
+    UidConflictError,
+)
 from .identity import PatientIdentity
 from .lifecycle import ALLOWED_TRANSITIONS, move
 from .migrations import SchemaStatus, ensure_current
@@ -49,6 +55,7 @@ __all__ = [
     "SeriesFiles",
     "SeriesSnapshot",
     "StudySnapshot",
+    "catalog_unavailable",
     "utcnow",
 ]
 
@@ -186,7 +193,9 @@ class Catalog:
                     raise CatalogError(f"catalog refused the write: {_db_reason(exc)}") from None
             except OperationalError as exc:
                 if attempt == attempts - 1 or not _is_busy(exc):
-                    raise CatalogError(f"catalog unavailable: {_db_reason(exc)}") from None
+                    raise CatalogUnavailableError(
+                        f"catalog unavailable: {_db_reason(exc)}"
+                    ) from None
             except DBAPIError as exc:
                 raise CatalogError(f"catalog refused the write: {_db_reason(exc)}") from None
             delay = min(0.5, 0.01 * 2**attempt)
@@ -496,6 +505,19 @@ def _db_reason(exc: DBAPIError) -> str:
     """The database's own message, first line only (never the statement's parameters)."""
     text = str(exc.orig) if exc.orig is not None else type(exc).__name__
     return text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
+
+
+def catalog_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be reached now.
+
+    Down, restarting, a dropped connection: the same call may succeed later, a reason to
+    back off and try again rather than to give up on the work.
+    """
+    if isinstance(exc, CatalogUnavailableError):
+        return True
+    if isinstance(exc, DBAPIError):
+        return isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated
+    return False
 
 
 def _is_busy(exc: OperationalError) -> bool:

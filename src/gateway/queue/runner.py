@@ -6,6 +6,12 @@ job store schedules the retry with exponential backoff or fails the job and its 
 after ``max_attempts``. A worker process that dies stops renewing; once the lease has
 expired another worker takes the job over (the in-process workers find it by polling,
 Celery workers through the sweeper's re-publication).
+
+A catalog outage (the database restarting, a dropped connection) ends neither the
+heartbeat nor the attempt's record: each logs one line per failed try, backs off and
+tries again, the heartbeat until the job ends or its lease is found taken, the outcome
+for up to one lease length (after that the lease has expired and the job is another
+worker's to take over).
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-from ..catalog import ClaimedJob, JobStore
+from ..catalog import ClaimedJob, JobStore, catalog_unavailable
 from ..catalog.schema import AttemptOutcome
 from ..config import WorkerSettings
 from ..errors import PermanentJobError
@@ -27,6 +34,10 @@ __all__ = ["JobOutcome", "JobProcessor", "JobRunner"]
 logger = logging.getLogger(__name__)
 
 JobProcessor = Callable[[ClaimedJob], None]
+T = TypeVar("T")
+
+#: First and longest wait between tries while the catalog is unreachable (seconds).
+OUTAGE_BACKOFF_S = (0.5, 10.0)
 
 
 @dataclass(frozen=True)
@@ -101,10 +112,21 @@ class JobRunner:
         interval = self.settings.lease_s / 3.0
 
         def heartbeat() -> None:
-            while not done.wait(interval):
-                if not self.jobs.renew(job.job_id, owner, self.settings.lease_s):
+            failures, wait = 0, interval
+            while not done.wait(wait):
+                try:
+                    held = self.jobs.renew(job.job_id, owner, self.settings.lease_s)
+                except Exception as exc:  # noqa: BLE001 - the heartbeat must outlive any error
+                    failures += 1
+                    wait = min(interval, _backoff(failures))
+                    _log_failed_try("lease renewal", job.job_id, exc, wait)
+                    continue
+                if not held:
                     logger.warning("lease lost", extra={"job_id": job.job_id})
                     return
+                if failures:
+                    logger.info("lease renewed after an outage", extra={"job_id": job.job_id})
+                failures, wait = 0, interval
 
         beat = threading.Thread(target=heartbeat, name=f"lease-{job.job_id}", daemon=True)
         beat.start()
@@ -127,13 +149,17 @@ class JobRunner:
             done.set()
             permanent = isinstance(exc, PermanentJobError)
             message = str(exc) if permanent else f"{type(exc).__name__}: {exc}"
-            kind, delay = self.jobs.fail(
+            kind, delay = self._through_outage(
+                lambda: self.jobs.fail(
+                    job.job_id,
+                    owner,
+                    message,
+                    self.settings.backoff_s,
+                    self.settings.backoff_max_s,
+                    permanent=permanent,
+                ),
+                "job failure record",
                 job.job_id,
-                owner,
-                message,
-                self.settings.backoff_s,
-                self.settings.backoff_max_s,
-                permanent=permanent,
             )
             logger.log(
                 logging.ERROR if kind is AttemptOutcome.FAILED else logging.WARNING,
@@ -149,7 +175,9 @@ class JobRunner:
             outcome = JobOutcome(kind, delay, time.perf_counter() - started)
         else:
             done.set()
-            finished = self.jobs.finish(job.job_id, owner)
+            finished = self._through_outage(
+                lambda: self.jobs.finish(job.job_id, owner), "job completion record", job.job_id
+            )
             kind = AttemptOutcome.DONE if finished else AttemptOutcome.LOST
             outcome = JobOutcome(kind, 0.0, time.perf_counter() - started)
             logger.info(
@@ -165,3 +193,32 @@ class JobRunner:
         if self.on_outcome is not None:
             self.on_outcome(job, outcome)
         return outcome
+
+    def _through_outage(self, call: Callable[[], T], what: str, job_id: int) -> T:
+        """``call()``, tried again while the catalog is unreachable, for one lease length."""
+        deadline = time.monotonic() + self.settings.lease_s
+        failures = 0
+        while True:
+            try:
+                return call()
+            except Exception as exc:
+                failures += 1
+                wait = _backoff(failures)
+                if not catalog_unavailable(exc) or time.monotonic() + wait > deadline:
+                    raise
+                _log_failed_try(what, job_id, exc, wait)
+                time.sleep(wait)
+
+
+def _backoff(failures: int) -> float:
+    """The wait after ``failures`` failed tries in a row: doubling from the first, capped."""
+    first, longest = OUTAGE_BACKOFF_S
+    return min(first * 2.0 ** max(failures - 1, 0), longest)
+
+
+def _log_failed_try(what: str, job_id: int, exc: BaseException, wait: float) -> None:
+    """One line per failed try (the error's type only: no statement, no parameters)."""
+    logger.warning(
+        f"{what} failed; trying again",
+        extra={"job_id": job_id, "error": type(exc).__name__, "retry_in_s": round(wait, 1)},
+    )
