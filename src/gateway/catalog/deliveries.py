@@ -11,18 +11,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
-from typing import Any, cast
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..errors import CatalogError
-from .catalog import Catalog, CatalogStore, utcnow
+from .catalog import CatalogStore, utcnow
 from .leases import claim_first
-from .schema import AttemptOutcome, Delivery, DeliveryState, StoredObservation, Study
+from .schema import AttemptOutcome, Delivery, DeliveryState, Study
 
-__all__ = ["DeliveryStore", "DeliveryView", "ObservationStore"]
+__all__ = ["DeliveryStore", "DeliveryView"]
 
 
 @dataclass(frozen=True)
@@ -235,63 +234,3 @@ class DeliveryStore(CatalogStore):
             if states:
                 q = q.where(Delivery.state.in_(states))
             return [_view(row, uid) for row, uid in s.execute(q).all()]
-
-
-class ObservationStore:
-    """FHIR Observations kept for the gateway's read-only FHIR endpoint."""
-
-    def __init__(self, catalog: Catalog) -> None:
-        self.catalog = catalog
-
-    def put(
-        self,
-        study_uid: str,
-        observation_id: str,
-        patient_system: str,
-        patient_value: str,
-        code_system: str,
-        code: str,
-        resource: dict[str, Any],
-    ) -> None:
-        """Store (or replace) one Observation."""
-        with self.catalog.session() as s:
-            study = s.scalars(select(Study).where(Study.study_uid == study_uid)).first()
-            if study is None:
-                raise CatalogError(f"no study {study_uid} in the catalog")
-            row = s.get(StoredObservation, observation_id)
-            if row is None:
-                row = StoredObservation(id=observation_id, study_id=study.id)
-                s.add(row)
-            row.patient_system = patient_system
-            row.patient_value = patient_value
-            row.code_system = code_system
-            row.code = code
-            row.resource = json.dumps(resource)
-
-    def get(self, observation_id: str) -> dict[str, Any] | None:
-        """One Observation by id."""
-        with self.catalog.session() as s:
-            row = s.get(StoredObservation, observation_id)
-            return None if row is None else cast(dict[str, Any], json.loads(row.resource))
-
-    def search(
-        self,
-        patient_system: str | None = None,
-        patient_value: str | None = None,
-        code_system: str | None = None,
-        code: str | None = None,
-        limit: int = 100,
-    ) -> list[dict[str, Any]]:
-        """Observations matching every given criterion, newest first."""
-        with self.catalog.session() as s:
-            q = select(StoredObservation).order_by(StoredObservation.created_at.desc())
-            if patient_system is not None:
-                q = q.where(StoredObservation.patient_system == patient_system)
-            if patient_value is not None:
-                q = q.where(StoredObservation.patient_value == patient_value)
-            if code_system is not None:
-                q = q.where(StoredObservation.code_system == code_system)
-            if code is not None:
-                q = q.where(StoredObservation.code == code)
-            rows = s.scalars(q.limit(limit))
-            return [cast(dict[str, Any], json.loads(r.resource)) for r in rows]

@@ -1,13 +1,14 @@
 """Device, Provenance and ImagingStudy resources kept for the read-only FHIR endpoint.
 
-Observations have their own table (:class:`~gateway.catalog.deliveries.ObservationStore`,
-searched by patient and code); the resources they reference live here, each under the
+Observations have their own tables (:class:`~gateway.catalog.observations.ObservationStore`,
+searched as FHIR defines); the resources they reference live here, each under the
 one key it is searched by (see :class:`~gateway.catalog.schema.FhirResource`).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any, cast
 
@@ -15,6 +16,7 @@ from sqlalchemy import select
 
 from ..errors import CatalogError
 from .catalog import CatalogStore
+from .observations import SearchPage, page_of
 from .schema import FhirResource, Study
 
 __all__ = ["FhirResourceStore", "ServedType"]
@@ -73,15 +75,33 @@ class FhirResourceStore(CatalogStore):
             row = s.get(FhirResource, (str(kind), resource_id))
             return None if row is None else cast(dict[str, Any], json.loads(row.resource))
 
-    def search(self, kind: ServedType, search_key: str, limit: int = 100) -> list[dict[str, Any]]:
-        """Resources of one type stored under ``search_key``, newest first."""
+    def get_many(self, kind: ServedType, resource_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The resources of one type and the given ids that exist (any order)."""
+        if not resource_ids:
+            return []
         with self.catalog.session() as s:
             rows = s.scalars(
-                select(FhirResource)
-                .where(
-                    FhirResource.resource_type == str(kind), FhirResource.search_key == search_key
+                select(FhirResource).where(
+                    FhirResource.resource_type == str(kind), FhirResource.id.in_(resource_ids)
                 )
-                .order_by(FhirResource.updated_at.desc())
-                .limit(limit)
             )
             return [cast(dict[str, Any], json.loads(r.resource)) for r in rows]
+
+    def search(
+        self, kind: ServedType, search_keys: Sequence[str], offset: int = 0, limit: int = 100
+    ) -> SearchPage:
+        """Resources of one type stored under any of ``search_keys``, newest first.
+
+        Returns their total and ``limit`` of them after ``offset`` (``limit`` 0: the
+        total only).
+        """
+        statement = select(FhirResource).where(
+            FhirResource.resource_type == str(kind), FhirResource.search_key.in_(search_keys)
+        )
+        order = (FhirResource.updated_at.desc(), FhirResource.id.asc())
+        with self.catalog.session() as s:
+            return page_of(s, statement, order, offset, limit, _resource)
+
+
+def _resource(row: FhirResource) -> dict[str, Any]:
+    return cast(dict[str, Any], json.loads(row.resource))

@@ -46,6 +46,7 @@ __all__ = [
     "JobState",
     "LEGACY_ANALYSIS",
     "Lease",
+    "ObservationIdentifier",
     "PullCursor",
     "PullRequest",
     "PullState",
@@ -390,6 +391,23 @@ class StoredObservation(Base):
     code: Mapped[str] = mapped_column(String(64), index=True)
     resource: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=_utc)
+    #: ``effectiveDateTime`` (search ``date``).
+    effective_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+    #: When the row last changed (search ``_lastUpdated``; ``meta.lastUpdated``).
+    updated_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+
+
+class ObservationIdentifier(Base):
+    """One ``Observation.identifier`` (search ``identifier``), written with its Observation."""
+
+    __tablename__ = "observation_identifiers"
+    __table_args__ = (Index("ix_observation_identifiers_system_value", "system", "value"),)
+
+    observation_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("observations.id", ondelete="CASCADE"), primary_key=True
+    )
+    system: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200), primary_key=True)
 
 
 class PullState(StrEnum):

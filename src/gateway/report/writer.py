@@ -49,8 +49,9 @@ from ihgamp_core.report import (
 from ihgamp_core.report.fhir import DEVICE_SYSTEM, build_imaging_study, resolved_resources
 
 from ..catalog import AnalysisStore, Catalog, ResultManifest
-from ..catalog.deliveries import DeliveryStore, ObservationStore
+from ..catalog.deliveries import DeliveryStore
 from ..catalog.fhir_resources import FhirResourceStore
+from ..catalog.observations import ObservationStore
 from ..config import Settings
 from ..dispatch.destinations import KINDS, Payload
 from ..errors import ResultUnchangedError, ResultWithheldError
@@ -344,16 +345,7 @@ class ReportWriter:
         for resource in resolved_resources(bundle, ids, study, observation_id):
             kind = resource["resourceType"]
             if kind == "Observation":
-                subject = resource["subject"]["identifier"]
-                self.observations.put(
-                    study_uid,
-                    resource["id"],
-                    subject["system"],
-                    subject["value"],
-                    code[0],
-                    code[1],
-                    resource,
-                )
+                self.observations.put(study_uid, resource, code)
             elif kind == "Device":
                 key = f"{DEVICE_SYSTEM}|{ids.device_identifier}"
                 self.resources.put(resource, key)

@@ -3,7 +3,14 @@
 What is served is declared once, in :data:`SERVED`; the routes and the
 CapabilityStatement are both built from it, so the statement claims exactly what the
 routes do. Every query parameter is checked: an unknown, repeated or malformed one is
-answered with ``400`` and an OperationOutcome, never with a server error.
+answered with ``400`` and an OperationOutcome, never with a server error or a silently
+empty result; a client that accepts only XML gets ``406``.
+
+Searches answer searchset Bundles as FHIR R4 defines them: ``total``, ``self`` /
+``next`` / ``previous`` links (``_count``, ``_offset``; ``_count=0`` counts only), values
+of one parameter separated by commas are alternatives, and Observation searches take
+``_include=Observation:device`` and ``_revinclude=Provenance:target`` (value syntax:
+:mod:`.fhir_search`).
 
 References between the served resources are relative (``Device/<id>``), so they resolve
 against this endpoint's base (see :func:`ihgamp_core.report.fhir.resolved_resources`).
@@ -13,9 +20,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
@@ -23,21 +31,24 @@ from fastapi.responses import JSONResponse
 from ihgamp_core import __version__
 
 from ..catalog import Catalog
-from ..catalog.deliveries import ObservationStore
 from ..catalog.fhir_resources import FhirResourceStore, ServedType
+from ..catalog.observations import ObservationQuery, ObservationStore, SearchPage
 from ..catalog.schema import AccessAction
 from .auth import Authenticator, Principal
+from .fhir_search import MAX_COUNT, Page, SearchValueError, date_bounds, page, tokens
 
 __all__ = ["FHIR_JSON", "MAX_COUNT", "SERVED", "FhirError", "FhirResponse", "fhir_router"]
 
 FHIR_JSON = "application/fhir+json"
-#: The most entries one search answers (a larger ``_count`` is lowered to it).
-MAX_COUNT = 500
-DEFAULT_COUNT = 100
 _ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _FORMATS = {"json", "application/json", "application/fhir+json", "application/json+fhir"}
-_RESULT_PARAMS = ("_count", "_format")
+_ACCEPTED = {"*/*", "application/*", *_FORMATS}
+_RESULT_PARAMS = ("_count", "_offset", "_format")
 _MAX_VALUE = 256
+#: Parameters that may be given more than once (each occurrence must match: AND).
+_REPEATABLE = ("date", "_lastUpdated")
+_INCLUDE = "Observation:device"
+_REVINCLUDE = "Provenance:target"
 
 
 class FhirResponse(JSONResponse):
@@ -79,11 +90,21 @@ def operation_outcome(status: int, code: str, text: str) -> FhirResponse:
 
 @dataclass(frozen=True)
 class SearchParam:
-    """A search parameter a served type supports."""
+    """A search parameter a served type supports.
+
+    ``modifier`` names the one modifier a reference parameter is searched with
+    (``subject:identifier``); the CapabilityStatement says so in its documentation.
+    """
 
     name: str
     type: str
     documentation: str
+    modifier: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The query parameter as a client writes it."""
+        return f"{self.name}:{self.modifier}" if self.modifier else self.name
 
 
 @dataclass(frozen=True)
@@ -92,6 +113,8 @@ class Served:
 
     type: str
     search: tuple[SearchParam, ...] = ()
+    includes: tuple[str, ...] = ()
+    revincludes: tuple[str, ...] = ()
 
     @property
     def interactions(self) -> tuple[str, ...]:
@@ -99,13 +122,32 @@ class Served:
         return ("read", "search-type") if self.search else ("read",)
 
 
+_BY_IDENTIFIER = (
+    "{0}: searched by identifier only, as {0}:identifier=system|value (the patient's "
+    "identifier: the DICOM Patient ID and its issuer); subjects are logical references by "
+    "identifier and no Patient resources are served"
+)
+
 SERVED: tuple[Served, ...] = (
     Served(
         "Observation",
         (
-            SearchParam("subject:identifier", "token", "Patient identifier, system|value"),
+            SearchParam("_id", "token", "Observation id"),
+            SearchParam("_lastUpdated", "date", "prefix eq ne lt le gt ge sa eb; repeatable"),
+            SearchParam(
+                "identifier",
+                "token",
+                "urn:ihgamp:observation|<key> (either of an amended Observation's identifiers)",
+            ),
             SearchParam("code", "token", "http://loinc.org|107286-7"),
+            SearchParam(
+                "date", "date", "effectiveDateTime; prefix eq ne lt le gt ge sa eb; repeatable"
+            ),
+            SearchParam("subject", "reference", _BY_IDENTIFIER.format("subject"), "identifier"),
+            SearchParam("patient", "reference", _BY_IDENTIFIER.format("patient"), "identifier"),
         ),
+        includes=(_INCLUDE,),
+        revincludes=(_REVINCLUDE,),
     ),
     Served("Device", (SearchParam("identifier", "token", "urn:ihgamp:device|<digest>"),)),
     Served("Provenance", (SearchParam("target", "reference", "Observation/<id>"),)),
@@ -113,42 +155,49 @@ SERVED: tuple[Served, ...] = (
 )
 
 
-def _token(text: str) -> tuple[str | None, str | None]:
-    """Split a FHIR token search value ``system|code`` (either side may be empty)."""
-    if "|" in text:
-        system, value = text.split("|", 1)
-        return (system or None), (value or None)
-    return None, text or None
-
-
-def _params(request: Request, allowed: tuple[str, ...]) -> dict[str, str]:
-    """The query parameters, each at most once, all of them known."""
+def _params(
+    request: Request, allowed: Sequence[str], repeatable: Sequence[str] = ()
+) -> dict[str, list[str]]:
+    """The query parameters (all known; only ``repeatable`` ones more than once)."""
     items = request.query_params.multi_items()
     names = [name for name, _ in items]
     unknown = sorted(set(names) - set(allowed))
     if unknown:
         raise FhirError(400, "not-supported", f"unsupported parameters: {unknown}")
-    repeated = sorted({n for n in names if names.count(n) > 1})
+    repeated = sorted({n for n in names if names.count(n) > 1 and n not in repeatable})
     if repeated:
         raise FhirError(400, "invalid", f"parameters given more than once: {repeated}")
-    params = dict(items)
-    for name, value in params.items():
+    params: dict[str, list[str]] = {}
+    for name, value in items:
         if len(value) > _MAX_VALUE:
             raise FhirError(400, "invalid", f"{name}: longer than {_MAX_VALUE} characters")
-    fmt = params.get("_format")
+        params.setdefault(name, []).append(value)
+    fmt = params.get("_format", [None])[0]
     if fmt is not None and fmt not in _FORMATS:
-        raise FhirError(400, "not-supported", "_format: only JSON is served")
+        raise FhirError(406, "not-supported", "_format: only JSON (application/fhir+json)")
     return params
 
 
-def _count(params: dict[str, str]) -> int:
-    """``_count``: a positive integer, lowered to :data:`MAX_COUNT`."""
-    raw = params.get("_count")
-    if raw is None:
-        return DEFAULT_COUNT
-    if not raw.isascii() or not raw.isdigit() or int(raw[:9]) == 0:
-        raise FhirError(400, "invalid", f"_count must be a positive integer, not {raw[:20]!r}")
-    return MAX_COUNT if len(raw) > 9 else min(int(raw), MAX_COUNT)
+def _acceptable(request: Request) -> None:
+    """Refuse (``406``) a client whose ``Accept`` header rules out JSON."""
+    header = request.headers.get("accept")
+    if not header:
+        return
+    ranges = {part.split(";", 1)[0].strip().lower() for part in header.split(",")}
+    if not ranges & _ACCEPTED:
+        raise FhirError(406, "not-supported", "only application/fhir+json is served")
+
+
+def _one(params: dict[str, list[str]], name: str) -> str | None:
+    values = params.get(name)
+    return None if values is None else values[0]
+
+
+def _page(params: dict[str, list[str]]) -> Page:
+    try:
+        return page(_one(params, "_count"), _one(params, "_offset"))
+    except SearchValueError as exc:
+        raise FhirError(400, "invalid", str(exc)) from None
 
 
 def _checked_id(kind: str, resource_id: str) -> str:
@@ -197,6 +246,12 @@ def capability_statement(base: str) -> dict[str, Any]:
                             if served.search
                             else {}
                         ),
+                        **({"searchInclude": list(served.includes)} if served.includes else {}),
+                        **(
+                            {"searchRevInclude": list(served.revincludes)}
+                            if served.revincludes
+                            else {}
+                        ),
                     }
                     for served in SERVED
                 ],
@@ -216,36 +271,65 @@ def fhir_router(catalog: Catalog, auth: Authenticator) -> APIRouter:
         return str(request.base_url).rstrip("/") + "/fhir"
 
     def searchset(
-        request: Request, principal: Principal, kind: str, found: list[dict[str, Any]], limit: int
+        request: Request,
+        principal: Principal,
+        kind: str,
+        found: SearchPage,
+        paging: Page,
+        included: Sequence[dict[str, Any]] = (),
     ) -> FhirResponse:
         auth.audit(
-            request, principal, AccessAction.SEARCH, kind, [f"{kind}/{r['id']}" for r in found]
+            request,
+            principal,
+            AccessAction.SEARCH,
+            kind,
+            [f"{r['resourceType']}/{r['id']}" for r in (*found.resources, *included)],
         )
         base = base_of(request)
+        links = [{"relation": "self", "url": str(request.url)}]
+        if paging.count:
+            if paging.offset + paging.count < found.total:
+                links.append(
+                    {"relation": "next", "url": _at(request, paging.offset + paging.count)}
+                )
+            if paging.offset > 0:
+                previous = max(0, paging.offset - paging.count)
+                links.append({"relation": "previous", "url": _at(request, previous)})
         bundle: dict[str, Any] = {
             "resourceType": "Bundle",
             "type": "searchset",
-            "link": [{"relation": "self", "url": str(request.url)}],
-            "entry": [
-                {
-                    "fullUrl": f"{base}/{kind}/{r['id']}",
-                    "resource": r,
-                    "search": {"mode": "match"},
-                }
-                for r in found
-            ],
+            "total": found.total,
+            "link": links,
         }
-        if len(found) < limit:  # all matches are here: the total is known
-            bundle["total"] = len(found)
+        entries = [
+            {"fullUrl": f"{base}/{kind}/{r['id']}", "resource": r, "search": {"mode": "match"}}
+            for r in found.resources
+        ] + [
+            {
+                "fullUrl": f"{base}/{r['resourceType']}/{r['id']}",
+                "resource": r,
+                "search": {"mode": "include"},
+            }
+            for r in included
+        ]
+        if entries:
+            bundle["entry"] = entries
         return FhirResponse(bundle)
+
+    def _at(request: Request, offset: int) -> str:
+        """The search's URL at another offset (every other parameter as given)."""
+        items = [(k, v) for k, v in request.query_params.multi_items() if k != "_offset"]
+        return f"{str(request.url).split('?', 1)[0]}?{urlencode([*items, ('_offset', offset)])}"
 
     @router.get("/metadata")
     def capability(request: Request) -> FhirResponse:
+        _acceptable(request)
         _params(request, ("_format", "mode"))
         return FhirResponse(capability_statement(base_of(request)))
 
     def add_read(kind: str, load: Callable[[str], dict[str, Any] | None]) -> None:
         def read(resource_id: str, request: Request, principal: Principal = reader) -> Any:
+            _acceptable(request)
             _params(request, ("_format",))
             resource = load(_checked_id(kind, resource_id))
             if resource is None:
@@ -262,43 +346,89 @@ def fhir_router(catalog: Catalog, auth: Authenticator) -> APIRouter:
     for served_type in ServedType:
         add_read(str(served_type), loader(served_type))
 
+    def included(found: SearchPage, params: dict[str, list[str]]) -> list[dict[str, Any]]:
+        """The resources ``_include`` and ``_revinclude`` ask for, beside the matches."""
+        for name, allowed in (("_include", _INCLUDE), ("_revinclude", _REVINCLUDE)):
+            if _one(params, name) not in (None, allowed):
+                raise FhirError(400, "not-supported", f"{name}: only {allowed}")
+        out: list[dict[str, Any]] = []
+        if "_include" in params:
+            refs = {o.get("device", {}).get("reference", "") for o in found.resources}
+            ids = sorted(r.removeprefix("Device/") for r in refs if r.startswith("Device/"))
+            out += resources.get_many(ServedType.DEVICE, ids)
+        if "_revinclude" in params and found.resources:
+            targets = [f"Observation/{o['id']}" for o in found.resources]
+            out += resources.search(ServedType.PROVENANCE, targets, 0, MAX_COUNT).resources
+        return out
+
     @router.get("/Observation")
     def search_observation(request: Request, principal: Principal = reader) -> FhirResponse:
-        params = _params(request, ("subject:identifier", "code", *_RESULT_PARAMS))
-        limit = _count(params)
-        system = value = code_system = code = None
-        if "subject:identifier" in params:
-            system, value = _token(params["subject:identifier"])
-        if "code" in params:
-            code_system, code = _token(params["code"])
-        found = observations.search(system, value, code_system, code, limit=limit)
-        return searchset(request, principal, "Observation", found, limit)
+        _acceptable(request)
+        keys = [p.key for p in SERVED[0].search]
+        # A plain subject/patient reference is accepted only to be refused with the reason.
+        named = (*keys, "subject", "patient", "_include", "_revinclude", *_RESULT_PARAMS)
+        params = _params(request, named, _REPEATABLE)
+        for reference in ("subject", "patient"):
+            if reference in params:
+                raise FhirError(400, "not-supported", _BY_IDENTIFIER.format(reference))
+        paging = _page(params)
+        try:
+            query = ObservationQuery(
+                ids=tuple(i for v in params.get("_id", []) for i in v.split(",")),
+                subjects=tuple(
+                    t
+                    for key in ("subject:identifier", "patient:identifier")
+                    for v in params.get(key, [])
+                    for t in tokens(key, v)
+                ),
+                codes=tuple(t for v in params.get("code", []) for t in tokens("code", v)),
+                identifiers=tuple(
+                    t for v in params.get("identifier", []) for t in tokens("identifier", v)
+                ),
+                effective=tuple(date_bounds("date", v) for v in params.get("date", [])),
+                last_updated=tuple(
+                    date_bounds("_lastUpdated", v) for v in params.get("_lastUpdated", [])
+                ),
+            )
+        except SearchValueError as exc:
+            raise FhirError(400, "invalid", str(exc)) from None
+        found = observations.search(query, paging.offset, paging.count)
+        return searchset(request, principal, "Observation", found, paging, included(found, params))
 
     @router.get("/Device")
     def search_device(request: Request, principal: Principal = reader) -> FhirResponse:
+        _acceptable(request)
         params = _params(request, ("identifier", *_RESULT_PARAMS))
-        limit = _count(params)
+        paging = _page(params)
         if "identifier" not in params:
             raise FhirError(400, "required", "search Device by identifier=system|value")
-        system, value = _token(params["identifier"])
-        if system is None or value is None:
+        try:
+            wanted = tokens("identifier", params["identifier"][0])
+        except SearchValueError as exc:
+            raise FhirError(400, "invalid", str(exc)) from None
+        if any(t.system is None or t.value is None for t in wanted):
             raise FhirError(400, "invalid", "identifier: give system|value")
-        found = resources.search(ServedType.DEVICE, f"{system}|{value}", limit)
-        return searchset(request, principal, "Device", found, limit)
+        keys = [f"{t.system}|{t.value}" for t in wanted]
+        found = resources.search(ServedType.DEVICE, keys, paging.offset, paging.count)
+        return searchset(request, principal, "Device", found, paging)
 
     @router.get("/Provenance")
     def search_provenance(request: Request, principal: Principal = reader) -> FhirResponse:
+        _acceptable(request)
         params = _params(request, ("target", *_RESULT_PARAMS))
-        limit = _count(params)
-        target = params.get("target")
+        paging = _page(params)
+        target = _one(params, "target")
         if target is None:
             raise FhirError(400, "required", "search Provenance by target=Observation/<id>")
         base = base_of(request) + "/"
-        relative = target[len(base) :] if target.startswith(base) else target
-        kind, _, target_id = relative.partition("/")
-        if kind != "Observation" or not _ID_RE.match(target_id):
-            raise FhirError(400, "invalid", "target: give Observation/<id>")
-        found = resources.search(ServedType.PROVENANCE, relative, limit)
-        return searchset(request, principal, "Provenance", found, limit)
+        keys = []
+        for value in target.split(","):
+            relative = value[len(base) :] if value.startswith(base) else value
+            kind, _, target_id = relative.partition("/")
+            if kind != "Observation" or not _ID_RE.match(target_id):
+                raise FhirError(400, "invalid", "target: give Observation/<id>")
+            keys.append(relative)
+        found = resources.search(ServedType.PROVENANCE, keys, paging.offset, paging.count)
+        return searchset(request, principal, "Provenance", found, paging)
 
     return router

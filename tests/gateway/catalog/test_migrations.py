@@ -392,3 +392,56 @@ def test_0009_moves_root_results_into_their_folder_and_drops_the_study_columns(
     finally:
         catalog.close()
         engine.dispose()
+
+
+def test_0010_makes_stored_observations_searchable_by_date_and_each_identifier(
+    catalog_url: str,
+) -> None:
+    """An amended Observation stored before 0010 is found by either identifier and its date."""
+    from gateway.catalog.observations import ObservationQuery, ObservationStore, Token
+    from gateway.web.fhir_search import date_bounds
+
+    engine = _at_revision(catalog_url, "0009")
+    resource = {
+        "resourceType": "Observation",
+        "id": "obs-1",
+        "identifier": [
+            {"system": "urn:ihgamp:observation", "value": "first"},
+            {"system": "urn:ihgamp:observation", "value": "second"},
+        ],
+        "subject": {"identifier": {"system": "urn:pid", "value": "P1"}},
+        "effectiveDateTime": "2026-11-30T23:30:00+01:00",
+    }
+    now = "2026-12-01 08:00:00"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO studies (id, study_uid, state, forced, first_received_at, "
+                "last_received_at, updated_at) VALUES (1, '1.2.3.10', 'scored', false, :t, :t, :t)"
+            ),
+            {"t": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO observations (id, study_id, patient_system, patient_value, "
+                "code_system, code, resource, created_at) VALUES ('obs-1', 1, 'urn:pid', 'P1', "
+                "'http://loinc.org', '107286-7', :resource, :t)"
+            ),
+            {"resource": json.dumps(resource), "t": now},
+        )
+    upgrade(engine)
+    engine.dispose()
+    catalog = Catalog(catalog_url)
+    store = ObservationStore(catalog)
+    for value in ("first", "second"):
+        query = ObservationQuery(identifiers=(Token("urn:ihgamp:observation", value),))
+        assert [r["id"] for r in store.search(query).resources] == ["obs-1"]
+    on_the_30th = ObservationQuery(effective=(date_bounds("date", "2026-11-30"),))
+    assert store.search(on_the_30th).total == 1  # 22:30 UTC
+    assert (
+        store.search(ObservationQuery(effective=(date_bounds("date", "ge2026-12-01"),))).total == 0
+    )
+    updated = ObservationQuery(last_updated=(date_bounds("_lastUpdated", "2026-12-01"),))
+    assert store.search(updated).total == 1  # from the row's creation time
+    assert store.get("obs-1")["meta"]["lastUpdated"].startswith("2026-12-01T08:00:00")  # type: ignore[index]
+    catalog.close()

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.catalog import Catalog, ClaimedJob, InstanceRecord, JobState, JobStore, StudyState
+from gateway.catalog import Catalog, ClaimedJob, JobState, JobStore, StudyState
 from gateway.config import WorkerSettings
 from gateway.queue import InProcessQueue, JobRunner, PermanentJobError
+from support.factories import instance_record
 
 pytestmark = pytest.mark.unit
 
@@ -21,20 +22,7 @@ def _catalog(tmp_path: Path, studies: int = 1) -> Catalog:
     for i in range(studies):
         uid = f"1.{i}"
         catalog.record_instance(
-            InstanceRecord(
-                uid,
-                f"{uid}.1",
-                f"{uid}.1.1",
-                "1.2.840.10008.5.1.4.1.1.77.1.6",
-                "1.2.840.10008.1.2.4.50",
-                "SM",
-                None,
-                "VOLUME",
-                0.5,
-                "/x",
-                1,
-                "0" * 64,
-            ),
+            instance_record(uid, f"{uid}.1", f"{uid}.1.1"),
             None,
         )
         catalog.transition(uid, StudyState.COMPLETE)

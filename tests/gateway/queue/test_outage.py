@@ -16,9 +16,10 @@ from collections.abc import Callable
 
 import pytest
 
-from gateway.catalog import Catalog, ClaimedJob, InstanceRecord, JobState, JobStore, StudyState
+from gateway.catalog import Catalog, ClaimedJob, JobState, JobStore, StudyState
 from gateway.config import WorkerSettings
 from gateway.queue import InProcessQueue, JobRunner
+from support.factories import instance_record
 from support.postgres import postgres_instance
 
 pytestmark = pytest.mark.integration
@@ -48,20 +49,7 @@ def test_a_running_job_survives_postgresql_going_away_twice(
     with postgres_instance() as server:
         catalog = Catalog(server.url)
         catalog.record_instance(
-            InstanceRecord(
-                STUDY,
-                f"{STUDY}.1",
-                f"{STUDY}.1.1",
-                "1.2.840.10008.5.1.4.1.1.77.1.6",
-                "1.2.840.10008.1.2.4.50",
-                "SM",
-                None,
-                "VOLUME",
-                0.5,
-                "/x",
-                1,
-                "0" * 64,
-            ),
+            instance_record(STUDY, f"{STUDY}.1", f"{STUDY}.1.1"),
             None,
         )
         catalog.transition(STUDY, StudyState.COMPLETE)

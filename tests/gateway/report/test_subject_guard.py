@@ -8,7 +8,7 @@ import pytest
 from pydicom.dataset import Dataset
 
 from gateway.catalog import AnalysisStore, Catalog, ResultManifest
-from gateway.catalog.deliveries import ObservationStore
+from gateway.catalog.observations import ObservationStore
 from gateway.errors import ResultWithheldError
 from gateway.outbox import Outbox
 from gateway.report.writer import ReportWriter
@@ -57,11 +57,10 @@ def _writer_with_earlier_result(tmp_path: Path, subject: str) -> ReportWriter:
     system = writer.patient_system("HOSP")
     resource = {
         "resourceType": "Observation",
+        "id": "chain-1",
         "subject": {"identifier": {"system": system, "value": subject}},
     }
-    ObservationStore(catalog).put(
-        STUDY, "chain-1", system, subject, "http://loinc.org", "x", resource
-    )
+    ObservationStore(catalog).put(STUDY, resource, ("http://loinc.org", "x"))
     return writer
 
 

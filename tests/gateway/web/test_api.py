@@ -59,7 +59,7 @@ def test_fhir_endpoint_media_type_capability_and_errors(service: tuple[str, Repo
     headers = bearer(READER)
     missing = httpx.get(f"{url}/fhir/Observation/nope", headers=headers)
     assert missing.status_code == 404 and missing.json()["resourceType"] == "OperationOutcome"
-    bad = httpx.get(f"{url}/fhir/Observation", params={"patient": "x"}, headers=headers)
+    bad = httpx.get(f"{url}/fhir/Observation", params={"_sort": "x"}, headers=headers)
     assert bad.status_code == 400 and "unsupported parameters" in bad.text
     obs_id = reported.report.ids.observation_identifier
     unauthorised = httpx.get(f"{url}/fhir/Observation/{obs_id}")

@@ -115,6 +115,27 @@ def test_every_reference_resolves_against_the_fhir_base(
     assert {r.split("/")[0] for r in seen} == set(MODELS)
 
 
+def test_observations_come_with_their_device_and_provenance_in_one_round_trip(
+    served: tuple[str, Reported, Any],
+) -> None:
+    base, reported, _ = served
+    ids = reported.report.ids
+    bundle = _get(
+        f"{base}/Observation",
+        _id=ids.observation_identifier,
+        _include="Observation:device",
+        _revinclude="Provenance:target",
+    )
+    Bundle.model_validate(bundle)
+    assert bundle["total"] == 1  # the matches only
+    found = {(e["resource"]["resourceType"], e["search"]["mode"]) for e in bundle["entry"]}
+    assert found == {("Observation", "match"), ("Device", "include"), ("Provenance", "include")}
+    statement = httpx.get(f"{base}/metadata").json()
+    observation = _advertised(statement)["Observation"]
+    assert observation["searchInclude"] == ["Observation:device"]
+    assert observation["searchRevInclude"] == ["Provenance:target"]
+
+
 def _advertised(statement: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {r["type"]: r for r in statement["rest"][0]["resource"]}
 
@@ -147,11 +168,20 @@ def test_every_advertised_interaction_works(served: tuple[str, Reported, Any]) -
         "Provenance": ids.observation_identifier,
         "ImagingStudy": reported.study_uid,
     }
-    search_values = {
-        ("Observation", "subject:identifier"): "urn:ihgamp:issuer:IHGAMP-DEMO|SYN-0001",
-        ("Observation", "code"): "http://loinc.org|107286-7",
-        ("Device", "identifier"): f"urn:ihgamp:device|{ids.device_identifier}",
-        ("Provenance", "target"): f"Observation/{ids.observation_identifier}",
+    patient = "urn:ihgamp:issuer:IHGAMP-DEMO|SYN-0001"
+    search_values = {  # (type, advertised name): (query parameter, a value that finds it)
+        ("Observation", "_id"): ("_id", ids.observation_identifier),
+        ("Observation", "_lastUpdated"): ("_lastUpdated", "ge2000-01-01"),
+        ("Observation", "identifier"): (
+            "identifier",
+            f"urn:ihgamp:observation|{ids.observation_identifier}",
+        ),
+        ("Observation", "code"): ("code", "http://loinc.org|107286-7"),
+        ("Observation", "date"): ("date", "ge2000-01-01"),
+        ("Observation", "subject"): ("subject:identifier", patient),
+        ("Observation", "patient"): ("patient:identifier", patient),
+        ("Device", "identifier"): ("identifier", f"urn:ihgamp:device|{ids.device_identifier}"),
+        ("Provenance", "target"): ("target", f"Observation/{ids.observation_identifier}"),
     }
     statement = httpx.get(f"{base}/metadata").json()
     exercised = set()
@@ -163,8 +193,8 @@ def test_every_advertised_interaction_works(served: tuple[str, Reported, Any]) -
             else:
                 assert interaction == "search-type", interaction
                 for param in resource["searchParam"]:
-                    value = search_values[(kind, param["name"])]
-                    bundle = _get(f"{base}/{kind}", **{param["name"]: value})
+                    key, value = search_values[(kind, param["name"])]
+                    bundle = _get(f"{base}/{kind}", **{key: value})
                     Bundle.model_validate(bundle)
                     assert [e["resource"]["id"] for e in bundle["entry"]] == [known_ids[kind]]
                     exercised.add((kind, param["name"]))
@@ -188,5 +218,5 @@ def test_what_is_not_advertised_is_not_served(served: tuple[str, Reported, Any])
     for kind, resource in advertised.items():
         names = {p["name"] for p in resource.get("searchParam", [])}
         if "search-type" in {i["code"] for i in resource["interaction"]}:
-            response = httpx.get(f"{base}/{kind}", params={"_id": "x"}, headers=bearer(READER))
-            assert "_id" not in names and response.status_code == 400
+            response = httpx.get(f"{base}/{kind}", params={"_sort": "x"}, headers=bearer(READER))
+            assert "_sort" not in names and response.status_code == 400
