@@ -9,12 +9,17 @@ the age of the oldest queued job, dead-letter deliveries, and the spool's free s
 
 Every process exposes them: the ``api`` and ``all`` roles at ``/metrics``, other roles
 on ``node.metrics_port`` (:mod:`gateway.probes`, with ``/health`` and ``/ready``).
+
+A labelled counter has no series until its first event, so an alert such as
+``increase(ihgamp_jobs_total{outcome="failed"}[1h]) > 0`` would miss the first failure
+(there is no earlier sample to compare with). :func:`initialise` creates, at start, every
+label set the code can produce with the configured analyses and destinations, at 0.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from enum import StrEnum
 from typing import Any
 
@@ -45,6 +50,7 @@ __all__ = [
     "RefusalReason",
     "SCORING_SECONDS",
     "STUDY_CONFLICTS",
+    "initialise",
     "observe",
     "render",
 ]
@@ -200,6 +206,54 @@ def _gauge(name: str, documentation: str, labels: list[str], rows: Any) -> Gauge
 
 _COLLECTOR = _CatalogCollector()
 REGISTRY.register(_COLLECTOR)
+
+
+#: ``ihgamp_pulls`` outcomes.
+PULL_OUTCOMES = ("complete", "incomplete", "failed")
+
+
+def initialise(analyses: Iterable[str], destinations: Iterable[str]) -> None:
+    """Create every label set known at start, at 0 (idempotent).
+
+    Parameters
+    ----------
+    analyses : iterable of str
+        The enabled analyses (``ihgamp_jobs``, the scoring and queue histograms).
+    destinations : iterable of str
+        The configured destinations' names (``ihgamp_dispatch_attempts``).
+    """
+    from .catalog.schema import DELIVERY_OUTCOMES, JOB_OUTCOMES
+    from .errors import StudyConflictError
+    from .receive.guard import REFUSAL_STATUSES
+
+    for analysis in analyses:
+        SCORING_SECONDS.labels(analysis)
+        JOB_QUEUE_SECONDS.labels(analysis)
+        for outcome in JOB_OUTCOMES:
+            JOBS.labels(outcome, analysis)
+    for destination in destinations:
+        for outcome in DELIVERY_OUTCOMES:
+            DISPATCH_ATTEMPTS.labels(destination, outcome)
+    for conflict in StudyConflictError.__subclasses__():
+        STUDY_CONFLICTS.labels(conflict_rule(conflict))
+    for reason in RefusalReason:
+        ASSOCIATION_REFUSALS.labels(reason)
+    for status in REFUSAL_STATUSES:
+        INSTANCES_REFUSED.labels(refusal_status(status))
+    for pull in PULL_OUTCOMES:
+        PULLS.labels(pull)
+    for redelivered in (True, False):
+        JOB_MESSAGES_SKIPPED.labels(str(redelivered).lower())
+
+
+def conflict_rule(kind: type[Exception]) -> str:
+    """The ``rule`` label of a study conflict (``PatientConflictError`` -> ``patient``)."""
+    return kind.__name__.removesuffix("ConflictError").lower()
+
+
+def refusal_status(status: int) -> str:
+    """The ``status`` label of a refused C-STORE (``0xA700``)."""
+    return f"0x{status:04X}"
 
 
 def observe(catalog: Any, spool: Any = None) -> None:

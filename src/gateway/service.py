@@ -167,9 +167,15 @@ class Gateway:
     def _runs(self, part: Role) -> bool:
         return self.role in (Role.ALL, part)
 
+    def _metrics(self) -> None:
+        """Gauges from the catalog; every counter label set known at start, at 0."""
+        metrics.observe(self.catalog, self.spool)
+        destinations = [node.name for _, node in self.settings.dispatch.nodes()]
+        metrics.initialise(self.settings.analyses.enabled, destinations)
+
     def start(self) -> int:
         """Start the role's parts; return the DICOM port (0 without a listener)."""
-        metrics.observe(self.catalog, self.spool)
+        self._metrics()
         if self.node_endpoint is not None:
             self.node_endpoint.start()
         if self.dispatcher is not None:
@@ -236,7 +242,7 @@ class Gateway:
         if self.role == Role.WORKER and self.settings.worker.backend == QueueBackend.CELERY:
             from .queue.celery_queue import run_worker
 
-            metrics.observe(self.catalog)
+            self._metrics()
             if self.node_endpoint is not None:
                 self.node_endpoint.start()
             self._started.set()  # Celery's worker takes over: ready while the catalog answers

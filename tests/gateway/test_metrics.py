@@ -61,6 +61,16 @@ def test_each_counter_moves_with_its_event(
     http = gateway.http.port
     try:
         before = _scrape(http)
+        # Before any event, the series alerts compare with exist (at 0 in a fresh process).
+        for name, labels in (
+            ("ihgamp_jobs_total", {"outcome": "failed", "analysis": "hrd"}),
+            ("ihgamp_dispatch_attempts_total", {"destination": "down", "outcome": "dead-letter"}),
+            ("ihgamp_study_conflicts_total", {"rule": "patient"}),
+            ("ihgamp_instances_refused_total", {"status": "0xA700"}),
+            ("ihgamp_association_refusals_total", {"reason": "calling-ae"}),
+            ("ihgamp_pulls_total", {"outcome": "failed"}),
+        ):
+            assert (name, tuple(sorted(labels.items()))) in before, (name, labels)
         good = tiny_wsi(tmp_path / "good", generate_uid())
         bad = tiny_wsi(tmp_path / "bad", generate_uid())
         data = bad.read_bytes()

@@ -35,6 +35,8 @@ __all__ = [
     "AnalysisResult",
     "Association",
     "AttemptOutcome",
+    "DELIVERY_OUTCOMES",
+    "JOB_OUTCOMES",
     "Base",
     "Delivery",
     "DeliveryState",
@@ -342,6 +344,17 @@ class AttemptOutcome(StrEnum):
     """A delivery's attempts are spent: an operator redispatches it."""
     LOST = "lost"
     """Another node holds it now (the lease expired): its outcome is not this node's."""
+
+
+#: How a job attempt can end (:class:`~gateway.queue.runner.JobRunner`).
+JOB_OUTCOMES = (
+    AttemptOutcome.DONE,
+    AttemptOutcome.RETRY,
+    AttemptOutcome.FAILED,
+    AttemptOutcome.LOST,
+)
+#: How a delivery attempt can end (:class:`~gateway.dispatch.dispatcher.Dispatcher`).
+DELIVERY_OUTCOMES = (AttemptOutcome.DELIVERED, AttemptOutcome.RETRY, AttemptOutcome.DEAD_LETTER)
 
 
 class DeliveryState(StrEnum):

@@ -41,7 +41,7 @@ from ..errors import (
     StudyConflictError,
     UidConflictError,
 )
-from ..metrics import INSTANCES_REFUSED
+from ..metrics import INSTANCES_REFUSED, refusal_status
 
 __all__ = [
     "DatasetMismatchError",
@@ -75,6 +75,8 @@ _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (UnreadableDatasetError, 0xC000),
 )
 INTERNAL_ERROR = 0xA7FF
+#: Every status a C-STORE is refused with (the metrics' label set).
+REFUSAL_STATUSES = tuple(sorted({status for _, status in _STATUS} | {INTERNAL_ERROR}))
 
 
 def status_for(exc: BaseException) -> int:
@@ -125,7 +127,7 @@ def store_guard(sop_instance_uid: str, calling_ae: str) -> Iterator[StoreOutcome
             outcome.comment = str(exc) or type(exc).__name__
         else:
             outcome.comment = f"internal error ({type(exc).__name__}); retry later"
-        INSTANCES_REFUSED.labels(f"0x{outcome.status:04X}").inc()
+        INSTANCES_REFUSED.labels(refusal_status(outcome.status)).inc()
         level = logging.ERROR if outcome.status == INTERNAL_ERROR else logging.WARNING
         logger.log(
             level,

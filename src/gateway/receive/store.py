@@ -28,7 +28,7 @@ from ..catalog.identity import (
 )
 from ..config import DicomSettings, StudyAdditions
 from ..errors import GatewayError, StudyConflictError
-from ..metrics import INSTANCES_RECEIVED, STUDY_CONFLICTS
+from ..metrics import INSTANCES_RECEIVED, STUDY_CONFLICTS, conflict_rule
 from ..spool import PreparedFile, Spool
 from .guard import SUCCESS, DatasetMismatchError, StoreOutcome
 from .incoming import ReceiveFiles
@@ -168,7 +168,7 @@ class InstanceStore:
             )
         except StudyConflictError as exc:
             self.spool.discard(prepared, final)
-            STUDY_CONFLICTS.labels(type(exc).__name__.removesuffix("ConflictError").lower()).inc()
+            STUDY_CONFLICTS.labels(conflict_rule(type(exc))).inc()
             raise
         except BaseException:
             self.spool.discard(prepared, final)
