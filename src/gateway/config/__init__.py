@@ -39,6 +39,7 @@ from .dispatch import (
     DicomWebNode,
     DispatchSettings,
     FhirNode,
+    Hl7v2Node,
 )
 from .http import (
     ApiToken,
@@ -75,6 +76,7 @@ __all__ = [
     "DispatchSettings",
     "ENV_PREFIX",
     "FhirNode",
+    "Hl7v2Node",
     "FhirSettings",
     "HttpSettings",
     "LoggingSettings",

@@ -1,4 +1,4 @@
-"""Where results go: DICOM C-STORE, DICOMweb STOW-RS, FHIR transaction.
+"""Where results go: DICOM C-STORE, DICOMweb STOW-RS, FHIR transaction, HL7 v2 over MLLP.
 
 One class per kind of destination (as mercure's target handlers), registered in
 :data:`KINDS` under its ``[dispatch]`` list's key: it says which of a result's outputs it
@@ -22,7 +22,7 @@ from typing import Any, ClassVar, TypeVar
 
 import pydicom
 
-from ..config import DicomNode, DicomWebNode, FhirNode, Settings
+from ..config import DicomNode, DicomWebNode, FhirNode, Hl7v2Node, Settings
 from ..errors import DispatchError
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "DicomDestination",
     "DicomWebDestination",
     "FhirDestination",
+    "Hl7v2Destination",
     "Payload",
     "build_destinations",
     "destination_kind",
@@ -44,6 +45,8 @@ class Payload(StrEnum):
     """The DICOM objects: the SR and the map objects."""
     FHIR_BUNDLE = "fhir-bundle"
     """The FHIR transaction Bundle (only for studies with a Patient ID)."""
+    HL7V2 = "hl7v2"
+    """The ``ORU^R01`` message built for the destination (studies with a Patient ID)."""
 
 
 class Destination(abc.ABC):
@@ -224,6 +227,89 @@ class FhirDestination(Destination):
                     f"{response.text[:200]}"
                 )
             _check_transaction_response(self.name, response.json())
+
+
+_START, _END = b"\x0b", b"\x1c\x0d"
+_MAX_ACK = 1 << 20
+
+
+@destination_kind
+class Hl7v2Destination(Destination):
+    """``ORU^R01`` over MLLP to an HL7 v2 receiver; its acknowledgement decides.
+
+    ``AA`` (or ``CA``) is delivered; ``AE``/``AR`` (or ``CE``/``CR``), no answer, or a
+    dropped connection fail the attempt with the reason, so the delivery is retried and
+    dead-lettered as every other. The receiver's text is kept with the reason, without the
+    message's patient identifier and name (logs carry neither).
+    """
+
+    kind = "hl7v2"
+    payload = Payload.HL7V2
+
+    def __init__(self, node: Hl7v2Node, timeout_s: float) -> None:
+        self.node = node
+        self.name = node.name
+        self.timeout_s = timeout_s
+
+    def send(self, files: list[Path]) -> None:
+        """Send each message on one connection; each must be acknowledged ``AA``."""
+        import socket
+
+        node = self.node
+        where = f"{self.name} ({node.host}:{node.port})"
+        try:
+            with socket.create_connection((node.host, node.port), self.timeout_s) as sock:
+                sock.settimeout(self.timeout_s)
+                for path in files:
+                    message = path.read_bytes()
+                    sock.sendall(_START + message + _END)
+                    _check_ack(where, _read_block(sock, where), message)
+        except OSError as exc:
+            raise DispatchError(f"{where} unreachable or timed out: {exc}") from exc
+
+
+def _read_block(sock: Any, where: str) -> bytes:
+    """One MLLP block from ``sock`` (its content, without the framing)."""
+    data = b""
+    while _END not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise DispatchError(f"{where} closed the connection without an acknowledgement")
+        data += chunk
+        if len(data) > _MAX_ACK:
+            raise DispatchError(f"{where} answered more than {_MAX_ACK} bytes")
+    return data.split(_END, 1)[0].lstrip(_START)
+
+
+def _check_ack(where: str, ack: bytes, message: bytes) -> None:
+    """Raise unless ``ack`` accepts ``message`` (MSA-1 ``AA``/``CA``, MSA-2 its control id)."""
+    from hl7apy.exceptions import HL7apyException
+    from hl7apy.parser import parse_message
+
+    try:
+        parsed = parse_message(ack.decode("utf-8", "replace").replace("\n", "\r").strip())
+        code = str(parsed.msa.msa_1.value)
+        control = str(parsed.msa.msa_2.value)
+        text = str(parsed.msa.msa_3.value or "")
+        if "ERR" in {s.name for s in parsed.children}:
+            text = " ".join(filter(None, (text, str(parsed.err.err_8.value or ""))))
+    except (HL7apyException, AttributeError, IndexError, ValueError) as exc:
+        raise DispatchError(f"{where}: unreadable acknowledgement ({type(exc).__name__})") from None
+    sent = parse_message(message.decode().strip(), find_groups=False)
+    if control != str(sent.msh.msh_10.value):
+        raise DispatchError(f"{where}: the acknowledgement names another message ({control})")
+    if code not in ("AA", "CA"):
+        reason = _without_patient(text, sent)[:200] or "no reason given"
+        raise DispatchError(f"{where} refused the result ({code}): {reason}")
+
+
+def _without_patient(text: str, sent: Any) -> str:
+    """``text`` with the message's patient identifier and name parts masked."""
+    pid = sent.pid
+    secrets = [str(pid.pid_3.value).split("^", 1)[0], *str(pid.pid_5.value).split("^")]
+    for secret in sorted({s for s in secrets if len(s) > 1}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def _check_transaction_response(name: str, bundle: Any) -> None:

@@ -26,10 +26,11 @@ same SOP Instance UIDs and FHIR identifiers.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -56,6 +57,7 @@ from ..config import Settings
 from ..dispatch.destinations import KINDS, Payload
 from ..errors import ResultUnchangedError, ResultWithheldError
 from ..outbox import Outbox, job_folder
+from .hl7v2 import build_oru_r01
 
 __all__ = ["ReportWriter", "Written"]
 
@@ -240,6 +242,8 @@ class ReportWriter:
                 context,
                 observation_id,
             )
+        hl7 = self._write_hl7v2(study_uid, folder, report, context, supersedes is not None)
+        names += [name.rsplit("/", 1)[-1] for name in hl7.values()]
         for note in report.notes:
             logger.warning(
                 "report incomplete", extra={"study_uid": study_uid, "job": job_key, "reason": note}
@@ -254,12 +258,16 @@ class ReportWriter:
         }
         if supersedes is not None:
             document["supersedes"] = _supersedes_dict(supersedes)
+        by_payload = {
+            Payload.DICOM: [at(f) for f in dicom_files],
+            Payload.FHIR_BUNDLE: [at("fhir-bundle.json")] if report.bundle is not None else [],
+        }
         self._queue_deliveries(
             study_uid,
             report.key,
-            report.bundle is not None,
-            [at(f) for f in dicom_files],
-            at("fhir-bundle.json"),
+            lambda kind, name: (
+                [hl7[name]] if name in hl7 else [] if kind is Payload.HL7V2 else by_payload[kind]
+            ),
         )
         path = self.outbox.write_file(
             study_uid,
@@ -355,23 +363,54 @@ class ReportWriter:
             else:
                 self.resources.put(resource, study_uid, study_uid)
 
-    def _queue_deliveries(
+    def _write_hl7v2(
         self,
         study_uid: str,
-        key: str,
-        has_bundle: bool,
-        dicom_files: list[str],
-        bundle_file: str = "fhir-bundle.json",
+        folder: str,
+        report: AnalysisReport,
+        context: ReportContext,
+        corrected: bool,
+    ) -> dict[str, str]:
+        """One ``ORU^R01`` per HL7 v2 destination; returns its file by destination name.
+
+        None for a study without a Patient ID (PID-3 is required): the note says so.
+        """
+        nodes = self.settings.dispatch.hl7v2
+        if not nodes:
+            return {}
+        if not context.patient_id:
+            logger.warning(
+                "report incomplete",
+                extra={"study_uid": study_uid, "reason": "no HL7 v2 result: no Patient ID"},
+            )
+            return {}
+        now = dt.datetime.now(dt.UTC)
+        files = {}
+        for node in nodes:
+            name = f"{folder}/oru-r01-{_slug(node.name)}.hl7"
+            with _building():
+                message = build_oru_r01(report, context, node, corrected, now)
+            self.outbox.write_file(study_uid, name, message)
+            files[node.name] = name
+        return files
+
+    def _queue_deliveries(
+        self, study_uid: str, key: str, files_for: Callable[[Payload, str], list[str]]
     ) -> None:
+        """One delivery per destination that takes something of this result."""
         d = self.settings.dispatch
         targets = []
         for kind, node in d.nodes():
-            if KINDS[kind].payload is Payload.DICOM:
-                targets.append((node.name, kind, dicom_files))
-            elif has_bundle:  # the Bundle's kinds: only for studies with a Patient ID
-                targets.append((node.name, kind, [bundle_file]))
+            files = files_for(KINDS[kind].payload, node.name)
+            if files:  # e.g. no Bundle nor ORU^R01 for a study without a Patient ID
+                targets.append((node.name, kind, files))
         for name, kind, files in targets:
             self.deliveries.create(study_uid, key, name, kind, files, d.max_attempts)
         if targets:
             names = [t[0] for t in targets]
             logger.info("deliveries queued", extra={"study_uid": study_uid, "destinations": names})
+
+
+def _slug(name: str) -> str:
+    """A destination name as part of a file name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)

@@ -425,6 +425,8 @@ class AnalysisOutcome:
         Whether the DEMO model produced it.
     path : ModalityPath or None
         The modality path, for H&E + optional IHC analyses.
+    threshold : float or None
+        The operating threshold ``value`` is called against, when the analysis has one.
     """
 
     analysis: str
@@ -434,6 +436,7 @@ class AnalysisOutcome:
     model_key: str
     demo: bool
     path: ModalityPath | None = None
+    threshold: float | None = None
 
 
 @dataclass(frozen=True)

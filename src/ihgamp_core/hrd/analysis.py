@@ -107,6 +107,7 @@ class HrdAnalysis:
             qc_flags=tuple(str(f) for f in result.qc_flags),
             model_key=result.model.key,
             demo=result.model.demo,
+            threshold=result.threshold,
         )
 
     def report(

@@ -259,6 +259,15 @@ def test_every_dispatch_list_is_a_destination_kind_built_by_its_class(tmp_path: 
             "dicom": [{"name": "pacs", "ae_title": "PACS", "host": "127.0.0.1", "port": 104}],
             "dicomweb": [{"name": "web", "url": "http://127.0.0.1:1/dicom-web"}],
             "fhir": [{"name": "ehr", "url": "http://127.0.0.1:1/fhir"}],
+            "hl7v2": [
+                {
+                    "name": "lis",
+                    "host": "127.0.0.1",
+                    "port": 2575,
+                    "receiving_application": "LIS",
+                    "receiving_facility": "PATHOLOGY",
+                }
+            ],
         },
     )
     built = build_destinations(settings)
@@ -266,5 +275,6 @@ def test_every_dispatch_list_is_a_destination_kind_built_by_its_class(tmp_path: 
         ("dicom", "pacs", Payload.DICOM),
         ("dicomweb", "web", Payload.DICOM),
         ("fhir", "ehr", Payload.FHIR_BUNDLE),
+        ("hl7v2", "lis", Payload.HL7V2),
     ]
     assert all(isinstance(d, KINDS[d.kind]) for d in built)
