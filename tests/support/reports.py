@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,7 @@ import pydicom
 
 from gateway.catalog import AnalysisStore, Catalog, InstanceRecord, StudyState
 from gateway.config import Settings
+from gateway.dispatch.dispatcher import Dispatcher
 from gateway.outbox import Outbox
 from gateway.report.writer import ReportWriter
 from ihgamp_core.hrd.analysis import HrdAnalysis
@@ -95,3 +98,17 @@ def dciodvfy(path: Path) -> tuple[list[str], str]:
     proc = subprocess.run([exe, str(path)], capture_output=True, text=True, check=False)
     text = proc.stdout + proc.stderr
     return [line for line in text.splitlines() if line.startswith("Error")], text
+
+
+def dispatch_until(
+    dispatcher: Dispatcher, name: str, predicate: Callable[[], object], timeout: float = 30
+) -> None:
+    """Run destination ``name``'s attempts until ``predicate()`` holds (or time out)."""
+    destination = next(d for d in dispatcher.destinations if d.name == name)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        dispatcher.run_once(destination)
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise TimeoutError(name)

@@ -60,10 +60,15 @@ class Destination(abc.ABC):
     kind: ClassVar[str]
     payload: ClassVar[Payload]
 
+    def __init__(self, node: Any, timeout_s: float) -> None:
+        self.node = node
+        self.name: str = node.name
+        self.timeout_s = timeout_s
+
     @classmethod
     def from_node(cls, node: Any, settings: Settings) -> Destination:
         """Build the destination of one configured node (with the dispatch timeout)."""
-        return cls(node, settings.dispatch.timeout_s)  # type: ignore[call-arg]
+        return cls(node, settings.dispatch.timeout_s)
 
     @abc.abstractmethod
     def send(self, files: list[Path]) -> None:
@@ -109,6 +114,7 @@ class DicomDestination(Destination):
 
     kind = "dicom"
     payload = Payload.DICOM
+    node: DicomNode
 
     @classmethod
     def from_node(cls, node: Any, settings: Settings) -> DicomDestination:
@@ -116,10 +122,8 @@ class DicomDestination(Destination):
         return cls(node, settings.dicom.ae_title, settings.dispatch.timeout_s)
 
     def __init__(self, node: DicomNode, calling_ae: str, timeout_s: float) -> None:
-        self.node = node
-        self.name = node.name
+        super().__init__(node, timeout_s)
         self.calling_ae = node.calling_ae_title or calling_ae
-        self.timeout_s = timeout_s
 
     def _tls(self) -> tuple[ssl.SSLContext, str] | None:
         node = self.node
@@ -168,11 +172,7 @@ class DicomWebDestination(Destination):
 
     kind = "dicomweb"
     payload = Payload.DICOM
-
-    def __init__(self, node: DicomWebNode, timeout_s: float) -> None:
-        self.node = node
-        self.name = node.name
-        self.timeout_s = timeout_s
+    node: DicomWebNode
 
     def send(self, files: list[Path]) -> None:
         """Store the instances in one STOW-RS request."""
@@ -197,11 +197,7 @@ class FhirDestination(Destination):
 
     kind = "fhir"
     payload = Payload.FHIR_BUNDLE
-
-    def __init__(self, node: FhirNode, timeout_s: float) -> None:
-        self.node = node
-        self.name = node.name
-        self.timeout_s = timeout_s
+    node: FhirNode
 
     def send(self, files: list[Path]) -> None:
         """Post each Bundle; every entry must come back 2xx."""
@@ -245,11 +241,7 @@ class Hl7v2Destination(Destination):
 
     kind = "hl7v2"
     payload = Payload.HL7V2
-
-    def __init__(self, node: Hl7v2Node, timeout_s: float) -> None:
-        self.node = node
-        self.name = node.name
-        self.timeout_s = timeout_s
+    node: Hl7v2Node
 
     def send(self, files: list[Path]) -> None:
         """Send each message on one connection; each must be acknowledged ``AA``."""

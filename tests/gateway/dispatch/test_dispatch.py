@@ -6,7 +6,6 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pydicom
 import pytest
@@ -18,7 +17,7 @@ from ihgamp_core.synthetic.samples import SampleCase
 from support.fhir_peer import fhir_server
 from support.gateway import dataset_bytes, free_port, make_settings
 from support.orthanc import Orthanc, orthanc
-from support.reports import make_reported
+from support.reports import dispatch_until, make_reported
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -27,17 +26,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def pacs() -> Iterator[Orthanc]:
     with orthanc() as server:
         yield server
-
-
-def _run_until(dispatcher: Dispatcher, name: str, predicate: Any, timeout: float = 30) -> None:
-    destination = next(d for d in dispatcher.destinations if d.name == name)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        dispatcher.run_once(destination)
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise TimeoutError(name)
 
 
 def test_sr_and_heatmap_arrive_in_orthanc_by_cstore_and_stow(
@@ -60,7 +48,7 @@ def test_sr_and_heatmap_arrive_in_orthanc_by_cstore_and_stow(
     dispatcher = Dispatcher(r.catalog, r.outbox, settings)
     store = DeliveryStore(r.catalog)
     assert {d.destination for d in store.deliveries()} == {"pacs", "stow"}
-    _run_until(dispatcher, "pacs", lambda: store.deliveries(states=["delivered"]))
+    dispatch_until(dispatcher, "pacs", lambda: store.deliveries(states=["delivered"]))
     for name in ("sr.dcm", "heatmap-1.dcm"):
         local = r.folder / name
         uid = str(pydicom.dcmread(local, stop_before_pixels=True).SOPInstanceUID)
@@ -73,7 +61,7 @@ def test_sr_and_heatmap_arrive_in_orthanc_by_cstore_and_stow(
     assert tags["StudyInstanceUID"] == r.study_uid and tags["Modality"] == "SR"
     # The same objects over STOW-RS: accepted, and Orthanc still holds one copy each.
     before = len(pacs.instances())
-    _run_until(dispatcher, "stow", lambda: len(store.deliveries(states=["delivered"])) == 2)
+    dispatch_until(dispatcher, "stow", lambda: len(store.deliveries(states=["delivered"])) == 2)
     assert len(pacs.instances()) == before
     series = pacs.get(f"/instances/{pacs.find_instance(r.report.ids.sr_sop_uid)}/series")
     assert "AI" in series["MainDicomTags"]["SeriesDescription"]
@@ -111,7 +99,7 @@ def test_pacs_down_then_up_delivers_after_retry(
     (tmp_path / "orthanc").mkdir()
     server.start()
     try:
-        _run_until(dispatcher, "late-pacs", lambda: store.deliveries(states=["delivered"]))
+        dispatch_until(dispatcher, "late-pacs", lambda: store.deliveries(states=["delivered"]))
         assert server.find_instance(r.report.ids.sr_sop_uid) is not None
     finally:
         server.stop()
@@ -157,7 +145,7 @@ def test_fhir_500_and_timeout_retry_then_dead_letter_then_redispatch(
         assert not dispatcher.run_once(destination)  # dead letters are not retried
         ehr.mode("ok")
         assert store.redispatch(study_uid=r.study_uid) == 1
-        _run_until(dispatcher, "ehr", lambda: store.deliveries(states=["delivered"]))
+        dispatch_until(dispatcher, "ehr", lambda: store.deliveries(states=["delivered"]))
         observations = ehr.search(
             "Observation", f"urn:ihgamp:observation|{r.report.ids.observation_identifier}"
         )
@@ -178,11 +166,11 @@ def test_fhir_resend_does_not_duplicate(
         r = make_reported(tmp_path, engine, samples_root, sample_cases["DEMO-001"], settings)
         dispatcher = Dispatcher(r.catalog, r.outbox, settings)
         store = DeliveryStore(r.catalog)
-        _run_until(dispatcher, "ehr", lambda: store.deliveries(states=["delivered"]))
+        dispatch_until(dispatcher, "ehr", lambda: store.deliveries(states=["delivered"]))
         first = ehr.counts()
         assert first == {"Device": 1, "Observation": 1, "Provenance": 1}
         assert store.redispatch(include_delivered=True) == 1
-        _run_until(dispatcher, "ehr", lambda: store.deliveries(states=["delivered"]))
+        dispatch_until(dispatcher, "ehr", lambda: store.deliveries(states=["delivered"]))
         assert ehr.counts() == first
         bundle = json.loads((r.folder / "fhir-bundle.json").read_text())
         assert all(e["request"]["ifNoneExist"] for e in bundle["entry"])

@@ -12,7 +12,6 @@ import dataclasses
 import datetime as dt
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,7 +22,7 @@ from ihgamp_core.hrd.engine import Engine
 from ihgamp_core.synthetic.samples import SampleCase
 from support.gateway import make_settings
 from support.hl7_peer import Hl7Peer, hl7_peer
-from support.reports import make_reported
+from support.reports import dispatch_until, make_reported
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -33,17 +32,6 @@ NODE = {
     "receiving_application": "LIS",
     "receiving_facility": "PATHOLOGY",
 }
-
-
-def _until(dispatcher: Dispatcher, predicate: Any, timeout: float = 20) -> None:
-    (destination,) = dispatcher.destinations
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        dispatcher.run_once(destination)
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise TimeoutError
 
 
 def _field(peer: Hl7Peer, index: int, segment: str, number: int) -> str:
@@ -72,7 +60,7 @@ def test_an_oru_r01_is_acknowledged_then_a_nak_and_a_drop_are_retried_and_dead_l
         dispatcher = Dispatcher(r.catalog, r.outbox, settings)
 
         # 1. Acknowledged: delivered, and the message is what the docs say.
-        _until(dispatcher, lambda: store.deliveries(states=["delivered"]))
+        dispatch_until(dispatcher, "lis", lambda: store.deliveries(states=["delivered"]))
         (message,) = peer.messages()
         assert str(message.segment("MSH")[9]) == "ORU^R01^ORU_R01"
         assert str(message.segment("MSH")[12]) == "2.5.1"
@@ -98,14 +86,14 @@ def test_an_oru_r01_is_acknowledged_then_a_nak_and_a_drop_are_retried_and_dead_l
         assert "unknown patient ***" in (d.last_error or "")  # never the patient's ID
         peer.mode = "drop"
         time.sleep(0.25)
-        _until(dispatcher, lambda: store.deliveries(states=["dead-letter"]))
+        dispatch_until(dispatcher, "lis", lambda: store.deliveries(states=["dead-letter"]))
         (d,) = store.deliveries()
         assert "without an acknowledgement" in (d.last_error or "") and d.attempts == 3
 
         # 3. The receiver is back: an operator redispatches; the same message is sent.
         peer.mode = "ack"
         assert store.redispatch(study_uid=r.study_uid) == 1
-        _until(dispatcher, lambda: store.deliveries(states=["delivered"]))
+        dispatch_until(dispatcher, "lis", lambda: store.deliveries(states=["delivered"]))
         assert {_field(peer, i, "MSH", 10) for i in range(len(peer.messages()))} == {
             control_id(r.report.key, "lis")
         }
