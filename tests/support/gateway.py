@@ -291,23 +291,9 @@ def storescu(
     port: int, paths: Sequence[Path], calling_ae: str = "STORESCU"
 ) -> subprocess.CompletedProcess[str]:
     """Send with DCMTK's storescu (``-xy -R`` offers the WSI contexts)."""
-    from gateway.dcmtk import dcmtk_tool
+    from gateway.dcmtk import storescu_command
 
-    exe = dcmtk_tool("storescu")
-    cmd = [
-        exe,
-        "-aet",
-        calling_ae,
-        "-aec",
-        "IHGAMP",
-        "-xy",
-        "-R",
-        "+sd",
-        "+r",
-        "127.0.0.1",
-        str(port),
-        *map(str, paths),
-    ]
+    cmd = storescu_command(paths, port, "IHGAMP", calling_ae)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
 
 
