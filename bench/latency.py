@@ -33,8 +33,15 @@ def measure(
     device: str,
     batch: int,
     cell: int = 2048,
+    stable_s: float = 0.0,
 ) -> dict[str, Any]:
-    """Run the measurement in ``workdir``; return the figures."""
+    """Run the measurement in ``workdir``; return the figures.
+
+    ``stable_s`` is the completion timers' setting (series and study): at 0 the study
+    completes at the first poll without a new instance, so on a loaded machine a pause
+    between two instances of the association can complete it before its last level
+    arrives; the figures say which setting they were measured with.
+    """
     import pydicom
 
     from bench.large_slide import write_large_slide
@@ -48,7 +55,11 @@ def measure(
     settings = settings_dict(
         workdir,
         dicom={"port": port},
-        completion={"series_stable_s": 0, "study_stable_s": 0, "poll_interval_s": 0.05},
+        completion={
+            "series_stable_s": stable_s,
+            "study_stable_s": stable_s,
+            "poll_interval_s": 0.05,
+        },
         worker={"count": 1, "poll_interval_s": 0.05, "lease_s": 3600},
         model={"max_tiles": max_tiles, "min_tiles": 1, "device": device, "batch_size": batch},
         logging={"level": "INFO", "format": "json"},
@@ -88,6 +99,7 @@ def measure(
         "mib": round(sum(f.stat().st_size for f in files) / 2**20, 1),
         "send_s": round(acknowledged - started, 2),
         "ack_to_result_s": round(done - acknowledged, 2),
+        "completion_stable_s": stable_s,
         "tiles": result["n_tiles"],
         "engine_timings": result["timings"],
         "runtime": result.get("runtime"),
@@ -105,6 +117,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "ihgamp-bench")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the run here")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    parser.add_argument(
+        "--stable-s", type=float, default=0.0, help="completion timers (s); in the latency"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ihgamp-latency-") as tmp:
         workdir = args.workdir or Path(tmp)
@@ -117,6 +132,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             args.device,
             args.batch_size,
             args.large_cell,
+            args.stable_s,
         )
     print(json.dumps(figures, indent=2))
     if args.json:

@@ -360,6 +360,7 @@ def test_an_analysis_of_the_registry_runs_on_a_vendor_file_through_the_contract(
         "model_key": "slide-width/1",
         "demo": True,
         "path": None,
+        "threshold": None,
     }
     # Its result type has no document of its own: the outcome's fields stand in.
     assert entry["outcome"] == outcome and entry["result"] == outcome
