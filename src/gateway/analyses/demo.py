@@ -1,11 +1,13 @@
 """The network demo: scanner -> gateway -> PACS and EHR, all on loopback.
 
-DCMTK's ``storescu`` plays the scanner, a local Orthanc plays the PACS. The gateway
+DCMTK's ``storescu`` plays the scanner, a local Orthanc plays the PACS, an hl7apy MLLP
+server plays the laboratory system (:mod:`gateway.hl7_local`). The gateway
 receives each sample study, completes and routes it to the analyses that apply (HRD on
 every H&E slide; HER2 on the breast cases: an H&E + HER2 IHC pair, and an H&E alone),
 scores each, writes SR, heatmaps and FHIR to its outbox (one folder per HER2 request),
-stores SRs and heatmaps into the PACS by C-STORE, and serves the Observations on its FHIR
-endpoint; the demo then reads them back. Every model is a DEMO model.
+stores SRs and heatmaps into the PACS by C-STORE, sends each result as an HL7 v2
+``ORU^R01`` to the laboratory system, and serves the Observations on its FHIR endpoint;
+the demo then reads them back. Every model is a DEMO model.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from ..catalog.deliveries import DeliveryStore
 from ..config import Settings
 from ..dcmtk import send_with_storescu
 from ..errors import GatewayError
+from ..hl7_local import LocalLis, ReceivedOru
 from ..pacs_local import Orthanc, free_port, orthanc_available
+from ..report.hl7v2 import control_id
 from ..service import Gateway
 from .builtin import HER2, HRD
 
@@ -62,6 +66,7 @@ class DemoAnalysis:
     triage: str | None = None
     sr_in_pacs: str | None = None
     observation: dict[str, Any] | None = None
+    hl7: ReceivedOru | None = None
 
 
 @dataclass(frozen=True)
@@ -78,13 +83,33 @@ class DemoOutcome:
     sr_in_pacs: str | None = None
     observation: dict[str, Any] | None = None
     analyses: tuple[DemoAnalysis, ...] = ()
+    hl7: ReceivedOru | None = None
+
+
+#: The demo's HL7 v2 destination (a local laboratory system).
+DEMO_LIS = "demo-lis"
 
 
 def demo_settings(
-    workdir: Path, max_tiles: int, device: str, pacs: Orthanc | None = None, token: str = ""
+    workdir: Path,
+    max_tiles: int,
+    device: str,
+    pacs: Orthanc | None = None,
+    token: str = "",
+    lis: LocalLis | None = None,
 ) -> Settings:
     """Return the demo gateway configuration: loopback, any free port, short timers."""
     dispatch: dict[str, Any] = {"backoff_s": 1, "backoff_max_s": 5, "poll_interval_s": 0.5}
+    if lis is not None:
+        dispatch["hl7v2"] = [
+            {
+                "name": DEMO_LIS,
+                "host": "127.0.0.1",
+                "port": lis.port,
+                "receiving_application": lis.application,
+                "receiving_facility": lis.facility,
+            }
+        ]
     if pacs is not None:
         dispatch["dicom"] = [
             {
@@ -172,8 +197,10 @@ def run_network_demo(
             "Orthanc is not installed (apt-get install orthanc orthanc-dicomweb): "
             "results are written to the outbox only"
         )
+    lis = LocalLis().start()
+    report(f"laboratory system: an HL7 v2 receiver (hl7apy, MLLP) on 127.0.0.1:{lis.port}")
     token = secrets.token_hex(16)
-    gateway = Gateway(demo_settings(workdir, max_tiles, device, pacs, token))
+    gateway = Gateway(demo_settings(workdir, max_tiles, device, pacs, token, lis))
     try:
         port = gateway.start()
         http = gateway.http.port if gateway.http is not None else 0
@@ -218,8 +245,7 @@ def run_network_demo(
             time.sleep(0.5)
         else:
             raise GatewayError(f"the demo did not finish within {timeout_s:.0f} s")
-        if pacs is not None:
-            _wait_delivered(gateway, deadline, report)
+        _wait_delivered(gateway, deadline, report)
         outcomes = []
         for cid, uid in uids.items():
             snap = gateway.catalog.study(uid)
@@ -233,13 +259,17 @@ def run_network_demo(
             outcome = DemoOutcome(cid, uid, snap.state, snap.state_reason, result, folder)
             if hrd is not None:
                 outcome = _arrivals(outcome, hrd, pacs, http, token)
+                outcome = replace(outcome, hl7=_oru(lis, hrd))
             others = [
-                _analysis_arrivals(r, pacs, http, token) for r in rows if r.analysis != HRD.name
+                replace(_analysis_arrivals(r, pacs, http, token), hl7=_oru(lis, r))
+                for r in rows
+                if r.analysis != HRD.name
             ]
             outcomes.append(replace(outcome, analyses=tuple(others)))
         return outcomes
     finally:
         gateway.stop()
+        lis.stop()
         if pacs is not None:
             pacs.stop()
 
@@ -249,10 +279,18 @@ def _wait_delivered(gateway: Gateway, deadline: float, report: Callable[[str], N
     while time.monotonic() < deadline:
         if not store.deliveries(states=["pending"]):
             delivered = store.deliveries(states=["delivered"])
-            report(f"{len(delivered)} result(s) delivered to the PACS")
+            kinds = sorted({d.destination for d in delivered})
+            report(f"{len(delivered)} deliveries made ({', '.join(kinds) or 'none'})")
             return
         time.sleep(0.5)
-    raise GatewayError("the results were not delivered to the demo PACS in time")
+    raise GatewayError("the results were not delivered to the demo PACS and LIS in time")
+
+
+def _oru(lis: LocalLis, row: AnalysisResultView) -> ReceivedOru | None:
+    """The ORU^R01 of a result as the demo laboratory system received it."""
+    if row.outputs is None:
+        return None
+    return lis.find(control_id(row.outputs.key, DEMO_LIS))
 
 
 def _lookups(

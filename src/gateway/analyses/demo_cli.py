@@ -16,6 +16,7 @@ from ihgamp_core.slide import discover_slides
 from ihgamp_core.synthetic.samples import SampleCase, build_samples
 
 from ..cli.common import console, handle_errors, scoring_progress, setup_logging
+from ..hl7_local import ReceivedOru
 from .demo import DemoOutcome
 from .engine import load_engine, repo_root
 
@@ -167,6 +168,7 @@ def demo(
                     f"{obs['code']['coding'][0]['code']} = {value} ({interp}), "
                     f"security {obs['meta']['security'][0]['code']}"
                 )
+            _print_oru(o.hl7)
         _print_other_analyses(outcomes)
         console.print(f"results in {out.resolve() / 'gateway' / 'outbox'}")
         if failed:
@@ -197,6 +199,18 @@ def _print_other_analyses(outcomes: list[DemoOutcome]) -> None:
                     f"{obs['code']['coding'][0]['code']} = {value_text}, "
                     f"security {obs['meta']['security'][0]['code']}"
                 )
+            _print_oru(a.hl7)
+
+
+def _print_oru(received: ReceivedOru | None) -> None:
+    """The HL7 v2 message as the demo laboratory system received and acknowledged it."""
+    if received is None:
+        return
+    call = next(iter(received.values.values()), "").split("^", 1)[0]
+    console.print(
+        f"  HL7 v2 ORU^R01 {received.control_id} acknowledged AA by the laboratory system: "
+        f"{call}, result status {received.status}, {len(received.values)} OBX"
+    )
 
 
 def _offline(

@@ -191,7 +191,10 @@ def test_demo_command_end_to_end(
     # missing), one SR each in the PACS, each Observation read back, all DEMO.
     assert "HER2-DEMO-01: sent H&E + HER2 IHC (breast, block S26-0011 A1)" in out
     assert "HER2-DEMO-02: sent H&E (breast, block S26-0012 A1)" in out
-    assert "8 result(s) delivered to the PACS" in out
+    assert "16 deliveries made (demo-lis, demo-pacs)" in out  # each result: PACS and LIS
+    # Each result as HL7 v2: acknowledged by the laboratory system (hl7apy's MLLP server).
+    assert out.count("acknowledged AA by the laboratory system:") == 8
+    assert out.count("acknowledged AA by the laboratory system: her2-") == 2
     assert out.count("SR in the PACS: IHGAMP HRD estimate (AI) DEMO") == 6
     assert out.count("LOINC 107286-7") == 6 and "security AIAST" in out
     assert "HER2-DEMO-01 her2:S26-0011 A1: her2-" in out and "(path dual)" in out
