@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .analyses.engine import Engine, load_engine, target_max_mpp
 from .catalog import Catalog, JobStore
 from .catalog.leases import LEADER_LEASE, NamedLease
 from .config import QueueBackend, Settings
@@ -18,6 +18,9 @@ from .queue.base import JobQueue
 from .queue.inprocess import InProcessQueue, worker_owner
 from .queue.runner import JobProcessor, JobRunner
 from .routing import StudyRouter
+
+if TYPE_CHECKING:  # the [model] engine imports torch's neighbours: only its users load it
+    from .analyses.engine import Engine
 
 __all__ = ["Core", "build_core", "build_worker_runtime", "make_processor", "open_catalog"]
 
@@ -73,6 +76,8 @@ def build_core(settings: Settings) -> Core:
     else:
         runner = JobRunner(jobs, _no_processor, settings.worker)
         queue = InProcessQueue(jobs, runner, settings.worker, settings.node_name())
+    from .analyses.engine import target_max_mpp
+
     router = StudyRouter(catalog, settings.analyses)
     lifecycle = StudyLifecycle(catalog, queue, target_max_mpp(settings.model.head), router)
     leader = NamedLease(catalog, LEADER_LEASE, owner, settings.completion.leader_lease_s)
@@ -86,7 +91,7 @@ def make_processor(
     on_reported: Callable[[str], None] | None = None,
 ) -> tuple[JobProcessor, Engine]:
     """Load the model (once) and build the scoring job processor."""
-    from .analyses.engine import scoring_options
+    from .analyses.engine import load_engine, scoring_options
     from .outbox import Outbox
     from .report.writer import ReportWriter
     from .score.worker import AnalysisModels, ScoreProcessor

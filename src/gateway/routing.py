@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
-
-import pydicom
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING, Any
 
 from ihgamp_core.analysis import (
     AnalysisRequest,
@@ -28,6 +25,9 @@ from ihgamp_core.analysis import (
 from . import analyses
 from .catalog import Catalog
 from .config import AnalysesSettings
+
+if TYPE_CHECKING:  # headers are read when a study is routed, not when the module loads
+    from pydicom.dataset import Dataset
 
 __all__ = ["StudyRouter", "enabled_specs", "job_key", "routing_header"]
 
@@ -55,6 +55,9 @@ def routing_header(
     default stain routing refuses it, and whoever opens the series later reports why it
     cannot be read.
     """
+    import pydicom
+    from pydicom.dataset import Dataset
+
     try:
         return pydicom.dcmread(path, stop_before_pixels=True), None
     except (OSError, ValueError, pydicom.errors.InvalidDicomError) as exc:

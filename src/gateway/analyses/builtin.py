@@ -55,7 +55,6 @@ HRD = register(
         needs_scoring_level=True,
         uses_engine=True,
         export=_export_hrd,
-        cli="gateway.analyses.hrd_cli:hrd_app",
     )
 )
 
@@ -144,6 +143,5 @@ HER2 = register(
         legend=_her2_legend,
         export=_export_her2,
         legacy_keys={"her2_model": "model", "her2_device": "device", "her2_max_tiles": "max_tiles"},
-        cli="gateway.analyses.her2_cli:her2_app",
     )
 )

@@ -133,10 +133,6 @@ class AnalysisEntry:
         score --out``); None: the outcome's fields.
     legacy_keys : mapping of str to str
         Old flat ``[analyses]`` keys still read into its table (``old -> field``).
-    cli : str or None
-        ``module:attribute`` of a Typer app with the analysis' own commands (training,
-        evaluation), mounted as ``ihgamp <name> ...``; imported when the CLI starts, so
-        it must import its heavy modules inside its commands.
     """
 
     spec: AnalysisSpec
@@ -148,7 +144,6 @@ class AnalysisEntry:
     uses_engine: bool = False
     export: Callable[[Any], Mapping[str, Any]] | None = None
     legacy_keys: Mapping[str, str] = field(default_factory=dict)
-    cli: str | None = None
 
     @property
     def name(self) -> str:

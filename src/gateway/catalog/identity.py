@@ -37,11 +37,11 @@ from hashlib import sha256
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydicom.dataset import Dataset
-
 from ..errors import ConfigError, PatientConflictError
 
 if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
     from .catalog import Catalog
 
 __all__ = [

@@ -1,28 +1,165 @@
-"""The ``ihgamp`` command: one sub-command per file in this package."""
+"""The ``ihgamp`` command: each sub-command is imported when it runs, not before.
+
+Every command is declared in :data:`COMMANDS` by name, where it lives and its one-line
+help, so ``ihgamp --version`` and ``ihgamp --help`` import none of them (and none of
+SQLAlchemy, pydantic, pydicom, torch...): a test keeps the help lines equal to the
+commands' own and guards what these paths import. An analysis' own commands (``ihgamp
+hrd ...``, ``ihgamp her2 ...``) are the Typer apps its package declares under the
+``ihgamp.commands`` entry points (the built-ins in this project's ``pyproject.toml``).
+"""
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+
 import typer
+from typer import _click as click  # Typer's own copy of click: its groups' types
+from typer.core import TyperCommand, TyperGroup
 
-from ihgamp_core import __version__
+__all__ = ["ANALYSIS_COMMANDS", "COMMANDS", "Command", "app", "main"]
 
-from ..analyses.demo_cli import demo, sample_data
-from .access import audit, sessions
-from .db import db_app
-from .retrieve import find, retrieve
-from .score import score
-from .serve import config_app, serve
-from .status import complete, redispatch, rescore, status
+#: The entry-point group of analysis commands: ``<name> = "module:typer_app"``.
+ANALYSIS_COMMANDS = "ihgamp.commands"
 
-__all__ = ["app", "main"]
+
+@dataclass(frozen=True)
+class Command:
+    """A sub-command: its name, ``module:attribute`` (a function or a Typer app), help."""
+
+    name: str
+    target: str
+    help: str
+
+
+COMMANDS = (
+    Command(
+        "serve",
+        "gateway.cli.serve:serve",
+        "Run the gateway (or one role of it) until SIGTERM or Ctrl-C.",
+    ),
+    Command(
+        "status",
+        "gateway.cli.status:status",
+        "Show studies (state, timings, each analysis' result) and failed jobs with their errors.",
+    ),
+    Command(
+        "rescore",
+        "gateway.cli.status:rescore",
+        "Route a study again and queue its analyses (after a failure, a fix or a new model).",
+    ),
+    Command(
+        "complete",
+        "gateway.cli.status:complete",
+        "Force completion of a study that is still receiving, and queue it for scoring.",
+    ),
+    Command(
+        "redispatch",
+        "gateway.cli.status:redispatch",
+        "Send dead-letter deliveries again (same SOP Instance UIDs and FHIR identifiers).",
+    ),
+    Command(
+        "audit",
+        "gateway.cli.access:audit",
+        "Show the HTTP access audit: reads of results and operator actions, newest first.",
+    ),
+    Command(
+        "sessions",
+        "gateway.cli.access:sessions",
+        "List the status page's live sessions, or revoke them.",
+    ),
+    Command(
+        "find",
+        "gateway.cli.retrieve:find",
+        "Search a PACS for studies (C-FIND at study level, Study Root; QIDO-RS for DICOMweb).",
+    ),
+    Command(
+        "retrieve",
+        "gateway.cli.retrieve:retrieve",
+        "Pull a study from a PACS; it is scored once every instance has arrived.",
+    ),
+    Command(
+        "score",
+        "gateway.cli.score:score",
+        "Score one case with every analysis that applies to its slides.",
+    ),
+    Command(
+        "demo",
+        "gateway.analyses.demo_cli:demo",
+        "Run the gateway end to end on the bundled sample cases with the DEMO models.",
+    ),
+    Command(
+        "sample-data",
+        "gateway.analyses.demo_cli:sample_data",
+        "Generate the sample slides (synthetic SVS + DICOM WSI, and the real CMU crop if fetched).",
+    ),
+    Command("config", "gateway.cli.serve:config_app", "Inspect and validate the configuration."),
+    Command("db", "gateway.cli.db:db_app", "The catalog database schema."),
+)
+
+
+def analysis_commands() -> dict[str, str]:
+    """The analyses' command groups: name -> ``module:typer_app`` (entry points)."""
+    return {ep.name: ep.value for ep in entry_points(group=ANALYSIS_COMMANDS)}
+
+
+def load(name: str, target: str) -> click.Command:
+    """Import a command (a function or a Typer app) and make it the click command ``name``."""
+    module, _, attribute = target.partition(":")
+    found = getattr(importlib.import_module(module), attribute)
+    if isinstance(found, typer.Typer):
+        command: click.Command = typer.main.get_group(found)
+    else:
+        single = typer.Typer()
+        single.command(name)(found)
+        command = typer.main.get_command(single)
+    command.name = name
+    return command
+
+
+class LazyGroup(TyperGroup):
+    """The root group: lists commands from :data:`COMMANDS` and imports one only to run it."""
+
+    _listing = False
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command, the analyses' last."""
+        return [c.name for c in COMMANDS] + sorted(analysis_commands())
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command to run (imported now), or its name and help while help is shown."""
+        declared = {c.name: c for c in COMMANDS}
+        if cmd_name in declared:
+            command = declared[cmd_name]
+            if self._listing:
+                return TyperCommand(cmd_name, help=command.help)
+            return load(cmd_name, command.target)
+        target = analysis_commands().get(cmd_name)
+        if target is None:
+            return None
+        if self._listing:
+            help_text = f"The {cmd_name} analysis' own commands (ihgamp {cmd_name} --help)."
+            return TyperCommand(cmd_name, help=help_text)
+        return load(cmd_name, target)
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The help, listing commands without importing them."""
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
 
 app = typer.Typer(
     name="ihgamp",
+    cls=LazyGroup,
     help=(
         "IHGAMP pathology AI gateway: receives images over DICOM, runs the enabled analyses "
-        "on them (`[analyses] enabled`; docs/analyses.md) and returns DICOM SR, maps and FHIR "
-        "results. Screening and triage aids to prioritise confirmatory testing, not companion "
-        "diagnostics."
+        "on them (`[analyses] enabled`; docs/analyses.md) and returns DICOM SR, maps, FHIR "
+        "and HL7 v2 results. Screening and triage aids to prioritise confirmatory testing, "
+        "not companion diagnostics."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -32,6 +169,8 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
+        from ihgamp_core import __version__
+
         typer.echo(f"ihgamp {__version__}")
         raise typer.Exit()
 
@@ -43,46 +182,6 @@ def _root(
     ),
 ) -> None:
     """IHGAMP pathology AI gateway."""
-
-
-app.command("serve")(serve)
-app.command("status")(status)
-app.command("rescore")(rescore)
-app.command("complete")(complete)
-app.command("redispatch")(redispatch)
-app.command("audit")(audit)
-app.command("sessions")(sessions)
-app.command("find")(find)
-app.command("retrieve")(retrieve)
-app.add_typer(config_app, name="config")
-app.add_typer(db_app, name="db")
-app.command("score")(score)
-app.command("demo")(demo)
-app.command("sample-data")(sample_data)
-
-
-def _analysis_commands() -> None:
-    """Mount each registered analysis' own commands (``ihgamp <analysis> ...``).
-
-    The built-ins and the analyses installed packages publish (entry points) are known
-    before any configuration is read; a module named only in ``[analyses] plugins`` is
-    not (its commands, if any, are run with ``python -m``). A plug-in that cannot be
-    imported is reported when the configuration is loaded, not here.
-    """
-    import contextlib
-    import importlib
-
-    from ..analyses import PluginError, entries, load_plugins
-
-    with contextlib.suppress(PluginError):
-        load_plugins()
-    for item in entries():
-        if item.cli:
-            module, _, attribute = item.cli.partition(":")
-            app.add_typer(getattr(importlib.import_module(module), attribute), name=item.name)
-
-
-_analysis_commands()
 
 
 def main() -> None:

@@ -10,14 +10,18 @@ from pydantic import (
     ConfigDict,
     Field,
 )
-from pydicom.uid import Comprehensive3DSRStorage, VLWholeSlideMicroscopyImageStorage
+
+from ihgamp_core.analysis.contract import SOP_CLASSES
 
 ENV_PREFIX = "IHGAMP__"
 _AE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # printable, no backslash, 1..16
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 #: SOP classes accepted by default: VL Whole Slide Microscopy Image, Comprehensive 3D SR.
-DEFAULT_SOP_CLASSES = (str(VLWholeSlideMicroscopyImageStorage), str(Comprehensive3DSRStorage))
+DEFAULT_SOP_CLASSES = (
+    SOP_CLASSES["VLWholeSlideMicroscopyImageStorage"],
+    SOP_CLASSES["Comprehensive3DSRStorage"],
+)
 
 
 class _Model(BaseModel):

@@ -23,19 +23,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
-
-import numpy as np
-from fhir.resources.R4B.bundle import Bundle
-from numpy.typing import NDArray
-from pydicom import uid
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..errors import ParameterError
-from ..report.context import OutputIds
-from ..report.outputs import HeatmapObject, Outputs
-from ..report.triage import Triage
-from ..slide.base import Slide
+from ..report.outputs import HeatmapObject
+
+if TYPE_CHECKING:  # annotations only: importing the contract stays light (the CLI, config)
+    import numpy as np
+    from fhir.resources.R4B.bundle import Bundle
+    from numpy.typing import NDArray
+    from pydicom.dataset import Dataset
+
+    from ..report.context import OutputIds
+    from ..report.outputs import Outputs
+    from ..report.triage import Triage
+    from ..slide.base import Slide
 
 __all__ = [
     "Analysis",
@@ -50,6 +52,7 @@ __all__ = [
     "InputKind",
     "ModalityPath",
     "ReportOptions",
+    "SOP_CLASSES",
     "SOP_CLASS_KINDS",
     "WSI_SOP_CLASS",
     "SeriesInput",
@@ -118,23 +121,36 @@ class SeriesKind(StrEnum):
 
 
 #: VL Whole Slide Microscopy Image Storage.
-WSI_SOP_CLASS = str(uid.VLWholeSlideMicroscopyImageStorage)
+WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 
-#: SOP classes by series kind (what :func:`series_kind` recognises), as PS3.4 names them.
+#: SOP classes by series kind (what :func:`series_kind` recognises), by their PS3.4 names
+#: in pydicom (``pydicom.uid``; a test holds these values equal to pydicom's: the strings
+#: are written out so that importing the contract does not import pydicom).
+SOP_CLASSES = {
+    "VLWholeSlideMicroscopyImageStorage": WSI_SOP_CLASS,
+    "CTImageStorage": "1.2.840.10008.5.1.4.1.1.2",
+    "EnhancedCTImageStorage": "1.2.840.10008.5.1.4.1.1.2.1",
+    "MRImageStorage": "1.2.840.10008.5.1.4.1.1.4",
+    "EnhancedMRImageStorage": "1.2.840.10008.5.1.4.1.1.4.1",
+    "PositronEmissionTomographyImageStorage": "1.2.840.10008.5.1.4.1.1.128",
+    "EnhancedPETImageStorage": "1.2.840.10008.5.1.4.1.1.130",
+    "SegmentationStorage": "1.2.840.10008.5.1.4.1.1.66.4",
+    "Comprehensive3DSRStorage": "1.2.840.10008.5.1.4.1.1.88.34",
+}
 SOP_CLASS_KINDS: dict[str, SeriesKind] = {
     WSI_SOP_CLASS: SeriesKind.SLIDE,
     **{
-        str(sop_class): SeriesKind.VOLUME
-        for sop_class in (
-            uid.CTImageStorage,
-            uid.EnhancedCTImageStorage,
-            uid.MRImageStorage,
-            uid.EnhancedMRImageStorage,
-            uid.PositronEmissionTomographyImageStorage,
-            uid.EnhancedPETImageStorage,
+        SOP_CLASSES[name]: SeriesKind.VOLUME
+        for name in (
+            "CTImageStorage",
+            "EnhancedCTImageStorage",
+            "MRImageStorage",
+            "EnhancedMRImageStorage",
+            "PositronEmissionTomographyImageStorage",
+            "EnhancedPETImageStorage",
         )
     },
-    str(uid.SegmentationStorage): SeriesKind.SEGMENTATION,
+    SOP_CLASSES["SegmentationStorage"]: SeriesKind.SEGMENTATION,
 }
 
 

@@ -34,12 +34,13 @@ import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
-
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING, Literal
 
 from ..errors import ParameterError
 from .contract import SeriesKind, Stain, series_kind
+
+if TYPE_CHECKING:  # headers are read through their attributes: pydicom is not imported here
+    from pydicom.dataset import Dataset
 
 __all__ = [
     "MetadataRules",

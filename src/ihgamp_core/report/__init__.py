@@ -13,7 +13,23 @@ It imports no analysis: each analysis' own reports are in its folder (``hrd/repo
 
 from __future__ import annotations
 
-from .context import OutputIds, ReportContext, SlideHeaders, Supersedes
-from .triage import Triage
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["OutputIds", "ReportContext", "SlideHeaders", "Supersedes", "Triage"]
+
+if TYPE_CHECKING:
+    from .context import OutputIds, ReportContext, SlideHeaders, Supersedes
+    from .triage import Triage
+
+
+def __getattr__(name: str) -> Any:
+    """The kit's names, imported on first use (pydicom only when headers are read)."""
+    if name == "Triage":
+        from .triage import Triage
+
+        return Triage
+    if name in __all__:
+        from . import context
+
+        return getattr(context, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from fhir.resources.R4B.bundle import Bundle
-from pydicom.dataset import Dataset
+if TYPE_CHECKING:  # annotations only: the analysis contract imports this module
+    from fhir.resources.R4B.bundle import Bundle
+    from pydicom.dataset import Dataset
 
-from .context import OutputIds, ReportContext, SlideHeaders, Supersedes
-from .triage import Triage
+    from .context import OutputIds, ReportContext, SlideHeaders, Supersedes
+    from .triage import Triage
 
 __all__ = [
     "NO_PATIENT_NOTE",

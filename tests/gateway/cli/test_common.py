@@ -6,7 +6,6 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from gateway.cli.app import app
 from gateway.cli.common import handle_errors, setup_logging
 
 pytestmark = pytest.mark.unit
@@ -51,12 +50,23 @@ def test_handle_errors_lets_the_traceback_through_with_debug(
 
 
 def test_every_command_is_wrapped_by_handle_errors() -> None:
+    import importlib
+
+    import typer
+
+    from gateway.cli.app import COMMANDS, analysis_commands
+
     wrapper_code = handle_errors(lambda: None).__code__
-    commands = [(c.name, c.callback) for c in app.registered_commands]
-    for group in app.registered_groups:
-        assert group.typer_instance is not None
-        commands += [(c.name, c.callback) for c in group.typer_instance.registered_commands]
-    assert len(commands) > 10
+    targets = [(c.name, c.target) for c in COMMANDS] + list(analysis_commands().items())
+    commands = []
+    for name, target in targets:
+        module, _, attribute = target.partition(":")
+        found = getattr(importlib.import_module(module), attribute)
+        if isinstance(found, typer.Typer):
+            commands += [(f"{name} {c.name}", c.callback) for c in found.registered_commands]
+        else:
+            commands.append((name, found))
+    assert len(commands) > 20
     for name, callback in commands:
         assert getattr(callback, "__code__", None) is wrapper_code, name
 

@@ -152,3 +152,12 @@ def test_too_many_slides_refuses_the_slides_not_the_volume() -> None:
     decision = route(study, [HRD, RADIOMICS], RoutingLimits(max_slides=2))
     assert [r.kind for r in decision.refusals] == [RefusalKind.TOO_MANY_SLIDES]
     assert [r.analysis for r in decision.requests] == ["radiomics"]
+
+
+def test_the_contracts_sop_class_uids_are_pydicoms() -> None:
+    """Written out so that importing the contract does not import pydicom; the same values."""
+    from pydicom import uid
+
+    from ihgamp_core.analysis.contract import SOP_CLASSES
+
+    assert {name: str(getattr(uid, name)) for name in SOP_CLASSES} == SOP_CLASSES
