@@ -8,7 +8,8 @@
 #                               # WSI converter), PostgreSQL, RabbitMQ, Redis,
 #                               # openssl, Chromium + chromedriver (status page browser test),
 #                               # and for the container tests Docker (docker.io, docker-compose),
-#                               # debootstrap, the image's wheelhouse and the deploy linters
+#                               # debootstrap, the image's wheelhouse and the deploy linters,
+#                               # and node + npm for the FHIR validators (tests/support/fhir_validators)
 #
 # Idempotent: re-running skips what is already installed.
 set -euo pipefail
@@ -22,6 +23,8 @@ apt_test=(dicom3tools orthanc-wsi postgresql rabbitmq-server redis-server iprout
 
 want=("${apt_demo[@]}")
 [ "$profile" = test ] && want+=("${apt_test[@]}")
+# node and npm run the FHIR validators of the tests (these machines have node 20).
+[ "$profile" = test ] && ! command -v npm >/dev/null && want+=(nodejs npm)
 
 missing=()
 for pkg in "${want[@]}"; do
@@ -73,6 +76,15 @@ if [ "$profile" = test ]; then
       | grep -v "is ignored" || true
     "$tools/bin/checkov" --version >/dev/null || { echo "bootstrap: checkov did not install" >&2; exit 1; }
     touch "$tstamp"
+  fi
+  # FHIR validators written by others (the HL7 JSON schema, Medplum), pinned by their
+  # package-lock.json, for the tests that validate every emitted FHIR resource.
+  validators=tests/support/fhir_validators
+  vstamp=$validators/node_modules/.installed
+  if [ ! -f "$vstamp" ] || [ "$validators/package-lock.json" -nt "$vstamp" ]; then
+    echo "installing the FHIR validators (npm) into $validators/node_modules"
+    npm ci --prefix "$validators" --no-audit --no-fund --loglevel=error
+    touch "$vstamp"
   fi
   # The pinned wheels the gateway image installs offline (git-ignored, several GB).
   PYTHON=.venv/bin/python deploy/docker/wheelhouse.sh

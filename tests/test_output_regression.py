@@ -46,7 +46,9 @@ def _check(expected: dict[str, Any], got: dict[str, Any]) -> None:
 
 
 def test_hrd_outputs_are_unchanged(samples_root: Path, engine: Engine) -> None:
-    got = golden.hrd_reports(samples_root, engine, golden.load("hrd-results.json"))
+    got = golden.fingerprints(
+        golden.hrd_reports(samples_root, engine, golden.load("hrd-results.json"))
+    )
     _check(golden.load("hrd-reports.json"), got)
 
 
@@ -54,7 +56,7 @@ def test_her2_outputs_are_unchanged(tmp_path_factory: pytest.TempPathFactory) ->
     root = tmp_path_factory.mktemp("her2-golden")
     build_her2_samples(root)
     model = load_her2(golden.REPO / "sample_data" / "her2_demo" / "her2-demo.safetensors")
-    got = golden.her2_reports(root, model, golden.load("her2-results.json"))
+    got = golden.fingerprints(golden.her2_reports(root, model, golden.load("her2-results.json")))
     _check(golden.load("her2-reports.json"), got)
 
 

@@ -26,13 +26,16 @@ import json
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pydicom
 from pydicom.dataset import Dataset
 
 from ihgamp_core.analysis import AnalysisReport, ReportOptions
 from ihgamp_core.report import Supersedes
+
+if TYPE_CHECKING:
+    from ihgamp_core.report import ReportContext
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "data" / "golden"
@@ -145,31 +148,41 @@ def _thumbnails(files: dict[str, list[Path]]) -> Iterator[dict[str, Any]]:
         }
 
 
-def _issues(analysis: Any, result: Any, files: dict[str, list[Path]]) -> list[dict[str, Any]]:
+class Issued(NamedTuple):
+    """One report as built, with the headers it was built from."""
+
+    report: AnalysisReport
+    context: ReportContext
+
+
+def _issues(analysis: Any, result: Any, files: dict[str, list[Path]]) -> list[Issued]:
     """The report of one result as first issued and as superseding :data:`PREDECESSOR`."""
     from ihgamp_core.report import ReportContext
 
     context = ReportContext.from_files(files)
     with _thumbnails(files) as thumbs:
         return [
-            report_fingerprint(
-                analysis.report(result, context, ReportOptions(thumbs, None, None, s))
-            )
+            Issued(analysis.report(result, context, ReportOptions(thumbs, None, None, s)), context)
             for s in (None, PREDECESSOR)
         ]
 
 
-def _by_case(case_id: str, issues: list[dict[str, Any]]) -> dict[str, Any]:
+def _by_case(case_id: str, issues: list[Issued]) -> dict[str, Issued]:
     return {case_id: issues[0], f"{case_id}-amended": issues[1]}
 
 
-def hrd_reports(samples_root: Path, engine: Any, results: dict[str, Any]) -> dict[str, Any]:
-    """Fingerprints of the HRD sample cases' reports, from the given engine results."""
+def fingerprints(issued: dict[str, Issued]) -> dict[str, Any]:
+    """The fingerprint of each case's report."""
+    return {case: report_fingerprint(i.report) for case, i in issued.items()}
+
+
+def hrd_reports(samples_root: Path, engine: Any, results: dict[str, Any]) -> dict[str, Issued]:
+    """The HRD sample cases' reports, from the given engine results."""
     from ihgamp_core.hrd.analysis import HrdAnalysis
     from ihgamp_core.hrd.result import result_from_dict
 
     analysis = HrdAnalysis(engine)
-    out: dict[str, Any] = {}
+    out: dict[str, Issued] = {}
     for case_id, data in sorted(results.items()):
         result = result_from_dict(data)
         files = _files(samples_root / "dicom" / case_id)
@@ -180,13 +193,13 @@ def hrd_reports(samples_root: Path, engine: Any, results: dict[str, Any]) -> dic
     return out
 
 
-def her2_reports(her2_root: Path, model: Any, results: dict[str, Any]) -> dict[str, Any]:
-    """Fingerprints of the HER2 sample cases' reports, from the given model results."""
+def her2_reports(her2_root: Path, model: Any, results: dict[str, Any]) -> dict[str, Issued]:
+    """The HER2 sample cases' reports, from the given model results."""
     from ihgamp_core.her2.analysis import Her2Analysis
     from ihgamp_core.her2.result import her2_result_from_dict
 
     analysis = Her2Analysis(model)
-    out: dict[str, Any] = {}
+    out: dict[str, Issued] = {}
     for case_id, entry in sorted(results.items()):
         files = _files(her2_root / "dicom" / case_id)
         files = {k: files[k] for k in entry["slides"]}
@@ -236,7 +249,7 @@ def _score_and_write() -> None:  # pragma: no cover - run by hand
             result = engine.score_case(slides, case_id, options)
         hrd[case_id] = result_to_dict(result)
     _write("hrd-results.json", hrd)
-    _write("hrd-reports.json", hrd_reports(SAMPLES, engine, load("hrd-results.json")))
+    _write("hrd-reports.json", fingerprints(hrd_reports(SAMPLES, engine, load("hrd-results.json"))))
 
     root = Path(tempfile.mkdtemp())
     build_her2_samples(root)
@@ -261,7 +274,7 @@ def _score_and_write() -> None:  # pragma: no cover - run by hand
             "result": her2_result_to_dict(result),
         }
     _write("her2-results.json", her2)
-    _write("her2-reports.json", her2_reports(root, model, load("her2-results.json")))
+    _write("her2-reports.json", fingerprints(her2_reports(root, model, load("her2-results.json"))))
 
 
 def main() -> None:  # pragma: no cover - run by hand
