@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -157,18 +157,7 @@ def demo(
             if o.result is None:
                 continue
             console.print(f"[bold]{o.case_id}[/]: triage: {o.triage}")
-            if o.sr_in_pacs:
-                console.print(f"  SR in the PACS: {o.sr_in_pacs}")
-            if o.observation:
-                obs = o.observation
-                value = obs.get("valueCodeableConcept", {}).get("text")
-                interp = obs["interpretation"][0]["coding"][0]["code"]
-                console.print(
-                    f"  FHIR Observation/{obs['id'][:12]}...: LOINC "
-                    f"{obs['code']['coding'][0]['code']} = {value} ({interp}), "
-                    f"security {obs['meta']['security'][0]['code']}"
-                )
-            _print_oru(o.hl7)
+            _print_arrivals(o.sr_in_pacs, o.observation, o.hl7)
         _print_other_analyses(outcomes)
         console.print(f"results in {out.resolve() / 'gateway' / 'outbox'}")
         if failed:
@@ -189,21 +178,24 @@ def _print_other_analyses(outcomes: list[DemoOutcome]) -> None:
                 f"[bold]{o.case_id}[/] {a.job_key}: {a.call}{value} (path {a.modality_path}){label}"
             )
             console.print(f"  triage: {a.triage}")
-            if a.sr_in_pacs:
-                console.print(f"  SR in the PACS: {a.sr_in_pacs}")
-            if a.observation:
-                obs = a.observation
-                value_text = obs.get("valueCodeableConcept", {}).get("text")
-                console.print(
-                    f"  FHIR Observation/{obs['id'][:12]}...: LOINC "
-                    f"{obs['code']['coding'][0]['code']} = {value_text}, "
-                    f"security {obs['meta']['security'][0]['code']}"
-                )
-            _print_oru(a.hl7)
+            _print_arrivals(a.sr_in_pacs, a.observation, a.hl7)
 
 
-def _print_oru(received: ReceivedOru | None) -> None:
-    """The HL7 v2 message as the demo laboratory system received and acknowledged it."""
+def _print_arrivals(
+    sr_in_pacs: str | None, observation: dict[str, Any] | None, received: ReceivedOru | None
+) -> None:
+    """Where one result arrived: PACS (SR), FHIR endpoint (Observation), LIS (HL7 v2)."""
+    if sr_in_pacs:
+        console.print(f"  SR in the PACS: {sr_in_pacs}")
+    if observation:
+        value = observation.get("valueCodeableConcept", {}).get("text")
+        codes = [c["code"] for i in observation.get("interpretation", []) for c in i["coding"]]
+        interpretation = f" ({codes[0]})" if codes else ""
+        console.print(
+            f"  FHIR Observation/{observation['id'][:12]}...: LOINC "
+            f"{observation['code']['coding'][0]['code']} = {value}{interpretation}, "
+            f"security {observation['meta']['security'][0]['code']}"
+        )
     if received is None:
         return
     call = next(iter(received.values.values()), "").split("^", 1)[0]
