@@ -35,7 +35,10 @@ DOCKER ?= $(shell [ -x /usr/bin/docker ] && echo /usr/bin/docker || echo docker)
 image:
 	DOCKER=$(DOCKER) deploy/docker/build-base-offline.sh
 	PYTHON=.venv/bin/python deploy/docker/wheelhouse.sh
-	DOCKER_BUILDKIT=1 $(DOCKER) build -f deploy/docker/Dockerfile -t ihgamp/gateway:$$(.venv/bin/python -c 'import ihgamp_core; print(ihgamp_core.__version__)') .
+	version=$$(.venv/bin/python -c 'import ihgamp_core; print(ihgamp_core.__version__)'); \
+	revision=$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown); \
+	DOCKER_BUILDKIT=1 $(DOCKER) build -f deploy/docker/Dockerfile \
+		--build-arg VERSION=$$version --build-arg REVISION=$$revision -t ihgamp/gateway:$$version .
 
 # The prepared GPU run (docs/benchmarks.md, "GPU run"):
 #   make gpu-wheels    here: the wheels the GPU machine lacks, into .whl/ (carried)
