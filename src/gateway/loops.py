@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-__all__ = ["PollingLoop"]
+__all__ = ["PollingLoop", "doubling"]
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +23,14 @@ logger = logging.getLogger(__name__)
 #: and never shorter than the loop's interval: an outage of the catalog or the broker is
 #: waited out without flooding the log.
 FAILED_STEP_BACKOFF_S = 1.0
+
+
+def doubling(tries: int, first_s: float, longest_s: float) -> float:
+    """The wait after ``tries`` failed tries in a row (jobs, deliveries, loops).
+
+    ``first_s`` after the first, doubled after each further one, at most ``longest_s``.
+    """
+    return min(longest_s, first_s * 2.0 ** max(0, tries - 1))
 
 
 class PollingLoop:
@@ -105,7 +113,7 @@ class PollingLoop:
         """The interval after one failure; then 1, 2, 4 ... up to 60 s (or the interval)."""
         if failures < 2:
             return self.interval_s
-        return max(self.interval_s, min(FAILED_STEP_BACKOFF_S * 2.0 ** (failures - 2), 60.0))
+        return max(self.interval_s, doubling(failures - 1, FAILED_STEP_BACKOFF_S, 60.0))
 
     def _log_failure(self, exc: Exception, failures: int, wait: float) -> None:
         """The first failure of a run with its traceback, the next ones one line each."""

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..errors import CatalogError
+from ..loops import doubling
 from .catalog import CatalogStore, utcnow
 from .leases import claim_first
 from .schema import AttemptOutcome, Delivery, DeliveryState, Study
@@ -172,7 +173,7 @@ class DeliveryStore(CatalogStore):
             if row.attempts >= row.max_attempts:
                 row.state = DeliveryState.DEAD_LETTER
                 return AttemptOutcome.DEAD_LETTER
-            delay = min(backoff_max_s, backoff_s * 2 ** max(0, row.attempts - 1))
+            delay = doubling(row.attempts, backoff_s, backoff_max_s)
             row.next_attempt_at = utcnow() + dt.timedelta(seconds=delay)
             return AttemptOutcome.RETRY
 

@@ -34,6 +34,7 @@ from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, upd
 from sqlalchemy.orm import Session, aliased
 
 from ..errors import CatalogError
+from ..loops import doubling
 from .catalog import CatalogStore, utcnow
 from .leases import claim_first
 from .lifecycle import move
@@ -420,7 +421,7 @@ class JobStore(CatalogStore):
                     s.flush()
                     self._settle(s, study, job, now)
                 return AttemptOutcome.FAILED, 0.0
-            delay = min(backoff_max_s, backoff_s * 2 ** (job.attempts - 1))
+            delay = doubling(job.attempts, backoff_s, backoff_max_s)
             job.state = JobState.QUEUED
             job.next_attempt_at = now + dt.timedelta(seconds=delay)
             if study is not None and study.state == StudyState.SCORING:

@@ -27,6 +27,7 @@ from ..catalog import ClaimedJob, JobStore, catalog_unavailable
 from ..catalog.schema import AttemptOutcome
 from ..config import WorkerSettings
 from ..errors import PermanentJobError
+from ..loops import doubling
 from ..metrics import JOB_LEASE_TAKEOVERS, JOB_QUEUE_SECONDS, JOBS, SCORING_SECONDS
 
 __all__ = ["JobOutcome", "JobProcessor", "JobRunner"]
@@ -118,7 +119,7 @@ class JobRunner:
                     held = self.jobs.renew(job.job_id, owner, self.settings.lease_s)
                 except Exception as exc:  # noqa: BLE001 - the heartbeat must outlive any error
                     failures += 1
-                    wait = min(interval, _backoff(failures))
+                    wait = min(interval, doubling(failures, *OUTAGE_BACKOFF_S))
                     _log_failed_try("lease renewal", job.job_id, exc, wait)
                     continue
                 if not held:
@@ -203,17 +204,11 @@ class JobRunner:
                 return call()
             except Exception as exc:
                 failures += 1
-                wait = _backoff(failures)
+                wait = doubling(failures, *OUTAGE_BACKOFF_S)
                 if not catalog_unavailable(exc) or time.monotonic() + wait > deadline:
                     raise
                 _log_failed_try(what, job_id, exc, wait)
                 time.sleep(wait)
-
-
-def _backoff(failures: int) -> float:
-    """The wait after ``failures`` failed tries in a row: doubling from the first, capped."""
-    first, longest = OUTAGE_BACKOFF_S
-    return min(first * 2.0 ** max(failures - 1, 0), longest)
 
 
 def _log_failed_try(what: str, job_id: int, exc: BaseException, wait: float) -> None:
