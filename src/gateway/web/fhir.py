@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -32,7 +33,7 @@ from ihgamp_core import __version__
 
 from ..catalog import Catalog
 from ..catalog.fhir_resources import FhirResourceStore, ServedType
-from ..catalog.observations import ObservationQuery, ObservationStore, SearchPage
+from ..catalog.observations import ObservationQuery, ObservationStore, SearchPage, Token
 from ..catalog.schema import AccessAction
 from .auth import Authenticator, Principal
 from .fhir_search import MAX_COUNT, Page, SearchValueError, date_bounds, page, tokens
@@ -179,7 +180,7 @@ def _params(
 
 
 def _acceptable(request: Request) -> None:
-    """Refuse (``406``) a client whose ``Accept`` header rules out JSON."""
+    """Refuse (``406``) a client whose ``Accept`` header rules out JSON (every route)."""
     header = request.headers.get("accept")
     if not header:
         return
@@ -193,11 +194,23 @@ def _one(params: dict[str, list[str]], name: str) -> str | None:
     return None if values is None else values[0]
 
 
-def _page(params: dict[str, list[str]]) -> Page:
+@contextmanager
+def _search_syntax() -> Iterator[None]:
+    """A malformed search value is a ``400`` OperationOutcome naming the parameter."""
     try:
-        return page(_one(params, "_count"), _one(params, "_offset"))
+        yield
     except SearchValueError as exc:
         raise FhirError(400, "invalid", str(exc)) from None
+
+
+def _tokens(params: dict[str, list[str]], *names: str) -> tuple[Token, ...]:
+    """Every token of the named parameters (each value's comma-separated alternatives)."""
+    return tuple(t for name in names for value in params.get(name, []) for t in tokens(name, value))
+
+
+def _page(params: dict[str, list[str]]) -> Page:
+    with _search_syntax():
+        return page(_one(params, "_count"), _one(params, "_offset"))
 
 
 def _checked_id(kind: str, resource_id: str) -> str:
@@ -262,7 +275,7 @@ def capability_statement(base: str) -> dict[str, Any]:
 
 def fhir_router(catalog: Catalog, auth: Authenticator) -> APIRouter:
     """The ``/fhir`` routes (reads need a bearer token; ``/fhir/metadata`` does not)."""
-    router = APIRouter(prefix="/fhir")
+    router = APIRouter(prefix="/fhir", dependencies=[Depends(_acceptable)])
     observations = ObservationStore(catalog)
     resources = FhirResourceStore(catalog)
     reader = Depends(auth.bearer)
@@ -323,13 +336,11 @@ def fhir_router(catalog: Catalog, auth: Authenticator) -> APIRouter:
 
     @router.get("/metadata")
     def capability(request: Request) -> FhirResponse:
-        _acceptable(request)
         _params(request, ("_format", "mode"))
         return FhirResponse(capability_statement(base_of(request)))
 
     def add_read(kind: str, load: Callable[[str], dict[str, Any] | None]) -> None:
         def read(resource_id: str, request: Request, principal: Principal = reader) -> Any:
-            _acceptable(request)
             _params(request, ("_format",))
             resource = load(_checked_id(kind, resource_id))
             if resource is None:
@@ -363,7 +374,6 @@ def fhir_router(catalog: Catalog, auth: Authenticator) -> APIRouter:
 
     @router.get("/Observation")
     def search_observation(request: Request, principal: Principal = reader) -> FhirResponse:
-        _acceptable(request)
         keys = [p.key for p in SERVED[0].search]
         # A plain subject/patient reference is accepted only to be refused with the reason.
         named = (*keys, "subject", "patient", "_include", "_revinclude", *_RESULT_PARAMS)
@@ -372,40 +382,28 @@ def fhir_router(catalog: Catalog, auth: Authenticator) -> APIRouter:
             if reference in params:
                 raise FhirError(400, "not-supported", _BY_IDENTIFIER.format(reference))
         paging = _page(params)
-        try:
+        with _search_syntax():
             query = ObservationQuery(
                 ids=tuple(i for v in params.get("_id", []) for i in v.split(",")),
-                subjects=tuple(
-                    t
-                    for key in ("subject:identifier", "patient:identifier")
-                    for v in params.get(key, [])
-                    for t in tokens(key, v)
-                ),
-                codes=tuple(t for v in params.get("code", []) for t in tokens("code", v)),
-                identifiers=tuple(
-                    t for v in params.get("identifier", []) for t in tokens("identifier", v)
-                ),
+                subjects=_tokens(params, "subject:identifier", "patient:identifier"),
+                codes=_tokens(params, "code"),
+                identifiers=_tokens(params, "identifier"),
                 effective=tuple(date_bounds("date", v) for v in params.get("date", [])),
                 last_updated=tuple(
                     date_bounds("_lastUpdated", v) for v in params.get("_lastUpdated", [])
                 ),
             )
-        except SearchValueError as exc:
-            raise FhirError(400, "invalid", str(exc)) from None
         found = observations.search(query, paging.offset, paging.count)
         return searchset(request, principal, "Observation", found, paging, included(found, params))
 
     @router.get("/Device")
     def search_device(request: Request, principal: Principal = reader) -> FhirResponse:
-        _acceptable(request)
         params = _params(request, ("identifier", *_RESULT_PARAMS))
         paging = _page(params)
         if "identifier" not in params:
             raise FhirError(400, "required", "search Device by identifier=system|value")
-        try:
-            wanted = tokens("identifier", params["identifier"][0])
-        except SearchValueError as exc:
-            raise FhirError(400, "invalid", str(exc)) from None
+        with _search_syntax():
+            wanted = _tokens(params, "identifier")
         if any(t.system is None or t.value is None for t in wanted):
             raise FhirError(400, "invalid", "identifier: give system|value")
         keys = [f"{t.system}|{t.value}" for t in wanted]
@@ -414,7 +412,6 @@ def fhir_router(catalog: Catalog, auth: Authenticator) -> APIRouter:
 
     @router.get("/Provenance")
     def search_provenance(request: Request, principal: Principal = reader) -> FhirResponse:
-        _acceptable(request)
         params = _params(request, ("target", *_RESULT_PARAMS))
         paging = _page(params)
         target = _one(params, "target")

@@ -176,6 +176,11 @@ def test_identifier_id_and_last_updated(fhir: str) -> None:
 def test_xml_is_not_acceptable_and_unknown_parameters_are_refused(fhir: str) -> None:
     assert "application/fhir+json" in _refused(fhir, 406, {"Accept": "application/fhir+xml"})
     _refused(fhir, 406, _format="xml")
+    for path in ("metadata", "Observation/obs-1"):  # every route, not only searches
+        response = httpx.get(
+            f"{fhir}/{path}", headers={**bearer(READER), "Accept": "application/fhir+xml"}
+        )
+        assert response.status_code == 406 and response.json()["resourceType"] == "OperationOutcome"
     ok = httpx.get(
         f"{fhir}/Observation",
         headers={**bearer(READER), "Accept": "application/fhir+xml;q=0.9, */*;q=0.1"},
