@@ -73,7 +73,7 @@ class FhirResourceStore(CatalogStore):
         """One resource by type and id."""
         with self.catalog.session() as s:
             row = s.get(FhirResource, (str(kind), resource_id))
-            return None if row is None else cast(dict[str, Any], json.loads(row.resource))
+            return None if row is None else _resource(row)
 
     def get_many(self, kind: ServedType, resource_ids: Sequence[str]) -> list[dict[str, Any]]:
         """The resources of one type and the given ids that exist (any order)."""
@@ -85,7 +85,7 @@ class FhirResourceStore(CatalogStore):
                     FhirResource.resource_type == str(kind), FhirResource.id.in_(resource_ids)
                 )
             )
-            return [cast(dict[str, Any], json.loads(r.resource)) for r in rows]
+            return [_resource(r) for r in rows]
 
     def search(
         self, kind: ServedType, search_keys: Sequence[str], offset: int = 0, limit: int = 100
@@ -104,4 +104,5 @@ class FhirResourceStore(CatalogStore):
 
 
 def _resource(row: FhirResource) -> dict[str, Any]:
+    """The stored resource."""
     return cast(dict[str, Any], json.loads(row.resource))

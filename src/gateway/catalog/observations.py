@@ -229,16 +229,6 @@ class ObservationStore(CatalogStore):
         with self.catalog.session() as s:
             return page_of(s, query.statement(), order, offset, limit, _served)
 
-    def by_ids(self, observation_ids: Sequence[str]) -> list[dict[str, Any]]:
-        """The Observations of the given ids that exist (any order)."""
-        if not observation_ids:
-            return []
-        with self.catalog.session() as s:
-            rows = s.scalars(
-                select(StoredObservation).where(StoredObservation.id.in_(observation_ids))
-            )
-            return [_served(r) for r in rows]
-
 
 def page_of(
     s: Session,

@@ -242,8 +242,8 @@ class ReportWriter:
                 context,
                 observation_id,
             )
-        hl7 = self._write_hl7v2(study_uid, folder, report, context, supersedes is not None)
-        names += [name.rsplit("/", 1)[-1] for name in hl7.values()]
+        hl7 = self._write_hl7v2(study_uid, at, report, context, supersedes is not None)
+        names += hl7.values()
         for note in report.notes:
             logger.warning(
                 "report incomplete", extra={"study_uid": study_uid, "job": job_key, "reason": note}
@@ -258,17 +258,11 @@ class ReportWriter:
         }
         if supersedes is not None:
             document["supersedes"] = _supersedes_dict(supersedes)
-        by_payload = {
-            Payload.DICOM: [at(f) for f in dicom_files],
-            Payload.FHIR_BUNDLE: [at("fhir-bundle.json")] if report.bundle is not None else [],
-        }
-        self._queue_deliveries(
-            study_uid,
-            report.key,
-            lambda kind, name: (
-                [hl7[name]] if name in hl7 else [] if kind is Payload.HL7V2 else by_payload[kind]
-            ),
-        )
+        by_payload = {Payload.DICOM: [at(f) for f in dicom_files]}
+        if report.bundle is not None:
+            by_payload[Payload.FHIR_BUNDLE] = [at("fhir-bundle.json")]
+        by_destination = {name: [at(f)] for name, f in hl7.items()}
+        self._queue_deliveries(study_uid, report.key, by_payload, by_destination)
         path = self.outbox.write_file(
             study_uid,
             at("result.json"),
@@ -366,14 +360,14 @@ class ReportWriter:
     def _write_hl7v2(
         self,
         study_uid: str,
-        folder: str,
+        at: Callable[[str], str],
         report: AnalysisReport,
         context: ReportContext,
         corrected: bool,
     ) -> dict[str, str]:
-        """One ``ORU^R01`` per HL7 v2 destination; returns its file by destination name.
+        """One ``ORU^R01`` per HL7 v2 destination; returns its file name by destination.
 
-        None for a study without a Patient ID (PID-3 is required): the note says so.
+        A study without a Patient ID gets none (PID-3 is required): the log says so.
         """
         nodes = self.settings.dispatch.hl7v2
         if not nodes:
@@ -387,22 +381,31 @@ class ReportWriter:
         now = dt.datetime.now(dt.UTC)
         files = {}
         for node in nodes:
-            name = f"{folder}/oru-r01-{_slug(node.name)}.hl7"
+            name = f"oru-r01-{_slug(node.name)}.hl7"
             with _building():
                 message = build_oru_r01(report, context, node, corrected, now)
-            self.outbox.write_file(study_uid, name, message)
+            self.outbox.write_file(study_uid, at(name), message)
             files[node.name] = name
         return files
 
     def _queue_deliveries(
-        self, study_uid: str, key: str, files_for: Callable[[Payload, str], list[str]]
+        self,
+        study_uid: str,
+        key: str,
+        by_payload: Mapping[Payload, list[str]],
+        by_destination: Mapping[str, list[str]],
     ) -> None:
-        """One delivery per destination that takes something of this result."""
+        """One delivery per destination that takes something of this result.
+
+        A destination gets the files built for it (``by_destination``: an ``ORU^R01``),
+        else its kind's payload; none when there is neither (no Bundle, no ``ORU^R01``
+        for a study without a Patient ID).
+        """
         d = self.settings.dispatch
         targets = []
         for kind, node in d.nodes():
-            files = files_for(KINDS[kind].payload, node.name)
-            if files:  # e.g. no Bundle nor ORU^R01 for a study without a Patient ID
+            files = by_destination.get(node.name) or by_payload.get(KINDS[kind].payload)
+            if files:
                 targets.append((node.name, kind, files))
         for name, kind, files in targets:
             self.deliveries.create(study_uid, key, name, kind, files, d.max_attempts)
