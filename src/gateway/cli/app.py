@@ -10,9 +10,12 @@ hrd ...``, ``ihgamp her2 ...``) are the Typer apps its package declares under th
 
 from __future__ import annotations
 
+import functools
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from types import MappingProxyType
 
 import typer
 from typer import _click as click  # Typer's own copy of click: its groups' types
@@ -99,9 +102,13 @@ COMMANDS = (
 )
 
 
-def analysis_commands() -> dict[str, str]:
-    """The analyses' command groups: name -> ``module:typer_app`` (entry points)."""
-    return {ep.name: ep.value for ep in entry_points(group=ANALYSIS_COMMANDS)}
+_DECLARED = {c.name: c for c in COMMANDS}
+
+
+@functools.cache
+def analysis_commands() -> Mapping[str, str]:
+    """The analyses' command groups: name -> ``module:typer_app`` (entry points, read once)."""
+    return MappingProxyType({ep.name: ep.value for ep in entry_points(group=ANALYSIS_COMMANDS)})
 
 
 def load(name: str, target: str) -> click.Command:
@@ -129,9 +136,8 @@ class LazyGroup(TyperGroup):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         """The command to run (imported now), or its name and help while help is shown."""
-        declared = {c.name: c for c in COMMANDS}
-        if cmd_name in declared:
-            command = declared[cmd_name]
+        command = _DECLARED.get(cmd_name)
+        if command is not None:
             if self._listing:
                 return TyperCommand(cmd_name, help=command.help)
             return load(cmd_name, command.target)
